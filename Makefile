@@ -1,0 +1,57 @@
+# ecgml — every target creates .venv and installs what it needs on a fresh machine.
+SHELL := /bin/bash
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast lint format ui sweep bench clean lock
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP)  ## create .venv and install ecgml (CPU torch first, then the locked stack)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
+	$(BIN)/pip install -q --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+train: install  ## train + evaluate the default disorder (hypokalemia) on the synthetic cohort
+	$(BIN)/python -m ecgml.train $(ARGS)
+
+test: install  ## the whole test suite (slow end-to-end tests included)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: install  ## the suite without the slow end-to-end tests
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install  ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install  ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
+	@mkdir -p mlruns/artifacts
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
+		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
+		--default-artifact-root $(CURDIR)/mlruns/artifacts \
+		--host 127.0.0.1 --port 5000 --workers 1
+
+sweep: install  ## a 20-trial pruned Optuna sweep (hypokalemia) on the synthetic cohort
+	$(BIN)/python -m ecgml.train -m hparams_search=hypokalemia $(ARGS)
+
+bench: install  ## training/inference throughput benchmark (figures for the README)
+	$(BIN)/python experiments/bench_train.py
+
+lock:  ## refresh requirements.lock from the current .venv
+	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
+
+clean:  ## remove caches and build leftovers (keeps .venv and mlruns)
+	rm -rf .cache .pytest_cache .ruff_cache build dist *.egg-info outputs multirun

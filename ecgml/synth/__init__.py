@@ -1,0 +1,1 @@
+"""The synthetic cohort: physiologically grounded patients, beats and paper-ECG images."""

@@ -1,0 +1,265 @@
+"""Patient-level stratified bootstrap, vectorized.
+
+A :class:`BootstrapPlan` says, for each of ``n_resamples`` resamples, how often each patient is
+drawn. Patients are drawn with replacement *within their label stratum* (a patient's stratum is
+its label), and a drawn patient brings all of its beats: beats of one patient are correlated, so
+resampling beats would understate the uncertainty. The plan depends only on the patients and
+their labels, never on predictions, so two models evaluated on the same patients meet the same
+resamples (paired comparisons). Pass beat ids as ``patient_ids`` for a beat-level bootstrap.
+
+Every statistic is computed for all resamples at once from the plan's count matrix: confusion
+counts are ``counts @ per-patient counts``; AUROC uses one global sort of the scores and
+cumulative weighted sums per resample (the Mann–Whitney statistic with ties counted 1/2).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ecgml.errors import EcgmlError
+from ecgml.evaluation._checks import as_ids, as_labels, as_probabilities, check_same_length
+
+log = logging.getLogger(__name__)
+
+#: Resamples are processed in chunks so that a chunk's beat-weight matrix stays this small.
+_MAX_CHUNK_ELEMENTS = 4_000_000
+
+
+@dataclass(frozen=True)
+class BootstrapPlan:
+    """A seeded, reusable set of patient-level resamples.
+
+    ``counts[r, p]`` is how many times patient ``patient_ids[p]`` is drawn in resample ``r``;
+    ``strata[p]`` is that patient's label.
+    """
+
+    patient_ids: np.ndarray
+    strata: np.ndarray
+    counts: np.ndarray
+    seed: int
+
+    @property
+    def n_resamples(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def n_patients(self) -> int:
+        return int(self.patient_ids.size)
+
+    def columns(self, patient_ids: npt.ArrayLike) -> np.ndarray:
+        """Each beat's column in :attr:`counts`; an error if a patient is not in the plan."""
+        ids = as_ids(patient_ids)
+        cols = np.searchsorted(self.patient_ids, ids)
+        cols = np.minimum(cols, max(self.n_patients - 1, 0))
+        unknown = self.patient_ids[cols] != ids if self.n_patients else np.ones(ids.size, bool)
+        if unknown.any():
+            raise EcgmlError(
+                f"patient {ids[unknown][0]!r} is not in the bootstrap plan: build the plan "
+                "from the same patients as the predictions"
+            )
+        return cols
+
+
+def patient_labels(
+    patient_ids: npt.ArrayLike, y_true: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sorted unique patient ids, each patient's label, each beat's patient index).
+
+    A patient whose beats carry both labels is an error: its stratum would be undefined.
+    """
+    ids = as_ids(patient_ids)
+    labels = as_labels(y_true)
+    check_same_length(patient_ids=ids, y_true=labels)
+    unique, codes = np.unique(ids, return_inverse=True)
+    n_beats = np.bincount(codes, minlength=unique.size)
+    n_pos = np.bincount(codes, weights=labels, minlength=unique.size)
+    mixed = (n_pos > 0) & (n_pos < n_beats)
+    if mixed.any():
+        raise EcgmlError(
+            f"patient {unique[mixed][0]!r} has beats labelled both 0 and 1 "
+            f"({int(mixed.sum())} such patients): a patient has one label; fix the manifest"
+        )
+    return unique, (n_pos > 0).astype(np.int8), codes
+
+
+def patient_bootstrap_indices(
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    n_resamples: int = 2000,
+    seed: int = 0,
+) -> BootstrapPlan:
+    """A seeded plan of ``n_resamples`` patient-level resamples, stratified by label.
+
+    In each resample, each stratum of ``n`` patients is replaced by ``n`` patients drawn from it
+    with replacement, so every resample keeps both classes when the data has both.
+    """
+    if int(n_resamples) < 1:
+        raise EcgmlError(f"n_bootstrap={n_resamples} must be >= 1 (the study uses 2000)")
+    n_resamples = int(n_resamples)
+    unique, strata, _ = patient_labels(patient_ids, y_true)
+    rng = np.random.default_rng(seed)
+    counts = np.zeros((n_resamples, unique.size), dtype=np.int32)
+    for label in (0, 1):
+        members = np.flatnonzero(strata == label)
+        if members.size == 0:
+            continue
+        draws = rng.integers(0, members.size, size=(n_resamples, members.size))
+        flat = draws + (np.arange(n_resamples) * members.size)[:, None]
+        stratum_counts = np.bincount(flat.ravel(), minlength=n_resamples * members.size)
+        counts[:, members] = stratum_counts.reshape(n_resamples, members.size)
+    return BootstrapPlan(patient_ids=unique, strata=strata, counts=counts, seed=int(seed))
+
+
+def _chunks(n_resamples: int, n_beats: int) -> list[slice]:
+    size = max(1, _MAX_CHUNK_ELEMENTS // max(n_beats, 1))
+    return [slice(start, start + size) for start in range(0, n_resamples, size)]
+
+
+def bootstrap_confusion(
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_pred: npt.ArrayLike,
+) -> dict[str, np.ndarray]:
+    """Confusion counts ``tp, fp, tn, fn`` of every resample (arrays of length n_resamples)."""
+    truth = as_labels(y_true)
+    pred = as_labels(y_pred, "y_pred")
+    check_same_length(patient_ids=patient_ids, y_true=truth, y_pred=pred)
+    cols = plan.columns(patient_ids)
+    cells = {
+        "tp": (truth == 1) & (pred == 1),
+        "fp": (truth == 0) & (pred == 1),
+        "tn": (truth == 0) & (pred == 0),
+        "fn": (truth == 1) & (pred == 0),
+    }
+    per_patient = np.stack(
+        [np.bincount(cols, weights=cell, minlength=plan.n_patients) for cell in cells.values()],
+        axis=1,
+    )
+    totals = plan.counts @ per_patient.astype(np.int64)
+    return {name: totals[:, i] for i, name in enumerate(cells)}
+
+
+def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """F1 = 2TP / (2TP + FP + FN); NaN where the denominator is zero."""
+    tp, fp, fn = (np.asarray(a, dtype=float) for a in (tp, fp, fn))
+    denominator = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, 2 * tp / denominator, np.nan)
+
+
+def mcc_from_counts(tp: np.ndarray, fp: np.ndarray, tn: np.ndarray, fn: np.ndarray) -> np.ndarray:
+    """Matthews correlation coefficient; NaN where a margin is zero (0/0, undefined)."""
+    tp, fp, tn, fn = (np.asarray(a, dtype=float) for a in (tp, fp, tn, fn))
+    denominator = np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denominator > 0, (tp * tn - fp * fn) / denominator, np.nan)
+
+
+@dataclass(frozen=True)
+class _SortedScores:
+    """Beats sorted by descending score, with the boundaries of groups of tied scores."""
+
+    cols: np.ndarray
+    positive: np.ndarray
+    group_starts: np.ndarray
+
+
+def _sort_scores(cols: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> _SortedScores:
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores = scores[order]
+    new_group = np.r_[True, sorted_scores[1:] != sorted_scores[:-1]]
+    return _SortedScores(
+        cols=cols[order], positive=truth[order] == 1, group_starts=np.flatnonzero(new_group)
+    )
+
+
+def _group_weights(counts: np.ndarray, s: _SortedScores) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted positives and negatives per tie group (descending score) for each resample."""
+    weights = counts[:, s.cols].astype(np.int64)
+    pos = np.add.reduceat(np.where(s.positive, weights, 0), s.group_starts, axis=1)
+    neg = np.add.reduceat(np.where(s.positive, 0, weights), s.group_starts, axis=1)
+    return pos, neg
+
+
+def _auroc_from_group_weights(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Mann–Whitney AUROC: P(score_pos > score_neg) + P(tie) / 2, per resample."""
+    pos_above = np.cumsum(pos, axis=1) - pos
+    twice_wins = np.sum(neg * (2 * pos_above + pos), axis=1, dtype=np.float64)
+    pairs = pos.sum(axis=1, dtype=np.float64) * neg.sum(axis=1, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(pairs > 0, twice_wins / (2 * pairs), np.nan)
+
+
+def _prepare(
+    plan: BootstrapPlan, patient_ids: npt.ArrayLike, y_true: npt.ArrayLike, y_prob: npt.ArrayLike
+) -> _SortedScores:
+    truth = as_labels(y_true)
+    scores = as_probabilities(y_prob)
+    check_same_length(patient_ids=patient_ids, y_true=truth, y_prob=scores)
+    return _sort_scores(plan.columns(patient_ids), truth, scores)
+
+
+def bootstrap_auroc(
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+) -> np.ndarray:
+    """AUROC of every resample (NaN where a resample lacks a class)."""
+    s = _prepare(plan, patient_ids, y_true, y_prob)
+    out = np.empty(plan.n_resamples)
+    for chunk in _chunks(plan.n_resamples, s.cols.size):
+        out[chunk] = _auroc_from_group_weights(*_group_weights(plan.counts[chunk], s))
+    return out
+
+
+def bootstrap_roc_band(
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    fpr_grid: npt.ArrayLike | None = None,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fpr grid, pointwise lower TPR, pointwise upper TPR): a percentile band of the ROC curve
+    over the resamples, for drawing around the observed curve."""
+    grid = np.linspace(0.0, 1.0, 101) if fpr_grid is None else np.asarray(fpr_grid, float)
+    s = _prepare(plan, patient_ids, y_true, y_prob)
+    tprs = np.full((plan.n_resamples, grid.size), np.nan)
+    for chunk in _chunks(plan.n_resamples, s.cols.size):
+        pos, neg = _group_weights(plan.counts[chunk], s)
+        n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
+        tpr = np.c_[np.zeros(len(pos)), np.cumsum(pos, axis=1)]
+        fpr = np.c_[np.zeros(len(neg)), np.cumsum(neg, axis=1)]
+        for i, row in enumerate(range(plan.n_resamples)[chunk]):
+            if n_pos[i] > 0 and n_neg[i] > 0:
+                tprs[row] = np.interp(grid, fpr[i] / n_neg[i], tpr[i] / n_pos[i])
+    valid = np.isfinite(tprs).all(axis=1)
+    if not valid.any():
+        log.warning("ROC band: every resample lacks a class; band is NaN")
+        nan = np.full(grid.size, np.nan)
+        return grid, nan, nan
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(tprs[valid], [tail, 1.0 - tail], axis=0)
+    return grid, low, high
+
+
+def bootstrap_metrics(
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    y_pred: npt.ArrayLike,
+) -> dict[str, np.ndarray]:
+    """Resample distributions of ``auroc``, ``f1`` and ``mcc`` (each of length n_resamples)."""
+    c = bootstrap_confusion(plan, patient_ids, y_true, y_pred)
+    return {
+        "auroc": bootstrap_auroc(plan, patient_ids, y_true, y_prob),
+        "f1": f1_from_counts(c["tp"], c["fp"], c["fn"]),
+        "mcc": mcc_from_counts(c["tp"], c["fp"], c["tn"], c["fn"]),
+    }

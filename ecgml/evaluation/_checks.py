@@ -20,7 +20,7 @@ def as_labels(y_true: npt.ArrayLike, name: str = "y_true") -> np.ndarray:
     bad = ~np.isin(values, (0, 1))
     if bad.any():
         raise EcgmlError(
-            f"{name} must hold only 0/1 labels; found {values[bad][0]!r} "
+            f"{name} must hold only 0/1 labels; found {values[bad][0].item()!r} "
             f"({int(bad.sum())} bad values): map groups to 0 (normal) / 1 (disorder)"
         )
     return values.astype(np.int8)
@@ -37,7 +37,7 @@ def as_probabilities(y_prob: npt.ArrayLike, name: str = "y_prob") -> np.ndarray:
     bad = ~np.isfinite(values) | (values < 0.0) | (values > 1.0)
     if bad.any():
         raise EcgmlError(
-            f"{name} must be finite probabilities in [0, 1]; found {values[bad][0]!r} "
+            f"{name} must be finite probabilities in [0, 1]; found {values[bad][0].item()!r} "
             f"({int(bad.sum())} bad values): pass sigmoid outputs, not logits"
         )
     return values

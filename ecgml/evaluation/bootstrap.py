@@ -58,7 +58,7 @@ class BootstrapPlan:
         unknown = self.patient_ids[cols] != ids if self.n_patients else np.ones(ids.size, bool)
         if unknown.any():
             raise EcgmlError(
-                f"patient {ids[unknown][0]!r} is not in the bootstrap plan: build the plan "
+                f"patient {str(ids[unknown][0])!r} is not in the bootstrap plan: build the plan "
                 "from the same patients as the predictions"
             )
         return cols
@@ -80,7 +80,7 @@ def patient_labels(
     mixed = (n_pos > 0) & (n_pos < n_beats)
     if mixed.any():
         raise EcgmlError(
-            f"patient {unique[mixed][0]!r} has beats labelled both 0 and 1 "
+            f"patient {str(unique[mixed][0])!r} has beats labelled both 0 and 1 "
             f"({int(mixed.sum())} such patients): a patient has one label; fix the manifest"
         )
     return unique, (n_pos > 0).astype(np.int8), codes

@@ -36,7 +36,9 @@ def wilson_interval(successes: int, total: int, level: float = 0.95) -> tuple[fl
     if total == 0:
         return NAN_INTERVAL
     low, high = proportion_confint(successes, total, alpha=1.0 - level, method="wilson")
-    return float(low), float(high)
+    # statsmodels can land a rounding error (~1e-18) on the wrong side of 0/n or n/n
+    estimate = successes / total
+    return min(float(low), estimate), max(float(high), estimate)
 
 
 def percentile_interval(

@@ -50,9 +50,8 @@ def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     df = predictions.copy()
     bad_split = ~df["split"].isin(SPLITS)
     if bad_split.any():
-        raise EcgmlError(
-            f"predictions: split={df['split'][bad_split].iloc[0]!r} is not one of {list(SPLITS)}"
-        )
+        bad = str(df["split"][bad_split].iloc[0])
+        raise EcgmlError(f"predictions: split={bad!r} is not one of {list(SPLITS)}")
     if df["patient_id"].isna().any():
         raise EcgmlError("predictions: patient_id has missing values; every beat needs one")
     df["y_true"] = as_labels(df["y_true"].to_numpy(), "predictions y_true")
@@ -74,7 +73,7 @@ def patient_level(df: pd.DataFrame) -> pd.DataFrame:
         if (spread[key] > 1).any():
             patient = spread.index[spread[key] > 1][0]
             raise EcgmlError(
-                f"patient {patient!r} has beats with different {key} values: "
+                f"patient {str(patient)!r} has beats with different {key} values: "
                 f"a patient has one {key}; fix the manifest or the split"
             )
     out = grouped[keys].first()

@@ -9,6 +9,7 @@ to do about it.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -116,7 +117,8 @@ def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
     duplicated = manifest["beat_id"][manifest["beat_id"].duplicated()]
     if not duplicated.empty:
         raise EcgmlError(
-            f"{path}: beat_id {duplicated.iloc[0]!r} appears more than once: beat ids must be unique"
+            f"{path}: beat_id {duplicated.iloc[0]!r} appears more than once: "
+            "beat ids must be unique"
         )
     if "r_index" in manifest.columns:
         r_index = pd.to_numeric(manifest["r_index"], errors="coerce")
@@ -219,7 +221,7 @@ def load_beat_store(
 def _read_packed(path: Path) -> list[np.ndarray]:
     with np.load(path) as packed:
         flat, offsets = packed["flat"], packed["offsets"]
-    return [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return [flat[a:b] for a, b in itertools.pairwise(offsets)]
 
 
 def _write_packed(path: Path, beats: Sequence[np.ndarray]) -> None:

@@ -1,8 +1,12 @@
 """Shared plumbing for the ``python -m ecgml.<name>`` entry points.
 
-Each entry point is a thin ``@hydra.main`` around a plain function. :func:`entry_point`
-wraps that function so that an :class:`~ecgml.errors.EcgmlError` becomes a one-line message on
+Each entry point is a thin Hydra main around a plain function that tests call directly.
+:func:`hydra_entry` builds it: user errors (:class:`~ecgml.errors.EcgmlError`) become one line on
 stderr and exit code 2 (the Contracts), with the traceback only when ``debug=true``.
+
+``debug`` is also the name of the config group of debug overlays (``debug=fdr``,
+``debug=overfit``), and Hydra refuses a boolean for a group, so the command-line flag
+``debug=true|false`` is translated to the config key ``traceback`` before Hydra parses it.
 """
 
 from __future__ import annotations
@@ -10,25 +14,38 @@ from __future__ import annotations
 import functools
 import logging
 import sys
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import hydra
 from omegaconf import DictConfig
 
+from ecgml import CONF_DIR
 from ecgml.errors import EcgmlError
 
-F = TypeVar("F", bound=Callable[..., Any])
-
 HYDRA_VERSION_BASE = "1.3"
+_DEBUG_FLAGS = {"true": "true", "false": "false", "1": "true", "0": "false"}
+log = logging.getLogger("ecgml")
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Translate ``debug=true|false`` into ``traceback=…`` (see the module docstring)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "debug" and value.lower() in _DEBUG_FLAGS:
+            out.append(f"++traceback={_DEBUG_FLAGS[value.lower()]}")
+        else:
+            out.append(arg)
+    return out
 
 
 def debug_enabled(cfg: DictConfig) -> bool:
     """True when the config asks for full tracebacks (``debug=true`` or a debug overlay)."""
-    value = cfg.get("debug", False)
-    return bool(value) if isinstance(value, bool | int | str) or value is None else True
+    return bool(cfg.get("traceback", False))
 
 
-def entry_point(func: F) -> F:
+def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
     """Turn user errors into one line on stderr and exit code 2."""
 
     @functools.wraps(func)
@@ -38,8 +55,26 @@ def entry_point(func: F) -> F:
         except EcgmlError as err:
             if debug_enabled(cfg):
                 raise
-            logging.getLogger("ecgml").debug("user error", exc_info=True)
+            log.debug("user error", exc_info=True)
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(err.exit_code)
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
+
+
+def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator: make ``func(cfg)`` a ``python -m`` entry point over ``conf/<config_name>``."""
+
+    def decorate(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        hydra_main = hydra.main(
+            config_path=str(CONF_DIR), config_name=config_name, version_base=HYDRA_VERSION_BASE
+        )(entry_point(func))
+
+        @functools.wraps(func)
+        def main() -> Any:
+            sys.argv = normalize_argv(sys.argv)
+            return hydra_main()
+
+        return main
+
+    return decorate

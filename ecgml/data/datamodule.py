@@ -1,0 +1,188 @@
+"""From a beat store to Lightning: labelled, padded, patient-split beats."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
+from ecgml.data.labels import LabelSummary, binary_labels
+from ecgml.data.padding import pad_to_length
+from ecgml.data.splits import fold_table, holdout_split, kfold_split, patient_table
+from ecgml.errors import EcgmlError
+
+log = logging.getLogger(__name__)
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class BeatTable:
+    """Padded beats ``x`` (n, length) with one ``meta`` row each (patient_id, y, split, …)."""
+
+    x: np.ndarray
+    meta: pd.DataFrame
+    fs: float
+    r_index: int | None
+    digest: str
+    summary: LabelSummary
+    splits: pd.DataFrame  # patient_id, y, split (+ fold)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.x.shape[1])
+
+    def subset(self, split: str) -> tuple[np.ndarray, pd.DataFrame]:
+        mask = (self.meta["split"] == split).to_numpy()
+        return self.x[mask], self.meta.loc[mask].reset_index(drop=True)
+
+
+class BeatDataset(Dataset):
+    """``(beat[1, length], label)`` pairs as float tensors."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
+        self.y = torch.from_numpy(np.asarray(y, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.x[index], self.y[index]
+
+
+def resolve_store_path(data_cfg: Any) -> Path:
+    """The beat store folder of ``data=synthetic`` (built/cached) or ``data=beats``."""
+    if data_cfg.source == "synthetic":
+        from ecgml.synth import ensure_cohort
+
+        return ensure_cohort(data_cfg.cohort, Path(data_cfg.cache_dir)) / "beats"
+    if data_cfg.source == "beats":
+        if not data_cfg.get("path"):
+            raise EcgmlError("data=beats needs data.path=/folder/with/manifest.csv")
+        return Path(str(data_cfg.path)).expanduser().resolve()
+    raise EcgmlError(f"data.source={data_cfg.source!r} is unknown: use 'synthetic' or 'beats'")
+
+
+def assign_splits(beats: pd.DataFrame, split_cfg: Any) -> pd.DataFrame:
+    """Patient table (patient_id, y, split[, fold]) for the configured split."""
+    labels = patient_table(beats)
+    if split_cfg.name == "holdout":
+        split = holdout_split(
+            labels, split_cfg.train, split_cfg.val, split_cfg.test, split_cfg.seed
+        )
+        table = pd.DataFrame({"y": labels, "split": split})
+    elif split_cfg.name == "group_kfold":
+        split = kfold_split(
+            beats, split_cfg.n_splits, split_cfg.fold, split_cfg.val_fraction, split_cfg.seed
+        )
+        fold = fold_table(beats, split_cfg.n_splits, split_cfg.seed)
+        table = pd.DataFrame({"y": labels, "split": split, "fold": fold})
+    else:
+        raise EcgmlError(f"split.name={split_cfg.name!r} is unknown: use holdout or group_kfold")
+    return table.rename_axis("patient_id").reset_index()
+
+
+def build_beat_table(
+    store: BeatStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any
+) -> BeatTable:
+    """Labels, patient-level split and padding for one binary disorder task."""
+    meta, summary = binary_labels(
+        store.meta, disorder_cfg.positive, disorder_cfg.negative, source=str(store.root)
+    )
+    splits = assign_splits(meta, split_cfg)
+    meta = meta.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
+    beats = [store.beats[i] for i in _row_positions(store.meta, meta)]
+    r_indices = _r_indices(meta, data_cfg.align)
+    x, r_target = pad_to_length(beats, r_indices, data_cfg.get("beat_length"))
+    log.info(
+        "%d beats from %d patients (%d %s, %d %s), %d conflicting patient(s) excluded, "
+        "beat length %d",
+        summary.n_beats,
+        summary.n_patients,
+        summary.n_positive_patients,
+        disorder_cfg.positive,
+        summary.n_negative_patients,
+        disorder_cfg.negative,
+        summary.n_conflicting_patients,
+        x.shape[1],
+    )
+    return BeatTable(x, meta, store.info.fs, r_target, store.digest, summary, splits)
+
+
+def _row_positions(store_meta: pd.DataFrame, selected: pd.DataFrame) -> np.ndarray:
+    position = pd.Series(np.arange(len(store_meta)), index=store_meta["beat_id"])
+    return position.loc[selected["beat_id"]].to_numpy()
+
+
+def _r_indices(meta: pd.DataFrame, align: str) -> list[int] | None:
+    if align == "start":
+        return None
+    if align != "r_peak":
+        raise EcgmlError(f"data.align={align!r} is unknown: use r_peak or start")
+    if "r_index" not in meta.columns or meta["r_index"].isna().any():
+        log.info("beat store has no complete r_index column: beats aligned at their start")
+        return None
+    return meta["r_index"].astype(int).tolist()
+
+
+class BeatDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a :class:`BeatTable` (built once, outside the trainer)."""
+
+    def __init__(self, table: BeatTable, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+        super().__init__()
+        self.table = table
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    @property
+    def pos_weight(self) -> float:
+        """n_negative / n_positive beats of the training split (for a balanced loss)."""
+        y = self.table.meta.loc[self.table.meta["split"] == "train", "y"]
+        return float((y == 0).sum() / max((y == 1).sum(), 1))
+
+    def dataset(self, split: str) -> BeatDataset:
+        x, meta = self.table.subset(split)
+        return BeatDataset(x, meta["y"].to_numpy())
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            generator=generator if shuffle else None,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def prediction_frame(self, split: str) -> pd.DataFrame:
+        """The rows ``predictions.csv`` starts from for ``split`` (provenance included)."""
+        _, meta = self.table.subset(split)
+        columns = ["patient_id", "beat_id", "split", "y", "group"]
+        columns += [c for c in PROVENANCE_COLUMNS if c in meta.columns]
+        return meta[columns].rename(columns={"y": "y_true"})
+
+
+def load_table(cfg: Any) -> BeatTable:
+    """Resolve the configured data source and build the labelled, split, padded table."""
+    path = resolve_store_path(cfg.data)
+    store = load_beat_store(path, default_fs=cfg.data.fs, cache_dir=cfg.data.cache_dir)
+    return build_beat_table(store, cfg.disorder, cfg.split, cfg.data)

@@ -1,0 +1,5 @@
+"""Built-in backbones; importing this package registers them."""
+
+from ecgml.models.backbones import cnn1d
+
+__all__ = ["cnn1d"]

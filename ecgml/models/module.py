@@ -1,0 +1,85 @@
+"""One LightningModule for every backbone: logits + BCE, AdamW, torchmetrics per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as L
+import torch
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import BinaryAUROC
+
+OptimizerFactory = Callable[..., torch.optim.Optimizer]
+
+
+class BeatClassifier(L.LightningModule):
+    """Binary beat classifier around a registered backbone.
+
+    Logs ``train/loss``, ``train/auroc``, ``val/loss``, ``val/auroc`` and the running best
+    ``val/auroc_best`` (the sweep objective) once per epoch.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: OptimizerFactory,
+        scheduler: Callable[..., Any] | None = None,
+        pos_weight: float | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        weight = torch.tensor([pos_weight]) if pos_weight else None
+        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
+        self.train_auroc = BinaryAUROC()
+        self.val_auroc = BinaryAUROC()
+        self.val_auroc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of shape ``(batch,)``."""
+        return self.backbone(x).squeeze(-1)
+
+    def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        logits = self(x)
+        return self.loss_fn(logits, y), logits
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        loss, logits = self._step(batch)
+        self.train_auroc.update(logits.detach(), batch[1].long())
+        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
+        self.log("train/auroc", self.train_auroc, on_step=False, on_epoch=True)
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self.val_auroc.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+        loss, logits = self._step(batch)
+        self.val_auroc.update(logits, batch[1].long())
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
+
+    def on_validation_epoch_end(self) -> None:
+        auroc = self.val_auroc.compute()
+        if self.trainer.sanity_checking:
+            return
+        self.val_auroc_best.update(auroc)
+        self.log("val/auroc", auroc, prog_bar=True)
+        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+        return torch.sigmoid(self(batch[0]))
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer=optimizer)
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/auroc"},
+        }

@@ -1,0 +1,142 @@
+"""MLflow plumbing: where the store is, run names, tags, and the logger for one run.
+
+The Contracts: a sqlite store ``<repo>/mlruns/mlflow.db`` with artifacts under
+``<repo>/mlruns/artifacts/`` unless ``MLFLOW_TRACKING_URI`` is set (a sqlite URI keeps its
+artifacts in an ``artifacts/`` folder beside the database). One run per job, logged through the
+logger's client (never the fluent API, which would open a second run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from ecgml import PROJECT_ROOT
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where runs go: the tracking URI and (for local stores) the artifact root folder."""
+
+    tracking_uri: str
+    artifact_root: Path | None
+
+    @property
+    def lock_file(self) -> Path | None:
+        return self.artifact_root.parent / ".experiments.lock" if self.artifact_root else None
+
+
+def resolve_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) -> Store:
+    """``MLFLOW_TRACKING_URI`` > ``logger.tracking_uri`` > ``sqlite:///<root>/mlruns/mlflow.db``."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or configured_uri
+    if not uri:
+        uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+    if uri.startswith("sqlite:///"):
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        return Store(uri, database.parent / "artifacts")
+    if uri.startswith("file:") or "://" not in uri:
+        raise ValueError(
+            f"MLflow tracking URI {uri!r} is a plain-folder store, which MLflow 3 rejects: "
+            "use sqlite:///…/mlflow.db or an http(s) tracking server"
+        )
+    return Store(uri, None)
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    return cfg.logger.get("experiment_name") or f"ecgml-{cfg.disorder.name}"
+
+
+def run_name(cfg: DictConfig) -> str:
+    if cfg.logger.get("run_name"):
+        return str(cfg.logger.run_name)
+    name = f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    if cfg.split.name == "group_kfold":
+        name += f"-fold{cfg.split.fold}"
+    return name
+
+
+def ensure_experiment(store: Store, name: str) -> str:
+    """Get or create the experiment (under a file lock: parallel jobs share one sqlite store)."""
+    client = MlflowClient(store.tracking_uri)
+    lock = FileLock(str(store.lock_file)) if store.lock_file else None
+    if lock:
+        lock.acquire(timeout=120)
+    try:
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = (store.artifact_root / name).as_uri() if store.artifact_root else None
+        return client.create_experiment(name, artifact_location=location)
+    finally:
+        if lock:
+            lock.release()
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Commit and dirty flag of the checkout (``unknown`` outside git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    return {
+        "git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "mlflow.source.git.commit": commit,
+    }
+
+
+def config_digest(cfg: DictConfig) -> str:
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:12]
+
+
+def make_logger(
+    cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
+) -> MLFlowLogger:
+    """An MLFlowLogger for one run in the configured store and experiment."""
+    store = resolve_store(cfg.logger.get("tracking_uri"))
+    name = experiment_name(cfg)
+    ensure_experiment(store, name)
+    all_tags: dict[str, Any] = {**git_state(), **(tags or {})}
+    all_tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return MLFlowLogger(
+        experiment_name=name,
+        run_name=run_name(cfg),
+        tracking_uri=store.tracking_uri,
+        tags=all_tags,
+        log_model=False,
+    )
+
+
+def flatten_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as flat ``a.b.c`` params (MLflow params hold ≤ 6000 chars)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = str(node)[:6000]
+
+    walk("", container)
+    return flat

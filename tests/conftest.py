@@ -1,0 +1,48 @@
+"""Shared fixtures: configs composed once per test, one toy beat store per session."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import DictConfig, open_dict
+
+from ecgml import CONF_DIR
+from tests.fakes import write_toy_store
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def toy_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """60 patients, a clear hyperkalemia effect: any working model learns it."""
+    return write_toy_store(tmp_path_factory.mktemp("toy") / "store", n_positive=24, n_negative=36)
+
+
+@pytest.fixture()
+def compose_cfg(tmp_path: Path) -> Iterator:
+    """Compose ``conf/<name>.yaml`` with overrides, writing only under ``tmp_path``."""
+
+    def _compose(*overrides: str, name: str = "train") -> DictConfig:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose(config_name=name, overrides=list(overrides))
+        with open_dict(cfg):
+            cfg.paths.cache_dir = str(tmp_path / "cache")
+            cfg.paths.mlruns_dir = str(tmp_path / "mlruns")
+            cfg.paths.output_dir = str(tmp_path / "out")
+        return cfg
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture()
+def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri

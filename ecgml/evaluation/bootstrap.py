@@ -181,8 +181,11 @@ def _sort_scores(cols: np.ndarray, truth: np.ndarray, scores: np.ndarray) -> _So
 def _group_weights(counts: np.ndarray, s: _SortedScores) -> tuple[np.ndarray, np.ndarray]:
     """Weighted positives and negatives per tie group (descending score) for each resample."""
     weights = counts[:, s.cols].astype(np.int64)
-    pos = np.add.reduceat(np.where(s.positive, weights, 0), s.group_starts, axis=1)
-    neg = np.add.reduceat(np.where(s.positive, 0, weights), s.group_starts, axis=1)
+    pos = weights * s.positive
+    neg = weights - pos
+    if s.group_starts.size < s.cols.size:  # tied scores: sum each tie group
+        pos = np.add.reduceat(pos, s.group_starts, axis=1)
+        neg = np.add.reduceat(neg, s.group_starts, axis=1)
     return pos, neg
 
 

@@ -1,0 +1,189 @@
+"""Validation of the generator config: every problem is one actionable EcgmlError line."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ecgml import DISORDERS, GROUPS
+from ecgml.errors import EcgmlError
+from ecgml.synth.physiology import KNOWN_SIGNS
+from ecgml.synth.render import DISTORTION_KEYS, GRID_COLORS, LAYOUTS
+
+REQUIRED_KEYS = (
+    "seed",
+    "scale",
+    "severity",
+    "groups",
+    "beats_per_patient",
+    "fs",
+    "duration_s",
+    "pre_r_ms",
+    "post_r_ms",
+    "images",
+    "twelve_lead",
+    "centers",
+    "devices",
+    "powerline_hz",
+    "baseline",
+    "beat",
+    "noise",
+    "effects",
+    "render",
+)
+#: Baseline ranges whose values must be strictly positive.
+POSITIVE_BASELINE = ("heart_rate_bpm", "pr_ms", "p_ms", "qrs_ms", "qtc_ms", "t_sigma_ms")
+
+
+def _fail(key: str, problem: str, fix: str) -> EcgmlError:
+    return EcgmlError(f"cohort.{key}: {problem}: {fix}")
+
+
+def _number(cfg: Mapping[str, Any], key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(key, f"{value!r} is not a number", "give a number")
+    return float(value)
+
+
+def _range(key: str, value: Any, low: float | None = None, high: float | None = None) -> None:
+    """A [low, high] pair of numbers, optionally inside (low, high) bounds."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        raise _fail(key, f"{value!r} is not a [low, high] pair", "give two numbers")
+    a, b = (_number({}, key, v) for v in value)
+    if a > b:
+        raise _fail(key, f"low {a} exceeds high {b}", "swap them")
+    if low is not None and a <= low:
+        raise _fail(key, f"{a} is impossible (must be > {low})", "raise it")
+    if high is not None and b > high:
+        raise _fail(key, f"{b} is impossible (must be ≤ {high})", "lower it")
+
+
+def _probability(key: str, value: Any) -> None:
+    p = _number({}, key, value)
+    if not 0.0 <= p <= 1.0:
+        raise _fail(key, f"probability {p} is outside 0–1", "use a value in [0, 1]")
+
+
+def validate_cohort_config(cfg: Mapping[str, Any]) -> None:
+    """Raise an EcgmlError naming the first bad knob; return None when the config is usable."""
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise EcgmlError(
+            f"cohort config lacks {', '.join(missing)}: start from conf/cohort/default.yaml"
+        )
+    _validate_counts(cfg)
+    _validate_recording(cfg)
+    _validate_baseline(cfg)
+    _validate_effects(cfg)
+    _validate_render(cfg["render"])
+
+
+def _validate_counts(cfg: Mapping[str, Any]) -> None:
+    groups = cfg["groups"]
+    if not isinstance(groups, Mapping) or not groups:
+        raise _fail("groups", "must map group names to patient counts", "e.g. {normal: 230}")
+    for group, count in groups.items():
+        if group not in GROUPS:
+            raise _fail(f"groups.{group}", "unknown group", f"use one of {', '.join(GROUPS)}")
+        if isinstance(count, bool) or not isinstance(count, int):
+            raise _fail(f"groups.{group}", f"count {count!r} is not a whole number", "fix it")
+        if count < 0:
+            raise _fail(f"groups.{group}", f"negative patient count {count}", "use 0 or more")
+    if sum(int(c) for c in groups.values()) == 0:
+        raise _fail("groups", "all patient counts are 0", "give at least one group patients")
+    scale = _number(cfg, "scale", cfg["scale"])
+    if scale <= 0:
+        raise _fail("scale", f"{scale} must be > 0", "e.g. scale=1 (Table 1) or scale=5")
+    severity = _number(cfg, "severity", cfg["severity"])
+    if not 0 <= severity <= 10:
+        raise _fail("severity", f"{severity} is outside 0–10", "1 = literature-sized effects")
+    _range("beats_per_patient", cfg["beats_per_patient"], low=0)
+    if isinstance(cfg["seed"], bool) or not isinstance(cfg["seed"], int) or cfg["seed"] < 0:
+        raise _fail("seed", f"{cfg['seed']!r} is not a non-negative whole number", "fix it")
+
+
+def _validate_recording(cfg: Mapping[str, Any]) -> None:
+    fs = _number(cfg, "fs", cfg["fs"])
+    if fs < 100:
+        raise _fail("fs", f"{fs} Hz is too low for an ECG", "use ≥ 100 (default 500)")
+    pre = _number(cfg, "pre_r_ms", cfg["pre_r_ms"])
+    post = _number(cfg, "post_r_ms", cfg["post_r_ms"])
+    if pre <= 0 or post <= 0:
+        raise _fail("pre_r_ms/post_r_ms", "window lengths must be > 0 ms", "default 250/650")
+    duration = _number(cfg, "duration_s", cfg["duration_s"])
+    if duration < (pre + post) / 1000.0 + 2.0:
+        raise _fail("duration_s", f"{duration} s is too short for beats", "use ≥ 5 (default 10)")
+    centers = cfg["centers"]
+    if isinstance(centers, bool) or not isinstance(centers, int) or centers < 1:
+        raise _fail("centers", f"{centers!r} must be a whole number ≥ 1", "default 17")
+    devices = cfg["devices"]
+    if not isinstance(devices, Mapping) or not devices:
+        raise _fail("devices", "must map device names to {gain, lowpass_hz, share}", "fix it")
+    for name, dev in devices.items():
+        for key in ("gain", "lowpass_hz", "share"):
+            if key not in dev or _number(cfg, f"devices.{name}.{key}", dev[key]) < 0:
+                raise _fail(f"devices.{name}.{key}", "missing or negative", "give a number ≥ 0")
+        if float(dev["gain"]) == 0 or float(dev["lowpass_hz"]) == 0:
+            raise _fail(f"devices.{name}", "gain and lowpass_hz must be > 0", "fix them")
+    if sum(float(d["share"]) for d in devices.values()) <= 0:
+        raise _fail("devices", "all device shares are 0", "give one device a share > 0")
+    if _number(cfg, "powerline_hz", cfg["powerline_hz"]) <= 0:
+        raise _fail("powerline_hz", "must be > 0", "50 or 60")
+
+
+def _validate_baseline(cfg: Mapping[str, Any]) -> None:
+    for section in ("baseline", "beat", "noise"):
+        for key, value in cfg[section].items():
+            if isinstance(value, list | tuple):
+                positive = section == "baseline" and key in POSITIVE_BASELINE
+                _range(f"{section}.{key}", value, low=0 if positive else None)
+    rates = cfg["baseline"]["heart_rate_bpm"]
+    if float(rates[1]) > 250:
+        raise _fail("baseline.heart_rate_bpm", f"{rates[1]} bpm is impossible", "use ≤ 250")
+
+
+def _validate_effects(cfg: Mapping[str, Any]) -> None:
+    effects = cfg["effects"]
+    for group, count in cfg["groups"].items():
+        if group in DISORDERS and int(count) > 0 and group not in effects:
+            raise _fail(f"effects.{group}", "missing", "copy it from conf/cohort/default.yaml")
+    for group, spec in effects.items():
+        if group not in DISORDERS:
+            raise _fail(f"effects.{group}", "unknown disorder", f"use {', '.join(DISORDERS)}")
+        for sign, sign_spec in spec.items():
+            key = f"effects.{group}.{sign}"
+            if sign == "silent":
+                _probability(key, sign_spec)
+                continue
+            if sign not in KNOWN_SIGNS:
+                raise _fail(key, "unknown sign", f"use one of {', '.join(KNOWN_SIGNS)}")
+            _probability(f"{key}.p", sign_spec.get("p"))
+            for name, value in sign_spec.items():
+                if name != "p":
+                    _range(f"{key}.{name}", value, low=-1e-12)
+
+
+def _validate_render(render: Mapping[str, Any]) -> None:
+    _range("render.dpi", render["dpi"], low=29, high=1200)
+    for key, known in (("layouts", LAYOUTS), ("grid_colors", tuple(GRID_COLORS))):
+        weights = render[key]
+        bad = [k for k in weights if k not in known]
+        if bad:
+            raise _fail(f"render.{key}.{bad[0]}", "unknown", f"use {', '.join(known)}")
+        if any(_number({}, f"render.{key}", w) < 0 for w in weights.values()) or not sum(
+            float(w) for w in weights.values()
+        ):
+            raise _fail(f"render.{key}", "weights must be ≥ 0, not all 0", "fix them")
+    for name, spec in render["distortions"].items():
+        if name not in DISTORTION_KEYS:
+            raise _fail(
+                f"render.distortions.{name}", "unknown", f"use {', '.join(DISTORTION_KEYS)}"
+            )
+        _probability(f"render.distortions.{name}.p", spec.get("p"))
+        _range(f"render.distortions.{name}.range", spec.get("range"))
+    low_res = render["distortions"].get("low_res_scale")
+    if low_res and not 0.05 <= float(low_res["range"][0]) <= float(low_res["range"][1]) <= 1:
+        raise _fail("render.distortions.low_res_scale.range", "must lie in 0.05–1", "fix it")
+    jpeg = render["distortions"].get("jpeg_quality")
+    if jpeg and not 1 <= float(jpeg["range"][0]) <= float(jpeg["range"][1]) <= 100:
+        raise _fail("render.distortions.jpeg_quality.range", "must lie in 1–100", "fix it")

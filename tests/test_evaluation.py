@@ -261,13 +261,13 @@ def test_one_class_only_gives_nan_with_a_reason(caplog: pytest.LogCaptureFixture
     assert "test: auroc is undefined (NaN): one class only" in caplog.text
 
 
-def test_no_positive_predictions_give_nan_npv_free_precision(caplog) -> None:
+def test_no_positive_predictions_give_nan_precision_and_mcc(caplog) -> None:
     ids, y, prob = make_beats(n_patients=12, beats_per_patient=2)
     with caplog.at_level(logging.WARNING):
         m = compute_metrics(y, prob, ids, threshold=1.0 + 1e-9, n_bootstrap=30)
     assert nan_metrics(m) == {"precision", "mcc"}
     assert m["f1"] == 0.0 and m["sensitivity"] == 0.0 and m["specificity"] == 1.0
-    assert "no beat predicted positive" in caplog.text
+    assert "precision is undefined (NaN): nothing predicted positive" in caplog.text
 
 
 def test_empty_predictions_give_nan_not_a_crash() -> None:

@@ -238,3 +238,10 @@ def test_figures_alone_and_on_shared_axes(predictions, tmp_path: Path) -> None:
     ):
         assert "one class only" in fig.axes[0].texts[0].get_text()
     assert plt.get_fignums() == []
+
+
+def test_evaluate_keeps_the_callers_columns(predictions) -> None:
+    numeric_ids = predictions.assign(patient_id=predictions.patient_id.str[1:].astype(int))
+    _, out = evaluate_predictions(numeric_ids, rule="fixed", n_bootstrap=0)
+    pd.testing.assert_frame_equal(out.drop(columns="y_pred"), numeric_ids)
+    assert set(out.y_pred) == {0, 1}

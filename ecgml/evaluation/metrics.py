@@ -47,10 +47,10 @@ def proportion_counts(c: dict[str, int]) -> dict[str, tuple[int, int, str]]:
     tp, fp, tn, fn = c["tp"], c["fp"], c["tn"], c["fn"]
     return {
         "accuracy": (tp + tn, tp + fp + tn + fn, "no beats"),
-        "sensitivity": (tp, tp + fn, "no positive (disorder) beats"),
-        "specificity": (tn, tn + fp, "no negative (normal) beats"),
-        "precision": (tp, tp + fp, "no beat predicted positive"),
-        "npv": (tn, tn + fn, "no beat predicted negative"),
+        "sensitivity": (tp, tp + fn, "no positives (disorder) among the true labels"),
+        "specificity": (tn, tn + fp, "no negatives (normal) among the true labels"),
+        "precision": (tp, tp + fp, "nothing predicted positive"),
+        "npv": (tn, tn + fn, "nothing predicted negative"),
     }
 
 
@@ -75,7 +75,7 @@ def point_metrics(
     if 2 * c["tp"] + c["fp"] + c["fn"]:
         out["f1"] = float(f1_score(y_true, y_pred, labels=[0, 1], pos_label=1))
     else:
-        out["f1"] = _undefined(context, "f1", "no positive beats and none predicted positive")
+        out["f1"] = _undefined(context, "f1", "no positives and nothing predicted positive")
     predicted_pos, predicted_neg = c["tp"] + c["fp"], c["tn"] + c["fn"]
     if n_pos and n_neg and predicted_pos and predicted_neg:
         out["mcc"] = float(matthews_corrcoef(y_true, y_pred))

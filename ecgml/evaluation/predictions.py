@@ -40,7 +40,8 @@ def metric_keys() -> list[str]:
 
 
 def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
-    """A validated copy: required columns present, 0/1 labels, probabilities in [0, 1]."""
+    """A validated copy: required columns present, 0/1 labels (int8), probabilities in [0, 1]
+    (float64), patient ids as strings."""
     missing = [c for c in REQUIRED_COLUMNS if c not in predictions.columns]
     if missing:
         raise EcgmlError(
@@ -128,8 +129,9 @@ def evaluate_predictions(
 
     The threshold is chosen on the ``val`` rows (``rule``: fixed / youden / sensitivity) and
     applied to every row as ``y_pred``. Returns (the Contracts' MLflow metrics — exactly
-    :func:`metric_keys` —, the predictions with ``y_pred``). With ``out_dir``, writes
-    ``figures/{roc,pr,confusion,calibration}.png``, ``results.md`` and ``results.csv`` there.
+    :func:`metric_keys` —, a copy of ``predictions`` with ``y_pred`` added or replaced). With
+    ``out_dir``, writes ``figures/{roc,pr,confusion,calibration}.png``, ``results.md`` and
+    ``results.csv`` there.
     """
     df = check_predictions(predictions)
     val, test = df[df["split"] == "val"], df[df["split"] == "test"]
@@ -172,7 +174,9 @@ def evaluate_predictions(
         write_evaluation_outputs(
             Path(out_dir), test, results, threshold, rule, plan, n_bootstrap, seed, level, title
         )
-    return metrics, df
+    with_pred = predictions.copy()
+    with_pred["y_pred"] = df["y_pred"].to_numpy()
+    return metrics, with_pred
 
 
 def write_evaluation_outputs(

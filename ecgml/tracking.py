@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml import PROJECT_ROOT
+from ecgml.sweep.context import parent_run
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def resolve_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) 
 
 
 def experiment_name(cfg: DictConfig) -> str:
-    return cfg.logger.get("experiment_name") or f"ecgml-{cfg.disorder.name}"
+    """``logger.experiment_name``, else the enclosing sweep's experiment, else ecgml-<disorder>."""
+    _, sweep_experiment = parent_run()
+    return cfg.logger.get("experiment_name") or sweep_experiment or f"ecgml-{cfg.disorder.name}"
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -115,6 +118,7 @@ def make_logger(
     ensure_experiment(store, name)
     all_tags: dict[str, Any] = {**git_state(), **(tags or {})}
     all_tags.update({str(k): str(v) for k, v in (cfg.logger.get("tags") or {}).items()})
+    parent_run_id = parent_run_id or parent_run()[0]
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
     return MLFlowLogger(

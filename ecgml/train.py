@@ -26,6 +26,7 @@ from ecgml.data.datamodule import BeatDataModule, BeatTable, load_table
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import evaluate_predictions
 from ecgml.models import BeatClassifier, build_backbone
+from ecgml.sweep.context import trial_callbacks
 from ecgml.tracking import flatten_config, make_logger, resolve_store
 
 log = logging.getLogger("ecgml.train")
@@ -73,6 +74,7 @@ def build_trainer(cfg: DictConfig, logger: MLFlowLogger, checkpoint_dir: Path) -
         ModelCheckpoint(dirpath=checkpoint_dir, filename="best", monitor=monitor, mode="max"),
         EarlyStopping(monitor=monitor, mode="max", patience=cfg.training.early_stopping_patience),
     ]
+    callbacks += trial_callbacks(cfg)
     return hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
 
 
@@ -156,6 +158,30 @@ def evaluate_and_log(
     return metrics, predictions
 
 
+def explain_and_log(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    model: BeatClassifier,
+    table: BeatTable,
+    predictions: pd.DataFrame,
+    out: Path,
+) -> dict[str, float]:
+    """Saliency on the test beats (``explain.enabled``), logged under ``explain/``."""
+    if not cfg.explain.get("enabled", False):
+        return {}
+    from ecgml.explain import explain_model
+
+    beats, meta = table.subset("test")
+    test_predictions = predictions.set_index("beat_id").loc[meta["beat_id"]].reset_index()
+    metrics = explain_model(
+        model, beats, test_predictions, table.fs, table.r_index, cfg.explain, out / "explain"
+    )
+    finite = {k: float(v) for k, v in metrics.items() if v is not None and np.isfinite(v)}
+    logger.log_metrics(finite)
+    logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), artifact_path="explain")
+    return metrics
+
+
 def train(cfg: DictConfig) -> RunResult:
     """Train, pick the best checkpoint on validation AUROC, evaluate, log everything."""
     L.seed_everything(cfg.seed, workers=True)
@@ -183,6 +209,7 @@ def train(cfg: DictConfig) -> RunResult:
         )
         metrics, predictions = evaluate_and_log(cfg, logger, predictions, out)
         log_run_files(logger, cfg, out, table, predictions, checkpoint)
+        metrics.update(explain_and_log(cfg, logger, model, table, predictions, out))
         logger.experiment.set_terminated(logger.run_id, "FINISHED")
     except BaseException:
         logger.experiment.set_terminated(logger.run_id, "FAILED")

@@ -1,0 +1,1 @@
+"""Sweeps: multirun parents in MLflow and Optuna trials reaching the training loop."""

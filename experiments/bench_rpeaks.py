@@ -65,14 +65,18 @@ def main() -> None:
     tolerance = int(round(args.tolerance_ms * fs / 1000))
     tp, fp, fn, errors = match_peaks(reference, detected, tolerance)
     minutes = len(signal) / fs / 60
-    print(f"record {record.record_name}, channel {record.sig_name[channel]}, fs {fs:g} Hz, "
-          f"{minutes:.1f} min, {reference.size} reference beats\n")
+    print(
+        f"record {record.record_name}, channel {record.sig_name[channel]}, fs {fs:g} Hz, "
+        f"{minutes:.1f} min, {reference.size} reference beats\n"
+    )
     print("| detector | Se | +P | F1 | mean abs err (ms) | ms per min of signal |")
     print("|---|---|---|---|---|---|")
     se, ppv = tp / (tp + fn), tp / max(tp + fp, 1)
     mae = 1000 * errors.mean() / fs if errors.size else float("nan")
-    print(f"| NeuroKit2 (ecgml.beats.detect_rpeaks) | {se:.4f} | {ppv:.4f} | "
-          f"{f1_score(tp, fp, fn):.4f} | {mae:.1f} | {1000 * seconds / minutes:.1f} |")
+    print(
+        f"| NeuroKit2 (ecgml.beats.detect_rpeaks) | {se:.4f} | {ppv:.4f} | "
+        f"{f1_score(tp, fp, fn):.4f} | {mae:.1f} | {1000 * seconds / minutes:.1f} |"
+    )
     print(f"\nTP {tp}, FP {fp}, FN {fn} at ±{args.tolerance_ms:g} ms")
 
 

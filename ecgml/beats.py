@@ -34,7 +34,7 @@ REASON_EDGE = "window runs past the signal's edge"
 
 def window_samples(fs: float, pre_r_ms: float, post_r_ms: float) -> tuple[int, int]:
     """Samples before and after the R-peak for a window of the given milliseconds."""
-    return int(round(pre_r_ms * fs / 1000.0)), int(round(post_r_ms * fs / 1000.0))
+    return round(pre_r_ms * fs / 1000.0), round(post_r_ms * fs / 1000.0)
 
 
 def extract_windows(
@@ -137,7 +137,8 @@ def extract_beats(
     windows, kept_r = extract_windows(signal, r_all, fs, pre_r_ms, post_r_ms)
     in_bounds = np.isin(r_all, kept_r)
     reasons: list[tuple[int, int, str]] = [
-        (int(i), int(r), REASON_EDGE) for i, r in zip(index_all[~in_bounds], r_all[~in_bounds])
+        (int(i), int(r), REASON_EDGE)
+        for i, r in zip(index_all[~in_bounds], r_all[~in_bounds], strict=True)
     ]
     beat_index = index_all[in_bounds]
     median = np.median(windows, axis=0) if len(windows) else np.zeros(windows.shape[1])

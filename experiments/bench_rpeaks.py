@@ -56,13 +56,17 @@ def main() -> None:
     channel = record.sig_name.index(args.channel) if args.channel in record.sig_name else 0
     signal, fs = record.p_signal[:, channel], float(record.fs)
     reference = np.array(
-        [s for s, sym in zip(annotation.sample, annotation.symbol) if sym in BEAT_SYMBOLS]
+        [
+            s
+            for s, sym in zip(annotation.sample, annotation.symbol, strict=True)
+            if sym in BEAT_SYMBOLS
+        ]
     )
     detect_rpeaks(signal[: int(10 * fs)], fs)  # warm-up: imports and numba/JIT caches
     start = time.perf_counter()
     detected = detect_rpeaks(signal, fs)
     seconds = time.perf_counter() - start
-    tolerance = int(round(args.tolerance_ms * fs / 1000))
+    tolerance = round(args.tolerance_ms * fs / 1000)
     tp, fp, fn, errors = match_peaks(reference, detected, tolerance)
     minutes = len(signal) / fs / 60
     print(

@@ -45,7 +45,8 @@ def list_images(input_dir: Path) -> list[Path]:
     images = sorted(p for p in input_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise EcgmlError(
-            f"input_dir {input_dir} holds no {'/'.join(IMAGE_SUFFIXES)} files: point it at the images"
+            f"input_dir {input_dir} holds no {'/'.join(IMAGE_SUFFIXES)} files: point it at "
+            "the images"
         )
     return images
 

@@ -51,7 +51,7 @@ def remove_background(image: np.ndarray, px_per_mm: float | None = None) -> np.n
     lighting and shadows are divided out (adaptive threshold).
     """
     value = ink_channel(image)
-    size = max(7, int(round(1.5 * px_per_mm)) if px_per_mm else 15) | 1
+    size = max(7, round(1.5 * px_per_mm) if px_per_mm else 15) | 1
     paper = cv2.dilate(value, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
     paper = cv2.blur(paper, (size, size))
     level = cv2.convertScaleAbs(paper, alpha=INK_RATIO)

@@ -16,31 +16,10 @@ import numpy as np
 import wfdb
 
 from ecgml.beats import detect_rpeaks
+from ecgml.digitize.evaluate import match_peaks
 
 #: Annotation symbols that mark a beat (WFDB's beat codes; '+' rhythm changes etc. are not).
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
-
-
-def match_peaks(
-    reference: np.ndarray, detected: np.ndarray, tolerance: int
-) -> tuple[int, int, int, np.ndarray]:
-    """Greedy one-to-one matching in time order: ``(tp, fp, fn, |errors| of matches)``."""
-    reference, detected = np.sort(reference), np.sort(detected)
-    used = np.zeros(detected.size, dtype=bool)
-    errors = []
-    for ref in reference:
-        lo, hi = np.searchsorted(detected, [ref - tolerance, ref + tolerance + 1])
-        candidates = [k for k in range(lo, hi) if not used[k]]
-        if candidates:
-            best = min(candidates, key=lambda k: abs(int(detected[k]) - int(ref)))
-            used[best] = True
-            errors.append(abs(int(detected[best]) - int(ref)))
-    tp = len(errors)
-    return tp, int(detected.size - tp), int(reference.size - tp), np.asarray(errors)
-
-
-def f1_score(tp: int, fp: int, fn: int) -> float:
-    return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
 
 
 def main() -> None:
@@ -79,7 +58,7 @@ def main() -> None:
     mae = 1000 * errors.mean() / fs if errors.size else float("nan")
     print(
         f"| NeuroKit2 (ecgml.beats.detect_rpeaks) | {se:.4f} | {ppv:.4f} | "
-        f"{f1_score(tp, fp, fn):.4f} | {mae:.1f} | {1000 * seconds / minutes:.1f} |"
+        f"{2 * tp / (2 * tp + fp + fn):.4f} | {mae:.1f} | {1000 * seconds / minutes:.1f} |"
     )
     print(f"\nTP {tp}, FP {fp}, FN {fn} at ±{args.tolerance_ms:g} ms")
 

@@ -19,8 +19,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 @pytest.fixture(scope="session")
 def toy_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """60 patients, a clear hyperkalemia effect: any working model learns it."""
-    return write_toy_store(tmp_path_factory.mktemp("toy") / "store", n_positive=24, n_negative=36)
+    """100 patients, a clear hyperkalemia effect: any working model learns it."""
+    return write_toy_store(tmp_path_factory.mktemp("toy") / "store", n_positive=40, n_negative=60)
 
 
 @pytest.fixture()

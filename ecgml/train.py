@@ -21,12 +21,14 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml.beatstore import BeatStore
 from ecgml.cli import hydra_entry
+from ecgml.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.data.datamodule import BeatDataModule, BeatTable, load_table
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import evaluate_predictions
 from ecgml.models import BeatClassifier, build_backbone
-from ecgml.sweep.context import trial_callbacks
+from ecgml.sweep.context import objective_value, trial_callbacks
 from ecgml.tracking import flatten_config, make_logger, resolve_store
 
 log = logging.getLogger("ecgml.train")
@@ -182,14 +184,25 @@ def explain_and_log(
     return metrics
 
 
-def train(cfg: DictConfig) -> RunResult:
-    """Train, pick the best checkpoint on validation AUROC, evaluate, log everything."""
+def train(
+    cfg: DictConfig, parent_run_id: str | None = None, store: BeatStore | None = None
+) -> RunResult:
+    """Train, pick the best checkpoint on validation AUROC, evaluate, log everything.
+
+    ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a beat
+    store already loaded (folds of one cross-validation).
+    """
+    if cfg.model.get("kind") == "sklearn":
+        from ecgml.models.features_lr import train_features_lr
+
+        return train_features_lr(cfg)
     L.seed_everything(cfg.seed, workers=True)
-    table = load_table(cfg)
+    table = load_table(cfg, store)
     datamodule = BeatDataModule(table, cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
     pos_weight = loss_pos_weight(cfg.training.pos_weight, datamodule.pos_weight)
     model = build_model(cfg, table.seq_len, pos_weight or 0.0)
-    logger = make_logger(cfg, tags={"dataset.digest": table.digest, "disorder": cfg.disorder.name})
+    tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
+    logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
     logger.log_hyperparams(flatten_config(cfg))
     out = run_dir(cfg)
     try:
@@ -217,7 +230,7 @@ def train(cfg: DictConfig) -> RunResult:
     return RunResult(logger.run_id, logger.experiment_id, metrics, predictions, checkpoint)
 
 
-def format_summary(cfg: DictConfig, result: RunResult, seconds: float) -> str:
+def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds: float) -> str:
     m = result.metrics
 
     def ci(key: str, pct: bool) -> str:
@@ -244,6 +257,15 @@ def format_summary(cfg: DictConfig, result: RunResult, seconds: float) -> str:
             f"{int(m.get('test/n_patients', 0))} patients, "
             f"threshold {m.get('test/threshold', np.nan):.3f} "
             f"({cfg.evaluation.threshold_rule} on validation)",
+            *(
+                [
+                    f"  {int(m['cv/n_folds'])} folds, pooled out-of-fold test predictions; "
+                    f"fold AUROC {m.get('cv/auroc_mean', np.nan):.3f} "
+                    f"± {m.get('cv/auroc_sd', np.nan):.3f} (mean ± SD)"
+                ]
+                if "cv/n_folds" in m
+                else []
+            ),
             f"  test AUROC     {ci('test/auroc', pct=False)}",
             f"  test accuracy  {ci('test/accuracy', pct=True)}",
             f"  experiment: ecgml-{cfg.disorder.name}"
@@ -258,9 +280,9 @@ def format_summary(cfg: DictConfig, result: RunResult, seconds: float) -> str:
 @hydra_entry("train")
 def main(cfg: DictConfig) -> float:
     start = time.perf_counter()
-    result = train(cfg)
+    result = cross_validate(cfg) if runs_all_folds(cfg) else train(cfg)
     print(format_summary(cfg, result, time.perf_counter() - start), flush=True)
-    return float(result.metrics.get("test/auroc", np.nan))
+    return objective_value(cfg, result.metrics)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,157 @@
+"""A Hydra callback that gives every multirun/sweep one MLflow parent run.
+
+On multirun start it opens the parent in the experiment the jobs will use (``logger.
+experiment_name``, else ``ecgml-<first job's disorder>``) and publishes it through environment
+variables (:mod:`ecgml.sweep.context`), so each job's run becomes a child in that experiment. On
+multirun end it records the children's states and closes it; if the process dies first, an
+``atexit`` hook marks it FAILED (KILLED on Ctrl-C). A resumed Optuna study (same storage and
+study name) re-opens its parent instead of starting a new one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from ecgml.sweep.context import EXPERIMENT_ENV, PARENT_RUN_ENV
+from ecgml.tracking import ensure_experiment, git_state, resolve_store
+
+log = logging.getLogger("ecgml.sweep")
+STUDY_KEY_TAG = "ecgml.study_key"
+
+
+def first_job_choice(config: DictConfig, group: str) -> str | None:
+    """The value the first job gets for ``group`` when the command line sweeps it."""
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    for override in overrides:
+        if override.key_or_group == group and override.is_discrete_sweep():
+            return str(next(iter(override.sweep_string_iterator())))
+    return None
+
+
+def sweep_experiment(config: DictConfig) -> str:
+    if config.logger.get("experiment_name"):
+        return str(config.logger.experiment_name)
+    disorder = first_job_choice(config, "disorder") or config.disorder.name
+    return f"ecgml-{disorder}"
+
+
+def study_key(config: DictConfig) -> str | None:
+    """Identity of a persistent Optuna study (storage + name), to re-open its parent on resume."""
+    sweeper = config.hydra.sweeper
+    if not (sweeper.get("storage") and sweeper.get("study_name")):
+        return None
+    from ecgml.sweep.optuna_sweeper import storage_url
+
+    identity = f"{storage_url(str(sweeper.storage))}#{sweeper.study_name}"
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def parent_run_name(config: DictConfig) -> str:
+    sweeper = config.hydra.sweeper
+    if sweeper.get("study_name"):
+        return f"sweep-{sweeper.study_name}"
+    return f"{config.task_name}-multirun-{Path(str(config.hydra.sweep.dir)).name}"
+
+
+def sweep_description(config: DictConfig) -> dict[str, Any]:
+    sweeper = OmegaConf.to_container(config.hydra.sweeper, resolve=True)
+    return {
+        "command_line_overrides": list(config.hydra.overrides.task),
+        "sweeper": sweeper,
+        "launcher": str(config.hydra.launcher.get("_target_")),
+        "optimized_metric": config.get("optimized_metric"),
+        "sweep_dir": str(config.hydra.sweep.dir),
+    }
+
+
+class MlflowSweepParent(Callback):
+    """``hydra.callbacks.mlflow_sweep_parent`` in ``conf/hydra/default.yaml``."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.client: MlflowClient | None = None
+        self.run_id: str | None = None
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if not self.enabled or os.environ.get(PARENT_RUN_ENV):
+            return  # a nested multirun stays under the outer parent
+        store = resolve_store(config.logger.get("tracking_uri"))
+        experiment = sweep_experiment(config)
+        experiment_id = ensure_experiment(store, experiment)
+        self.client = MlflowClient(store.tracking_uri)
+        key = study_key(config)
+        self.run_id = self.reopen(experiment_id, key) if key else None
+        if self.run_id is None:
+            tags = {**git_state(), "ecgml.sweep": "true", "ecgml.sweeper": sweeper_name(config)}
+            if key:
+                tags[STUDY_KEY_TAG] = key
+            run = self.client.create_run(experiment_id, run_name=parent_run_name(config), tags=tags)
+            self.run_id = run.info.run_id
+        self.log_description(config)
+        os.environ[PARENT_RUN_ENV] = self.run_id
+        os.environ[EXPERIMENT_ENV] = experiment
+        atexit.register(self.close_if_open)
+        log.info("MLflow parent run %s in experiment %s", self.run_id, experiment)
+
+    def reopen(self, experiment_id: str, key: str) -> str | None:
+        assert self.client is not None
+        found = self.client.search_runs(
+            [experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'", max_results=1
+        )
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        self.client.update_run(run_id, status="RUNNING")
+        log.info("resuming the study's MLflow parent run %s", run_id)
+        return run_id
+
+    def log_description(self, config: DictConfig) -> None:
+        assert self.client is not None and self.run_id is not None
+        text = OmegaConf.to_yaml(OmegaConf.create(sweep_description(config)))
+        self.client.log_text(self.run_id, text, "sweep_config.yaml")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.run_id is None or self.client is None:
+            return
+        children = self.client.search_runs(
+            [self.client.get_run(self.run_id).info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.run_id}'",
+            max_results=10000,
+        )
+        states = Counter(run.info.status for run in children)
+        self.client.log_metric(self.run_id, "sweep/n_children", float(len(children)))
+        for state, count in states.items():
+            self.client.log_metric(self.run_id, f"sweep/children_{state.lower()}", float(count))
+        self.close("FINISHED")
+
+    def close(self, status: str) -> None:
+        if self.run_id is None or self.client is None:
+            return
+        self.client.set_terminated(self.run_id, status)
+        os.environ.pop(PARENT_RUN_ENV, None)
+        os.environ.pop(EXPERIMENT_ENV, None)
+        self.run_id = None
+
+    def close_if_open(self) -> None:
+        """At exit without ``on_multirun_end``: the sweep raised or was interrupted."""
+        interrupted = isinstance(getattr(sys, "last_value", None), KeyboardInterrupt)
+        try:
+            self.close("KILLED" if interrupted else "FAILED")
+        except Exception:  # the store may be gone at interpreter exit; nothing left to do
+            log.debug("could not close the parent run", exc_info=True)
+
+
+def sweeper_name(config: DictConfig) -> str:
+    return str(config.hydra.sweeper.get("_target_", "")).rsplit(".", 1)[-1]

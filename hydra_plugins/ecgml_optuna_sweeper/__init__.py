@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin ``hydra/sweeper=ecgml_optuna`` (the implementation is ecgml.sweep)."""

@@ -96,6 +96,8 @@ def select_trace(
     max_gap = MAX_CHAIN_GAP_MM * px_per_mm
     pieces = sorted(candidates[1:], key=lambda cb: abs(cb[1].x + cb[1].w / 2 - (lo + hi) / 2))
     for contour, box in pieces:
+        if _looks_like_pulse(box, seed[1], px_per_mm):
+            continue
         centre = box.y + box.h / 2
         if not band_lo <= centre <= band_hi or box.w < 0.5 * px_per_mm:
             continue
@@ -107,6 +109,15 @@ def select_trace(
         covered[box.x : box.x_end] = True
         lo, hi = min(lo, box.x), max(hi, box.x_end)
     return chosen
+
+
+def _looks_like_pulse(box: Box, seed: Box, px_per_mm: float) -> bool:
+    """A calibration pulse the shape test missed: ~10 mm tall, narrow, left of the trace."""
+    return (
+        box.x_end <= seed.x + px_per_mm
+        and 7.0 <= box.h / px_per_mm <= 13.0
+        and box.w / px_per_mm <= 16.0
+    )
 
 
 def trace_mask(mask: np.ndarray, chosen: list[tuple[np.ndarray, Box]]) -> tuple[np.ndarray, int]:
@@ -155,9 +166,10 @@ def column_values(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         xs.append(x_pts + a)
         ys.append(y_pts)
     x_all, y_all = np.concatenate(xs), np.concatenate(ys)
-    order = np.argsort(x_all, kind="stable")
+    x_unique, inverse = np.unique(x_all, return_inverse=True)  # a vertical stroke: its mean
+    y_unique = np.bincount(inverse, weights=y_all) / np.bincount(inverse)
     grid = np.arange(sub.shape[1], dtype=np.float64)
-    return np.interp(grid, x_all[order], y_all[order]), np.arange(first, last)
+    return np.interp(grid, x_unique, y_unique), np.arange(first, last)
 
 
 STEEP_RUN_FACTOR = 1.5
@@ -200,11 +212,14 @@ def _stroke_points(block: np.ndarray, thickness: float) -> tuple[np.ndarray, np.
     y = (start_r + r0).astype(np.float64)
     x, y = np.concatenate([x, x_second]), np.concatenate([y, y[merged]])
     half = (thickness - 1) / 2.0
-    # Apex and nadir: the outermost rows are the line's edge, not the waveform's extreme.
+    # Apex and nadir: the outermost rows are the line's edge, not the waveform's extreme; the
+    # extreme owns its column (other points there would pull the peak down).
+    apex_x = float(((start_c + stop_c - 1) / 2.0)[start_r == 0].mean())
+    last = r1 - r0 - 1
+    nadir_x = float(((start_c + stop_c - 1) / 2.0)[start_r == last].mean())
     keep = (y >= r0 + 2 * half) & (y <= r1 - 1 - 2 * half)
-    apex_x = (start_c[start_r == 0] + stop_c[start_r == 0] - 1) / 2.0
-    nadir_x = (start_c[start_r == r1 - r0 - 1] + stop_c[start_r == r1 - r0 - 1] - 1) / 2.0
-    extra_x = [apex_x.mean(), nadir_x.mean()]
+    keep &= (np.abs(x - apex_x) > 0.5) & (np.abs(x - nadir_x) > 0.5)
+    extra_x = [apex_x, nadir_x]
     extra_y = [r0 + half, r1 - 1 - half]
     return np.concatenate([x[keep], extra_x]), np.concatenate([y[keep], extra_y])
 

@@ -1,0 +1,190 @@
+"""ECG regions (P, PR, QRS, ST, T, U) of a beat, in ms relative to its R-peak.
+
+Boundaries come from NeuroKit2's wavelet delineation (``nk.ecg_delineate(method="dwt")``) of a
+median beat (per true class or per patient): the median beat is tiled a few times so the
+delineator has context, and the fiducials of the inner copies are averaged. Any fiducial the
+delineator misses, or that breaks the P < PR < QRS < ST < T order, falls back to the fixed
+window in ``explain.regions.fixed_ms``; the T wave is widened to at least ``min_t_half_ms`` either
+side of its (delineated) peak, because the dwt T on/offsets of a median beat are often too tight.
+Each boundary row says where it came from (``neurokit``, ``neurokit (fixed p_off, …)``, ``fixed``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+REGIONS = ("P", "PR", "QRS", "ST", "T", "U")
+#: Boundary columns, in order: region k spans [BOUNDARIES[k], BOUNDARIES[k + 1]).
+BOUNDARIES = ("p_on", "p_off", "qrs_on", "qrs_off", "t_on", "t_off", "u_off")
+FIXED_DEFAULTS = {
+    "p_on": -220.0,
+    "p_off": -120.0,
+    "qrs_on": -50.0,
+    "qrs_off": 50.0,
+    "t_on": 120.0,
+    "t_off": 380.0,
+}
+_NK_KEYS = {
+    "p_on": "ECG_P_Onsets",
+    "p_off": "ECG_P_Offsets",
+    "qrs_on": "ECG_R_Onsets",
+    "qrs_off": "ECG_R_Offsets",
+    "t_on": "ECG_T_Onsets",
+    "t_peak": "ECG_T_Peaks",
+    "t_off": "ECG_T_Offsets",
+}
+
+
+def median_beat(beats: np.ndarray, valid: np.ndarray, min_share: float = 0.5) -> np.ndarray:
+    """Sample-wise median of R-aligned beats over their valid samples (NaN where too few)."""
+    masked = np.where(valid, beats, np.nan)
+    share = valid.mean(axis=0) if len(beats) else np.zeros(beats.shape[1])
+    out = np.full(beats.shape[1], np.nan)
+    enough = share >= min_share
+    if enough.any():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[enough] = np.nanmedian(masked[:, enough], axis=0)
+    return out
+
+
+def delineate_medians(
+    medians: Sequence[np.ndarray], r_indices: Sequence[int], fs: float, tiles: int = 8
+) -> pd.DataFrame:
+    """NeuroKit2 fiducials (ms from R) of each median beat; NaN where the delineator gave none.
+
+    All beats go through one ``ecg_delineate`` call: each is cut to its finite samples, tiled
+    ``tiles`` times, and the fiducials of the inner copies are averaged.
+    """
+    columns = list(_NK_KEYS)
+    empty = pd.DataFrame(np.nan, index=range(len(medians)), columns=columns)
+    pieces, rpeaks, owners, offset = [], [], [], 0
+    for k, (beat, r) in enumerate(zip(medians, r_indices, strict=True)):
+        finite = np.flatnonzero(np.isfinite(beat))
+        if len(finite) == 0 or not finite[0] <= r <= finite[-1]:
+            continue
+        segment = beat[finite[0] : finite[-1] + 1]
+        for copy_index in range(tiles):
+            pieces.append(segment)
+            rpeaks.append(offset + r - finite[0])
+            owners.append((k, 0 < copy_index < tiles - 1))
+            offset += len(segment)
+    if not pieces:
+        return empty
+    try:
+        waves = _nk_delineate(np.concatenate(pieces), np.asarray(rpeaks), fs)
+    except Exception as err:  # NeuroKit2 raises bare ValueErrors/IndexErrors on odd input
+        log.warning("NeuroKit2 delineation failed (%s): fixed ECG regions are used", err)
+        return empty
+    rel = pd.DataFrame(
+        {
+            name: (np.asarray(waves.get(key, [np.nan] * len(rpeaks)), float) - rpeaks) * 1000.0 / fs
+            for name, key in _NK_KEYS.items()
+        }
+    )
+    rel["owner"] = [owner for owner, _ in owners]
+    inner = rel[[is_inner for _, is_inner in owners]]
+    found = inner.groupby("owner")[columns].median()
+    return found.reindex(range(len(medians)))
+
+
+def _nk_delineate(signal: np.ndarray, rpeaks: np.ndarray, fs: float) -> dict[str, Any]:
+    import neurokit2 as nk
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, waves = nk.ecg_delineate(signal, rpeaks, sampling_rate=round(fs), method="dwt")
+    lengths = {len(v) for v in waves.values()}
+    if lengths != {len(rpeaks)}:
+        raise ValueError(f"fiducials for {sorted(lengths)} beats, expected {len(rpeaks)}")
+    return waves
+
+
+def region_bounds(
+    fiducials: Mapping[str, float], cfg: Mapping[str, Any], beat_end_ms: float
+) -> dict[str, Any]:
+    """Boundaries ``p_on … u_off`` (ms from R) from delineated fiducials, with fallbacks."""
+    fixed = {**FIXED_DEFAULTS, **dict(cfg.get("fixed_ms") or {})}
+    min_half = float(cfg.get("min_t_half_ms", 80))
+    u_ms = float(cfg.get("u_ms", 200))
+
+    def value(name: str) -> float:
+        v = fiducials.get(name, np.nan)
+        return float(v) if v is not None and np.isfinite(v) else np.nan
+
+    bounds = {name: value(name) for name in FIXED_DEFAULTS}
+    t_peak = value("t_peak")
+    if np.isfinite(t_peak):
+        bounds["t_on"] = np.nanmin([bounds["t_on"], t_peak - min_half])
+        bounds["t_off"] = np.nanmax([bounds["t_off"], t_peak + min_half])
+        if np.isfinite(bounds["qrs_off"]):
+            bounds["t_on"] = max(bounds["t_on"], bounds["qrs_off"])
+    replaced = _repair_order(bounds, fixed)
+    bounds["u_off"] = max(bounds["t_off"], min(bounds["t_off"] + u_ms, beat_end_ms))
+    if not replaced:
+        source = "neurokit"
+    elif len(replaced) == len(FIXED_DEFAULTS):
+        source = "fixed"
+    else:
+        source = f"neurokit (fixed {', '.join(replaced)})"
+    return {**bounds, "regions_source": source}
+
+
+def _repair_order(bounds: dict[str, float], fixed: Mapping[str, float]) -> list[str]:
+    """Replace missing or out-of-order boundaries with the fixed ones; return which were."""
+    replaced = []
+    names = list(FIXED_DEFAULTS)
+    for name in names:
+        if not np.isfinite(bounds[name]):
+            bounds[name] = float(fixed[name])
+            replaced.append(name)
+    for k in range(1, len(names)):
+        name, previous = names[k], names[k - 1]
+        if bounds[name] < bounds[previous]:
+            for fix in (previous, name):
+                if fix not in replaced:
+                    bounds[fix] = float(fixed[fix])
+                    replaced.append(fix)
+    if any(bounds[b] < bounds[a] for a, b in itertools.pairwise(names)):
+        bounds.update({name: float(fixed[name]) for name in names})
+        replaced = names
+    return replaced
+
+
+def fixed_bounds(cfg: Mapping[str, Any], beat_end_ms: float) -> dict[str, Any]:
+    return region_bounds({}, cfg, beat_end_ms)
+
+
+def region_masses(
+    profile: np.ndarray, r: int, fs: float, bounds: Mapping[str, float]
+) -> dict[str, float]:
+    """Share of the (non-negative, NaN outside the beat) profile inside each region + other."""
+    total = float(np.nansum(profile))
+    out = {}
+    for k, region in enumerate(REGIONS):
+        lo = _to_sample(bounds[BOUNDARIES[k]], r, fs, len(profile))
+        hi = _to_sample(bounds[BOUNDARIES[k + 1]], r, fs, len(profile))
+        out[region] = float(np.nansum(profile[lo:hi])) / total if total > 0 and hi > lo else 0.0
+    out["other"] = max(0.0, 1.0 - sum(out.values())) if total > 0 else 0.0
+    return out
+
+
+def region_at(ms: float, bounds: Mapping[str, float]) -> str:
+    """The region holding the time ``ms`` (from R), or ``other``."""
+    for k, region in enumerate(REGIONS):
+        if bounds[BOUNDARIES[k]] <= ms < bounds[BOUNDARIES[k + 1]]:
+            return region
+    return "other"
+
+
+def _to_sample(ms: float, r: int, fs: float, length: int) -> int:
+    return int(np.clip(round(r + ms * fs / 1000.0), 0, length))

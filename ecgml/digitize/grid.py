@@ -21,6 +21,8 @@ MINOR_PER_MAJOR = 5
 MIN_PX_PER_MM, MAX_PX_PER_MM = 40 / 25.4, 1200 / 25.4
 #: Share of the major pitch's harmonic positions (up to HARMONIC_MAX_FREQ) holding a peak.
 MIN_HARMONIC_SHARE = 0.7
+#: Combs this much less complete than the best one are sub-harmonics, not the grid.
+SHARE_SLACK = 0.1
 #: Harmonics above this (cycles/px) are left out: pixel rounding of line positions aliases there.
 HARMONIC_MAX_FREQ = 0.3
 MIN_PEAK_TO_LOCAL = 8.0
@@ -74,7 +76,7 @@ def grid_pitch(profile: np.ndarray, hint: float | None = None) -> tuple[float, f
     else:
         f_dominant = _interpolated_peak(power, dominant) / n_fft
         candidates = [f_dominant / k for k in range(1, 4 * MINOR_PER_MAJOR + 1)]
-    best: tuple[float, float] = (float("nan"), 0.0)
+    combs: list[tuple[float, float]] = []  # (refined f0, share) per candidate
     for f0 in candidates:
         if f0 < f_low:
             break
@@ -93,8 +95,20 @@ def grid_pitch(profile: np.ndarray, hint: float | None = None) -> tuple[float, f
         if share >= MIN_HARMONIC_SHARE and present[:last].sum() >= 3:
             h = harmonics[present]
             f = np.array([pos for pos in found if pos is not None]) / n_fft
-            best = (1.0 / float(np.dot(f, h) / np.dot(h, h)), share)
-    return best
+            combs.append((float(np.dot(f, h) / np.dot(h, h)), share))
+    if not combs:
+        return float("nan"), 0.0
+    best_share = max(share for _, share in combs)
+    # A complete highest comb is the minor pitch when a comb at a fifth of it exists.
+    f_top, top_share = max(combs)
+    if top_share >= best_share - SHARE_SLACK:
+        for f_major, share in combs:
+            if abs(f_top / f_major / MINOR_PER_MAJOR - 1) < 0.02:
+                return 1.0 / f_major, share
+    # Else the lowest frequency whose comb is (about) as complete as the best one: a
+    # sub-harmonic leaves gaps.
+    f0, share = min((c for c in combs if c[1] >= best_share - SHARE_SLACK), key=lambda c: c[0])
+    return 1.0 / f0, share
 
 
 def _peak_near(

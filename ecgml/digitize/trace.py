@@ -21,6 +21,8 @@ from ecgml.digitize.image import ink_channel
 INK_RATIO = 0.55
 #: Pieces of trace further apart than this (mm) are not chained.
 MAX_CHAIN_GAP_MM = 6.0
+#: Narrower pieces are specks of noise or grid, not trace.
+MIN_PIECE_MM = 1.5
 #: At most this share of the trace's columns may be gaps (interpolated).
 MAX_GAP_SHARE = 0.3
 
@@ -99,7 +101,7 @@ def select_trace(
         if _looks_like_pulse(box, seed[1], px_per_mm):
             continue
         centre = box.y + box.h / 2
-        if not band_lo <= centre <= band_hi or box.w < 0.5 * px_per_mm:
+        if not band_lo <= centre <= band_hi or box.w < MIN_PIECE_MM * px_per_mm:
             continue
         if box.x > hi + max_gap or box.x_end < lo - max_gap:
             continue

@@ -12,12 +12,23 @@ DISORDERS = ("hyperkalemia", "hypokalemia", "hyponatremia")
 GROUPS = ("normal", *DISORDERS)
 
 
+def _job_output_dir() -> str:
+    """Hydra's output folder for this job; ``outputs/library`` when called without Hydra."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return str(HydraConfig.get().runtime.output_dir)
+    return str(PROJECT_ROOT / "outputs" / "library")
+
+
 def _register_resolvers() -> None:
-    """``${ecgml_root:}`` in configs resolves to the repository root."""
+    """``${ecgml_root:}`` → the repository root; ``${ecgml_output_dir:}`` → the job's folder."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("ecgml_root"):
         OmegaConf.register_new_resolver("ecgml_root", lambda: str(PROJECT_ROOT))
+    if not OmegaConf.has_resolver("ecgml_output_dir"):
+        OmegaConf.register_new_resolver("ecgml_output_dir", _job_output_dir)
 
 
 _register_resolvers()

@@ -65,6 +65,8 @@ def run_name(cfg: DictConfig) -> str:
     name = f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
     if cfg.split.name == "group_kfold":
         name += f"-fold{cfg.split.fold}"
+    elif cfg.split.name == "leave_center_out":
+        name += f"-{cfg.split.by}-{cfg.split.fold}"
     return name
 
 

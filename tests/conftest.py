@@ -46,3 +46,36 @@ def mlflow_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     return uri
+
+
+def compose_once(*overrides: str, name: str = "train") -> DictConfig:
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose(config_name=name, overrides=list(overrides))
+    GlobalHydra.instance().clear()
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def session_tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return f"sqlite:///{tmp_path_factory.mktemp('mlruns') / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="session")
+def trained_run(toy_store: Path, session_tracking_uri: str, tmp_path_factory):
+    """One small trained hyperkalemia run on the toy store, shared by the tests that read it."""
+    from ecgml.train import train
+
+    cache = tmp_path_factory.mktemp("cache")
+    cfg = compose_once(
+        "data=beats",
+        f"data.path={toy_store}",
+        f"paths.cache_dir={cache}",
+        "disorder=hyperkalemia",
+        "trainer.max_epochs=6",
+        "trainer.enable_progress_bar=false",
+        "data.batch_size=16",
+        "evaluation.n_bootstrap=200",
+        f"logger.tracking_uri={session_tracking_uri}",
+    )
+    return cfg, train(cfg)

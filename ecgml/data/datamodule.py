@@ -16,7 +16,14 @@ from torch.utils.data import DataLoader, Dataset
 from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
 from ecgml.data.labels import LabelSummary, binary_labels
 from ecgml.data.padding import pad_to_length
-from ecgml.data.splits import fold_table, holdout_split, kfold_split, patient_table
+from ecgml.data.splits import (
+    fold_table,
+    group_values,
+    holdout_split,
+    kfold_split,
+    leave_group_out_split,
+    patient_table,
+)
 from ecgml.errors import EcgmlError
 
 log = logging.getLogger(__name__)
@@ -71,22 +78,44 @@ def resolve_store_path(data_cfg: Any) -> Path:
     raise EcgmlError(f"data.source={data_cfg.source!r} is unknown: use 'synthetic' or 'beats'")
 
 
+def fold_names(beats: pd.DataFrame, split_cfg: Any) -> list[str | int]:
+    """Every fold of a cross-validating split (``split.fold=null`` runs them all)."""
+    if split_cfg.name == "group_kfold":
+        return list(range(split_cfg.n_splits))
+    if split_cfg.name == "leave_center_out":
+        return list(group_values(beats, split_cfg.by))
+    return []
+
+
 def assign_splits(beats: pd.DataFrame, split_cfg: Any) -> pd.DataFrame:
     """Patient table (patient_id, y, split[, fold]) for the configured split."""
     labels = patient_table(beats)
-    if split_cfg.name == "holdout":
-        split = holdout_split(
-            labels, split_cfg.train, split_cfg.val, split_cfg.test, split_cfg.seed
+    name = split_cfg.name
+    if name != "holdout" and split_cfg.get("fold") is None:
+        raise EcgmlError(
+            f"split={name} with split.fold=null means every fold: run it through "
+            "`python -m ecgml.train` (ecgml.crossval), or pick one with split.fold=…"
         )
+    if name == "holdout":
+        fractions = (split_cfg.train, split_cfg.val, split_cfg.test)
+        split = holdout_split(labels, *fractions, seed=split_cfg.seed)
         table = pd.DataFrame({"y": labels, "split": split})
-    elif split_cfg.name == "group_kfold":
+    elif name == "group_kfold":
         split = kfold_split(
             beats, split_cfg.n_splits, split_cfg.fold, split_cfg.val_fraction, split_cfg.seed
         )
         fold = fold_table(beats, split_cfg.n_splits, split_cfg.seed)
         table = pd.DataFrame({"y": labels, "split": split, "fold": fold})
+    elif name == "leave_center_out":
+        split = leave_group_out_split(
+            beats, split_cfg.by, str(split_cfg.fold), split_cfg.val_fraction, split_cfg.seed
+        )
+        fold = beats.groupby("patient_id")[split_cfg.by].first().astype(str)
+        table = pd.DataFrame({"y": labels, "split": split, "fold": fold})
     else:
-        raise EcgmlError(f"split.name={split_cfg.name!r} is unknown: use holdout or group_kfold")
+        raise EcgmlError(
+            f"split.name={name!r} is unknown: use holdout, group_kfold or leave_center_out"
+        )
     return table.rename_axis("patient_id").reset_index()
 
 
@@ -181,8 +210,13 @@ class BeatDataModule(L.LightningDataModule):
         return meta[columns].rename(columns={"y": "y_true"})
 
 
-def load_table(cfg: Any) -> BeatTable:
-    """Resolve the configured data source and build the labelled, split, padded table."""
+def load_store(cfg: Any) -> BeatStore:
+    """The configured beat store (synthetic cohort built/cached, or the user's folder)."""
     path = resolve_store_path(cfg.data)
-    store = load_beat_store(path, default_fs=cfg.data.fs, cache_dir=cfg.data.cache_dir)
+    return load_beat_store(path, default_fs=cfg.data.fs, cache_dir=cfg.data.cache_dir)
+
+
+def load_table(cfg: Any, store: BeatStore | None = None) -> BeatTable:
+    """Resolve the configured data source and build the labelled, split, padded table."""
+    store = store or load_store(cfg)
     return build_beat_table(store, cfg.disorder, cfg.split, cfg.data)

@@ -94,3 +94,35 @@ def kfold_split(
 def fold_table(beats: pd.DataFrame, n_splits: int, seed: int) -> pd.Series:
     """The test fold of every patient (index patient_id, sorted)."""
     return _fold_assignments(beats, n_splits, seed).sort_index().rename("fold")
+
+
+def leave_group_out_split(
+    beats: pd.DataFrame, by: str, fold: str, val_fraction: float = 0.15, seed: int = 0
+) -> pd.Series:
+    """Test = the patients whose ``by`` (center/device) equals ``fold``; val from the rest."""
+    if by not in beats.columns:
+        raise EcgmlError(
+            f"split by {by!r} needs a '{by}' column in the beat store manifest: add it or use "
+            "split=group_kfold"
+        )
+    labels = patient_table(beats)
+    value_of = beats.groupby("patient_id")[by].first().astype(str).loc[labels.index]
+    if str(fold) not in set(value_of):
+        raise EcgmlError(
+            f"split.fold={fold!r} is not a {by} in the data: use one of "
+            f"{', '.join(sorted(set(value_of)))}"
+        )
+    train_labels = labels.loc[value_of != str(fold)]
+    _check_enough(train_labels, 2, f"training on the {by}s other than {fold!r}")
+    _, val_ids = _stratified_take(train_labels, val_fraction, seed + 1)
+    split = pd.Series("train", index=labels.index, name="split")
+    split.loc[value_of.index[value_of == str(fold)]] = "test"
+    split.loc[val_ids] = "val"
+    return split
+
+
+def group_values(beats: pd.DataFrame, by: str) -> list[str]:
+    """The folds of a leave-one-``by``-out split, sorted."""
+    if by not in beats.columns:
+        raise EcgmlError(f"split by {by!r} needs a '{by}' column in the beat store manifest")
+    return sorted(beats[by].astype(str).unique())

@@ -1,0 +1,218 @@
+"""Cross-validation in one command: every fold a child MLflow run, pooled out-of-fold results.
+
+``split=group_kfold`` (StratifiedGroupKFold by patient) or ``split=leave_center_out`` (each
+center — or device, ``split.by=device`` — held out in turn) with ``split.fold=null`` train every
+fold under one parent run. The parent carries the Contracts' ``test/*`` keys computed on the
+pooled out-of-fold test predictions (each patient tested exactly once), the mean ± SD of the
+folds' metrics (``cv/<metric>_mean``, ``cv/<metric>_sd``), and per-center / per-device results.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ecgml.beatstore import BeatStore
+from ecgml.data.datamodule import fold_names, load_store
+from ecgml.data.labels import binary_labels
+from ecgml.evaluation import METRICS, compute_metrics, evaluate_predictions
+from ecgml.tracking import ensure_experiment, experiment_name, flatten_config, git_state
+from ecgml.tracking import resolve_store as resolve_tracking_store
+
+log = logging.getLogger(__name__)
+SUMMARY_KEYS = tuple(f"test/{m}" for m in METRICS)
+STRATA = ("center", "device")
+
+
+@dataclass
+class CrossValResult:
+    """The parent run of a cross-validation and what it logged."""
+
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    predictions: pd.DataFrame = field(repr=False)
+    fold_run_ids: list[str] = field(default_factory=list)
+
+
+def runs_all_folds(cfg: DictConfig) -> bool:
+    return cfg.split.name != "holdout" and cfg.split.get("fold") is None
+
+
+def with_fold(cfg: DictConfig, fold: Any) -> DictConfig:
+    fold_cfg = copy.deepcopy(cfg)
+    with open_dict(fold_cfg):
+        fold_cfg.split.fold = fold
+    return fold_cfg
+
+
+def parent_run_name(cfg: DictConfig) -> str:
+    base = cfg.logger.get("run_name") or f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    return f"{base}-{cfg.split.name}"
+
+
+def pool_predictions(fold_predictions: list[pd.DataFrame], folds: list[Any]) -> pd.DataFrame:
+    """Test rows of every fold (each patient once) + validation rows keyed by fold.
+
+    Validation patients recur across folds; their ids get a ``fold<k>/`` prefix so the pooled
+    threshold choice sees distinct (fold, patient) units instead of a leak.
+    """
+    parts = []
+    for fold, frame in zip(folds, fold_predictions, strict=True):
+        frame = frame.assign(fold=str(fold))
+        val = frame["split"] == "val"
+        frame.loc[val, "patient_id"] = f"fold{fold}/" + frame.loc[val, "patient_id"].astype(str)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def fold_summary(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and SD over folds of each test metric (NaN folds ignored)."""
+    summary: dict[str, float] = {}
+    for key in SUMMARY_KEYS:
+        values = np.array([m.get(key, np.nan) for m in fold_metrics], dtype=float)
+        finite = values[np.isfinite(values)]
+        name = key.removeprefix("test/")
+        summary[f"cv/{name}_mean"] = float(finite.mean()) if finite.size else float("nan")
+        summary[f"cv/{name}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    summary["cv/n_folds"] = float(len(fold_metrics))
+    return summary
+
+
+def metrics_by_stratum(
+    test: pd.DataFrame, column: str, threshold: float, n_bootstrap: int, seed: int, level: float
+) -> pd.DataFrame:
+    """The eight metrics with CIs for each value of ``column`` (center or device)."""
+    rows = []
+    for value, part in test.groupby(column, sort=True):
+        metrics = compute_metrics(
+            part["y_true"].to_numpy(),
+            part["y_prob"].to_numpy(),
+            part["patient_id"].to_numpy(),
+            threshold,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            level=level,
+            context=f"{column}={value}",
+        )
+        rows.append({column: value, **metrics})
+    return pd.DataFrame(rows)
+
+
+def write_strata_tables(
+    test: pd.DataFrame, threshold: float, cfg: DictConfig, out: Path
+) -> list[Path]:
+    written = []
+    for column in STRATA:
+        if column not in test.columns or test[column].isna().all():
+            continue
+        table = metrics_by_stratum(
+            test,
+            column,
+            threshold,
+            cfg.evaluation.n_bootstrap,
+            cfg.evaluation.seed,
+            cfg.evaluation.ci_level,
+        )
+        path = out / f"results_by_{column}.csv"
+        table.to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def cross_validate(cfg: DictConfig, store: BeatStore | None = None) -> CrossValResult:
+    """Train every fold as a child run and evaluate the pooled out-of-fold predictions."""
+    from ecgml.train import train  # late: train imports this module
+
+    store = store or load_store(cfg)
+    labelled, _ = binary_labels(
+        store.meta, cfg.disorder.positive, cfg.disorder.negative, source=str(store.root)
+    )
+    folds = fold_names(labelled, cfg.split)
+    tracking = resolve_tracking_store(cfg.logger.get("tracking_uri"))
+    client = MlflowClient(tracking.tracking_uri)
+    experiment_id = ensure_experiment(tracking, experiment_name(cfg))
+    tags = {**git_state(), "dataset.digest": store.digest, "disorder": cfg.disorder.name}
+    parent = client.create_run(experiment_id, run_name=parent_run_name(cfg), tags=tags)
+    run_id = parent.info.run_id
+    try:
+        log.info("cross-validation: %d folds (%s) under run %s", len(folds), cfg.split.name, run_id)
+        results = [train(with_fold(cfg, fold), parent_run_id=run_id, store=store) for fold in folds]
+        pooled = pool_predictions([r.predictions for r in results], folds)
+        out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
+        ev = cfg.evaluation
+        metrics, pooled = evaluate_predictions(
+            pooled.drop(columns=["y_pred"], errors="ignore"),
+            rule=ev.threshold_rule,
+            value=ev.threshold_value,
+            target_sensitivity=ev.target_sensitivity,
+            n_bootstrap=ev.n_bootstrap,
+            seed=ev.seed,
+            level=ev.ci_level,
+            out_dir=out,
+            title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name}, "
+            f"{len(folds)}-fold out-of-fold)",
+        )
+        metrics.update(fold_summary([r.metrics for r in results]))
+        test = pooled[pooled["split"] == "test"]
+        extra_files = write_strata_tables(test, metrics["test/threshold"], cfg, out)
+        log_parent(client, run_id, cfg, metrics, pooled, results, folds, out, extra_files)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    return CrossValResult(run_id, experiment_id, metrics, pooled, [r.run_id for r in results])
+
+
+def log_parent(
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    pooled: pd.DataFrame,
+    results: list[Any],
+    folds: list[Any],
+    out: Path,
+    extra_files: list[Path],
+) -> None:
+    from mlflow.entities import Metric, Param
+
+    params = [Param(k, v) for k, v in flatten_config(cfg).items()]
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])
+    finite = [
+        Metric(k, float(v), 0, 0) for k, v in metrics.items() if v is not None and np.isfinite(v)
+    ]
+    for start in range(0, len(finite), 200):
+        client.log_batch(run_id, metrics=finite[start : start + 200])
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    pooled.to_csv(out / "predictions.csv", index=False)
+    splits = pooled.loc[pooled["split"] == "test", ["patient_id", "fold"]].drop_duplicates()
+    splits.assign(split="test").to_csv(out / "splits.csv", index=False)
+    per_fold = pd.DataFrame(
+        [
+            {"fold": f, "run_id": r.run_id, **{k: r.metrics.get(k) for k in SUMMARY_KEYS}}
+            for f, r in zip(folds, results, strict=True)
+        ]
+    )
+    per_fold.to_csv(out / "results_folds.csv", index=False)
+    names = [
+        "config.yaml",
+        "predictions.csv",
+        "splits.csv",
+        "results.md",
+        "results.csv",
+        "results_folds.csv",
+    ]
+    for path in [*(out / n for n in names), *extra_files]:
+        client.log_artifact(run_id, str(path))
+    client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")

@@ -42,7 +42,7 @@ def normalize_argv(argv: Sequence[str]) -> list[str]:
 
 def debug_enabled(cfg: DictConfig) -> bool:
     """True when the config asks for full tracebacks (``debug=true`` or a debug overlay)."""
-    return bool(cfg.get("traceback", False))
+    return bool(cfg.get("traceback", False)) or cfg.get("debug") is True
 
 
 def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:

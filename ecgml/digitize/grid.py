@@ -23,6 +23,8 @@ MIN_PX_PER_MM, MAX_PX_PER_MM = 40 / 25.4, 1200 / 25.4
 MIN_HARMONIC_SHARE = 0.7
 #: Combs this much less complete than the best one are sub-harmonics, not the grid.
 SHARE_SLACK = 0.1
+#: The strongest peak is at most this harmonic of the major pitch (the minor lines are the 5th).
+MAX_SUBHARMONIC = 12
 #: Harmonics above this (cycles/px) are left out: pixel rounding of line positions aliases there.
 HARMONIC_MAX_FREQ = 0.3
 MIN_PEAK_TO_LOCAL = 8.0
@@ -75,7 +77,7 @@ def grid_pitch(profile: np.ndarray, hint: float | None = None) -> tuple[float, f
         candidates = [1.0 / hint]
     else:
         f_dominant = _interpolated_peak(power, dominant) / n_fft
-        candidates = [f_dominant / k for k in range(1, 4 * MINOR_PER_MAJOR + 1)]
+        candidates = [f_dominant / k for k in range(1, MAX_SUBHARMONIC + 1)]
     combs: list[tuple[float, float]] = []  # (refined f0, share) per candidate
     for f0 in candidates:
         if f0 < f_low:

@@ -17,7 +17,7 @@ from ecgml.beats import detect_rpeaks
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.evaluate import compare_signals, peak_f1
 from ecgml.digitize.grid import calibration_from_dpi, detect_grid, grid_pitch
-from ecgml.digitize.image import estimate_skew, load_image, rotate, to_grayscale
+from ecgml.digitize.image import deskew, estimate_skew, load_image, rotate, to_grayscale
 from ecgml.digitize.pipeline import digitize_image, process_image
 from ecgml.digitize.pulse import calibration_from_pulses, find_pulses
 from ecgml.digitize.trace import (
@@ -76,6 +76,8 @@ def test_estimate_skew_within_0_3_degrees(simulated_ecg: np.ndarray, rotation: f
     assert abs(angle - (-rotation)) <= 0.3  # the renderer turns clockwise for positive degrees
     straight = rotate(image, -angle)
     assert abs(estimate_skew(straight)) <= 0.3
+    deskewed, found = deskew(image)
+    assert found == pytest.approx(angle) and abs(estimate_skew(deskewed)) <= 0.3
 
 
 # --------------------------------------------------------------------------- grid / pulse

@@ -114,18 +114,23 @@ def cases(signal: Signal, quick: bool) -> Iterator[tuple[str, str, dict]]:
     )
 
 
-def run_case(signal: Signal, category: str, layout: str, kwargs: dict, seed: int) -> dict:
+def run_case(
+    signal: Signal, category: str, layout: str, kwargs: dict, seed: int, repeat: int = 1
+) -> dict:
     image, _ = render_ecg(signal.leads, FS, layout=layout, seed=seed, **kwargs)
     truth = signal.leads["II"]
     row = {"category": category, "signal": signal.name, "layout": layout}
-    start = time.perf_counter()
-    try:
-        digitized = digitize_image(image, layout, FS)
-        extract_beats(digitized.signal, FS)
-    except DigitizeError as err:
-        row.update(status="failed", error=str(err), ms=1000 * (time.perf_counter() - start))
-        return row
-    row["ms"] = 1000 * (time.perf_counter() - start)
+    best = np.inf
+    for _ in range(repeat):  # the minimum over repeats: least disturbed by other processes
+        start = time.perf_counter()
+        try:
+            digitized = digitize_image(image, layout, FS)
+            extract_beats(digitized.signal, FS)
+        except DigitizeError as err:
+            row.update(status="failed", error=str(err), ms=1000 * (time.perf_counter() - start))
+            return row
+        best = min(best, time.perf_counter() - start)
+    row["ms"] = 1000 * best
     agreement = compare_signals(truth, digitized.signal, FS)
     reference = detect_rpeaks(truth, FS)
     detected = detect_rpeaks(digitized.signal, FS) + agreement.lag_samples
@@ -247,6 +252,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer signals and distortions")
     parser.add_argument("--csv", help="also write every case to this CSV")
     parser.add_argument("--cohort", help="a synthetic cohort folder: digitize and compare")
+    parser.add_argument("--repeat", type=int, default=1, help="time each case N times (min)")
     args = parser.parse_args()
     if args.cohort:
         cohort_report(args.cohort)
@@ -258,7 +264,7 @@ def main() -> None:
     extract_beats(warm.leads["II"], FS)
     for k, signal in enumerate(signals(args.ptb, args.quick)):
         for category, layout, kwargs in cases(signal, args.quick):
-            rows.append(run_case(signal, category, layout, kwargs, seed=k))
+            rows.append(run_case(signal, category, layout, kwargs, seed=k, repeat=args.repeat))
     frame = pd.DataFrame(rows)
     if args.csv:
         frame.to_csv(args.csv, index=False)

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from collections import Counter
@@ -24,12 +25,14 @@ from typing import Any
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ecgml.errors import EcgmlError
 from ecgml.sweep.context import ObjectiveMetricMissing, activate_trial
 from ecgml.sweep.search_space import SearchSpace, parse_search_space, trial_overrides
+from ecgml.tracking import resolve_store
 
 log = logging.getLogger("ecgml.sweep")
 INTERRUPTED_ATTR = "interrupted"
@@ -153,9 +156,16 @@ class OptunaSweep:
         batch = 1 if self.in_process else max(1, self.settings.n_jobs)
         if not self.in_process:
             log.warning("launcher %s runs jobs out of process: no pruning", type(self.launcher))
-        while (remaining := self.settings.n_trials - counted_trials(study)) > 0:
-            trials = [study.ask(self.space.distributions) for _ in range(min(batch, remaining))]
-            self.run_batch(study, trials)
+        trials: list[optuna.Trial] = []
+        try:
+            while (remaining := self.settings.n_trials - counted_trials(study)) > 0:
+                trials = [study.ask(self.space.distributions) for _ in range(min(batch, remaining))]
+                self.run_batch(study, trials)
+        except (KeyboardInterrupt, SystemExit):
+            for trial in trials:  # interrupted trials are re-done when the study resumes
+                trial.set_user_attr(INTERRUPTED_ATTR, True)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            raise
         return study
 
     def overrides_for(self, trial: optuna.Trial) -> list[str]:
@@ -163,6 +173,7 @@ class OptunaSweep:
             *trial_overrides(self.space, trial.params),
             f"++logger.tags.optuna_trial={trial.number}",
             f"++logger.tags.optuna_study={trial.study.study_name}",
+            f"++logger.run_name=${{disorder.name}}-${{model.name}}-trial{trial.number}",
         ]
 
     def run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
@@ -173,15 +184,15 @@ class OptunaSweep:
                 with activate_trial(trials[0], self.settings.monitor, prune) as active:
                     returns = self.launcher.launch(overrides, initial_job_idx=self.job_index)
                 pruned = [active.pruned_at_epoch is not None]
+                if active.run_id:
+                    trials[0].set_user_attr("mlflow_run_id", active.run_id)
             else:
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_index)
                 pruned = [False] * len(trials)
-        except KeyboardInterrupt:
-            for trial in trials:
-                trial.set_user_attr(INTERRUPTED_ATTR, True)
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            raise
-        except SystemExit as exit_:  # a user error inside the job (ecgml.cli exits with 2)
+        except SystemExit as exit_:
+            if exit_.code != EcgmlError.exit_code:
+                raise  # e.g. Lightning turns Ctrl-C into exit(1): stop the sweep
+            # a user error inside the job (ecgml.cli exits with 2): this trial failed
             returns = [self.failed_return(f"job exited with code {exit_.code}") for _ in trials]
             pruned = [False] * len(trials)
         self.job_index += len(trials)
@@ -196,6 +207,17 @@ class OptunaSweep:
         return ret
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool) -> None:
+        self._tell(study, trial, ret, pruned)
+        run_id = trial.user_attrs.get("mlflow_run_id") if hasattr(trial, "user_attrs") else None
+        if run_id:
+            state = study.storage.get_trial(trial._trial_id).state.name
+            self.client.set_tag(run_id, "optuna.state", state)
+
+    @functools.cached_property
+    def client(self) -> MlflowClient:
+        return MlflowClient(resolve_store(self.config.logger.get("tracking_uri")).tracking_uri)
+
+    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool) -> None:
         value = ret._return_value
         if ret.status == JobStatus.FAILED and isinstance(value, ObjectiveMetricMissing):
             study.tell(trial, state=TrialState.FAIL)

@@ -222,6 +222,14 @@ def train(
         )
         metrics, predictions = evaluate_and_log(cfg, logger, predictions, out)
         log_run_files(logger, cfg, out, table, predictions, checkpoint)
+        if cfg.training.get("log_model", True):
+            from ecgml.inference.model_io import log_trained_model
+
+            uri = resolve_store(cfg.logger.get("tracking_uri")).tracking_uri
+            threshold = metrics["test/threshold"]
+            log_trained_model(
+                uri, logger.run_id, model, table.seq_len, table.fs, table.r_index, threshold, cfg
+            )
         metrics.update(explain_and_log(cfg, logger, model, table, predictions, out))
         logger.experiment.set_terminated(logger.run_id, "FINISHED")
     except BaseException:

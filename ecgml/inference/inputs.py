@@ -1,0 +1,320 @@
+"""Turn what a user points ``predict`` at into beats: one :class:`BeatInput` per input.
+
+Accepted: an ECG image (digitized with :func:`ecgml.digitize.pipeline.process_image`), a signal
+CSV (``time_s,mv``), a WFDB record (``.hea``; lead II by name ``II``/``MLII``, else the first
+channel with a warning), a single-beat CSV (one numeric column), a beat-store folder with
+``manifest.csv`` (one entry per ``patient_id``), or a folder of any of these. A file that cannot
+be used becomes an entry with a warning and no beats; it never stops the other inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from ecgml.beats import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
+from ecgml.beatstore import MANIFEST, load_beat_store, read_beat_csv
+from ecgml.digitize.image import IMAGE_SUFFIXES
+from ecgml.errors import EcgmlError
+
+if TYPE_CHECKING:
+    from ecgml.inference.model_io import LoadedModel
+
+log = logging.getLogger("ecgml.inference")
+
+LEAD_II_NAMES = ("ii", "mlii")
+#: Files in a folder that belong to other formats' bookkeeping, not to ECGs.
+SKIPPED_NAMES = {"images.csv", "patients.csv", "report.csv", MANIFEST, "beatstore.json"}
+#: WFDB companions of a ``.hea`` header (read through the header, never on their own).
+WFDB_COMPANIONS = {".dat", ".atr", ".qrs", ".ecg", ".xws", ".mat"}
+MAX_FS_JITTER = 0.01
+
+
+@dataclass(frozen=True)
+class Window:
+    """The stretch around each R-peak cut from signals (covers every loaded model's input)."""
+
+    pre_r_ms: float = DEFAULT_PRE_R_MS
+    post_r_ms: float = DEFAULT_POST_R_MS
+
+
+@dataclass(frozen=True)
+class InputOptions:
+    """How inputs are read: the beat window, digitizer options, and beat-CSV sampling rate."""
+
+    window: Window = Window()
+    image_fs: float = 500.0
+    layout: str = "strip"
+    dpi: float | None = None
+    beat_fs: float | None = None  # fs of bare beat CSVs (None: the model's)
+
+
+@dataclass
+class BeatInput:
+    """Beats from one input (or one patient of a beat store), each with its R sample.
+
+    ``fs=None`` means "the model's sampling rate" (bare beat CSVs without ``beat_fs``).
+    ``r_peak_s`` is where each beat's R-peak lies in the source recording (``None`` for beats
+    that come without one).
+    """
+
+    input: str
+    patient_id: str
+    beats: list[np.ndarray] = field(default_factory=list)
+    r_indices: list[int] = field(default_factory=list)
+    fs: float | None = None
+    beat_ids: list[str] = field(default_factory=list)
+    r_peak_s: list[float | None] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_beats(self) -> int:
+        return len(self.beats)
+
+
+# --------------------------------------------------------------------------- signals
+
+
+def beats_from_signal(
+    signal: np.ndarray, fs: float, source: str, patient_id: str, window: Window
+) -> BeatInput:
+    """R-peaks (NeuroKit2), one window per beat, interference beats dropped (ecgml.beats)."""
+    entry = BeatInput(source, patient_id, fs=float(fs))
+    beat_set = extract_beats(signal, fs, pre_r_ms=window.pre_r_ms, post_r_ms=window.post_r_ms)
+    add_beat_set(entry, beat_set, offset_s=0.0)
+    if not entry.beats:
+        entry.warnings.append(
+            f"no usable beat in the {len(signal) / fs:.1f} s signal "
+            f"({len(beat_set.rejected)} R-peak(s) rejected): check the recording"
+        )
+    return entry
+
+
+def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
+    """Append a recording's beats to ``entry`` (R at ``beat_set.r_offset`` in each)."""
+    r_offset = beat_set.r_offset
+    kept = zip(beat_set.beats, beat_set.r_indices, beat_set.beat_index, strict=True)
+    for beat, r, k in kept:
+        entry.beats.append(np.asarray(beat, dtype=np.float32))
+        entry.r_indices.append(int(r_offset))
+        entry.beat_ids.append(f"{entry.patient_id}_{int(k):03d}")
+        entry.r_peak_s.append(round(offset_s + float(r) / float(entry.fs), 4))
+
+
+def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
+    """A ``time_s,mv`` CSV → ``(signal, fs)``; uniform sampling is required."""
+    frame = pd.read_csv(path)
+    columns = {c.strip().lower(): c for c in frame.columns}
+    if "time_s" not in columns or "mv" not in columns:
+        raise EcgmlError(f"{path.name}: a signal CSV needs the columns time_s,mv")
+    time_s = pd.to_numeric(frame[columns["time_s"]], errors="coerce").to_numpy(float)
+    mv = pd.to_numeric(frame[columns["mv"]], errors="coerce").to_numpy(float)
+    if len(mv) < 2 or not (np.isfinite(time_s).all() and np.isfinite(mv).all()):
+        raise EcgmlError(f"{path.name}: time_s/mv hold non-numeric or missing values")
+    steps = np.diff(time_s)
+    step = float(np.median(steps))
+    if step <= 0 or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
+        raise EcgmlError(f"{path.name}: time_s must increase in equal steps (uniform sampling)")
+    return mv.astype(np.float32), 1.0 / step
+
+
+def read_wfdb(path: Path) -> tuple[np.ndarray, float, list[str]]:
+    """Lead II (``II``/``MLII`` by name) of a WFDB record, else its first channel (warned)."""
+    import wfdb
+
+    record = wfdb.rdrecord(str(path.with_suffix("")))
+    names = [str(n) for n in (record.sig_name or [])]
+    units = [str(u) for u in (record.units or [])]
+    if record.p_signal is None or record.p_signal.ndim != 2 or record.p_signal.shape[1] == 0:
+        raise EcgmlError(f"{path.name}: the WFDB record holds no signal")
+    warnings: list[str] = []
+    lead = next((k for k, n in enumerate(names) if n.strip().lower() in LEAD_II_NAMES), None)
+    if lead is None:
+        lead = 0
+        first = names[0] if names else "channel 0"
+        warnings.append(f"no lead II/MLII in the record ({', '.join(names)}): used {first}")
+    signal = np.asarray(record.p_signal[:, lead], dtype=np.float64)
+    unit = units[lead].strip().lower() if lead < len(units) else "mv"
+    if unit in ("uv", "µv", "microvolt"):
+        signal = signal / 1000.0
+    elif unit == "v":
+        signal = signal * 1000.0
+    signal = np.nan_to_num(signal)  # WFDB marks gaps as NaN
+    return signal.astype(np.float32), float(record.fs), warnings
+
+
+# --------------------------------------------------------------------------- files
+
+
+def read_image(path: Path, patient_id: str, options: InputOptions) -> BeatInput:
+    from ecgml.digitize.pipeline import process_image
+
+    window = options.window
+    result = process_image(
+        path,
+        layout=options.layout,
+        fs=options.image_fs,
+        dpi=options.dpi,
+        beat_options={"pre_r_ms": window.pre_r_ms, "post_r_ms": window.post_r_ms},
+    )
+    entry = BeatInput(str(path), patient_id, fs=float(options.image_fs))
+    if result.status != "ok" or result.beats is None:
+        entry.warnings.append(f"digitization failed: {result.error}")
+        return entry
+    add_beat_set(entry, result.beats, offset_s=0.0)
+    return entry
+
+
+def read_beat_file(path: Path, options: InputOptions) -> BeatInput:
+    """One beat; its R-peak is the largest deflection from the beat's median."""
+    beat = read_beat_csv(path)
+    r = int(np.argmax(np.abs(beat - np.median(beat))))
+    entry = BeatInput(str(path), path.stem, fs=options.beat_fs)
+    entry.beats.append(beat)
+    entry.r_indices.append(r)
+    entry.beat_ids.append(path.stem)
+    entry.r_peak_s.append(None)
+    return entry
+
+
+def is_signal_csv(head: str) -> bool:
+    first = head.splitlines()[0] if head else ""
+    return "time_s" in first.lower()
+
+
+def read_file(path: Path, options: InputOptions) -> BeatInput:
+    """One file → its beats (raises EcgmlError/other errors; :func:`read_input` catches them)."""
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        return read_image(path, path.stem, options)
+    if suffix == ".hea":
+        signal, fs, warnings = read_wfdb(path)
+        entry = beats_from_signal(signal, fs, str(path), path.stem, options.window)
+        entry.warnings[:0] = warnings
+        return entry
+    if suffix == ".csv":
+        with path.open("r", errors="replace") as handle:
+            head = handle.read(256)
+        if is_signal_csv(head):
+            signal, fs = read_signal_csv(path)
+            return beats_from_signal(signal, fs, str(path), path.stem, options.window)
+        return read_beat_file(path, options)
+    raise EcgmlError(
+        f"{path.name}: unsupported file type {suffix or '(none)'}: use an image "
+        f"({'/'.join(IMAGE_SUFFIXES)}), a CSV (time_s,mv or one beat) or a WFDB .hea"
+    )
+
+
+def read_input(path: Path, options: InputOptions) -> BeatInput:
+    """:func:`read_file`, with any failure turned into a warning entry."""
+    try:
+        return read_file(path, options)
+    except EcgmlError as err:
+        reason = str(err)
+    except Exception as err:  # one unreadable file must not stop the others
+        log.debug("reading %s failed", path, exc_info=True)
+        reason = f"{path.name} could not be read ({type(err).__name__}: {err})"
+    return BeatInput(str(path), path.stem, warnings=[reason])
+
+
+def read_store(root: Path, options: InputOptions) -> list[BeatInput]:
+    """A beat-store folder → one entry per ``patient_id`` (its ``r_index`` column when present)."""
+    try:
+        store = load_beat_store(root, default_fs=options.beat_fs or 500.0)
+    except EcgmlError as err:
+        return [BeatInput(str(root), root.name, warnings=[str(err)])]
+    has_fs = (root / "beatstore.json").is_file() or options.beat_fs is not None
+    fs = float(store.info.fs) if has_fs else None
+    meta = store.meta
+    r_column = meta["r_index"] if "r_index" in meta.columns else None
+    entries: dict[str, BeatInput] = {}
+    for k, row in enumerate(meta.itertuples(index=False)):
+        patient = str(row.patient_id)
+        entry = entries.setdefault(patient, BeatInput(str(root), patient, fs=fs))
+        beat = store.beats[k]
+        r_value = r_column.iloc[k] if r_column is not None else None
+        if r_value is None or pd.isna(r_value):
+            r = int(np.argmax(np.abs(beat - np.median(beat))))
+        else:
+            r = int(r_value)
+        entry.beats.append(beat)
+        entry.r_indices.append(r)
+        entry.beat_ids.append(str(row.beat_id))
+        entry.r_peak_s.append(None)
+    if r_column is None or r_column.isna().any():
+        for entry in entries.values():
+            entry.warnings.append(
+                f"{MANIFEST} has no r_index for some beats: their R-peak was taken at the "
+                "largest deflection"
+            )
+    return list(entries.values())
+
+
+def iter_folder(folder: Path) -> Iterator[Path]:
+    """The inputs directly inside ``folder`` (sorted), bookkeeping files skipped."""
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in SKIPPED_NAMES:
+            continue
+        if path.is_dir():
+            if (path / MANIFEST).is_file():
+                yield path
+            continue
+        if path.suffix.lower() in WFDB_COMPANIONS and path.with_suffix(".hea").is_file():
+            continue
+        yield path
+
+
+def list_inputs(path: Path) -> list[Path]:
+    """What ``input=PATH`` names: the file, the beat store, or the folder's inputs."""
+    if not path.exists():
+        raise EcgmlError(f"input={path} does not exist: pass an image, CSV, WFDB .hea or folder")
+    if path.is_file() or (path / MANIFEST).is_file():
+        return [path]
+    found = list(iter_folder(path))
+    if not found:
+        raise EcgmlError(
+            f"input={path} holds no image, CSV, WFDB record or beat store: point it at your ECGs"
+        )
+    return found
+
+
+def window_for(models: Iterable[LoadedModel]) -> Window:
+    """The widest window any loaded model needs (start-aligned models: the default window)."""
+    pre, post = [], []
+    for model in models:
+        if model.r_index is None:
+            pre.append(DEFAULT_PRE_R_MS)
+            post.append(DEFAULT_POST_R_MS)
+        else:
+            pre.append(model.pre_r_ms)
+            post.append(model.post_r_ms)
+    return Window(max(pre, default=DEFAULT_PRE_R_MS), max(post, default=DEFAULT_POST_R_MS))
+
+
+def read_inputs(paths: list[Path], options: InputOptions, progress: bool = True) -> list[BeatInput]:
+    """Every input's entries, in order (a beat store contributes one entry per patient)."""
+    from tqdm.auto import tqdm
+
+    entries: list[BeatInput] = []
+    for path in tqdm(paths, desc="predict: reading", disable=not progress or len(paths) < 2):
+        if path.is_dir():
+            entries.extend(read_store(path, options))
+        else:
+            entries.append(read_input(path, options))
+    return entries
+
+
+__all__ = [
+    "BeatInput",
+    "InputOptions",
+    "Window",
+    "list_inputs",
+    "read_inputs",
+    "window_for",
+]

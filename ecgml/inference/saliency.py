@@ -1,0 +1,83 @@
+"""One overlay PNG per input: its median beat with each model's saliency (Captum Saliency)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ecgml.inference.inputs import BeatInput
+from ecgml.inference.model_io import LoadedModel
+
+CMAP = "magma_r"
+
+
+def median_beat(entry: BeatInput, model: LoadedModel) -> np.ndarray:
+    """The sample-wise median of the entry's beats as prepared for ``model``."""
+    from ecgml.inference.predict import prepare_beats
+
+    return np.median(prepare_beats(entry.beats, entry.r_indices, entry.fs, model), axis=0)
+
+
+def beat_saliency(beat: np.ndarray, model: LoadedModel) -> np.ndarray:
+    """|d logit / d input| for one prepared beat (ecgml.explain's Captum Saliency)."""
+    from ecgml.explain import compute_attributions
+
+    attribution = compute_attributions(
+        model.model, beat[None, :].astype(np.float32), {"method": "saliency"}, model.fs, False
+    )[0]
+    peak = float(np.max(attribution))
+    return attribution / peak if peak > 0 else attribution
+
+
+def write_overlay(
+    entry: BeatInput,
+    result: Mapping[str, Any],
+    models: Mapping[str, LoadedModel],
+    path: Path,
+    dpi: int = 110,
+) -> Path:
+    """Median beat per model (its own alignment) with the saliency as a coloured band."""
+    fig = Figure(figsize=(8, 2.2 * len(models)))
+    axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
+    image = None
+    for ax, (disorder, model) in zip(axes, models.items(), strict=True):
+        beat = median_beat(entry, model)
+        saliency = beat_saliency(beat, model)
+        origin = model.r_index if model.r_index is not None else 0
+        t_ms = (np.arange(model.seq_len) - origin) * 1000.0 / model.fs
+        lo, hi = float(beat.min()), float(beat.max())
+        pad = 0.15 * max(hi - lo, 1e-3)
+        y_range = (lo - pad, hi + 2 * pad)
+        image = ax.imshow(
+            saliency[None, :],
+            aspect="auto",
+            extent=(t_ms[0], t_ms[-1], *y_range),
+            cmap=CMAP,
+            vmin=0.0,
+            vmax=1.0,
+            alpha=0.55,
+            origin="lower",
+            interpolation="nearest",
+            zorder=0,
+        )
+        ax.plot(t_ms, beat, color="k", lw=1.2, zorder=2)
+        ax.set_ylim(*y_range)
+        ax.set_ylabel("mV")
+        p = result["probabilities"][disorder]
+        verdict = "positive" if result["decisions"][disorder] else "negative"
+        ax.set_title(
+            f"{disorder}: p={p:.3f} (threshold {model.threshold:.3f}, {verdict})", fontsize=9
+        )
+    aligned = all(m.r_index is not None for m in models.values())
+    axes[-1].set_xlabel("ms from R-peak" if aligned else "ms from the beat's start")
+    title = f"{Path(entry.input).name} · patient {entry.patient_id}"
+    fig.suptitle(f"{title} · median of {entry.n_beats} beat(s)", fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=list(axes), label="saliency (relative)", shrink=0.8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 from collections import Counter
@@ -67,15 +68,26 @@ def storage_url(storage: str | None) -> str | None:
     return f"sqlite:///{path}"
 
 
+def accepted(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments ``factory`` takes. Hydra merges ``sampler``/``pruner`` dicts, so
+    ``sampler.name=random`` on top of a TPE config keeps TPE-only keys: those are dropped."""
+    names = set(inspect.signature(factory).parameters)
+    dropped = sorted(set(kwargs) - names)
+    if dropped:
+        log.info("%s ignores %s", factory.__name__, ", ".join(dropped))
+    return {k: v for k, v in kwargs.items() if k in names}
+
+
 def make_sampler(spec: Mapping[str, Any], space: SearchSpace) -> optuna.samplers.BaseSampler:
     kwargs = dict(spec)
     name = str(kwargs.pop("name", "tpe")).lower()
+    samplers = optuna.samplers
     if name == "tpe":
-        return optuna.samplers.TPESampler(**kwargs)
+        return samplers.TPESampler(**accepted(samplers.TPESampler, kwargs))
     if name == "random":
-        return optuna.samplers.RandomSampler(**kwargs)
+        return samplers.RandomSampler(**accepted(samplers.RandomSampler, kwargs))
     if name == "grid":
-        return optuna.samplers.GridSampler(space.grid(), **kwargs)
+        return samplers.GridSampler(space.grid(), **accepted(samplers.GridSampler, kwargs))
     if name in ("cmaes", "cma-es", "cma_es"):
         try:
             import cmaes  # noqa: F401
@@ -83,7 +95,7 @@ def make_sampler(spec: Mapping[str, Any], space: SearchSpace) -> optuna.samplers
             raise EcgmlError(
                 "sampler cmaes needs the 'cmaes' package: pip install cmaes (or use tpe/random)"
             ) from None
-        return optuna.samplers.CmaEsSampler(**kwargs)
+        return samplers.CmaEsSampler(**accepted(samplers.CmaEsSampler, kwargs))
     raise EcgmlError(
         f"hydra.sweeper.sampler.name={name!r} is unknown: use tpe, random, cmaes or grid"
     )
@@ -92,10 +104,11 @@ def make_sampler(spec: Mapping[str, Any], space: SearchSpace) -> optuna.samplers
 def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     kwargs = dict(spec)
     name = str(kwargs.pop("name", "median")).lower()
+    pruners = optuna.pruners
     if name == "median":
-        return optuna.pruners.MedianPruner(**kwargs)
+        return pruners.MedianPruner(**accepted(pruners.MedianPruner, kwargs))
     if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**kwargs)
+        return pruners.HyperbandPruner(**accepted(pruners.HyperbandPruner, kwargs))
     if name in ("none", "nop", "null"):
         return optuna.pruners.NopPruner()
     raise EcgmlError(

@@ -2,8 +2,9 @@
 
 ``params`` in ``conf/hparams_search/*.yaml`` (and sweep overrides on the command line) use
 Hydra's grammar: ``choice(a, b)`` / ``a,b`` (categorical), ``range(lo, hi, step)`` (stepped,
-``hi`` excluded as in Python), ``interval(lo, hi)`` (continuous; Hydra makes its bounds floats, so
-use ``range`` for integers), ``tag(log, interval(lo, hi))`` (log scale). A plain value fixes the key.
+``hi`` excluded as in Python), ``interval(lo, hi)`` (continuous; Hydra makes its bounds
+floats, so use ``range`` for integers), ``tag(log, interval(lo, hi))`` (log scale). A plain
+value fixes the key.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from ecgml.synth.waveform import synthesize
 log = logging.getLogger("ecgml.synth")
 
 #: Bump when the generator's output changes for the same config (invalidates cached cohorts).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 COHORT_JSON = "cohort.json"
 #: Below this many patients a process pool costs more than it saves.
 MIN_PATIENTS_FOR_POOL = 40

@@ -130,21 +130,26 @@ def apply_disorder(
 ) -> None:
     """Draw which signs this patient shows and how strongly; record them in ``effects``.
 
-    The random draws do not depend on ``severity``, so a severity sweep changes only the
+    A sign that is not present still acts at ``residual`` × its drawn size (a sub-visual
+    change of the kind deep models pick up); ``silent`` patients have no change at all. The
+    random draws do not depend on ``severity``, so a severity sweep changes only the
     magnitudes of the same patients' signs.
     """
     effects = dict(NEUTRAL_EFFECTS)
     silent = rng.random() < float(spec.get("silent", 0.0))
+    residual = 0.0 if silent else float(spec.get("residual", 0.0))
     shown: list[str] = []
     for sign, sign_spec in spec.items():
-        if sign == "silent":
+        if sign in SPEC_KEYS:
             continue
         present = rng.random() < float(sign_spec["p"]) and not silent
         draws = {k: _uniform(rng, v) for k, v in sign_spec.items() if k != "p"}
-        if not present:
+        if present:
+            shown.append(sign)
+        strength = severity if present else severity * residual
+        if strength == 0:
             continue
-        shown.append(sign)
-        for name, value in _sign_effects(sign, draws, severity).items():
+        for name, value in _sign_effects(sign, draws, strength).items():
             effects[name] = _combine(name, effects[name], value)
     patient.effects = effects
     patient.signs = "+".join(shown) if shown else "none"
@@ -182,6 +187,8 @@ def _combine(name: str, current: float, value: float) -> float:
     return current * value if name.endswith("_factor") else current + value
 
 
+#: Keys of a disorder's effect spec that are not signs.
+SPEC_KEYS = ("silent", "residual")
 KNOWN_SIGNS = (
     "t_peaked",
     "t_flatten",

@@ -7,7 +7,7 @@ from typing import Any
 
 from ecgml import DISORDERS, GROUPS
 from ecgml.errors import EcgmlError
-from ecgml.synth.physiology import KNOWN_SIGNS
+from ecgml.synth.physiology import KNOWN_SIGNS, SPEC_KEYS
 from ecgml.synth.render import DISTORTION_KEYS, GRID_COLORS, LAYOUTS
 
 REQUIRED_KEYS = (
@@ -152,7 +152,7 @@ def _validate_effects(cfg: Mapping[str, Any]) -> None:
             raise _fail(f"effects.{group}", "unknown disorder", f"use {', '.join(DISORDERS)}")
         for sign, sign_spec in spec.items():
             key = f"effects.{group}.{sign}"
-            if sign == "silent":
+            if sign in SPEC_KEYS:
                 _probability(key, sign_spec)
                 continue
             if sign not in KNOWN_SIGNS:

@@ -32,6 +32,7 @@ from ecgml.explain.regions import (
     fixed_bounds,
     median_beat,
     region_bounds,
+    t_wave_end,
 )
 from ecgml.explain.report import ReportContext, SanityResult, render_report, write_report
 from ecgml.explain.stats import TESTS, class_shift, group_statistics, primary_focus
@@ -123,10 +124,11 @@ def beat_bounds(
         fiducials = delineate_medians(
             medians, [r0] * len(medians), fs, int(regions_cfg.get("tiles", 8))
         )
-        per_key = {
-            k: region_bounds(fiducials.iloc[i].to_dict(), regions_cfg, ends[i])
-            for i, k in enumerate(unique)
-        }
+        per_key = {}
+        for i, k in enumerate(unique):
+            found = fiducials.iloc[i].to_dict()
+            found["t_end"] = t_wave_end(medians[i], r0, fs, found.get("t_peak", np.nan))
+            per_key[k] = region_bounds(found, regions_cfg, ends[i])
     return [per_key[k] for k in keys.tolist()], per_key
 
 
@@ -186,9 +188,10 @@ def metrics_from(
     for label, key in CLASS_KEYS.items():
         for column in ("peak_ms", "peak_saliency", "segment_start_ms", "segment_end_ms"):
             for moment in ("mean", "sd"):
-                value = summary.get(f"{column}_{moment}", pd.Series(dtype=float)).get(label)
-                out[f"explain/{column}_{key}_{moment}"] = (
-                    float(value) if value is not None else (float("nan"))
+                name = f"{column}_{moment}"
+                found = name in summary.columns and label in summary.index
+                out[f"explain/{name.replace(column, f'{column}_{key}')}"] = (
+                    float(summary.loc[label, name]) if found else float("nan")
                 )
         part = table[table["y_true"] == label]
         for region in REGIONS:
@@ -340,6 +343,8 @@ def _write_figures(
         notes.append("no figures: no beats")
         return
     options = cfg.get("figures") or {}
+    if not options.get("enabled", True):
+        return
     dpi = int(options.get("dpi", 120))
     labels = table["y_true"].to_numpy()
     try:

@@ -5,7 +5,8 @@ median beat (per true class or per patient): the median beat is tiled a few time
 delineator has context, and the fiducials of the inner copies are averaged. Any fiducial the
 delineator misses, or that breaks the P < PR < QRS < ST < T order, falls back to the fixed
 window in ``explain.regions.fixed_ms``; the T wave is widened to at least ``min_t_half_ms`` either
-side of its (delineated) peak, because the dwt T on/offsets of a median beat are often too tight.
+side of its (delineated) peak, and its end to where the median beat returns within 10% of the T
+height to baseline, because the dwt T on/offsets of a median beat are often too tight.
 Each boundary row says where it came from (``neurokit``, ``neurokit (fixed p_off, …)``, ``fixed``).
 """
 
@@ -109,10 +110,37 @@ def _nk_delineate(signal: np.ndarray, rpeaks: np.ndarray, fs: float) -> dict[str
     return waves
 
 
+def t_wave_end(
+    beat: np.ndarray, r: int, fs: float, t_peak_ms: float, fraction: float = 0.1
+) -> float:
+    """ms from R where the T wave, after its peak, first falls within ``fraction`` of its height.
+
+    Height is measured from the baseline (median of the beat's finite samples); NaN if the T
+    peak lies outside the beat or the wave never returns before the beat ends.
+    """
+    finite = np.isfinite(beat)
+    if not np.isfinite(t_peak_ms):
+        return float("nan")
+    peak = round(r + t_peak_ms * fs / 1000.0)
+    if not finite.any() or not 0 <= peak < len(beat) or not finite[peak]:
+        return float("nan")
+    baseline = float(np.median(beat[finite]))
+    height = beat[peak] - baseline
+    if height == 0:
+        return float("nan")
+    after = (beat[peak:] - baseline) / height
+    returned = np.flatnonzero(~(after > fraction))  # NaN (end of beat) counts as returned
+    return float((peak + returned[0] - r) * 1000.0 / fs) if len(returned) else float("nan")
+
+
 def region_bounds(
     fiducials: Mapping[str, float], cfg: Mapping[str, Any], beat_end_ms: float
 ) -> dict[str, Any]:
-    """Boundaries ``p_on … u_off`` (ms from R) from delineated fiducials, with fallbacks."""
+    """Boundaries ``p_on … u_off`` (ms from R) from delineated fiducials, with fallbacks.
+
+    ``fiducials`` may carry ``t_end``: the T end found on the median beat itself (see
+    :func:`t_wave_end`), which extends a dwt T offset that stops short of it.
+    """
     fixed = {**FIXED_DEFAULTS, **dict(cfg.get("fixed_ms") or {})}
     min_half = float(cfg.get("min_t_half_ms", 80))
     u_ms = float(cfg.get("u_ms", 200))
@@ -125,7 +153,7 @@ def region_bounds(
     t_peak = value("t_peak")
     if np.isfinite(t_peak):
         bounds["t_on"] = np.nanmin([bounds["t_on"], t_peak - min_half])
-        bounds["t_off"] = np.nanmax([bounds["t_off"], t_peak + min_half])
+        bounds["t_off"] = np.nanmax([bounds["t_off"], t_peak + min_half, value("t_end")])
         if np.isfinite(bounds["qrs_off"]):
             bounds["t_on"] = max(bounds["t_on"], bounds["qrs_off"])
     replaced = _repair_order(bounds, fixed)

@@ -194,6 +194,11 @@ def test_three_trial_sweep_makes_one_parent_with_three_children(
     assert {c.info.run_name for c in children} == {f"hyperkalemia-cnn1d-trial{k}" for k in range(3)}
 
 
+DESIGNED_PARAMS = (
+    "{model.optimizer.lr: 'choice(0.02, 0.0)', model.backbone.dropout: 'choice(0.0, 1.5)'}"
+)
+
+
 @pytest.mark.slow
 def test_failing_trial_is_recorded_and_pruning_stops_a_hopeless_one(
     tmp_path: Path, toy_store: Path, uri: str
@@ -205,10 +210,7 @@ def test_failing_trial_is_recorded_and_pruning_stops_a_hopeless_one(
         "designed",
         epochs=5,
         pruner="{name: median, n_startup_trials: 1, n_warmup_steps: 1}",
-        params=(
-            "{model.optimizer.lr: 'choice(0.02, 0.0)',"
-            " model.backbone.dropout: 'choice(0.0, 1.5)'}"
-        ),
+        params=DESIGNED_PARAMS,
         enqueue=(
             "[{model.optimizer.lr: 0.02, model.backbone.dropout: 0.0},"
             " {model.optimizer.lr: 0.02, model.backbone.dropout: 1.5},"

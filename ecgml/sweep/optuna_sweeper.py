@@ -220,17 +220,18 @@ class OptunaSweep:
         return ret
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool) -> None:
-        self._tell(study, trial, ret, pruned)
-        run_id = trial.user_attrs.get("mlflow_run_id") if hasattr(trial, "user_attrs") else None
+        state = self._tell(study, trial, ret, pruned)
+        run_id = trial.user_attrs.get("mlflow_run_id")
         if run_id:
-            state = study.storage.get_trial(trial._trial_id).state.name
-            self.client.set_tag(run_id, "optuna.state", state)
+            self.client.set_tag(run_id, "optuna.state", state.name)
 
     @functools.cached_property
     def client(self) -> MlflowClient:
         return MlflowClient(resolve_store(self.config.logger.get("tracking_uri")).tracking_uri)
 
-    def _tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool) -> None:
+    def _tell(
+        self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool
+    ) -> TrialState:
         value = ret._return_value
         if ret.status == JobStatus.FAILED and isinstance(value, ObjectiveMetricMissing):
             study.tell(trial, state=TrialState.FAIL)
@@ -239,12 +240,12 @@ class OptunaSweep:
             study.tell(trial, state=TrialState.PRUNED)
             log.info("trial %d pruned", trial.number)
             self.failures_in_a_row = 0
-            return
+            return TrialState.PRUNED
         if ret.status == JobStatus.COMPLETED and _is_finite_number(value):
             study.tell(trial, float(value))
             log.info("trial %d: %s = %.4f", trial.number, self.objective_name, float(value))
             self.failures_in_a_row = 0
-            return
+            return TrialState.COMPLETE
         reason = repr(value) if ret.status == JobStatus.FAILED else f"returned {value!r}"
         trial.set_user_attr("fail_reason", reason[:1000])
         study.tell(trial, state=TrialState.FAIL)
@@ -255,6 +256,7 @@ class OptunaSweep:
                 f"{self.failures_in_a_row} trials in a row failed (last: {reason[:300]}): "
                 "fix the job (run one trial without -m) before sweeping"
             )
+        return TrialState.FAIL
 
     @property
     def objective_name(self) -> str:

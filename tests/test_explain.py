@@ -340,3 +340,18 @@ def test_mismatched_beats_and_predictions_are_a_user_error(trained, tmp_path: Pa
     model, beats, predictions, r0 = trained
     with pytest.raises(EcgmlError, match="prediction rows"):
         explain_model(model, beats[:5], predictions, FS, r0, {}, tmp_path)
+
+
+def test_correct_subset_with_patient_and_fixed_regions(trained, tmp_path: Path) -> None:
+    model, beats, predictions, r0 = trained
+    beats, predictions = beats[:24], predictions.head(24)  # 8 patients: 8 delineations
+    n_correct = int((predictions["y_pred"] == predictions["y_true"]).sum())
+    for source in ("patient_median", "fixed"):
+        cfg = {"subset": "correct", "regions": {"source": source}, "sanity": {"enabled": False}}
+        metrics = explain_model(model, beats, predictions, FS, r0, cfg | NO_FIGURES, tmp_path)
+        table = pd.read_csv(tmp_path / "saliency.csv")
+        assert len(table) == n_correct == metrics["explain/n_beats"]
+        assert table["correct"].all()
+        assert np.isnan(metrics["explain/sanity_similarity"])
+    assert set(table["regions_source"]) == {"fixed"}
+    assert "fixed windows" in (tmp_path / "explain.md").read_text()

@@ -132,6 +132,25 @@ def beat_bounds(
     return [per_key[k] for k in keys.tolist()], per_key
 
 
+def regions_for(
+    x: np.ndarray,
+    valid: np.ndarray,
+    r: np.ndarray,
+    pred: pd.DataFrame,
+    fs: float,
+    regions_cfg: Mapping[str, Any],
+) -> tuple[list[dict[str, Any]], dict[Any, dict[str, Any]]]:
+    """Per-beat region boundaries (by class or patient median) and the per-class ones."""
+    if len(x) == 0:
+        return [], {}
+    labels = pred["y_true"].to_numpy()
+    bounds, class_bounds = beat_bounds(x, valid, r, labels, fs, regions_cfg)
+    if regions_cfg.get("source") == "patient_median" and "patient_id" in pred.columns:
+        patients = pred["patient_id"].astype(str).to_numpy()
+        bounds, _ = beat_bounds(x, valid, r, patients, fs, regions_cfg)
+    return bounds, class_bounds
+
+
 def spearman(a: np.ndarray, b: np.ndarray) -> float:
     both = np.isfinite(a) & np.isfinite(b)
     if both.sum() < 3 or np.ptp(a[both]) == 0 or np.ptp(b[both]) == 0:
@@ -247,17 +266,7 @@ def explain_model(
         attributions = compute_attributions(model, x, cfg, fs)
     profiles = saliency_profiles(attributions, spans, smooth)
     labels = pred["y_true"].to_numpy()
-    keys = (
-        pred["patient_id"].astype(str).to_numpy()
-        if (regions_cfg.get("source") == "patient_median" and "patient_id" in pred.columns)
-        else labels
-    )
-    if len(x):
-        bounds, class_bounds = beat_bounds(x, valid, r, labels, fs, regions_cfg)
-        if keys is not labels:
-            bounds, _ = beat_bounds(x, valid, r, keys, fs, regions_cfg)
-    else:
-        bounds, class_bounds = [], {}
+    bounds, class_bounds = regions_for(x, valid, r, pred, fs, regions_cfg)
     localized = localize_beats(profiles, r, fs, bounds, threshold)
     ids = pred[[c for c in ID_COLUMNS if c in pred.columns]].reset_index(drop=True)
     table = pd.concat([ids, localized], axis=1)

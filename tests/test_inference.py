@@ -183,3 +183,14 @@ def test_json_shape_table_and_saliency(tmp_path: Path, small_store, models) -> N
     assert png.is_file() and png.stat().st_size > 5000
     table = format_table(results, models)
     assert loaded[0]["patient_id"] in table and "hyponatremia" in table
+
+
+def test_images_csv_gives_patient_id_and_layout(tmp_path: Path) -> None:
+    from ecgml.inference.inputs import image_labels
+
+    (tmp_path / "images.csv").write_text(
+        "image_file,patient_id,group,layout\nscan1.png,P042,unknown,page\nscan2.jpg,,normal,\n"
+    )
+    labels = image_labels(tmp_path)
+    assert labels["scan1.png"] == ("P042", "page")
+    assert labels["scan2.jpg"] == (None, None)

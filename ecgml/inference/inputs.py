@@ -9,6 +9,7 @@ be used becomes an entry with a warning and no beats; it never stops the other i
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -152,18 +153,40 @@ def read_wfdb(path: Path) -> tuple[np.ndarray, float, list[str]]:
 # --------------------------------------------------------------------------- files
 
 
-def read_image(path: Path, patient_id: str, options: InputOptions) -> BeatInput:
+@functools.lru_cache(maxsize=64)
+def image_labels(folder: Path) -> dict[str, tuple[str | None, str | None]]:
+    """``image_file → (patient_id, layout)`` from the folder's ``images.csv`` (digitize's)."""
+    path = folder / "images.csv"
+    if not path.is_file():
+        return {}
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return {}
+    if "image_file" not in frame.columns:
+        return {}
+    labels = {}
+    for row in frame.to_dict("records"):
+        patient = (row.get("patient_id") or "").strip() or None
+        layout = (row.get("layout") or "").strip().lower() or None
+        labels[Path(row["image_file"].strip()).name] = (patient, layout)
+    return labels
+
+
+def read_image(path: Path, options: InputOptions) -> BeatInput:
+    """Digitize one image; ``images.csv`` beside it may give its patient_id and layout."""
     from ecgml.digitize.pipeline import process_image
 
+    patient_id, layout = image_labels(path.parent.resolve()).get(path.name, (None, None))
     window = options.window
     result = process_image(
         path,
-        layout=options.layout,
+        layout=layout or options.layout,
         fs=options.image_fs,
         dpi=options.dpi,
         beat_options={"pre_r_ms": window.pre_r_ms, "post_r_ms": window.post_r_ms},
     )
-    entry = BeatInput(str(path), patient_id, fs=float(options.image_fs))
+    entry = BeatInput(str(path), patient_id or path.stem, fs=float(options.image_fs))
     if result.status != "ok" or result.beats is None:
         entry.warnings.append(f"digitization failed: {result.error}")
         return entry
@@ -192,7 +215,7 @@ def read_file(path: Path, options: InputOptions) -> BeatInput:
     """One file → its beats (raises EcgmlError/other errors; :func:`read_input` catches them)."""
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return read_image(path, path.stem, options)
+        return read_image(path, options)
     if suffix == ".hea":
         signal, fs, warnings = read_wfdb(path)
         entry = beats_from_signal(signal, fs, str(path), path.stem, options.window)

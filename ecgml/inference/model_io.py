@@ -6,6 +6,11 @@ inference needs to prepare beats exactly as training did: ``seq_len``, ``fs``, `
 sample every R-peak was aligned on; ``None`` when beats were aligned at their start), ``align``,
 the ``threshold`` chosen on validation and the disorder. The composed config travels as
 ``config.yaml`` inside the model.
+
+The model is saved with pickle (``serialization_format="pickle"``), not MLflow's ``pt2`` default:
+every backbone saves without tracing, and loading gives a real ``nn.Module`` (Captum saliency
+needs its gradients). Loading therefore needs the ``ecgml`` package importable, and, as with any
+pickle, only models from a store you trust.
 """
 
 from __future__ import annotations
@@ -124,7 +129,7 @@ def log_trained_model(
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
         config_file = Path(tmp) / "config.yaml"
         config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        with tracking_uri_set(tracking_uri):
+        with tracking_uri_set(tracking_uri), _quiet_downloads(), _pickle_notice_silenced():
             mlflow.pytorch.log_model(
                 scorer,
                 name=MODEL_NAME,
@@ -191,6 +196,18 @@ def _quiet_downloads() -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = previous
+
+
+@contextlib.contextmanager
+def _pickle_notice_silenced() -> Iterator[None]:
+    """MLflow warns on every pickle save; ecgml chose pickle on purpose (module docstring)."""
+    logger = logging.getLogger("mlflow.pytorch")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def load_model_uri(uri: str, tracking_uri: str, disorder: str | None = None) -> LoadedModel:

@@ -32,7 +32,7 @@ def load_image(path: Path | str, pdf_dpi: int = 200) -> np.ndarray:
 
 def _load_pdf(path: Path, dpi: int) -> np.ndarray:
     try:
-        import pypdfium2 as pdfium  # optional: not a project dependency
+        import pypdfium2 as pdfium
     except ImportError:
         raise DigitizeError(
             f"{path.name}: reading PDF needs the pypdfium2 package: install it or export the "

@@ -13,6 +13,7 @@ from ecgml.inference.inputs import BeatInput
 from ecgml.inference.model_io import LoadedModel
 
 CMAP = "magma_r"
+SMOOTH_MS = 20.0
 
 
 def median_beat(entry: BeatInput, model: LoadedModel) -> np.ndarray:
@@ -22,13 +23,18 @@ def median_beat(entry: BeatInput, model: LoadedModel) -> np.ndarray:
     return np.median(prepare_beats(entry.beats, entry.r_indices, entry.fs, model), axis=0)
 
 
-def beat_saliency(beat: np.ndarray, model: LoadedModel) -> np.ndarray:
-    """|d logit / d input| for one prepared beat (ecgml.explain's Captum Saliency)."""
+def beat_saliency(beat: np.ndarray, model: LoadedModel, smooth_ms: float = SMOOTH_MS) -> np.ndarray:
+    """|d output / d input| for one prepared beat (ecgml.explain's Captum Saliency), smoothed
+    over ``smooth_ms`` and scaled to a peak of 1."""
+    from scipy.ndimage import uniform_filter1d
+
     from ecgml.explain import compute_attributions
 
     attribution = compute_attributions(
         model.model, beat[None, :].astype(np.float32), {"method": "saliency"}, model.fs, False
     )[0]
+    width = max(1, round(smooth_ms * model.fs / 1000.0))
+    attribution = uniform_filter1d(attribution, width, mode="nearest")
     peak = float(np.max(attribution))
     return attribution / peak if peak > 0 else attribution
 
@@ -41,8 +47,8 @@ def write_overlay(
     dpi: int = 110,
 ) -> Path:
     """Median beat per model (its own alignment) with the saliency as a coloured band."""
-    fig = Figure(figsize=(8, 2.2 * len(models)))
-    axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
+    fig = Figure(figsize=(8, 2.4 * len(models)), layout="constrained")
+    axes = fig.subplots(len(models), 1, squeeze=False, sharex=True)[:, 0]
     image = None
     for ax, (disorder, model) in zip(axes, models.items(), strict=True):
         beat = median_beat(entry, model)
@@ -77,7 +83,8 @@ def write_overlay(
     title = f"{Path(entry.input).name} · patient {entry.patient_id}"
     fig.suptitle(f"{title} · median of {entry.n_beats} beat(s)", fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=list(axes), label="saliency (relative)", shrink=0.8)
+        label = f"saliency (relative, {SMOOTH_MS:g} ms smoothing)"
+        fig.colorbar(image, ax=list(axes), label=label, shrink=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi)
     return path

@@ -137,7 +137,9 @@ def render_report(
             *(f"{bounds[BOUNDARIES[k]]:.0f}–{bounds[BOUNDARIES[k + 1]]:.0f}" for k in range(6)),
             str(bounds.get("regions_source", "")),
         ]
-        for c, bounds in ctx.class_bounds.items()
+        for c, bounds in sorted(
+            ctx.class_bounds.items(), key=lambda item: str(item[0]), reverse=True
+        )
     ]
     lines += _table(["class", *REGIONS, "source"], bound_rows)
     lines += ["", "## Sanity check: randomized weights (Adebayo et al.)", ""]

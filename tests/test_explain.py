@@ -208,6 +208,8 @@ def test_region_bounds_fall_back_to_fixed_windows_and_widen_t() -> None:
     bounds = region_bounds(found, {"min_t_half_ms": 80}, 600.0)
     assert bounds["regions_source"] == "neurokit"
     assert (bounds["t_on"], bounds["t_off"]) == (150.0, 310.0)  # widened to ±80 ms
+    early_t = region_bounds({**found, "t_on": 50}, {"min_t_half_ms": 80}, 600.0)
+    assert early_t["t_on"] == 150.0  # an onset inside the S wave is not trusted
     disordered = region_bounds({**found, "qrs_on": 100}, {}, 600.0)  # QRS onset after R
     assert disordered["regions_source"].startswith("neurokit (fixed")
     order = [disordered[k] for k in ("p_on", "p_off", "qrs_on", "qrs_off", "t_on", "t_off")]

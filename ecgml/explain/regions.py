@@ -5,7 +5,8 @@ median beat (per true class or per patient): the median beat is tiled a few time
 delineator has context, and the fiducials of the inner copies are averaged. Any fiducial the
 delineator misses, or that breaks the P < PR < QRS < ST < T order, falls back to the fixed
 window in ``explain.regions.fixed_ms``; the T wave is widened to at least ``min_t_half_ms`` either
-side of its (delineated) peak, and its end to where the median beat returns within 10% of the T
+side of its (delineated) peak (its onset no earlier than ``min_st_ms`` after the QRS offset
+unless the peak itself is), and its end to where the median beat returns within 10% of the T
 height to baseline, because the dwt T on/offsets of a median beat are often too tight.
 Each boundary row says where it came from (``neurokit``, ``neurokit (fixed p_off, …)``, ``fixed``).
 """
@@ -143,6 +144,7 @@ def region_bounds(
     """
     fixed = {**FIXED_DEFAULTS, **dict(cfg.get("fixed_ms") or {})}
     min_half = float(cfg.get("min_t_half_ms", 80))
+    min_st = float(cfg.get("min_st_ms", 40))
     u_ms = float(cfg.get("u_ms", 200))
 
     def value(name: str) -> float:
@@ -153,6 +155,9 @@ def region_bounds(
     t_peak = value("t_peak")
     if np.isfinite(t_peak):
         bounds["t_on"] = np.nanmin([bounds["t_on"], t_peak - min_half])
+        earliest = bounds["qrs_off"] + min_st
+        if bounds["t_on"] < earliest:  # no ST segment left: dwt onset caught the S recovery
+            bounds["t_on"] = min(max(earliest, t_peak - min_half), t_peak)
         bounds["t_off"] = np.nanmax([bounds["t_off"], t_peak + min_half, value("t_end")])
         if np.isfinite(bounds["qrs_off"]):
             bounds["t_on"] = max(bounds["t_on"], bounds["qrs_off"])

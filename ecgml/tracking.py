@@ -13,15 +13,17 @@ import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
-from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml import PROJECT_ROOT
 from ecgml.sweep.context import parent_run
+
+if TYPE_CHECKING:  # lightning is heavy to import; only training needs the logger
+    from lightning.pytorch.loggers import MLFlowLogger
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,8 @@ def make_logger(
     cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
 ) -> MLFlowLogger:
     """An MLFlowLogger for one run in the configured store and experiment."""
+    from lightning.pytorch.loggers import MLFlowLogger
+
     store = resolve_store(cfg.logger.get("tracking_uri"))
     name = experiment_name(cfg)
     ensure_experiment(store, name)

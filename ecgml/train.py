@@ -196,6 +196,10 @@ def train(
         from ecgml.models.features_lr import train_features_lr
 
         return train_features_lr(cfg)
+    if cfg.explain.get("enabled", False):
+        from ecgml.explain import check_config
+
+        check_config(cfg.explain)  # a bad explain.method fails now, not after training
     L.seed_everything(cfg.seed, workers=True)
     table = load_table(cfg, store)
     datamodule = BeatDataModule(table, cfg.data.batch_size, cfg.data.num_workers, cfg.seed)

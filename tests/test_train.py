@@ -172,7 +172,7 @@ def test_bad_input_is_one_line_and_exit_2(
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["split=group_kfold", "split.n_splits=50"], "too few"),
+        (["split=group_kfold", "split.n_splits=50", "split.fold=0"], "too few"),
         (["training.pos_weight=lots"], "training.pos_weight='lots'"),
         (["split.train=0.9"], "must be positive and sum to 1"),
     ],

@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import lightning.pytorch as L
-
 PARENT_RUN_ENV = "ECGML_PARENT_RUN_ID"
 EXPERIMENT_ENV = "ECGML_SWEEP_EXPERIMENT"
 DEFAULT_OBJECTIVE = "test/auroc"
@@ -82,50 +80,10 @@ def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-class MetricsRecorder(L.Callback):
-    """Keeps the last per-epoch metrics (``val/auroc_best`` …) for :func:`objective_value`."""
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        _last_fit_metrics.clear()
-        _last_fit_metrics.update(_as_floats(trainer.callback_metrics))
-        if _active is not None:
-            _active.fit_metrics = dict(_last_fit_metrics)
-
-
-class OptunaPruning(L.Callback):
-    """Reports ``monitor`` to the trial after every validation epoch; when the pruner says so,
-    stops training gracefully (the run is still evaluated and logged, tagged as pruned)."""
-
-    def __init__(self, active: ActiveTrial) -> None:
-        self.active = active
-
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        logger = trainer.logger
-        self.active.run_id = getattr(logger, "run_id", None)
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or self.active.pruned_at_epoch is not None:
-            return
-        value = trainer.callback_metrics.get(self.active.monitor)
-        if value is None:
-            raise ObjectiveMetricMissing(
-                f"pruning monitor {self.active.monitor!r} was not logged; logged: "
-                f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}"
-            )
-        epoch = trainer.current_epoch
-        self.active.trial.report(float(value), step=epoch)
-        if self.active.prune and self.active.trial.should_prune():
-            self.active.pruned_at_epoch = epoch
-            trainer.should_stop = True
-            logger = trainer.logger
-            if logger is not None and hasattr(logger, "experiment"):
-                logger.experiment.set_tag(logger.run_id, "optuna.pruned_at_epoch", str(epoch))
-
-
 def trial_callbacks(cfg: Any) -> list[Any]:
     """Lightning callbacks a job needs: the metrics recorder always, Optuna pruning in a trial."""
+    from ecgml.sweep.callbacks import MetricsRecorder, OptunaPruning  # lightning: import late
+
     _last_fit_metrics.clear()
     callbacks: list[Any] = [MetricsRecorder()]
     if _active is not None:

@@ -76,14 +76,26 @@ def import_mlflow() -> Any:
 
 @contextlib.contextmanager
 def tracking_uri_set(uri: str) -> Iterator[None]:
-    """Point MLflow's module-level API at ``uri`` for a block, restoring the previous URI."""
+    """Point MLflow's module-level API at ``uri`` for a block, then restore exactly what was.
+
+    ``mlflow.set_tracking_uri`` also writes the ``MLFLOW_TRACKING_URI`` environment variable
+    (which ecgml reads first); restoring through it would leave a stale variable behind, so the
+    variable and MLflow's module-level URI are restored separately.
+    """
     mlflow = import_mlflow()
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous_uri = tracking_utils._tracking_uri
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous)
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def model_signature(seq_len: int) -> Any:

@@ -8,9 +8,11 @@ logger's client (never the fluent API, which would open a second run).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,29 @@ def resolve_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) 
             "use sqlite:///…/mlflow.db or an http(s) tracking server"
         )
     return Store(uri, None)
+
+
+@contextlib.contextmanager
+def preserved_tracking_uri() -> Iterator[None]:
+    """Restore MLflow's module-level tracking URI and ``MLFLOW_TRACKING_URI`` after a block.
+
+    Lightning's MLFlowLogger (and ``mlflow.set_tracking_uri`` generally) writes the environment
+    variable, which :func:`resolve_store` reads first: without this, one run's store would leak
+    into every later run of the same process (tests, sweeps, cross-validation, notebooks).
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    previous_uri = tracking_utils._tracking_uri
+    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous_uri)
+        if previous_env is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def experiment_name(cfg: DictConfig) -> str:

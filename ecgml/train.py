@@ -29,7 +29,7 @@ from ecgml.errors import EcgmlError
 from ecgml.evaluation import evaluate_predictions
 from ecgml.models import BeatClassifier, build_backbone
 from ecgml.sweep.context import objective_value, trial_callbacks
-from ecgml.tracking import flatten_config, make_logger, resolve_store
+from ecgml.tracking import flatten_config, make_logger, preserved_tracking_uri, resolve_store
 
 log = logging.getLogger("ecgml.train")
 
@@ -190,8 +190,14 @@ def train(
     """Train, pick the best checkpoint on validation AUROC, evaluate, log everything.
 
     ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a beat
-    store already loaded (folds of one cross-validation).
+    store already loaded (folds of one cross-validation). The process's MLflow tracking URI is
+    left as it was (Lightning's logger would otherwise leave this run's store behind).
     """
+    with preserved_tracking_uri():
+        return _train(cfg, parent_run_id, store)
+
+
+def _train(cfg: DictConfig, parent_run_id: str | None, store: BeatStore | None) -> RunResult:
     if cfg.model.get("kind") == "sklearn":
         from ecgml.models.features_lr import train_features_lr
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -34,7 +35,10 @@ def test_group_kfold_trains_every_fold_under_one_parent(
     toy_store: Path, session_tracking_uri: str
 ) -> None:
     cfg = cv_config(toy_store, session_tracking_uri, "split=group_kfold", "split.n_splits=3")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     result = cross_validate(cfg)
+    # Lightning's logger sets MLFLOW_TRACKING_URI; train() must not leak it to later runs.
+    assert "MLFLOW_TRACKING_URI" not in os.environ
     client = MlflowClient(session_tracking_uri)
     parent = client.get_run(result.run_id)
     assert parent.info.status == "FINISHED"

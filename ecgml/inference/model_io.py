@@ -76,26 +76,12 @@ def import_mlflow() -> Any:
 
 @contextlib.contextmanager
 def tracking_uri_set(uri: str) -> Iterator[None]:
-    """Point MLflow's module-level API at ``uri`` for a block, then restore exactly what was.
+    """Point MLflow's module-level API at ``uri`` for a block, then restore exactly what was."""
+    from ecgml.tracking import preserved_tracking_uri
 
-    ``mlflow.set_tracking_uri`` also writes the ``MLFLOW_TRACKING_URI`` environment variable
-    (which ecgml reads first); restoring through it would leave a stale variable behind, so the
-    variable and MLflow's module-level URI are restored separately.
-    """
-    mlflow = import_mlflow()
-    from mlflow.tracking._tracking_service import utils as tracking_utils
-
-    previous_uri = tracking_utils._tracking_uri
-    previous_env = os.environ.get("MLFLOW_TRACKING_URI")
-    mlflow.set_tracking_uri(uri)
-    try:
+    with preserved_tracking_uri():
+        import_mlflow().set_tracking_uri(uri)
         yield
-    finally:
-        mlflow.set_tracking_uri(previous_uri)
-        if previous_env is None:
-            os.environ.pop("MLFLOW_TRACKING_URI", None)
-        else:
-            os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
 def model_signature(seq_len: int) -> Any:

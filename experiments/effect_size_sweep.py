@@ -70,7 +70,7 @@ def plot(results: pd.DataFrame) -> Figure:
         )
     ax.axhline(0.5, ls=":", color="0.5")
     ax.set(xlabel="effect severity (1 = literature-sized)", ylabel="test AUROC (95% CI)")
-    ax.set(ylim=(0.3, 1.02), title="Detection vs effect size (synthetic cohort)")
+    ax.set(ylim=(0.0, 1.02), title="Detection vs effect size (synthetic cohort)")
     ax.legend(loc="lower right")
     return figure
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ecgml.beatstore import BeatStore
 from ecgml.data.datamodule import fold_names, load_store
 from ecgml.data.labels import binary_labels
-from ecgml.evaluation import METRICS, compute_metrics, evaluate_predictions
+from ecgml.evaluation import METRICS, compute_metrics, evaluate_with_config
 from ecgml.tracking import ensure_experiment, experiment_name, flatten_config, git_state
 from ecgml.tracking import resolve_store as resolve_tracking_store
 
@@ -149,15 +149,9 @@ def cross_validate(cfg: DictConfig, store: BeatStore | None = None) -> CrossValR
         results = [train(with_fold(cfg, fold), parent_run_id=run_id, store=store) for fold in folds]
         pooled = pool_predictions([r.predictions for r in results], folds)
         out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
-        ev = cfg.evaluation
-        metrics, pooled = evaluate_predictions(
-            pooled.drop(columns=["y_pred"], errors="ignore"),
-            rule=ev.threshold_rule,
-            value=ev.threshold_value,
-            target_sensitivity=ev.target_sensitivity,
-            n_bootstrap=ev.n_bootstrap,
-            seed=ev.seed,
-            level=ev.ci_level,
+        metrics, pooled = evaluate_with_config(
+            pooled,
+            cfg.evaluation,
             out_dir=out,
             title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name}, "
             f"{len(folds)}-fold out-of-fold)",

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import evaluate_predictions
+from ecgml.evaluation import evaluate_with_config
 from ecgml.tracking import resolve_store
 
 
@@ -47,16 +47,8 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     predictions = fetch_predictions(client, run_id, store.tracking_uri)
     ev = cfg.evaluation
     out = Path(tempfile.mkdtemp(prefix="ecgml-evaluate-out-"))
-    metrics, predictions = evaluate_predictions(
-        predictions.drop(columns=["y_pred"], errors="ignore"),
-        rule=ev.threshold_rule,
-        value=ev.threshold_value,
-        target_sensitivity=ev.target_sensitivity,
-        n_bootstrap=ev.n_bootstrap,
-        seed=ev.seed,
-        level=ev.ci_level,
-        out_dir=out,
-        title=client.get_run(run_id).info.run_name or run_id,
+    metrics, predictions = evaluate_with_config(
+        predictions, ev, out_dir=out, title=client.get_run(run_id).info.run_name or run_id
     )
     for key, value in metrics.items():
         if value is not None and np.isfinite(value):

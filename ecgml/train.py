@@ -26,7 +26,7 @@ from ecgml.cli import hydra_entry
 from ecgml.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.data.datamodule import BeatDataModule, BeatTable, load_table
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import evaluate_predictions
+from ecgml.evaluation import evaluate_with_config
 from ecgml.models import BeatClassifier, build_backbone
 from ecgml.sweep.context import objective_value, trial_callbacks
 from ecgml.tracking import flatten_config, make_logger, preserved_tracking_uri, resolve_store
@@ -143,15 +143,9 @@ def log_run_files(
 def evaluate_and_log(
     cfg: DictConfig, logger: MLFlowLogger, predictions: pd.DataFrame, out: Path
 ) -> tuple[dict[str, float], pd.DataFrame]:
-    ev = cfg.evaluation
-    metrics, predictions = evaluate_predictions(
+    metrics, predictions = evaluate_with_config(
         predictions,
-        rule=ev.threshold_rule,
-        value=ev.threshold_value,
-        target_sensitivity=ev.target_sensitivity,
-        n_bootstrap=ev.n_bootstrap,
-        seed=ev.seed,
-        level=ev.ci_level,
+        cfg.evaluation,
         out_dir=out,
         title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name})",
     )

@@ -208,7 +208,7 @@ def test_failure_after_start_marks_the_run_failed(
     def explode(*_args, **_kwargs):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setattr(train_module, "evaluate_predictions", explode)
+    monkeypatch.setattr(train_module, "evaluate_with_config", explode)
     cfg = compose_cfg("data=beats", f"data.path={toy_store}", "disorder=hyperkalemia", "debug=fdr")
     with pytest.raises(RuntimeError, match="exploded"):
         train(cfg)

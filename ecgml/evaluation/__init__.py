@@ -22,6 +22,7 @@ from ecgml.evaluation.metrics import METRICS, compute_metrics, confusion_counts
 from ecgml.evaluation.predictions import (
     PREFIXES,
     evaluate_predictions,
+    evaluate_with_config,
     metric_keys,
     patient_level,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "compute_metrics",
     "confusion_counts",
     "evaluate_predictions",
+    "evaluate_with_config",
     "format_results_table",
     "metric_keys",
     "patient_bootstrap_indices",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -249,3 +250,24 @@ def write_evaluation_outputs(
     if any(math.isnan(results["test"][m]) for m in METRICS):
         log.warning("some test metrics are undefined (n/a in %s)", written["results.md"])
     return written
+
+
+def evaluate_with_config(
+    predictions: pd.DataFrame, evaluation_cfg: Any, out_dir: Path | None = None, title: str = ""
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """:func:`evaluate_predictions` with the settings of the ``evaluation`` config group.
+
+    Any ``y_pred`` column already present is replaced by the new threshold's decisions.
+    """
+    ev = evaluation_cfg
+    return evaluate_predictions(
+        predictions.drop(columns=["y_pred"], errors="ignore"),
+        rule=ev.threshold_rule,
+        value=ev.threshold_value,
+        target_sensitivity=ev.target_sensitivity,
+        n_bootstrap=ev.n_bootstrap,
+        seed=ev.seed,
+        level=ev.ci_level,
+        out_dir=out_dir,
+        title=title,
+    )

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ecgml.beatstore import BeatStore
 from ecgml.data.datamodule import fold_names, load_store
 from ecgml.data.labels import binary_labels
-from ecgml.evaluation import METRICS, compute_metrics, evaluate_with_config
+from ecgml.evaluation import METRICS, evaluate_with_config
+from ecgml.evaluation.predictions import metrics_for_frame
 from ecgml.tracking import ensure_experiment, experiment_name, flatten_config, git_state
 from ecgml.tracking import resolve_store as resolve_tracking_store
 
@@ -94,15 +95,8 @@ def metrics_by_stratum(
     """The eight metrics with CIs for each value of ``column`` (center or device)."""
     rows = []
     for value, part in test.groupby(column, sort=True):
-        metrics = compute_metrics(
-            part["y_true"].to_numpy(),
-            part["y_prob"].to_numpy(),
-            part["patient_id"].to_numpy(),
-            threshold,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
-            level=level,
-            context=f"{column}={value}",
+        metrics = metrics_for_frame(
+            part, threshold, None, n_bootstrap, seed, level, context=f"{column}={value}"
         )
         rows.append({column: value, **metrics})
     return pd.DataFrame(rows)

@@ -93,7 +93,7 @@ def _warn_on_leakage(df: pd.DataFrame) -> None:
         )
 
 
-def _metrics_for(
+def metrics_for_frame(
     part: pd.DataFrame,
     threshold: float,
     plan: BootstrapPlan | None,
@@ -102,6 +102,7 @@ def _metrics_for(
     level: float,
     context: str,
 ) -> dict[str, float]:
+    """:func:`compute_metrics` on a predictions frame (``y_true, y_prob, patient_id``)."""
     return compute_metrics(
         part["y_true"].to_numpy(),
         part["y_prob"].to_numpy(),
@@ -154,11 +155,11 @@ def evaluate_predictions(
         plan = patient_bootstrap_indices(test["patient_id"], test["y_true"], n_bootstrap, seed)
     test_patients = patient_level(test)
     results = {
-        "test": _metrics_for(test, threshold, plan, n_bootstrap, seed, level, "test"),
-        "test_patient": _metrics_for(
+        "test": metrics_for_frame(test, threshold, plan, n_bootstrap, seed, level, "test"),
+        "test_patient": metrics_for_frame(
             test_patients, threshold, None, n_bootstrap, seed, level, "test_patient"
         ),
-        "val_final": _metrics_for(
+        "val_final": metrics_for_frame(
             df[df["split"] == "val"], threshold, None, n_bootstrap, seed, level, "val_final"
         ),
     }

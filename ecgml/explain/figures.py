@@ -38,7 +38,9 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
     return np.where(counts > 0, np.nansum(values, axis=0) / np.maximum(counts, 1), np.nan)
 
 
-def _band(ax: Axes, t_ms: np.ndarray, saliency: np.ndarray, y_range: tuple[float, float]) -> Any:
+def saliency_band(
+    ax: Axes, t_ms: np.ndarray, saliency: np.ndarray, y_range: tuple[float, float]
+) -> Any:
     """The saliency as a coloured band behind the trace (0 = white, 1 = darkest)."""
     finite = np.isfinite(saliency)
     if not finite.any():
@@ -99,7 +101,7 @@ def overlay_figure(
     for ax, c in zip(axes[:, 0], classes, strict=True):
         trace = _nanmean(aligned_beats[labels == c])
         y_range = _y_range(trace)
-        image = _band(ax, t_ms, means[c] / scale, y_range) or image
+        image = saliency_band(ax, t_ms, means[c] / scale, y_range) or image
         ax.plot(t_ms, trace, color="k", lw=1.2, zorder=2)
         if c in class_bounds:
             _mark_regions(ax, class_bounds[c], y_range[1])
@@ -161,7 +163,7 @@ def examples_figure(
         saliency = saliency / saliency.max() if saliency.max() > 0 else saliency
         y_range = _y_range(trace)
         if len(t_ms):
-            _band(ax, t_ms, saliency, y_range)
+            saliency_band(ax, t_ms, saliency, y_range)
             ax.plot(t_ms, trace, color="k", lw=1.0, zorder=2)
         row = table.iloc[k]
         verdict = "correct" if row.get("y_pred") == row["y_true"] else "wrong"

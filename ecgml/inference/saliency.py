@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from ecgml.explain.figures import saliency_band
 from ecgml.inference.inputs import BeatInput
 from ecgml.inference.model_io import LoadedModel
 
@@ -58,18 +59,7 @@ def write_overlay(
         lo, hi = float(beat.min()), float(beat.max())
         pad = 0.15 * max(hi - lo, 1e-3)
         y_range = (lo - pad, hi + 2 * pad)
-        image = ax.imshow(
-            saliency[None, :],
-            aspect="auto",
-            extent=(t_ms[0], t_ms[-1], *y_range),
-            cmap=CMAP,
-            vmin=0.0,
-            vmax=1.0,
-            alpha=0.55,
-            origin="lower",
-            interpolation="nearest",
-            zorder=0,
-        )
+        image = saliency_band(ax, t_ms, saliency, y_range)
         ax.plot(t_ms, beat, color="k", lw=1.2, zorder=2)
         ax.set_ylim(*y_range)
         ax.set_ylabel("mV")

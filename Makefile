@@ -29,9 +29,10 @@ test: install  ## the whole test suite (slow end-to-end tests included)
 test-fast: install  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
-lint: install  ## ruff check + format check
+lint: install  ## ruff check + format check + the layer contracts (lint-imports)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports --no-cache
 
 format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -45,7 +46,7 @@ ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
 		--host 127.0.0.1 --port 5000 --workers 1
 
 sweep: install  ## a 20-trial pruned Optuna sweep (hypokalemia) on the synthetic cohort
-	$(BIN)/python -m ecgml.train -m hparams_search=hypokalemia $(ARGS)
+	$(BIN)/python -m ecgml.train -m hparams_search=cnn1d disorder=hypokalemia $(ARGS)
 
 bench: install  ## training/inference throughput benchmark (figures for the README)
 	$(BIN)/python experiments/bench_train.py

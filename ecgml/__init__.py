@@ -32,3 +32,8 @@ def _register_resolvers() -> None:
 
 
 _register_resolvers()
+
+# The typed schemas of conf/ (ecgml.schemas imports nothing of ecgml): composing needs them.
+from ecgml.schemas import register_schemas  # noqa: E402
+
+register_schemas()

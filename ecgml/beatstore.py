@@ -13,15 +13,17 @@ import itertools
 import json
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ecgml import GROUPS
 from ecgml.errors import EcgmlError
+from ecgml.signal.windows import BeatSet
 
 MANIFEST = "manifest.csv"
 META_FILE = "beatstore.json"
@@ -284,3 +286,51 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------- recordings
+
+
+def beat_rows(beat_set: BeatSet, labels: Mapping[str, Any]) -> pd.DataFrame:
+    """Manifest rows for one recording's beats.
+
+    ``labels`` holds ``patient_id`` and ``group`` (default ``unknown``) and optionally
+    ``record_id`` (default: the patient id) and provenance (``center``, ``device``,
+    ``source_image``). Beat ids are ``<record_id>_<beat_index>``.
+    """
+    if "patient_id" not in labels:
+        raise ValueError("labels need a patient_id")
+    record_id = str(labels.get("record_id", labels["patient_id"]))
+    n = len(beat_set)
+    rows = pd.DataFrame(
+        {
+            "patient_id": [str(labels["patient_id"])] * n,
+            "group": [str(labels.get("group", "unknown"))] * n,
+            "beat_id": [f"{record_id}_{int(i):03d}" for i in beat_set.beat_index],
+            "record_id": [record_id] * n,
+            "beat_index": beat_set.beat_index.astype(int),
+            "r_index": [beat_set.r_offset] * n,
+        }
+    )
+    for key in ("center", "device", "source_image"):
+        if key in labels and labels[key] is not None:
+            rows[key] = str(labels[key])
+    return rows
+
+
+def export_beat_store(
+    root: Path | str, recordings: Sequence[tuple[BeatSet, Mapping[str, Any]]]
+) -> Path:
+    """Write the beats of several recordings as one beat store (``manifest.csv`` last)."""
+    recordings = [(bs, labels) for bs, labels in recordings if len(bs)]
+    if not recordings:
+        raise ValueError("no beats to export")
+    first = recordings[0][0]
+    for bs, _ in recordings:
+        if (bs.fs, bs.pre_r_ms, bs.post_r_ms) != (first.fs, first.pre_r_ms, first.post_r_ms):
+            raise ValueError("all recordings must share fs and the beat window to share a store")
+    beats = [beat for bs, _ in recordings for beat in bs.beats]
+    rows = pd.concat([beat_rows(bs, labels) for bs, labels in recordings], ignore_index=True)
+    return write_beat_store(
+        root, beats, rows, fs=first.fs, pre_r_ms=first.pre_r_ms, post_r_ms=first.post_r_ms
+    )

@@ -1,22 +1,6 @@
-"""``python -m ecgml.predict input=PATH``: hyperkalemia, hypokalemia and hyponatremia probabilities.
+"""``python -m ecgml.predict``: the body is :mod:`ecgml.cli.predict`."""
 
-PATH is an ECG image, a ``time_s,mv`` signal CSV, a WFDB record, a single-beat CSV, a beat store
-or a folder of these; the three ``champion`` models come from the MLflow registry (see
-``python -m ecgml.promote``). JSON to ``output=`` or stdout, a short table on stderr.
-"""
-
-from __future__ import annotations
-
-from omegaconf import DictConfig
-
-from ecgml.cli import hydra_entry
-from ecgml.inference.predict import run_predict
-
-
-@hydra_entry("predict")
-def main(cfg: DictConfig) -> None:
-    run_predict(cfg)
-
+from ecgml.cli.predict import main
 
 if __name__ == "__main__":
     main()

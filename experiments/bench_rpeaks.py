@@ -15,8 +15,8 @@ import time
 import numpy as np
 import wfdb
 
-from ecgml.beats import detect_rpeaks
-from ecgml.digitize.evaluate import match_peaks
+from ecgml.digitize.fidelity import match_peaks
+from ecgml.signal import detect_rpeaks
 
 #: Annotation symbols that mark a beat (WFDB's beat codes; '+' rhythm changes etc. are not).
 BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
@@ -57,7 +57,7 @@ def main() -> None:
     se, ppv = tp / (tp + fn), tp / max(tp + fp, 1)
     mae = 1000 * errors.mean() / fs if errors.size else float("nan")
     print(
-        f"| NeuroKit2 (ecgml.beats.detect_rpeaks) | {se:.4f} | {ppv:.4f} | "
+        f"| NeuroKit2 (ecgml.signal.detect_rpeaks) | {se:.4f} | {ppv:.4f} | "
         f"{2 * tp / (2 * tp + fp + fn):.4f} | {mae:.1f} | {1000 * seconds / minutes:.1f} |"
     )
     print(f"\nTP {tp}, FP {fp}, FN {fn} at ±{args.tolerance_ms:g} ms")

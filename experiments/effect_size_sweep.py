@@ -21,7 +21,7 @@ from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 
 from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
-from ecgml.train import train
+from ecgml.pipeline.run import run_one as train
 
 COLORS = {"hyperkalemia": "tab:orange", "hypokalemia": "tab:red", "hyponatremia": "tab:purple"}
 

@@ -22,8 +22,8 @@ from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 
 from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
-from ecgml.crossval import cross_validate
 from ecgml.evaluation import format_results_table, plot_roc
+from ecgml.pipeline.crossval import cross_validate
 
 COLORS = {"hyperkalemia": "tab:orange", "hypokalemia": "tab:red", "hyponatremia": "tab:purple"}
 

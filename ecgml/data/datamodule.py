@@ -11,20 +11,15 @@ import lightning.pytorch as L
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
 from ecgml.data.labels import LabelSummary, binary_labels
-from ecgml.data.padding import pad_to_length
-from ecgml.data.splits import (
-    fold_table,
-    group_values,
-    holdout_split,
-    kfold_split,
-    leave_group_out_split,
-    patient_table,
-)
+from ecgml.data.splits import build_split
 from ecgml.errors import EcgmlError
+from ecgml.signal import align_beats
+from ecgml.synth import ensure_cohort
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
@@ -68,11 +63,9 @@ class BeatDataset(Dataset):
 def resolve_store_path(data_cfg: Any) -> Path:
     """The beat store folder of ``data=synthetic`` (built/cached) or ``data=beats``."""
     if data_cfg.source == "synthetic":
-        from ecgml.synth import ensure_cohort
-
         return ensure_cohort(data_cfg.cohort, Path(data_cfg.cache_dir)) / "beats"
     if data_cfg.source == "beats":
-        if not data_cfg.get("path"):
+        if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.path:
             raise EcgmlError("data=beats needs data.path=/folder/with/manifest.csv")
         return Path(str(data_cfg.path)).expanduser().resolve()
     raise EcgmlError(f"data.source={data_cfg.source!r} is unknown: use 'synthetic' or 'beats'")
@@ -80,43 +73,12 @@ def resolve_store_path(data_cfg: Any) -> Path:
 
 def fold_names(beats: pd.DataFrame, split_cfg: Any) -> list[str | int]:
     """Every fold of a cross-validating split (``split.fold=null`` runs them all)."""
-    if split_cfg.name == "group_kfold":
-        return list(range(split_cfg.n_splits))
-    if split_cfg.name == "leave_center_out":
-        return list(group_values(beats, split_cfg.by))
-    return []
+    return build_split(split_cfg).folds(beats)
 
 
 def assign_splits(beats: pd.DataFrame, split_cfg: Any) -> pd.DataFrame:
     """Patient table (patient_id, y, split[, fold]) for the configured split."""
-    labels = patient_table(beats)
-    name = split_cfg.name
-    if name != "holdout" and split_cfg.get("fold") is None:
-        raise EcgmlError(
-            f"split={name} with split.fold=null means every fold: run it through "
-            "`python -m ecgml.train` (ecgml.crossval), or pick one with split.fold=…"
-        )
-    if name == "holdout":
-        fractions = (split_cfg.train, split_cfg.val, split_cfg.test)
-        split = holdout_split(labels, *fractions, seed=split_cfg.seed)
-        table = pd.DataFrame({"y": labels, "split": split})
-    elif name == "group_kfold":
-        split = kfold_split(
-            beats, split_cfg.n_splits, split_cfg.fold, split_cfg.val_fraction, split_cfg.seed
-        )
-        fold = fold_table(beats, split_cfg.n_splits, split_cfg.seed)
-        table = pd.DataFrame({"y": labels, "split": split, "fold": fold})
-    elif name == "leave_center_out":
-        split = leave_group_out_split(
-            beats, split_cfg.by, str(split_cfg.fold), split_cfg.val_fraction, split_cfg.seed
-        )
-        fold = beats.groupby("patient_id")[split_cfg.by].first().astype(str)
-        table = pd.DataFrame({"y": labels, "split": split, "fold": fold})
-    else:
-        raise EcgmlError(
-            f"split.name={name!r} is unknown: use holdout, group_kfold or leave_center_out"
-        )
-    return table.rename_axis("patient_id").reset_index()
+    return build_split(split_cfg).assign(beats)
 
 
 def build_beat_table(
@@ -130,7 +92,7 @@ def build_beat_table(
     meta = meta.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
     beats = [store.beats[i] for i in _row_positions(store.meta, meta)]
     r_indices = _r_indices(meta, data_cfg.align)
-    x, r_target = pad_to_length(beats, r_indices, data_cfg.get("beat_length"))
+    x, r_target = align_beats(beats, r_indices, data_cfg.beat_length)
     log.info(
         "%d beats from %d patients (%d %s, %d %s), %d conflicting patient(s) excluded, "
         "beat length %d",

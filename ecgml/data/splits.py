@@ -1,12 +1,20 @@
 """Patient-level splits: no patient ever contributes beats to two subsets.
 
 Splits are computed on the patient table (one label per patient) and then mapped onto beats,
-so leakage is impossible by construction. Both return a Series ``patient_id -> split`` with
-values ``train``, ``val``, ``test``.
+so leakage is impossible by construction. The functions return a Series ``patient_id -> split``
+with values ``train``, ``val``, ``test``.
+
+``conf/split/<name>.yaml`` names one of the :class:`PatientSplit` classes below in ``_target_``
+(:func:`build_split` instantiates it). A new split type is one class here plus one YAML file.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, replace
+from typing import Any
+
+import hydra
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
@@ -126,3 +134,129 @@ def group_values(beats: pd.DataFrame, by: str) -> list[str]:
     if by not in beats.columns:
         raise EcgmlError(f"split by {by!r} needs a '{by}' column in the beat store manifest")
     return sorted(beats[by].astype(str).unique())
+
+
+class PatientSplit(ABC):
+    """One patient-level split scheme: the classes ``conf/split/*.yaml`` instantiate.
+
+    ``fold`` is ``None`` for a cross-validating split that has to run every fold (the pipeline
+    loops over :meth:`folds` with :meth:`with_fold`); :class:`Holdout` has a single "fold".
+    """
+
+    name: str
+    fold: Any = None
+
+    @property
+    def runs_all_folds(self) -> bool:
+        """True when this split is one run per fold (``split.fold=null`` of a k-fold split)."""
+        return False
+
+    def folds(self, beats: pd.DataFrame) -> list[Any]:
+        """Every fold of a cross-validating split; ``[]`` for a single train/val/test split."""
+        return []
+
+    def with_fold(self, fold: Any) -> PatientSplit:
+        return self
+
+    def run_name_suffix(self) -> str:
+        """What the fold adds to the run name ``<disorder>-<model>-s<seed>`` (a contract)."""
+        return ""
+
+    @abstractmethod
+    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+        """Patient table ``patient_id, y, split[, fold]`` (one row per patient, sorted)."""
+
+    def _require_fold(self) -> None:
+        if self.fold is None:
+            raise EcgmlError(
+                f"split={self.name} with split.fold=null means every fold: run it through "
+                "`python -m ecgml.train` (ecgml.crossval), or pick one with split.fold=…"
+            )
+
+
+@dataclass(frozen=True)
+class Holdout(PatientSplit):
+    """Stratified patient-level train/val/test fractions (the study's 70/15/15)."""
+
+    train: float
+    val: float
+    test: float
+    seed: int
+    name: str = "holdout"
+
+    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+        labels = patient_table(beats)
+        split = holdout_split(labels, self.train, self.val, self.test, seed=self.seed)
+        return _table(pd.DataFrame({"y": labels, "split": split}))
+
+
+@dataclass(frozen=True)
+class _FoldedSplit(PatientSplit):
+    """Shared by the cross-validating splits: ``fold`` selects the test set."""
+
+    val_fraction: float
+    seed: int
+    fold: Any = None
+
+    @property
+    def runs_all_folds(self) -> bool:
+        return self.fold is None
+
+    def with_fold(self, fold: Any) -> PatientSplit:
+        return replace(self, fold=fold)
+
+
+@dataclass(frozen=True)
+class GroupKFold(_FoldedSplit):
+    """StratifiedGroupKFold by patient: fold ``fold`` is the test set."""
+
+    n_splits: int = 5
+    name: str = "group_kfold"
+
+    def folds(self, beats: pd.DataFrame) -> list[Any]:
+        return list(range(self.n_splits))
+
+    def run_name_suffix(self) -> str:
+        return f"-fold{self.fold}"
+
+    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+        self._require_fold()
+        labels = patient_table(beats)
+        split = kfold_split(beats, self.n_splits, self.fold, self.val_fraction, self.seed)
+        fold = fold_table(beats, self.n_splits, self.seed)
+        return _table(pd.DataFrame({"y": labels, "split": split, "fold": fold}))
+
+
+@dataclass(frozen=True)
+class LeaveCenterOut(_FoldedSplit):
+    """Leave one value of ``by`` (center or device) out as the test set."""
+
+    by: str = "center"
+    name: str = "leave_center_out"
+
+    def folds(self, beats: pd.DataFrame) -> list[Any]:
+        return list(group_values(beats, self.by))
+
+    def run_name_suffix(self) -> str:
+        return f"-{self.by}-{self.fold}"
+
+    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+        self._require_fold()
+        labels = patient_table(beats)
+        split = leave_group_out_split(beats, self.by, str(self.fold), self.val_fraction, self.seed)
+        fold = beats.groupby("patient_id")[self.by].first().astype(str)
+        return _table(pd.DataFrame({"y": labels, "split": split, "fold": fold}))
+
+
+def _table(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename_axis("patient_id").reset_index()
+
+
+def build_split(split_cfg: Any) -> PatientSplit:
+    """The :class:`PatientSplit` named in ``split_cfg._target_`` (a ``conf/split`` file)."""
+    if isinstance(split_cfg, PatientSplit):
+        return split_cfg
+    split = hydra.utils.instantiate(split_cfg, _convert_="all")
+    if not isinstance(split, PatientSplit):
+        raise EcgmlError(f"split._target_={split_cfg._target_!r} is not a PatientSplit")
+    return split

@@ -1,4 +1,4 @@
-"""A folder of images → ``signals/``, a beat store and ``report.csv`` (the Contracts' layout).
+"""A folder of images → ``signals/``, a beat store and ``report.csv`` (docs/contracts.md).
 
 Images are processed in a process pool (:func:`~ecgml.digitize.pipeline.process_image` is
 pure); everything is written into a temporary sibling folder that is moved into place at the
@@ -22,8 +22,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ecgml.beats import export_beat_store
-from ecgml.beatstore import VALID_GROUPS
+from ecgml.beatstore import VALID_GROUPS, export_beat_store
 from ecgml.digitize.image import IMAGE_SUFFIXES
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
 from ecgml.errors import EcgmlError

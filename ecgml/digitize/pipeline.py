@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 
-from ecgml.beats import BeatSet, extract_beats
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.grid import Calibration, calibration_from_dpi, detect_grid
 from ecgml.digitize.image import estimate_skew, load_image, rotate
@@ -24,6 +23,7 @@ from ecgml.digitize.trace import (
     to_signal,
     trace_mask,
 )
+from ecgml.signal import BeatSet, extract_beats
 
 LAYOUTS = ("strip", "page")
 #: Without a grid, guess px/mm for the background kernel from a 10 s strip's typical width.

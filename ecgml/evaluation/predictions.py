@@ -1,10 +1,11 @@
-"""End-of-run evaluation of a run's predictions: threshold on validation, the Contracts' MLflow
-metric keys for ``test``, ``test_patient`` and ``val_final``, figures and the results table."""
+"""End-of-run evaluation of a run's predictions: threshold on validation, the MLflow metric keys
+of docs/contracts.md for ``test``, ``test_patient`` and ``val_final``, figures, results table."""
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,13 @@ log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("patient_id", "beat_id", "split", "y_true", "y_prob")
 SPLITS = ("train", "val", "test")
-#: Metric prefixes of the Contracts: test beats, test patients (mean probability), validation.
+#: Metric prefixes (docs/contracts.md): test beats, test patients (mean probability), validation.
 PREFIXES = ("test", "test_patient", "val_final")
 FIGURES = ("roc", "pr", "confusion", "calibration")
 
 
 def metric_keys() -> list[str]:
-    """Exactly the end-of-run MLflow metric keys of the Contracts (design.md)."""
+    """Exactly the end-of-run MLflow metric keys of docs/contracts.md."""
     keys = [f"{p}/{m}{s}" for p in PREFIXES for m in METRICS for s in ("", "_ci_low", "_ci_high")]
     return [*keys, "test/threshold", "test/n_beats", "test/n_patients"]
 
@@ -116,6 +117,60 @@ def metrics_for_frame(
     )
 
 
+@dataclass(frozen=True)
+class Uncertainty:
+    """How the CIs are computed: resamples of the patient-level bootstrap, its seed, the level."""
+
+    n_bootstrap: int = 2000
+    seed: int = 0
+    level: float = 0.95
+
+
+def _validated_frame(predictions: pd.DataFrame, rule: str) -> pd.DataFrame:
+    """The checked predictions, refusing frames that cannot be evaluated with ``rule``."""
+    df = check_predictions(predictions)
+    if (df["split"] == "test").sum() == 0:
+        raise EcgmlError("predictions have no rows with split='test': nothing to evaluate")
+    if (df["split"] == "val").sum() == 0 and rule != "fixed":
+        raise EcgmlError(
+            f"threshold rule={rule!r} needs rows with split='val'; none found: "
+            "use rule=fixed or keep validation predictions"
+        )
+    _warn_on_leakage(df)
+    return df
+
+
+def _results_by_prefix(
+    df: pd.DataFrame, threshold: float, plan: BootstrapPlan | None, ci: Uncertainty
+) -> dict[str, dict[str, float]]:
+    """Metrics of the test beats (bootstrap ``plan``), test patients and validation beats."""
+    test = df[df["split"] == "test"]
+    settings = (ci.n_bootstrap, ci.seed, ci.level)
+    return {
+        "test": metrics_for_frame(test, threshold, plan, *settings, "test"),
+        "test_patient": metrics_for_frame(
+            patient_level(test), threshold, None, *settings, "test_patient"
+        ),
+        "val_final": metrics_for_frame(
+            df[df["split"] == "val"], threshold, None, *settings, "val_final"
+        ),
+    }
+
+
+def _metric_dict(results: dict[str, dict[str, float]], threshold: float) -> dict[str, float]:
+    """The flat MLflow keys of the contracts (exactly :func:`metric_keys`)."""
+    metrics = {
+        f"{prefix}/{m}{s}": float(results[prefix][f"{m}{s}"])
+        for prefix in PREFIXES
+        for m in METRICS
+        for s in ("", "_ci_low", "_ci_high")
+    }
+    metrics["test/threshold"] = float(threshold)
+    metrics["test/n_beats"] = float(results["test"]["n_beats"])
+    metrics["test/n_patients"] = float(results["test"]["n_patients"])
+    return metrics
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame,
     rule: str = "youden",
@@ -130,21 +185,14 @@ def evaluate_predictions(
     """Evaluate a run's predictions (``patient_id, beat_id, split, y_true, y_prob`` + provenance).
 
     The threshold is chosen on the ``val`` rows (``rule``: fixed / youden / sensitivity) and
-    applied to every row as ``y_pred``. Returns (the Contracts' MLflow metrics — exactly
+    applied to every row as ``y_pred``. Returns (the contracts' MLflow metrics — exactly
     :func:`metric_keys` —, a copy of ``predictions`` with ``y_pred`` added or replaced). With
     ``out_dir``, writes ``figures/{roc,pr,confusion,calibration}.png``, ``results.md`` and
     ``results.csv`` there.
     """
-    df = check_predictions(predictions)
-    val, test = df[df["split"] == "val"], df[df["split"] == "test"]
-    if test.empty:
-        raise EcgmlError("predictions have no rows with split='test': nothing to evaluate")
-    if val.empty and rule != "fixed":
-        raise EcgmlError(
-            f"threshold rule={rule!r} needs rows with split='val'; none found: "
-            "use rule=fixed or keep validation predictions"
-        )
-    _warn_on_leakage(df)
+    ci = Uncertainty(n_bootstrap, seed, level)
+    df = _validated_frame(predictions, rule)
+    val = df[df["split"] == "val"]
     threshold = choose_threshold(
         val["y_true"].to_numpy(), val["y_prob"].to_numpy(), rule, value, target_sensitivity
     )
@@ -153,51 +201,23 @@ def evaluate_predictions(
     plan = None
     if n_bootstrap > 0:
         plan = patient_bootstrap_indices(test["patient_id"], test["y_true"], n_bootstrap, seed)
-    test_patients = patient_level(test)
-    results = {
-        "test": metrics_for_frame(test, threshold, plan, n_bootstrap, seed, level, "test"),
-        "test_patient": metrics_for_frame(
-            test_patients, threshold, None, n_bootstrap, seed, level, "test_patient"
-        ),
-        "val_final": metrics_for_frame(
-            df[df["split"] == "val"], threshold, None, n_bootstrap, seed, level, "val_final"
-        ),
-    }
-    metrics = {
-        f"{prefix}/{m}{s}": float(results[prefix][f"{m}{s}"])
-        for prefix in PREFIXES
-        for m in METRICS
-        for s in ("", "_ci_low", "_ci_high")
-    }
-    metrics["test/threshold"] = float(threshold)
-    metrics["test/n_beats"] = float(results["test"]["n_beats"])
-    metrics["test/n_patients"] = float(results["test"]["n_patients"])
+    results = _results_by_prefix(df, threshold, plan, ci)
     if out_dir is not None:
         write_evaluation_outputs(
             Path(out_dir), test, results, threshold, rule, plan, n_bootstrap, seed, level, title
         )
     with_pred = predictions.copy()
     with_pred["y_pred"] = df["y_pred"].to_numpy()
-    return metrics, with_pred
+    return _metric_dict(results, threshold), with_pred
 
 
-def write_evaluation_outputs(
-    out_dir: Path,
-    test: pd.DataFrame,
-    results: dict[str, dict[str, float]],
-    threshold: float,
-    rule: str,
-    plan: BootstrapPlan | None,
-    n_bootstrap: int,
-    seed: int,
-    level: float,
-    title: str = "",
-) -> dict[str, Path]:
-    """Write the test-set figures and ``results.md`` / ``results.csv`` under ``out_dir``."""
-    figures_dir = out_dir / "figures"
+def _test_figures(
+    test: pd.DataFrame, plan: BootstrapPlan | None, level: float, title: str
+) -> dict[str, Any]:
+    """ROC (bootstrap band from ``plan``), PR, confusion and calibration of the test beats."""
     y_true, y_prob = test["y_true"].to_numpy(), test["y_prob"].to_numpy()
     name = f"{title} — " if title else ""
-    figures = {
+    return {
         "roc": plot_roc(
             y_true,
             y_prob,
@@ -213,19 +233,19 @@ def write_evaluation_outputs(
         ),
         "calibration": plot_calibration(y_true, y_prob, title=f"{name}Calibration, test beats"),
     }
-    written = {key: save_figure(fig, figures_dir / f"{key}.png") for key, fig in figures.items()}
+
+
+def _results_markdown(
+    results: dict[str, dict[str, float]], threshold: float, rule: str, ci: Uncertainty, title: str
+) -> str:
+    """``results.md``: the one-row Table 2 at beat and patient level, with how CIs were made."""
     group = title or "Test"
-    beat_md, beat_frame = format_results_table({group: results["test"]}, level=level)
-    patient_md, _ = format_results_table({group: results["test_patient"]}, level=level)
+    beat_md, _ = format_results_table({group: results["test"]}, level=ci.level)
+    patient_md, _ = format_results_table({group: results["test_patient"]}, level=ci.level)
     t = results["test"]
-    beat_frame["threshold"] = threshold
-    for key in ("n_beats", "n_patients", "n_positive", "n_negative", "tp", "fp", "tn", "fn"):
-        beat_frame[key] = t[key]
-    written["results.csv"] = out_dir / "results.csv"
-    beat_frame.to_csv(written["results.csv"], index=False)
     ci_note = (
-        f"patient-level stratified bootstrap ({n_bootstrap} resamples, seed {seed})"
-        if n_bootstrap > 0
+        f"patient-level stratified bootstrap ({ci.n_bootstrap} resamples, seed {ci.seed})"
+        if ci.n_bootstrap > 0
         else "not computed (n_bootstrap=0)"
     )
     lines = [
@@ -242,12 +262,48 @@ def write_evaluation_outputs(
         "Patient level (a patient's probability is the mean over its beats):",
         "",
         patient_md,
-        f"{level:.0%} CIs: Wilson score intervals for accuracy, sensitivity, specificity, "
+        f"{ci.level:.0%} CIs: Wilson score intervals for accuracy, sensitivity, specificity, "
         f"precision and NPV; {ci_note} for AUROC, F1 and MCC. n/a: undefined (see the log).",
         "",
     ]
+    return "\n".join(lines)
+
+
+def _results_frame(
+    results: dict[str, dict[str, float]], threshold: float, level: float, title: str
+) -> pd.DataFrame:
+    """``results.csv``: the test row of Table 2 plus threshold, counts and confusion cells."""
+    _, frame = format_results_table({title or "Test": results["test"]}, level=level)
+    frame["threshold"] = threshold
+    for key in ("n_beats", "n_patients", "n_positive", "n_negative", "tp", "fp", "tn", "fn"):
+        frame[key] = results["test"][key]
+    return frame
+
+
+def write_evaluation_outputs(
+    out_dir: Path,
+    test: pd.DataFrame,
+    results: dict[str, dict[str, float]],
+    threshold: float,
+    rule: str,
+    plan: BootstrapPlan | None,
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+    title: str = "",
+) -> dict[str, Path]:
+    """Write the test-set figures and ``results.md`` / ``results.csv`` under ``out_dir``."""
+    ci = Uncertainty(n_bootstrap, seed, level)
+    figures = _test_figures(test, plan, level, title)
+    written = {
+        key: save_figure(fig, out_dir / "figures" / f"{key}.png") for key, fig in figures.items()
+    }
+    written["results.csv"] = out_dir / "results.csv"
+    _results_frame(results, threshold, level, title).to_csv(written["results.csv"], index=False)
     written["results.md"] = out_dir / "results.md"
-    written["results.md"].write_text("\n".join(lines), encoding="utf-8")
+    written["results.md"].write_text(
+        _results_markdown(results, threshold, rule, ci, title), encoding="utf-8"
+    )
     if any(math.isnan(results["test"][m]) for m in METRICS):
         log.warning("some test metrics are undefined (n/a in %s)", written["results.md"])
     return written

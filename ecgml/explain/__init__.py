@@ -5,6 +5,6 @@ run_id=…`` recomputes it for a finished run.
 """
 
 from ecgml.explain.attribution import METHODS, compute_attributions, randomized_copy
-from ecgml.explain.pipeline import check_config, explain_model
+from ecgml.explain.pipeline import as_dict, explain_model
 
-__all__ = ["METHODS", "check_config", "compute_attributions", "explain_model", "randomized_copy"]
+__all__ = ["METHODS", "as_dict", "compute_attributions", "explain_model", "randomized_copy"]

@@ -6,6 +6,7 @@ import logging
 import time
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from torch import nn
 
 from ecgml.errors import EcgmlError
 from ecgml.explain import figures
-from ecgml.explain.attribution import check_method, compute_attributions, randomized_copy
+from ecgml.explain.attribution import compute_attributions, randomized_copy
 from ecgml.explain.localization import (
     localize_beats,
     mean_profile,
@@ -39,8 +40,6 @@ from ecgml.explain.stats import TESTS, class_shift, group_statistics, primary_fo
 
 log = logging.getLogger(__name__)
 ID_COLUMNS = ("patient_id", "beat_id", "split", "group", "y_true", "y_prob", "y_pred")
-REGION_SOURCES = ("class_median", "patient_median", "fixed")
-SUBSETS = ("all", "correct")
 CLASS_KEYS = {1: "positive", 0: "negative"}
 
 
@@ -50,23 +49,6 @@ def as_dict(cfg: Mapping[str, Any] | DictConfig | None) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
     return dict(cfg)
-
-
-def check_config(cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
-    """Validate the ``explain`` config up front (cheap: call it before training)."""
-    cfg = as_dict(cfg)
-    check_method(str(cfg.get("method", "saliency")))
-    source = (cfg.get("regions") or {}).get("source", "class_median")
-    if source not in REGION_SOURCES:
-        raise EcgmlError(
-            f"explain.regions.source={source!r} is unknown: use {', '.join(REGION_SOURCES)}"
-        )
-    if cfg.get("subset", "all") not in SUBSETS:
-        raise EcgmlError(f"explain.subset={cfg.get('subset')!r} is unknown: use all or correct")
-    threshold = float((cfg.get("localization") or {}).get("segment_threshold", 0.5))
-    if not 0 < threshold <= 1:
-        raise EcgmlError(f"explain.localization.segment_threshold={threshold} must be in (0, 1]")
-    return cfg
 
 
 def class_names(predictions: pd.DataFrame) -> dict[int, str]:
@@ -226,6 +208,68 @@ def metrics_from(
     return out
 
 
+@dataclass
+class _Selection:
+    """The analysed beats (padding spans, R positions) and their prediction rows."""
+
+    x: np.ndarray
+    pred: pd.DataFrame
+    spans: np.ndarray
+    valid: np.ndarray
+    r: np.ndarray
+    r_source: str
+
+
+def _select(
+    beats: np.ndarray, predictions: pd.DataFrame, r_index: int | None, subset: str
+) -> _Selection:
+    rows = select_beats(predictions, subset)
+    x, pred = beats[rows], predictions.iloc[rows].reset_index(drop=True)
+    spans = valid_spans(x)
+    store_r = pred["r_index"].to_numpy(float) if "r_index" in pred.columns else None
+    r, r_source = r_positions(x, spans, r_index, store_r)
+    return _Selection(x, pred, spans, valid_mask(spans, x.shape[1]), r, r_source)
+
+
+def _saliency_table(
+    sel: _Selection, profiles: np.ndarray, bounds: Any, fs: float, threshold: float
+) -> pd.DataFrame:
+    """One row per analysed beat: ids, peak, main segment, region masses (``saliency.csv``)."""
+    localized = localize_beats(profiles, sel.r, fs, bounds, threshold)
+    ids = sel.pred[[c for c in ID_COLUMNS if c in sel.pred.columns]].reset_index(drop=True)
+    table = pd.concat([ids, localized], axis=1)
+    if "y_pred" in table.columns:
+        correct = table["y_pred"] == sel.pred["y_true"].to_numpy()
+        table.insert(table.columns.get_loc("y_pred") + 1, "correct", correct)
+    return table
+
+
+def _guarded_sanity(
+    model: nn.Module,
+    sel: _Selection,
+    profiles: np.ndarray,
+    bounds: Any,
+    cfg: Mapping[str, Any],
+    fs: float,
+    smooth: int,
+) -> tuple[SanityResult, np.ndarray | None, np.ndarray | None]:
+    try:
+        return sanity_check(model, sel.x, profiles, sel.spans, sel.r, bounds, cfg, fs, smooth)
+    except Exception as err:  # the check must never cost the run its other results
+        log.warning("explain: sanity check failed: %s", err)
+        return SanityResult(note=f"Failed: {err}."), None, None
+
+
+def _localization_settings(cfg: Mapping[str, Any], fs: float) -> tuple[int, float]:
+    """(smoothing window in samples, main-segment threshold) from ``explain.localization``."""
+    options = cfg.get("localization") or {}
+    smooth = max(1, round(float(options.get("smooth_ms", 20)) * fs / 1000))
+    threshold = float(options.get("segment_threshold", 0.5))
+    if not 0 < threshold <= 1:  # a range: the schema (ecgml.schemas) checks only the type
+        raise EcgmlError(f"explain.localization.segment_threshold={threshold} must be in (0, 1]")
+    return smooth, threshold
+
+
 def explain_model(
     model: nn.Module,
     beats: np.ndarray,
@@ -241,7 +285,7 @@ def explain_model(
     ``profiles.png``. Degenerate input (one class, few beats) gives NaN statistics with a note.
     """
     start_time = time.perf_counter()
-    cfg = check_config(cfg)
+    cfg = as_dict(cfg)
     beats = np.asarray(beats, dtype=np.float32)
     predictions = predictions.reset_index(drop=True)
     _check_inputs(beats, predictions)
@@ -250,59 +294,33 @@ def explain_model(
     notes: list[str] = []
     names = class_names(predictions)
     subset = str(cfg.get("subset", "all"))
-    rows = select_beats(predictions, subset)
-    x, pred = beats[rows], predictions.iloc[rows].reset_index(drop=True)
-    spans = valid_spans(x)
-    valid = valid_mask(spans, x.shape[1])
-    store_r = pred["r_index"].to_numpy(float) if "r_index" in pred.columns else None
-    r, r_source = r_positions(x, spans, r_index, store_r)
-    smooth = max(1, round(float((cfg.get("localization") or {}).get("smooth_ms", 20)) * fs / 1000))
-    threshold = float((cfg.get("localization") or {}).get("segment_threshold", 0.5))
+    sel = _select(beats, predictions, r_index, subset)
+    smooth, threshold = _localization_settings(cfg, fs)
     regions_cfg = cfg.get("regions") or {}
-    if len(x) == 0:
+    if len(sel.x) == 0:
         notes.append("no beats to analyse: every statistic is NaN")
-        attributions = np.zeros_like(x)
+        attributions = np.zeros_like(sel.x)
     else:
-        attributions = compute_attributions(model, x, cfg, fs)
-    profiles = saliency_profiles(attributions, spans, smooth)
-    labels = pred["y_true"].to_numpy()
-    bounds, class_bounds = regions_for(x, valid, r, pred, fs, regions_cfg)
-    localized = localize_beats(profiles, r, fs, bounds, threshold)
-    ids = pred[[c for c in ID_COLUMNS if c in pred.columns]].reset_index(drop=True)
-    table = pd.concat([ids, localized], axis=1)
-    if "y_pred" in table.columns:
-        table.insert(table.columns.get_loc("y_pred") + 1, "correct", table["y_pred"] == labels)
+        attributions = compute_attributions(model, sel.x, cfg, fs)
+    profiles = saliency_profiles(attributions, sel.spans, smooth)
+    bounds, class_bounds = regions_for(sel.x, sel.valid, sel.r, sel.pred, fs, regions_cfg)
+    table = _saliency_table(sel, profiles, bounds, fs, threshold)
     table.to_csv(out_dir / "saliency.csv", index=False)
-
-    stats = group_statistics(table) if len(table) else group_statistics(_empty_table())
+    stats = group_statistics(table if len(table) else _empty_table())
     shift = class_shift(stats.summary)
-    focus = primary_focus(table) if len(table) else primary_focus(_empty_table())
-    try:
-        sanity, random_profiles, sanity_rows = sanity_check(
-            model, x, profiles, spans, r, bounds, cfg, fs, smooth
-        )
-    except Exception as err:  # the check must never cost the run its other results
-        log.warning("explain: sanity check failed: %s", err)
-        sanity, random_profiles, sanity_rows = SanityResult(note=f"Failed: {err}."), None, None
-    _write_figures(
-        out_dir,
-        cfg,
-        x,
-        profiles,
-        r,
-        table,
-        names,
-        class_bounds,
-        fs,
-        random_profiles,
-        sanity_rows,
-        notes,
+    focus = primary_focus(table if len(table) else _empty_table())
+    sanity, random_profiles, sanity_rows = _guarded_sanity(
+        model, sel, profiles, bounds, cfg, fs, smooth
     )
+    _write_figures(
+        out_dir, cfg, sel.x, profiles, sel.r, table, names, class_bounds, fs,
+        random_profiles, sanity_rows, notes,
+    )  # fmt: skip
     ctx = ReportContext(
         method=str(cfg.get("method", "saliency")),
         n_test_beats=len(beats),
         subset=subset,
-        r_source=r_source,
+        r_source=sel.r_source,
         names=names,
         class_bounds=class_bounds,
         regions_source=_describe_regions(regions_cfg, class_bounds),

@@ -1,7 +1,7 @@
 """ECG regions (P, PR, QRS, ST, T, U) of a beat, in ms relative to its R-peak.
 
-Boundaries come from NeuroKit2's wavelet delineation (``nk.ecg_delineate(method="dwt")``) of a
-median beat (per true class or per patient): the median beat is tiled a few times so the
+Boundaries come from NeuroKit2's wavelet delineation (:func:`ecgml.signal.delineate_record`) of
+a median beat (per true class or per patient): the median beat is tiled a few times so the
 delineator has context, and the fiducials of the inner copies are averaged. Any fiducial the
 delineator misses, or that breaks the P < PR < QRS < ST < T order, falls back to the fixed
 window in ``explain.regions.fixed_ms``; the T wave is widened to at least ``min_t_half_ms`` either
@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ecgml.signal import DelineationError, delineate_record
+
 log = logging.getLogger(__name__)
 
 REGIONS = ("P", "PR", "QRS", "ST", "T", "U")
@@ -35,14 +37,15 @@ FIXED_DEFAULTS = {
     "t_on": 120.0,
     "t_off": 380.0,
 }
+#: Fiducial columns here → :data:`ecgml.signal.WAVES` names.
 _NK_KEYS = {
-    "p_on": "ECG_P_Onsets",
-    "p_off": "ECG_P_Offsets",
-    "qrs_on": "ECG_R_Onsets",
-    "qrs_off": "ECG_R_Offsets",
-    "t_on": "ECG_T_Onsets",
-    "t_peak": "ECG_T_Peaks",
-    "t_off": "ECG_T_Offsets",
+    "p_on": "P_Onsets",
+    "p_off": "P_Offsets",
+    "qrs_on": "R_Onsets",
+    "qrs_off": "R_Offsets",
+    "t_on": "T_Onsets",
+    "t_peak": "T_Peaks",
+    "t_off": "T_Offsets",
 }
 
 
@@ -83,32 +86,16 @@ def delineate_medians(
     if not pieces:
         return empty
     try:
-        waves = _nk_delineate(np.concatenate(pieces), np.asarray(rpeaks), fs)
-    except Exception as err:  # NeuroKit2 raises bare ValueErrors/IndexErrors on odd input
-        log.warning("NeuroKit2 delineation failed (%s): fixed ECG regions are used", err)
+        waves = delineate_record(np.concatenate(pieces), np.asarray(rpeaks), fs)
+    except DelineationError as err:
+        log.warning("%s: fixed ECG regions are used", err)
         return empty
-    rel = pd.DataFrame(
-        {
-            name: (np.asarray(waves.get(key, [np.nan] * len(rpeaks)), float) - rpeaks) * 1000.0 / fs
-            for name, key in _NK_KEYS.items()
-        }
-    )
+    offsets = waves.sub(np.asarray(rpeaks), axis=0) * 1000.0 / fs
+    rel = pd.DataFrame({name: offsets[key].to_numpy() for name, key in _NK_KEYS.items()})
     rel["owner"] = [owner for owner, _ in owners]
     inner = rel[[is_inner for _, is_inner in owners]]
     found = inner.groupby("owner")[columns].median()
     return found.reindex(range(len(medians)))
-
-
-def _nk_delineate(signal: np.ndarray, rpeaks: np.ndarray, fs: float) -> dict[str, Any]:
-    import neurokit2 as nk
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _, waves = nk.ecg_delineate(signal, rpeaks, sampling_rate=round(fs), method="dwt")
-    lengths = {len(v) for v in waves.values()}
-    if lengths != {len(rpeaks)}:
-        raise ValueError(f"fiducials for {sorted(lengths)} beats, expected {len(rpeaks)}")
-    return waves
 
 
 def t_wave_end(

@@ -65,14 +65,9 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     return lines
 
 
-def render_report(
-    ctx: ReportContext,
-    table: pd.DataFrame,
-    stats: GroupStats,
-    shift_ms: float,
-    focus: pd.DataFrame,
-    sanity: SanityResult,
-) -> str:
+def _localization_section(
+    ctx: ReportContext, table: pd.DataFrame, stats: GroupStats, shift_ms: float
+) -> list[str]:
     summary = stats.summary
     labels = list(summary.index)
     lines = [
@@ -102,9 +97,15 @@ def render_report(
         rows,
     )
     shift = f"{shift_ms:+.1f} ms" if np.isfinite(shift_ms) else "n/a"
-    lines += ["", f"Shift of the mean peak location (positive − negative class): **{shift}**."]
-    lines += ["", "## Tests between classes (SciPy)", ""]
-    test_rows = [
+    return [
+        *lines,
+        "",
+        f"Shift of the mean peak location (positive − negative class): **{shift}**.",
+    ]
+
+
+def _tests_section(stats: GroupStats) -> list[str]:
+    rows = [
         [
             test + (" (headline)" if HEADLINE[test] == variable else ""),
             variable,
@@ -114,9 +115,16 @@ def render_report(
         ]
         for (test, variable), result in stats.tests.items()
     ]
-    lines += _table(["test", "variable", "statistic", "p", "note"], test_rows)
-    lines += ["", "## Primary ECG focus per class (Table 3)", ""]
-    focus_rows = [
+    return [
+        "",
+        "## Tests between classes (SciPy)",
+        "",
+        *_table(["test", "variable", "statistic", "p", "note"], rows),
+    ]
+
+
+def _focus_section(ctx: ReportContext, focus: pd.DataFrame) -> list[str]:
+    rows = [
         [
             ctx.names.get(row["y_true"], str(row["y_true"])),
             f"{row['primary_region']}",
@@ -126,12 +134,18 @@ def render_report(
         ]
         for _, row in focus.iloc[::-1].iterrows()
     ]
-    lines += _table(
-        ["class", "primary ECG focus", "mean mass there", "beats with it primary", "peak region"],
-        focus_rows,
-    )
-    lines += ["", "## ECG regions (ms from R)", ""]
-    bound_rows = [
+    header = [
+        "class",
+        "primary ECG focus",
+        "mean mass there",
+        "beats with it primary",
+        "peak region",
+    ]
+    return ["", "## Primary ECG focus per class (Table 3)", "", *_table(header, rows)]
+
+
+def _regions_section(ctx: ReportContext) -> list[str]:
+    rows = [
         [
             ctx.names.get(c, str(c)),
             *(f"{bounds[BOUNDARIES[k]]:.0f}–{bounds[BOUNDARIES[k + 1]]:.0f}" for k in range(6)),
@@ -141,16 +155,39 @@ def render_report(
             ctx.class_bounds.items(), key=lambda item: str(item[0]), reverse=True
         )
     ]
-    lines += _table(["class", *REGIONS, "source"], bound_rows)
-    lines += ["", "## Sanity check: randomized weights (Adebayo et al.)", ""]
+    return ["", "## ECG regions (ms from R)", "", *_table(["class", *REGIONS, "source"], rows)]
+
+
+def _sanity_section(sanity: SanityResult) -> list[str]:
     verdict = "passed" if sanity.passed else "FAILED" if sanity.n_beats else "not run"
-    lines += [
+    return [
+        "",
+        "## Sanity check: randomized weights (Adebayo et al.)",
+        "",
         f"Spearman similarity of the mean saliency profiles, trained vs re-initialized model, on "
         f"{sanity.n_beats} beats: **{sanity.profile_similarity:.3f}** (median per beat "
         f"{sanity.beat_similarity:.3f}); primary region trained {sanity.trained_primary}, "
         f"randomized {sanity.random_primary}. Check {verdict} (similarity < "
         f"{sanity.max_similarity}: the explanation depends on what the model learned)."
         + (f" {sanity.note}" if sanity.note else ""),
+    ]
+
+
+def render_report(
+    ctx: ReportContext,
+    table: pd.DataFrame,
+    stats: GroupStats,
+    shift_ms: float,
+    focus: pd.DataFrame,
+    sanity: SanityResult,
+) -> str:
+    """The whole ``explain.md``: localization, tests, Table 3, regions, sanity check, notes."""
+    lines = [
+        *_localization_section(ctx, table, stats, shift_ms),
+        *_tests_section(stats),
+        *_focus_section(ctx, focus),
+        *_regions_section(ctx),
+        *_sanity_section(sanity),
     ]
     notes = [*ctx.notes, *stats.notes]
     if notes:

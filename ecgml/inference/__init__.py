@@ -4,7 +4,7 @@
 input=PATH`` (:func:`run_predict`) are the command-line faces of this package.
 """
 
-from ecgml.inference.model_io import (
+from ecgml.tracking.registry import (
     CHAMPION,
     BeatProbabilityModel,
     LoadedModel,

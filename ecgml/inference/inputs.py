@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ecgml.beats import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
 from ecgml.beatstore import MANIFEST, load_beat_store, read_beat_csv
 from ecgml.digitize.image import IMAGE_SUFFIXES
+from ecgml.digitize.pipeline import process_image
 from ecgml.errors import EcgmlError
+from ecgml.signal import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
 
 if TYPE_CHECKING:
-    from ecgml.inference.model_io import LoadedModel
+    from ecgml.tracking.registry import LoadedModel
 
 log = logging.getLogger("ecgml.inference")
 
@@ -85,7 +86,7 @@ class BeatInput:
 def beats_from_signal(
     signal: np.ndarray, fs: float, source: str, patient_id: str, window: Window
 ) -> BeatInput:
-    """R-peaks (NeuroKit2), one window per beat, interference beats dropped (ecgml.beats)."""
+    """R-peaks (NeuroKit2), one window per beat, interference beats dropped (ecgml.signal)."""
     entry = BeatInput(source, patient_id, fs=float(fs))
     beat_set = extract_beats(signal, fs, pre_r_ms=window.pre_r_ms, post_r_ms=window.post_r_ms)
     add_beat_set(entry, beat_set, offset_s=0.0)
@@ -175,8 +176,6 @@ def image_labels(folder: Path) -> dict[str, tuple[str | None, str | None]]:
 
 def read_image(path: Path, options: InputOptions) -> BeatInput:
     """Digitize one image; ``images.csv`` beside it may give its patient_id and layout."""
-    from ecgml.digitize.pipeline import process_image
-
     patient_id, layout = image_labels(path.parent.resolve()).get(path.name, (None, None))
     window = options.window
     result = process_image(

@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from scipy.ndimage import uniform_filter1d
 
+from ecgml.explain import compute_attributions
 from ecgml.explain.figures import saliency_band
 from ecgml.inference.inputs import BeatInput
-from ecgml.inference.model_io import LoadedModel
+from ecgml.inference.preprocess import prepare_beats
+from ecgml.tracking.registry import LoadedModel
 
 CMAP = "magma_r"
 SMOOTH_MS = 20.0
@@ -19,18 +22,12 @@ SMOOTH_MS = 20.0
 
 def median_beat(entry: BeatInput, model: LoadedModel) -> np.ndarray:
     """The sample-wise median of the entry's beats as prepared for ``model``."""
-    from ecgml.inference.predict import prepare_beats
-
     return np.median(prepare_beats(entry.beats, entry.r_indices, entry.fs, model), axis=0)
 
 
 def beat_saliency(beat: np.ndarray, model: LoadedModel, smooth_ms: float = SMOOTH_MS) -> np.ndarray:
     """|d output / d input| for one prepared beat (ecgml.explain's Captum Saliency), smoothed
     over ``smooth_ms`` and scaled to a peak of 1."""
-    from scipy.ndimage import uniform_filter1d
-
-    from ecgml.explain import compute_attributions
-
     attribution = compute_attributions(
         model.model, beat[None, :].astype(np.float32), {"method": "saliency"}, model.fs, False
     )[0]

@@ -1,6 +1,6 @@
-"""Backbones (registry) and the Lightning module that trains any of them."""
+"""Backbones (built from ``conf/model`` by the factory) and the LightningModule training them."""
 
+from ecgml.models.factory import available_backbones, build_backbone
 from ecgml.models.module import BeatClassifier
-from ecgml.models.registry import available_backbones, build_backbone, register_backbone
 
-__all__ = ["BeatClassifier", "available_backbones", "build_backbone", "register_backbone"]
+__all__ = ["BeatClassifier", "available_backbones", "build_backbone"]

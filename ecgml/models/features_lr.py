@@ -3,8 +3,8 @@
 NeuroKit2 delineates each beat (DWT method), the intervals and amplitudes that electrolytes
 change become features (T amplitude and width, QRS width, PR, QT and Bazett QTc, ST level,
 U/T ratio, R amplitude), and a scikit-learn logistic regression (median imputation, scaling,
-balanced classes) is fitted on the training patients. Validation and test beats are evaluated
-and logged exactly like a network's (``ecgml.train.evaluate_and_log`` / ``log_run_files``).
+balanced classes) is fitted on the training patients. This module is the model and its features
+only; :class:`ecgml.pipeline.fitters.SklearnFitter` fits it inside the one run lifecycle.
 
 A single beat is too short for NeuroKit2's segmentation (it wants ≥ 4 s), so each beat is tiled
 into a pseudo-record and the middle copy's waves are read.
@@ -14,28 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import DictConfig, OmegaConf
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
 
 from ecgml.beatstore import PROVENANCE_COLUMNS
-from ecgml.data.datamodule import BeatTable, load_table
-from ecgml.sweep.context import record_fit_metrics
-from ecgml.tracking import flatten_config, make_logger
-
-if TYPE_CHECKING:
-    from ecgml.train import RunResult
+from ecgml.data.datamodule import BeatTable
+from ecgml.signal import WAVES, DelineationError, delineate_record
 
 log = logging.getLogger("ecgml.features_lr")
 FEATURES = (
@@ -50,7 +42,6 @@ FEATURES = (
     "r_amplitude",
 )
 CHUNK = 40  # beats delineated per NeuroKit2 call
-WAVES = ("P_Onsets", "P_Offsets", "R_Onsets", "R_Offsets", "T_Peaks", "T_Onsets", "T_Offsets")
 
 
 def delineate_beats(beats: np.ndarray, r_index: int, fs: float) -> list[dict[str, float]]:
@@ -59,29 +50,18 @@ def delineate_beats(beats: np.ndarray, r_index: int, fs: float) -> list[dict[str
     The beats are laid end to end as one pseudo-record (padded with a copy at each end and to
     NeuroKit2's 4 s minimum) and delineated in one call; NaN where a wave was not found.
     """
-    import neurokit2 as nk
-
     n = len(beats[0])
     pad = max(1, int(np.ceil((4.5 * fs / n - len(beats)) / 2)))
     padded = [beats[0]] * pad + list(beats) + [beats[-1]] * pad
     record = np.concatenate(padded).astype(float)
     rpeaks = np.arange(len(padded)) * n + r_index
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            _, waves = nk.ecg_delineate(record, rpeaks=rpeaks, sampling_rate=int(fs), method="dwt")
-    except (ValueError, IndexError, ZeroDivisionError):
-        waves = {}
-    out = []
-    for k in range(len(beats)):
-        position = (pad + k) * n
-        row = {}
-        for name in WAVES:
-            found = np.asarray(waves.get(f"ECG_{name}", []), dtype=float)
-            value = found[pad + k] if len(found) == len(padded) else np.nan
-            row[name] = value - position if np.isfinite(value) else np.nan
-        out.append(row)
-    return out
+        waves = delineate_record(record, rpeaks, fs)
+    except DelineationError:
+        waves = pd.DataFrame(np.nan, index=range(len(padded)), columns=list(WAVES))
+    positions = (pad + np.arange(len(beats)))[:, None] * n
+    inner = waves.iloc[pad : pad + len(beats)].to_numpy() - positions
+    return [dict(zip(WAVES, row, strict=True)) for row in inner]
 
 
 def _at(beat: np.ndarray, index: float) -> float:
@@ -165,42 +145,6 @@ def build_classifier(hparams: dict[str, Any]) -> Pipeline:
     )
 
 
-def train_features_lr(cfg: DictConfig) -> RunResult:
-    """Fit on the training patients, evaluate val/test like any model, log to MLflow."""
-    from ecgml.train import RunResult, evaluate_and_log, log_run_files, run_dir
-
-    start = time.perf_counter()
-    table = load_table(cfg)
-    hparams = OmegaConf.to_container(cfg.model.get("backbone") or {}, resolve=True)
-    features = feature_matrix(table, Path(str(cfg.data.cache_dir)) if cfg.data.cache_dir else None)
-    split = table.meta["split"].to_numpy()
-    y = table.meta["y"].to_numpy(dtype=int)
-    classifier = build_classifier(hparams).fit(features[split == "train"], y[split == "train"])
-    logger = make_logger(cfg, tags={"dataset.digest": table.digest, "disorder": cfg.disorder.name})
-    logger.log_hyperparams(flatten_config(cfg))
-    out = run_dir(cfg)
-    try:
-        predictions = prediction_frame(table, classifier.predict_proba(features)[:, 1])
-        val = predictions[predictions["split"] == "val"]
-        val_auroc = (
-            float(roc_auc_score(val["y_true"], val["y_prob"]))
-            if val["y_true"].nunique() == 2
-            else np.nan
-        )
-        fit_metrics = {"val/auroc": val_auroc, "val/auroc_best": val_auroc}
-        logger.log_metrics({k: v for k, v in fit_metrics.items() if np.isfinite(v)}, step=0)
-        record_fit_metrics(fit_metrics)
-        metrics, predictions = evaluate_and_log(cfg, logger, predictions, out)
-        log_coefficients(logger, classifier, out)
-        log_run_files(logger, cfg, out, table, predictions, checkpoint=None)
-        logger.experiment.set_terminated(logger.run_id, "FINISHED")
-    except BaseException:
-        logger.experiment.set_terminated(logger.run_id, "FAILED")
-        raise
-    log.info("features_lr fitted and evaluated in %.1f s", time.perf_counter() - start)
-    return RunResult(logger.run_id, logger.experiment_id, metrics, predictions, None)
-
-
 def prediction_frame(table: BeatTable, y_prob: np.ndarray) -> pd.DataFrame:
     """Validation and test beats with their probabilities: the same columns as
     :meth:`~ecgml.data.datamodule.BeatDataModule.prediction_frame` (the evaluation's input)."""
@@ -208,11 +152,3 @@ def prediction_frame(table: BeatTable, y_prob: np.ndarray) -> pd.DataFrame:
     columns += [c for c in PROVENANCE_COLUMNS if c in table.meta.columns]
     frame = table.meta[columns].rename(columns={"y": "y_true"}).assign(y_prob=y_prob)
     return frame[frame["split"].isin(["val", "test"])].reset_index(drop=True)
-
-
-def log_coefficients(logger: Any, classifier: Pipeline, out: Path) -> None:
-    """Standardized coefficients: which features the baseline leans on."""
-    weights = classifier[-1].coef_[0]
-    frame = pd.DataFrame({"feature": FEATURES, "coefficient": weights})
-    frame.to_csv(out / "coefficients.csv", index=False)
-    logger.experiment.log_artifact(logger.run_id, str(out / "coefficients.csv"))

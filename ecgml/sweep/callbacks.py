@@ -1,7 +1,9 @@
-"""Lightning callbacks of a sweep trial: the per-epoch metrics recorder and Optuna pruning.
+"""Lightning callbacks of a sweep trial: Optuna pruning.
 
-Kept apart from :mod:`ecgml.sweep.context` so that importing the context (every entry point
-does, through ecgml.tracking) does not import lightning.
+Kept apart from :mod:`ecgml.sweep.context` so that importing the context does not import
+lightning; this module imports the context, never the reverse. The CLI hands
+:func:`trial_callbacks` to the pipeline (``run_one(..., callbacks=...)``): the pipeline sits
+below the sweep and never imports it.
 """
 
 from __future__ import annotations
@@ -9,18 +11,6 @@ from __future__ import annotations
 import lightning.pytorch as L
 
 from ecgml.sweep import context
-
-
-class MetricsRecorder(L.Callback):
-    """Keeps the last per-epoch metrics (``val/auroc_best`` …) for :func:`objective_value`."""
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
-        context._last_fit_metrics.clear()
-        context._last_fit_metrics.update(context._as_floats(trainer.callback_metrics))
-        if context._active is not None:
-            context._active.fit_metrics = dict(context._last_fit_metrics)
 
 
 class OptunaPruning(L.Callback):
@@ -51,3 +41,9 @@ class OptunaPruning(L.Callback):
             logger = trainer.logger
             if logger is not None and hasattr(logger, "experiment"):
                 logger.experiment.set_tag(logger.run_id, "optuna.pruned_at_epoch", str(epoch))
+
+
+def trial_callbacks() -> list[L.Callback]:
+    """The extra Lightning callbacks of the current job: Optuna pruning inside a trial."""
+    active = context.active_trial()
+    return [OptunaPruning(active)] if active is not None else []

@@ -2,24 +2,26 @@
 
 A multirun/sweep parent publishes itself through environment variables (so it reaches jobs in
 this process and in launcher subprocesses alike); an Optuna trial run in-process is handed to the
-job through :func:`trial_callbacks` (the sweeper calls :func:`activate_trial` around each job).
+job through :func:`ecgml.sweep.callbacks.trial_callbacks` (the sweeper calls
+:func:`activate_trial` around each job). The environment variables live in :mod:`ecgml.tracking`.
 
 The sweep objective is ``cfg.optimized_metric`` (set by ``hparams_search``): the job returns it
-through :func:`objective_value`, which looks it up in the run's evaluation metrics and in the
-last values Lightning logged (``val/auroc_best`` lives there), and fails loudly when it is absent.
+through :func:`objective_value`, which looks it up in the run result's evaluation metrics and in
+its fit metrics (Lightning's last ``callback_metrics``: ``val/auroc_best`` lives there), and fails
+loudly when it is absent. This module imports no lightning and no other sweep module.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-PARENT_RUN_ENV = "ECGML_PARENT_RUN_ID"
-EXPERIMENT_ENV = "ECGML_SWEEP_EXPERIMENT"
+from ecgml.tracking import EXPERIMENT_ENV, PARENT_RUN_ENV, parent_run
+
+__all__ = ["EXPERIMENT_ENV", "PARENT_RUN_ENV", "parent_run"]
 DEFAULT_OBJECTIVE = "test/auroc"
 
 
@@ -43,16 +45,16 @@ class ActiveTrial:
     prune: bool
     pruned_at_epoch: int | None = None
     run_id: str | None = None
-    fit_metrics: dict[str, float] = field(default_factory=dict)
+
+
+class RunOutcome(Protocol):
+    """What :func:`objective_value` reads of a run result (``ecgml.pipeline.RunResult``)."""
+
+    metrics: Mapping[str, Any]
+    fit_metrics: Mapping[str, Any]
 
 
 _active: ActiveTrial | None = None
-_last_fit_metrics: dict[str, float] = {}
-
-
-def parent_run() -> tuple[str | None, str | None]:
-    """``(parent_run_id, experiment_name)`` of the enclosing multirun, or ``(None, None)``."""
-    return os.environ.get(PARENT_RUN_ENV) or None, os.environ.get(EXPERIMENT_ENV) or None
 
 
 def active_trial() -> ActiveTrial | None:
@@ -80,33 +82,16 @@ def _as_floats(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def trial_callbacks(cfg: Any) -> list[Any]:
-    """Lightning callbacks a job needs: the metrics recorder always, Optuna pruning in a trial."""
-    from ecgml.sweep.callbacks import MetricsRecorder, OptunaPruning  # lightning: import late
-
-    _last_fit_metrics.clear()
-    callbacks: list[Any] = [MetricsRecorder()]
-    if _active is not None:
-        callbacks.append(OptunaPruning(_active))
-    return callbacks
-
-
-def record_fit_metrics(metrics: Mapping[str, Any]) -> None:
-    """For jobs without Lightning (e.g. ``model=features_lr``): their per-epoch equivalents."""
-    _last_fit_metrics.clear()
-    _last_fit_metrics.update(_as_floats(metrics))
-
-
-def objective_value(cfg: Any, metrics: Mapping[str, Any]) -> float:
+def objective_value(cfg: Any, result: RunOutcome) -> float:
     """The value of ``cfg.optimized_metric`` (default ``test/auroc``) for this job.
 
-    Looked up in the evaluation ``metrics`` first, then in the last logged per-epoch metrics.
+    Looked up in the evaluation ``result.metrics`` first, then in ``result.fit_metrics``.
     NaN stays NaN (the sweeper records such a trial as failed); a configured name that the job
     did not produce raises :class:`ObjectiveMetricMissing`.
     """
     configured = cfg.get("optimized_metric")
     name = str(configured or DEFAULT_OBJECTIVE)
-    available = {**_last_fit_metrics, **_as_floats(metrics)}
+    available = {**_as_floats(result.fit_metrics), **_as_floats(result.metrics)}
     if name not in available and not configured:
         return math.nan
     if name not in available:

@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
 import math
+import signal
+import threading
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,42 +81,55 @@ def accepted(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in names}
 
 
-def make_sampler(spec: Mapping[str, Any], space: SearchSpace) -> optuna.samplers.BaseSampler:
+def _require_cmaes() -> None:
+    try:
+        import cmaes  # noqa: F401  (optional dependency, checked only when CMA-ES is chosen)
+    except ImportError:
+        raise EcgmlError(
+            "sampler cmaes needs the 'cmaes' package: pip install cmaes (or use tpe/random)"
+        ) from None
+
+
+SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "grid": optuna.samplers.GridSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "cma-es": optuna.samplers.CmaEsSampler,
+    "cma_es": optuna.samplers.CmaEsSampler,
+}
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "none": optuna.pruners.NopPruner,
+    "nop": optuna.pruners.NopPruner,
+    "null": optuna.pruners.NopPruner,
+}
+
+
+def _from_spec(table: Mapping[str, Any], spec: Mapping[str, Any], default: str, kind: str) -> Any:
+    """``(factory, kwargs it accepts, name)`` for ``hydra.sweeper.<kind>`` = ``spec``."""
     kwargs = dict(spec)
-    name = str(kwargs.pop("name", "tpe")).lower()
-    samplers = optuna.samplers
-    if name == "tpe":
-        return samplers.TPESampler(**accepted(samplers.TPESampler, kwargs))
-    if name == "random":
-        return samplers.RandomSampler(**accepted(samplers.RandomSampler, kwargs))
+    name = str(kwargs.pop("name", default)).lower()
+    if name not in table:
+        known = ", ".join(dict.fromkeys(k for k in table if "-" not in k and "_" not in k))
+        raise EcgmlError(f"hydra.sweeper.{kind}.name={name!r} is unknown: use {known}")
+    factory = table[name]
+    return factory, accepted(factory, kwargs), name
+
+
+def make_sampler(spec: Mapping[str, Any], space: SearchSpace) -> optuna.samplers.BaseSampler:
+    factory, kwargs, name = _from_spec(SAMPLERS, spec, "tpe", "sampler")
+    if factory is optuna.samplers.CmaEsSampler:
+        _require_cmaes()
     if name == "grid":
-        return samplers.GridSampler(space.grid(), **accepted(samplers.GridSampler, kwargs))
-    if name in ("cmaes", "cma-es", "cma_es"):
-        try:
-            import cmaes  # noqa: F401
-        except ImportError:
-            raise EcgmlError(
-                "sampler cmaes needs the 'cmaes' package: pip install cmaes (or use tpe/random)"
-            ) from None
-        return samplers.CmaEsSampler(**accepted(samplers.CmaEsSampler, kwargs))
-    raise EcgmlError(
-        f"hydra.sweeper.sampler.name={name!r} is unknown: use tpe, random, cmaes or grid"
-    )
+        return factory(space.grid(), **kwargs)
+    return factory(**kwargs)
 
 
 def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
-    kwargs = dict(spec)
-    name = str(kwargs.pop("name", "median")).lower()
-    pruners = optuna.pruners
-    if name == "median":
-        return pruners.MedianPruner(**accepted(pruners.MedianPruner, kwargs))
-    if name == "hyperband":
-        return pruners.HyperbandPruner(**accepted(pruners.HyperbandPruner, kwargs))
-    if name in ("none", "nop", "null"):
-        return optuna.pruners.NopPruner()
-    raise EcgmlError(
-        f"hydra.sweeper.pruner.name={name!r} is unknown: use median, hyperband or none"
-    )
+    factory, kwargs, _ = _from_spec(PRUNERS, spec, "median", "pruner")
+    return factory(**kwargs)
 
 
 def counted_trials(study: optuna.Study) -> int:
@@ -124,6 +140,30 @@ def counted_trials(study: optuna.Study) -> int:
         for t in study.get_trials(deepcopy=False, states=COUNTED_STATES)
         if not t.user_attrs.get(INTERRUPTED_ATTR)
     )
+
+
+@contextlib.contextmanager
+def _ctrl_c_remembered() -> Iterator[threading.Event]:
+    """Remember a Ctrl-C even when Python swallows its KeyboardInterrupt.
+
+    A SIGINT that lands in a garbage-collection callback (SQLAlchemy's, say) is printed as
+    "Exception ignored" and lost, so the sweep would go on. The handler still raises as usual,
+    and also sets the event, which the sweep checks between trials.
+    """
+    interrupted = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield interrupted
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        interrupted.set()
+        signal.default_int_handler(signum, frame)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 class OptunaSweep:
@@ -139,7 +179,7 @@ class OptunaSweep:
         if not self.space.distributions:
             raise EcgmlError(
                 "the Optuna sweep has nothing to search: set hydra.sweeper.params "
-                "(e.g. hparams_search=hypokalemia) or pass key=interval(a,b) on the command line"
+                "(e.g. hparams_search=cnn1d) or pass key=interval(a,b) on the command line"
             )
         self.in_process = type(launcher).__name__ == "BasicLauncher"
         self.job_index = 0
@@ -171,9 +211,14 @@ class OptunaSweep:
             log.warning("launcher %s runs jobs out of process: no pruning", type(self.launcher))
         trials: list[optuna.Trial] = []
         try:
-            while (remaining := self.settings.n_trials - counted_trials(study)) > 0:
-                trials = [study.ask(self.space.distributions) for _ in range(min(batch, remaining))]
-                self.run_batch(study, trials)
+            with _ctrl_c_remembered() as interrupted:
+                while (remaining := self.settings.n_trials - counted_trials(study)) > 0:
+                    trials = []  # filled one by one: a Ctrl-C between asks still sees them
+                    for _ in range(min(batch, remaining)):
+                        trials.append(study.ask(self.space.distributions))
+                    self.run_batch(study, trials)
+                    if interrupted.is_set():  # Python swallowed the KeyboardInterrupt somewhere
+                        raise KeyboardInterrupt
         except (KeyboardInterrupt, SystemExit):
             for trial in trials:  # interrupted trials are re-done when the study resumes
                 trial.set_user_attr(INTERRUPTED_ATTR, True)

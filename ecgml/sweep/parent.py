@@ -2,7 +2,7 @@
 
 On multirun start it opens the parent in the experiment the jobs will use (``logger.
 experiment_name``, else ``ecgml-<first job's disorder>``) and publishes it through environment
-variables (:mod:`ecgml.sweep.context`), so each job's run becomes a child in that experiment. On
+variables (:mod:`ecgml.tracking`), so each job's run becomes a child in that experiment. On
 multirun end it records the children's states and closes it; if the process dies first, an
 ``atexit`` hook marks it FAILED (KILLED on Ctrl-C). A resumed Optuna study (same storage and
 study name) re-opens its parent instead of starting a new one.
@@ -24,8 +24,13 @@ from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from ecgml.sweep.context import EXPERIMENT_ENV, PARENT_RUN_ENV
-from ecgml.tracking import ensure_experiment, git_state, resolve_store
+from ecgml.tracking import (
+    EXPERIMENT_ENV,
+    PARENT_RUN_ENV,
+    ensure_experiment,
+    git_state,
+    resolve_store,
+)
 
 log = logging.getLogger("ecgml.sweep")
 STUDY_KEY_TAG = "ecgml.study_key"
@@ -41,7 +46,7 @@ def first_job_choice(config: DictConfig, group: str) -> str | None:
 
 
 def sweep_experiment(config: DictConfig) -> str:
-    if config.logger.get("experiment_name"):
+    if config.logger.experiment_name:
         return str(config.logger.experiment_name)
     disorder = first_job_choice(config, "disorder") or config.disorder.name
     return f"ecgml-{disorder}"
@@ -52,6 +57,7 @@ def study_key(config: DictConfig) -> str | None:
     sweeper = config.hydra.sweeper
     if not (sweeper.get("storage") and sweeper.get("study_name")):
         return None
+    # deferred: optuna_sweeper imports optuna (~2.5 s); plain multiruns never need it
     from ecgml.sweep.optuna_sweeper import storage_url
 
     identity = f"{storage_url(str(sweeper.storage))}#{sweeper.study_name}"
@@ -87,7 +93,7 @@ class MlflowSweepParent(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled or os.environ.get(PARENT_RUN_ENV):
             return  # a nested multirun stays under the outer parent
-        store = resolve_store(config.logger.get("tracking_uri"))
+        store = resolve_store(config.logger.tracking_uri)
         experiment = sweep_experiment(config)
         experiment_id = ensure_experiment(store, experiment)
         self.client = MlflowClient(store.tracking_uri)

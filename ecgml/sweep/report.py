@@ -12,8 +12,7 @@ import optuna
 from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
-from ecgml.sweep.context import parent_run
-from ecgml.tracking import resolve_store
+from ecgml.tracking import parent_run, resolve_store
 
 log = logging.getLogger("ecgml.sweep")
 PLOTS = {

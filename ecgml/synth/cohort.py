@@ -29,9 +29,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ecgml.beats import extract_windows
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
+from ecgml.signal import extract_windows
 from ecgml.synth.physiology import sample_patient
 from ecgml.synth.render import TWELVE_LEADS, render_ecg
 from ecgml.synth.validate import validate_cohort_config

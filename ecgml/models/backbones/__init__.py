@@ -1,5 +1,1 @@
-"""Built-in backbones; importing this package registers them."""
-
-from ecgml.models.backbones import cnn1d, inception1d, resnet1d, transformer1d
-
-__all__ = ["cnn1d", "inception1d", "resnet1d", "transformer1d"]
+"""Built-in backbones, one module each; ``conf/model/<name>.yaml`` names the class to build."""

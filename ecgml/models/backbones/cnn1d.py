@@ -8,8 +8,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ecgml.models.registry import register_backbone
-
 
 def conv_block(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
     return nn.Sequential(
@@ -20,7 +18,6 @@ def conv_block(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
     )
 
 
-@register_backbone("cnn1d")
 class CNN1D(nn.Module):
     """Conv-BN-ReLU-pool blocks, global average + max pooling, dropout, linear head."""
 

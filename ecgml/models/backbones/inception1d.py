@@ -12,8 +12,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ecgml.models.registry import register_backbone
-
 
 def odd(k: int) -> int:
     """'same' padding needs odd kernels."""
@@ -47,7 +45,6 @@ class InceptionModule(nn.Module):
         return self.out(torch.cat(branches, dim=1))
 
 
-@register_backbone("inception1d")
 class InceptionTime1D(nn.Module):
     """``depth`` inception modules with residual shortcuts, global average pooling, linear head."""
 

@@ -7,8 +7,6 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ecgml.models.registry import register_backbone
-
 
 class ResidualBlock(nn.Module):
     """Two conv-BN layers with an identity (or 1x1 projection) shortcut."""
@@ -34,7 +32,6 @@ class ResidualBlock(nn.Module):
         return self.act(self.body(x) + self.shortcut(x))
 
 
-@register_backbone("resnet1d")
 class ResNet1D(nn.Module):
     """Stem (conv stride 2), ``len(channels)`` stages of ``blocks_per_stage`` residual blocks
     (each stage after the first halves the length), global average + max pooling, linear head."""

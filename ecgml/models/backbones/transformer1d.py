@@ -8,8 +8,6 @@ import math
 import torch
 from torch import nn
 
-from ecgml.models.registry import register_backbone
-
 
 def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.Tensor:
     """``(length, dim)`` position code of Vaswani et al. (no parameters, any length)."""
@@ -23,7 +21,6 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device) -> torch.T
     return code
 
 
-@register_backbone("transformer1d")
 class Transformer1D(nn.Module):
     """Conv stem (two stride-2 conv-BN-ReLU layers: one token per 4 samples), pre-norm
     transformer encoder, mean-pooled tokens, linear head."""

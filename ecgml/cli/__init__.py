@@ -1,0 +1,84 @@
+"""The entry points: one module per ``python -m ecgml.<name>`` command, and their plumbing.
+
+Every CLI body lives in ``ecgml/cli/<name>.py`` as ``main = hydra_entry("<name>")(func)``;
+``python -m ecgml.<name>`` is a two-line shim importing that ``main``. :func:`hydra_entry` turns
+user errors (:class:`~ecgml.errors.EcgmlError`) into one line on stderr and exit code 2 (see
+docs/contracts.md), with the traceback only when ``debug=true``.
+
+``debug`` is also the name of the config group of debug overlays (``debug=fdr``,
+``debug=overfit``). Hydra's override parser reads ``debug=true`` as a boolean and refuses a
+boolean for a group ("Config group override must be a string or a list"), so a
+``conf/debug/true.yaml`` could only be selected as ``debug='true'``. The command-line flag
+``debug=true|false`` is therefore translated to the config key ``traceback`` before Hydra
+parses the arguments (tests/test_config.py checks that Hydra still refuses it).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from ecgml import CONF_DIR
+from ecgml.errors import EcgmlError
+
+HYDRA_VERSION_BASE = "1.3"
+_DEBUG_FLAGS = {"true": "true", "false": "false", "1": "true", "0": "false"}
+log = logging.getLogger("ecgml")
+
+
+def normalize_argv(argv: Sequence[str]) -> list[str]:
+    """Translate ``debug=true|false`` into ``traceback=…`` (see the module docstring)."""
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if sep and key.lstrip("+~") == "debug" and value.lower() in _DEBUG_FLAGS:
+            out.append(f"++traceback={_DEBUG_FLAGS[value.lower()]}")
+        else:
+            out.append(arg)
+    return out
+
+
+def debug_enabled(cfg: DictConfig) -> bool:
+    """True when the config asks for full tracebacks (``debug=true`` or a debug overlay)."""
+    return bool(cfg.traceback)
+
+
+def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
+    """Turn user errors into one line on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(cfg: DictConfig) -> Any:
+        try:
+            return func(cfg)
+        except EcgmlError as err:
+            if debug_enabled(cfg):
+                raise
+            log.debug("user error", exc_info=True)
+            print(f"error: {err}", file=sys.stderr, flush=True)
+            sys.exit(err.exit_code)
+
+    return wrapper
+
+
+def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator: make ``func(cfg)`` a ``python -m`` entry point over ``conf/<config_name>``."""
+
+    def decorate(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        hydra_main = hydra.main(
+            config_path=str(CONF_DIR), config_name=config_name, version_base=HYDRA_VERSION_BASE
+        )(entry_point(func))
+
+        @functools.wraps(func)
+        def main() -> Any:
+            sys.argv = normalize_argv(sys.argv)
+            return hydra_main()
+
+        return main
+
+    return decorate

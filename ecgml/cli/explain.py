@@ -1,0 +1,157 @@
+"""``python -m ecgml.explain run_id=<id> [method=…]``: the saliency analysis for an old run.
+
+Reads the run's ``config.yaml``, ``predictions.csv`` and best checkpoint from MLflow, rebuilds the
+(cached) beat table and the model, runs :func:`~ecgml.explain.explain_model` on the test beats
+and logs ``explain/`` artifacts and metrics back to that run.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from ecgml.cli import hydra_entry
+from ecgml.data.datamodule import load_table
+from ecgml.errors import EcgmlError
+from ecgml.explain import as_dict, explain_model
+from ecgml.pipeline.fitters import build_model
+from ecgml.tracking import finite_metrics, resolve_store
+
+log = logging.getLogger("ecgml.explain")
+
+
+def fetch_run(client: MlflowClient, run_id: str, uri: str) -> Any:
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise EcgmlError(
+            f"run_id={run_id} is not a run in the MLflow store {uri}: copy the id from "
+            "`run_id: …` of ecgml.train (or set MLFLOW_TRACKING_URI to the store that holds it)"
+        ) from None
+
+
+def download(client: MlflowClient, run_id: str, path: str, into: Path) -> Path:
+    try:
+        return Path(client.download_artifacts(run_id, path, str(into)))
+    except (MlflowException, OSError):
+        raise EcgmlError(
+            f"run {run_id} has no artifact {path!r}: only runs of ecgml.train (with "
+            "training.log_checkpoint=true) can be explained again"
+        ) from None
+
+
+def checkpoint_path(client: MlflowClient, run_id: str) -> str:
+    """``checkpoints/best.ckpt``, else the run's only/first checkpoint artifact."""
+    try:
+        files = [f.path for f in client.list_artifacts(run_id, "checkpoints")]
+    except MlflowException:
+        files = []
+    ckpts = sorted(f for f in files if f.endswith(".ckpt"))
+    if "checkpoints/best.ckpt" in ckpts:
+        return "checkpoints/best.ckpt"
+    return ckpts[0] if ckpts else "checkpoints/best.ckpt"
+
+
+def load_model(run_cfg: DictConfig, seq_len: int, checkpoint: Path) -> torch.nn.Module:
+    model = build_model(run_cfg, seq_len, pos_weight=0.0)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    backbone = {
+        k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
+    }
+    try:
+        model.backbone.load_state_dict(backbone)
+    except RuntimeError as err:
+        raise EcgmlError(
+            f"{checkpoint.name} does not fit the run's model {run_cfg.model.name!r}: "
+            f"{str(err).splitlines()[0]}"
+        ) from None
+    return model.eval()
+
+
+def test_predictions(predictions: pd.DataFrame, beat_ids: pd.Series, run_id: str) -> pd.DataFrame:
+    """The run's test predictions in the order of the rebuilt table's test beats."""
+    test = predictions[predictions["split"] == "test"].drop_duplicates("beat_id")
+    missing = set(beat_ids) - set(test["beat_id"])
+    if missing or len(test) != len(beat_ids):
+        raise EcgmlError(
+            f"run {run_id}: the rebuilt test split ({len(beat_ids)} beats) does not match "
+            f"its predictions.csv ({len(test)} test beats, {len(missing)} missing): the data "
+            "changed since the run; retrain instead"
+        )
+    return test.set_index("beat_id").loc[list(beat_ids)].reset_index()
+
+
+def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float]:
+    """Recompute and (``log_to_run``) log the explain artifacts of ``cfg.run_id``."""
+    if not cfg.run_id:
+        raise EcgmlError("no run given: pass run_id=<id> (printed by ecgml.train as `run_id: …`)")
+    explain_cfg = as_dict(cfg)
+    run_id = str(cfg.run_id)
+    uri = resolve_store(cfg.tracking_uri).tracking_uri
+    client = MlflowClient(uri)
+    run = fetch_run(client, run_id, uri)
+    with tempfile.TemporaryDirectory(prefix="ecgml-explain-") as tmp:
+        tmp_dir = Path(tmp)
+        run_cfg = OmegaConf.load(download(client, run_id, "config.yaml", tmp_dir))
+        predictions = pd.read_csv(
+            download(client, run_id, "predictions.csv", tmp_dir), dtype={"patient_id": str}
+        )
+        checkpoint = download(client, run_id, checkpoint_path(client, run_id), tmp_dir)
+        table = load_table(run_cfg)
+        digest = run.data.tags.get("dataset.digest")
+        if digest and digest != table.digest:
+            log.warning("dataset digest %s differs from the run's %s", table.digest, digest)
+        model = load_model(run_cfg, table.seq_len, checkpoint)
+    beats, meta = table.subset("test")
+    preds = test_predictions(predictions, meta["beat_id"], run_id)
+    out = Path(out_dir) if out_dir else Path(str(cfg.paths.output_dir)) / "explain"
+    metrics = explain_model(model, beats, preds, table.fs, table.r_index, explain_cfg, out)
+    if cfg.log_to_run:
+        now = int(time.time() * 1000)
+        finite = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
+        client.log_batch(run_id, metrics=finite)
+        client.log_artifacts(run_id, str(out), artifact_path="explain")
+    return metrics
+
+
+def format_summary(cfg: DictConfig, metrics: dict[str, float], out: Path) -> str:
+    def value(key: str, fmt: str = ".1f") -> str:
+        v = metrics.get(f"explain/{key}", np.nan)
+        return format(v, fmt) if np.isfinite(v) else "n/a"
+
+    logged = "logged to the run under explain/" if cfg.log_to_run else "not logged"
+    return "\n".join(
+        [
+            f"ecgml explain: run {cfg.run_id}, method {cfg.method}, "
+            f"{int(metrics.get('explain/n_beats', 0))} test beats ({logged})",
+            f"  peak ms from R  positive {value('peak_ms_positive_mean')} ± "
+            f"{value('peak_ms_positive_sd')}, negative {value('peak_ms_negative_mean')} ± "
+            f"{value('peak_ms_negative_sd')} (shift {value('shift_ms', '+.1f')} ms)",
+            f"  T-region share  positive {value('t_region_fraction_positive', '.2f')}, "
+            f"negative {value('t_region_fraction_negative', '.2f')}",
+            f"  p: ANOVA {value('anova_p', '.3g')}, Kruskal–Wallis {value('kruskal_p', '.3g')}, "
+            f"Levene {value('levene_p', '.3g')}; randomized-weights similarity "
+            f"{value('sanity_similarity', '.2f')}",
+            f"  files: {out}",
+        ]
+    )
+
+
+def explain(cfg: DictConfig) -> None:
+    out = Path(str(cfg.paths.output_dir)) / "explain"
+    metrics = explain_run(cfg, out)
+    print(format_summary(cfg, metrics, out), flush=True)
+
+
+main = hydra_entry("explain")(explain)

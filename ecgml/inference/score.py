@@ -1,0 +1,228 @@
+"""Score inputs with one model per disorder: beats prepared exactly as in training, batched.
+
+Preparation is :func:`ecgml.inference.preprocess.prepare_beats`: each beat is resampled to the
+model's ``fs`` when needed and laid out by :func:`ecgml.signal.align_beats` (training's own
+alignment) with the model's ``r_index`` and ``seq_len``. A patient's probability is
+the mean of its beats' (as in the evaluation's patient level); the decision is
+``probability >= threshold`` with the threshold chosen on validation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ecgml import DISORDERS
+from ecgml.errors import EcgmlError
+from ecgml.inference.inputs import (
+    BeatInput,
+    InputOptions,
+    list_inputs,
+    read_inputs,
+    window_for,
+)
+from ecgml.inference.preprocess import prepare_beats
+from ecgml.tracking.registry import CHAMPION, LoadedModel, load_models
+
+log = logging.getLogger("ecgml.inference")
+
+TABLE_ROWS = 40
+
+
+def score_entries(
+    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+) -> dict[str, list[np.ndarray]]:
+    """Per disorder, each entry's beat probabilities (every beat of every input in one pass)."""
+    counts = [e.n_beats for e in entries]
+    splits = np.cumsum(counts)[:-1]
+    scores: dict[str, list[np.ndarray]] = {}
+    for disorder, model in models.items():
+        prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
+        x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
+        scores[disorder] = np.split(model.score(x), splits)
+    return scores
+
+
+def entry_result(
+    entry: BeatInput, probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel]
+) -> dict[str, Any]:
+    """The JSON object of one input (or one beat-store patient)."""
+    per_beat = [
+        {
+            "beat_id": beat_id,
+            "r_peak_s": r_peak_s,
+            "probabilities": {d: float(probs[d][k]) for d in models},
+        }
+        for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
+    ]
+    usable = entry.n_beats > 0
+    patient = {d: float(np.mean(probs[d])) if usable else None for d in models}
+    return {
+        "input": entry.input,
+        "patient_id": entry.patient_id,
+        "n_beats": entry.n_beats,
+        "probabilities": patient,
+        "decisions": {
+            d: (bool(p >= models[d].threshold) if p is not None else None)
+            for d, p in patient.items()
+        },
+        "thresholds": {d: m.threshold for d, m in models.items()},
+        "per_beat": per_beat,
+        "warnings": list(entry.warnings),
+    }
+
+
+def predict_entries(
+    entries: Sequence[BeatInput],
+    models: Mapping[str, LoadedModel],
+    saliency_dir: Path | None = None,
+) -> list[dict[str, Any]]:
+    """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
+    scores = score_entries(entries, models)
+    results = [
+        entry_result(entry, {d: scores[d][k] for d in models}, models)
+        for k, entry in enumerate(entries)
+    ]
+    if saliency_dir is not None:
+        # deferred: overlays pull ecgml.explain (matplotlib, Captum: ~1 s), only for saliency=true
+        from ecgml.inference.saliency import write_overlay
+
+        used: set[str] = set()
+        for entry, result in zip(entries, results, strict=True):
+            if entry.n_beats:
+                path = saliency_dir / f"{unique_stem(entry, used)}.png"
+                result["saliency_png"] = str(write_overlay(entry, result, models, path))
+    return results
+
+
+def unique_stem(entry: BeatInput, used: set[str]) -> str:
+    base = Path(entry.input).stem
+    if entry.patient_id != base:
+        base = f"{base}-{entry.patient_id}"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", base) or "input"
+    candidate, k = stem, 1
+    while candidate in used:
+        k += 1
+        candidate = f"{stem}-{k}"
+    used.add(candidate)
+    return candidate
+
+
+def predict_path(
+    path: Path | str,
+    models: Mapping[str, LoadedModel],
+    options: InputOptions | None = None,
+    saliency_dir: Path | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Read ``path`` (file, beat store or folder) and score it with ``models``."""
+    base = options or InputOptions()
+    options = InputOptions(
+        window=window_for(models.values()),
+        image_fs=base.image_fs,
+        layout=base.layout,
+        dpi=base.dpi,
+        beat_fs=base.beat_fs,
+    )
+    entries = read_inputs(list_inputs(Path(path)), options, progress=progress)
+    return predict_entries(entries, models, saliency_dir)
+
+
+# --------------------------------------------------------------------------- output
+
+
+def write_json_atomic(results: list[dict[str, Any]], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(results, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def format_table(results: Sequence[Mapping[str, Any]], models: Mapping[str, LoadedModel]) -> str:
+    """A short human-readable summary: one row per entry, ``p`` and ``+``/``-`` per disorder."""
+    disorders = list(models)
+    header = f"{'input':<28} {'patient':<12} {'beats':>5}  " + "  ".join(
+        f"{d:>14}" for d in disorders
+    )
+    lines = [header]
+    for result in results[:TABLE_ROWS]:
+        cells = []
+        for d in disorders:
+            p = result["probabilities"][d]
+            mark = "+" if result["decisions"][d] else "-"
+            cells.append(f"{'n/a':>14}" if p is None else f"{p:>12.3f} {mark}")
+        name = Path(result["input"]).name[-28:]
+        lines.append(
+            f"{name:<28} {str(result['patient_id'])[:12]:<12} {result['n_beats']:>5}  "
+            + "  ".join(cells)
+        )
+    if len(results) > TABLE_ROWS:
+        lines.append(f"… {len(results) - TABLE_ROWS} more (see the JSON)")
+    thresholds = ", ".join(f"{d} {m.threshold:.3f}" for d, m in models.items())
+    lines.append(f"(+ = probability ≥ threshold: {thresholds})")
+    warned = [r for r in results if r["warnings"]]
+    for result in warned[:TABLE_ROWS]:
+        lines.append(f"warning: {Path(result['input']).name}: {'; '.join(result['warnings'])}")
+    return "\n".join(lines)
+
+
+def model_spec(value: Any) -> str | dict[str, str]:
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    if value is None or str(value).strip() == "":
+        return CHAMPION
+    return str(value)
+
+
+def run_predict(cfg: Any) -> list[dict[str, Any]]:
+    """``python -m ecgml.predict``: load the models once, score ``cfg.input``, write the JSON."""
+    if not cfg.get("input"):
+        raise EcgmlError("input=PATH is required: an image, a CSV, a WFDB .hea or a folder")
+    disorders = [str(d) for d in (cfg.get("disorders") or DISORDERS)]
+    unknown = sorted(set(disorders) - set(DISORDERS))
+    if unknown:
+        raise EcgmlError(f"disorders={unknown} unknown: use some of {', '.join(DISORDERS)}")
+    input_path = Path(str(cfg.input)).expanduser()
+    list_inputs(input_path)  # fail on a wrong path before loading anything
+    start = time.perf_counter()
+    models = load_models(disorders, model_spec(cfg.get("models")), cfg.get("tracking_uri"))
+    loaded_s = time.perf_counter() - start
+    output = Path(str(cfg.output)).expanduser() if cfg.get("output") else None
+    saliency_dir = None
+    if cfg.get("saliency"):
+        default = output.with_name(f"{output.stem}_saliency") if output else Path("saliency")
+        saliency_dir = Path(str(cfg.get("saliency_dir") or default)).expanduser()
+    image = cfg.get("image") or {}
+    options = InputOptions(
+        image_fs=float(image.get("fs", 500)),
+        layout=str(image.get("layout", "strip")),
+        dpi=image.get("dpi"),
+        beat_fs=float(cfg.fs) if cfg.get("fs") else None,
+    )
+    start = time.perf_counter()
+    results = predict_path(input_path, models, options, saliency_dir, bool(cfg.get("progress")))
+    scored_s = time.perf_counter() - start
+    if output is not None:
+        write_json_atomic(results, output)
+    else:
+        print(json.dumps(results, indent=2), flush=True)
+    summary = ", ".join(f"{d} v{m.version or '?'}" for d, m in models.items())
+    print(
+        f"ecgml predict: {len(results)} entr{'y' if len(results) == 1 else 'ies'}, "
+        f"models {summary} (loaded in {loaded_s:.1f} s, scored in {scored_s:.1f} s)\n"
+        + format_table(results, models)
+        + (f"\nwritten: {output}" if output else "")
+        + (f"\nsaliency overlays: {saliency_dir}" if saliency_dir else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return results

@@ -1,0 +1,68 @@
+"""Backbones from config: ``conf/model/<name>.yaml`` names the class in ``backbone._target_``.
+
+Every backbone follows one convention: ``Backbone(in_channels, n_outputs, seq_len, **hparams)``
+maps ``(batch, in_channels, seq_len)`` to logits ``(batch, n_outputs)``. ``n_outputs`` is 1 for
+the binary task today and 3 for the planned multi-label model; ``in_channels`` > 1 leaves room
+for multi-beat or multi-lead inputs. A new backbone is one module in ``models/backbones/`` plus
+one ``conf/model/<name>.yaml``; nothing registers it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from ecgml import CONF_DIR
+from ecgml.errors import EcgmlError
+
+MODEL_CONF_DIR = CONF_DIR / "model"
+
+
+def _model_config(name: str) -> DictConfig:
+    path = MODEL_CONF_DIR / f"{name}.yaml"
+    if name not in available_backbones():
+        raise EcgmlError(
+            f"model {name!r} is not a backbone (conf/model/<name>.yaml with backbone._target_): "
+            f"use one of {', '.join(available_backbones())}"
+        )
+    loaded = OmegaConf.load(path)
+    assert isinstance(loaded, DictConfig)
+    return loaded
+
+
+def available_backbones() -> list[str]:
+    """The ``conf/model/*.yaml`` whose ``backbone`` is a torch module (has ``_target_``)."""
+    names = []
+    for path in sorted(MODEL_CONF_DIR.glob("*.yaml")):
+        backbone = OmegaConf.load(path).get("backbone")
+        if isinstance(backbone, DictConfig) and "_target_" in backbone:
+            names.append(path.stem)
+    return names
+
+
+def build_backbone(
+    model: str | Mapping[str, Any] | DictConfig,
+    in_channels: int,
+    n_outputs: int,
+    seq_len: int,
+    **overrides: Any,
+) -> nn.Module:
+    """Instantiate ``model.backbone`` (a composed ``cfg.model``, or a ``conf/model`` name).
+
+    ``overrides`` replace hyper-parameters of the config (e.g. ``dropout=0.0`` in tests).
+    """
+    model_cfg = _model_config(model) if isinstance(model, str) else OmegaConf.create(model)
+    backbone_cfg = OmegaConf.merge(model_cfg.backbone, overrides)
+    if "_target_" not in backbone_cfg:
+        raise EcgmlError(f"model {model_cfg.get('name')!r} has no backbone._target_")
+    return hydra.utils.instantiate(
+        backbone_cfg,
+        in_channels=in_channels,
+        n_outputs=n_outputs,
+        seq_len=seq_len,
+        _convert_="all",
+    )

@@ -1,0 +1,217 @@
+"""Cross-validation in one command: every fold a child MLflow run, pooled out-of-fold results.
+
+``split=group_kfold`` (StratifiedGroupKFold by patient) or ``split=leave_center_out`` (each
+center — or device, ``split.by=device`` — held out in turn) with ``split.fold=null`` train every
+fold under one parent run. The parent carries the ``test/*`` keys of docs/contracts.md, computed
+on the pooled out-of-fold test predictions (each patient tested exactly once), the mean ± SD of the
+folds' metrics (``cv/<metric>_mean``, ``cv/<metric>_sd``), and per-center / per-device results.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import pandas as pd
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ecgml.beatstore import BeatStore
+from ecgml.data.datamodule import fold_names, load_store
+from ecgml.data.labels import binary_labels
+from ecgml.evaluation import METRICS, evaluate_with_config
+from ecgml.evaluation.predictions import metrics_for_frame
+from ecgml.pipeline.run import RunResult, run_one
+from ecgml.tracking import (
+    ensure_experiment,
+    experiment_name,
+    git_state,
+    log_metrics_batch,
+    log_params_batch,
+    tracked_run,
+)
+from ecgml.tracking import resolve_store as resolve_tracking_store
+
+log = logging.getLogger(__name__)
+SUMMARY_KEYS = tuple(f"test/{m}" for m in METRICS)
+STRATA = ("center", "device")
+
+
+@dataclass
+class CrossValResult:
+    """The parent run of a cross-validation and what it logged."""
+
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    predictions: pd.DataFrame = field(repr=False)
+    fold_run_ids: list[str] = field(default_factory=list)
+    fit_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def runs_all_folds(cfg: DictConfig) -> bool:
+    return cfg.split.name != "holdout" and cfg.split.fold is None
+
+
+def with_fold(cfg: DictConfig, fold: Any) -> DictConfig:
+    fold_cfg = copy.deepcopy(cfg)
+    with open_dict(fold_cfg):
+        fold_cfg.split.fold = fold
+    return fold_cfg
+
+
+def parent_run_name(cfg: DictConfig) -> str:
+    base = cfg.logger.run_name or f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    return f"{base}-{cfg.split.name}"
+
+
+def pool_predictions(fold_predictions: list[pd.DataFrame], folds: list[Any]) -> pd.DataFrame:
+    """Test rows of every fold (each patient once) + validation rows keyed by fold.
+
+    Validation patients recur across folds; their ids get a ``fold<k>/`` prefix so the pooled
+    threshold choice sees distinct (fold, patient) units instead of a leak.
+    """
+    parts = []
+    for fold, frame in zip(folds, fold_predictions, strict=True):
+        frame = frame.assign(fold=str(fold))
+        val = frame["split"] == "val"
+        frame.loc[val, "patient_id"] = f"fold{fold}/" + frame.loc[val, "patient_id"].astype(str)
+        parts.append(frame)
+    return pd.concat(parts, ignore_index=True)
+
+
+def fold_summary(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+    """Mean and SD over folds of each test metric (NaN folds ignored)."""
+    summary: dict[str, float] = {}
+    for key in SUMMARY_KEYS:
+        values = np.array([m.get(key, np.nan) for m in fold_metrics], dtype=float)
+        finite = values[np.isfinite(values)]
+        name = key.removeprefix("test/")
+        summary[f"cv/{name}_mean"] = float(finite.mean()) if finite.size else float("nan")
+        summary[f"cv/{name}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
+    summary["cv/n_folds"] = float(len(fold_metrics))
+    return summary
+
+
+def metrics_by_stratum(
+    test: pd.DataFrame, column: str, threshold: float, n_bootstrap: int, seed: int, level: float
+) -> pd.DataFrame:
+    """The eight metrics with CIs for each value of ``column`` (center or device)."""
+    rows = []
+    for value, part in test.groupby(column, sort=True):
+        metrics = metrics_for_frame(
+            part, threshold, None, n_bootstrap, seed, level, context=f"{column}={value}"
+        )
+        rows.append({column: value, **metrics})
+    return pd.DataFrame(rows)
+
+
+def write_strata_tables(
+    test: pd.DataFrame, threshold: float, cfg: DictConfig, out: Path
+) -> list[Path]:
+    written = []
+    for column in STRATA:
+        if column not in test.columns or test[column].isna().all():
+            continue
+        table = metrics_by_stratum(
+            test,
+            column,
+            threshold,
+            cfg.evaluation.n_bootstrap,
+            cfg.evaluation.seed,
+            cfg.evaluation.ci_level,
+        )
+        path = out / f"results_by_{column}.csv"
+        table.to_csv(path, index=False)
+        written.append(path)
+    return written
+
+
+def cross_validate(
+    cfg: DictConfig, store: BeatStore | None = None, callbacks: Sequence[L.Callback] = ()
+) -> CrossValResult:
+    """Train every fold as a child run (:func:`run_one`) and evaluate the pooled predictions."""
+    store = store or load_store(cfg)
+    labelled, _ = binary_labels(
+        store.meta, cfg.disorder.positive, cfg.disorder.negative, source=str(store.root)
+    )
+    folds = fold_names(labelled, cfg.split)
+    tracking = resolve_tracking_store(cfg.logger.tracking_uri)
+    client = MlflowClient(tracking.tracking_uri)
+    experiment_id = ensure_experiment(tracking, experiment_name(cfg))
+    tags = {**git_state(), "dataset.digest": store.digest, "disorder": cfg.disorder.name}
+    parent = client.create_run(experiment_id, run_name=parent_run_name(cfg), tags=tags)
+    run_id = parent.info.run_id
+    with tracked_run(client, run_id):
+        log.info("cross-validation: %d folds (%s) under run %s", len(folds), cfg.split.name, run_id)
+        results = [
+            run_one(with_fold(cfg, fold), parent_run_id=run_id, store=store, callbacks=callbacks)
+            for fold in folds
+        ]
+        metrics, pooled = evaluate_pooled(client, run_id, cfg, results, folds)
+    fold_ids = [r.run_id for r in results]
+    return CrossValResult(run_id, experiment_id, metrics, pooled, fold_ids, results[-1].fit_metrics)
+
+
+def evaluate_pooled(
+    client: MlflowClient, run_id: str, cfg: DictConfig, results: list[RunResult], folds: list[Any]
+) -> tuple[dict[str, float], pd.DataFrame]:
+    """Evaluate the pooled out-of-fold predictions and log them to the parent run."""
+    pooled = pool_predictions([r.predictions for r in results], folds)
+    out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
+    metrics, pooled = evaluate_with_config(
+        pooled,
+        cfg.evaluation,
+        out_dir=out,
+        title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name}, "
+        f"{len(folds)}-fold out-of-fold)",
+    )
+    metrics.update(fold_summary([r.metrics for r in results]))
+    test = pooled[pooled["split"] == "test"]
+    extra_files = write_strata_tables(test, metrics["test/threshold"], cfg, out)
+    log_parent(client, run_id, cfg, metrics, pooled, results, folds, out, extra_files)
+    return metrics, pooled
+
+
+def log_parent(
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    pooled: pd.DataFrame,
+    results: list[RunResult],
+    folds: list[Any],
+    out: Path,
+    extra_files: list[Path],
+) -> None:
+    log_params_batch(client, run_id, cfg)
+    log_metrics_batch(client, run_id, metrics)
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    pooled.to_csv(out / "predictions.csv", index=False)
+    splits = pooled.loc[pooled["split"] == "test", ["patient_id", "fold"]].drop_duplicates()
+    splits.assign(split="test").to_csv(out / "splits.csv", index=False)
+    per_fold = pd.DataFrame(
+        [
+            {"fold": f, "run_id": r.run_id, **{k: r.metrics.get(k) for k in SUMMARY_KEYS}}
+            for f, r in zip(folds, results, strict=True)
+        ]
+    )
+    per_fold.to_csv(out / "results_folds.csv", index=False)
+    names = [
+        "config.yaml",
+        "predictions.csv",
+        "splits.csv",
+        "results.md",
+        "results.csv",
+        "results_folds.csv",
+    ]
+    for path in [*(out / n for n in names), *extra_files]:
+        client.log_artifact(run_id, str(path))
+    client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")

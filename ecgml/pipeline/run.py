@@ -1,0 +1,162 @@
+"""``run_one(cfg)``: the single run lifecycle (fit → predict val/test → evaluate → log → explain).
+
+Every model kind goes through it behind a :class:`~ecgml.pipeline.fitters.Fitter`; the run is
+ended by :func:`~ecgml.tracking.tracked_run`. Extra Lightning callbacks (the sweep's pruning)
+come from the caller: the pipeline never imports the sweep.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import pandas as pd
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch.loggers import MLFlowLogger
+from omegaconf import DictConfig, OmegaConf
+
+from ecgml.beatstore import BeatStore
+from ecgml.data.datamodule import BeatTable, load_table
+from ecgml.evaluation import evaluate_with_config
+from ecgml.explain import explain_model
+from ecgml.models.features_lr import FEATURES
+from ecgml.pipeline.fitters import (
+    Fitter,
+    LightningFitter,
+    SklearnFitter,
+    loss_pos_weight,
+    make_fitter,
+)
+from ecgml.tracking import (
+    finite_metrics,
+    flatten_config,
+    make_logger,
+    preserved_tracking_uri,
+    resolve_store,
+    tracked_run,
+)
+from ecgml.tracking.registry import log_trained_model
+
+ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
+
+
+@dataclass
+class RunResult:
+    """What a run leaves behind: its evaluation metrics and the fit's last per-epoch metrics."""
+
+    run_id: str
+    experiment_id: str
+    metrics: dict[str, float]
+    predictions: pd.DataFrame = field(repr=False)
+    checkpoint: Path | None = None
+    fit_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def run_dir() -> Path:
+    """This job's Hydra output folder, or a temporary one when called without Hydra."""
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    return Path(tempfile.mkdtemp(prefix="ecgml-run-"))
+
+
+def hydra_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def log_run_files(
+    logger: MLFlowLogger, cfg: DictConfig, out: Path, table: BeatTable, fitter: Fitter,
+    predictions: pd.DataFrame,
+) -> None:  # fmt: skip
+    """The contract artifacts at the run root (and the evaluation's figures/results)."""
+    client, run_id = logger.experiment, logger.run_id
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(hydra_overrides())))
+    predictions.to_csv(out / "predictions.csv", index=False)
+    table.splits.to_csv(out / "splits.csv", index=False)
+    if isinstance(fitter, SklearnFitter) and fitter.model is not None:
+        weights = fitter.model[-1].coef_[0]
+        pd.DataFrame({"feature": FEATURES, "coefficient": weights}).to_csv(
+            out / "coefficients.csv", index=False
+        )
+        client.log_artifact(run_id, str(out / "coefficients.csv"))
+    for name in (*ARTIFACTS, "results.md", "results.csv"):
+        if (out / name).is_file():
+            client.log_artifact(run_id, str(out / name))
+    if (out / "figures").is_dir():
+        client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
+    if fitter.checkpoint is not None and cfg.training.log_checkpoint:
+        client.log_artifact(run_id, str(fitter.checkpoint), artifact_path="checkpoints")
+
+
+def log_model(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
+              threshold: float) -> None:  # fmt: skip
+    """The MLflow model ``ecgml.promote`` registers (Lightning backbones only)."""
+    if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
+        return
+    uri = resolve_store(cfg.logger.tracking_uri).tracking_uri
+    log_trained_model(
+        uri, logger.run_id, fitter.model, table.seq_len, table.fs, table.r_index, threshold, cfg
+    )
+
+
+def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
+                    predictions: pd.DataFrame, out: Path) -> dict[str, float]:  # fmt: skip
+    """Saliency on the test beats (``explain.enabled``), logged under ``explain/``."""
+    if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
+        return {}
+    beats, meta = table.subset("test")
+    test = predictions.set_index("beat_id").loc[meta["beat_id"]].reset_index()
+    metrics = explain_model(
+        fitter.model, beats, test, table.fs, table.r_index, cfg.explain, out / "explain"
+    )
+    logger.log_metrics(finite_metrics(metrics))
+    logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), artifact_path="explain")
+    return metrics
+
+
+def run_one(
+    cfg: DictConfig,
+    parent_run_id: str | None = None,
+    store: BeatStore | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> RunResult:
+    """Fit, predict val/test, evaluate, log everything; one tracked MLflow run.
+
+    ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a loaded
+    beat store. The process's MLflow tracking URI is left as it was.
+    """
+    with preserved_tracking_uri():
+        L.seed_everything(cfg.seed, workers=True)
+        table = load_table(cfg, store)
+        loss_pos_weight(cfg.training.pos_weight, 1.0)  # a bad value fails before the run opens
+        tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
+        logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
+        logger.log_hyperparams(flatten_config(cfg))
+        out = run_dir()
+        with tracked_run(logger.experiment, logger.run_id):
+            return _lifecycle(cfg, logger, table, out, make_fitter(cfg, logger, out, callbacks))
+
+
+def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
+               fitter: Fitter) -> RunResult:  # fmt: skip
+    fitter.fit(table)
+    if isinstance(fitter, SklearnFitter):
+        logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
+    predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
+    title = f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name})"
+    metrics: dict[str, Any]
+    metrics, predictions = evaluate_with_config(
+        predictions, cfg.evaluation, out_dir=out, title=title
+    )
+    logger.log_metrics(finite_metrics(metrics))
+    log_run_files(logger, cfg, out, table, fitter, predictions)
+    log_model(cfg, logger, fitter, table, metrics["test/threshold"])
+    metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
+    return RunResult(
+        logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
+        fitter.fit_metrics,
+    )  # fmt: skip

@@ -1,0 +1,197 @@
+"""Typed schemas for the ``data``, ``evaluation`` and ``explain`` config groups.
+
+Each YAML file of those groups lists its schema first in its defaults list (Hydra's "Structured
+Config schema" pattern), so a misspelt key (``explain.methd=…``), a wrong type
+(``evaluation.n_bootstrap=abc``) or a value outside a choice (``explain.method=bogus``) fails at
+composition with Hydra's own message, before any work starts. The YAML files keep every default
+value; the schemas hold types only (``MISSING`` everywhere), so nothing is stated twice.
+
+Choices are :class:`~enum.StrEnum` members: they compare, hash, format and log as their string.
+:func:`register_schemas` runs on ``import ecgml`` (like the resolvers): every entry point, test
+and script that composes ``conf/`` gets them. This module imports nothing of ecgml.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+# OmegaConf reads the annotations at runtime: keep Optional[...] (it does not take `X | None`).
+# ruff: noqa: UP045
+
+
+class DataSource(StrEnum):
+    synthetic = "synthetic"
+    beats = "beats"
+
+
+class Align(StrEnum):
+    r_peak = "r_peak"
+    start = "start"
+
+
+class ThresholdRule(StrEnum):
+    fixed = "fixed"
+    youden = "youden"
+    sensitivity = "sensitivity"
+
+
+class ExplainMethod(StrEnum):
+    saliency = "saliency"
+    integrated_gradients = "integrated_gradients"
+    gradient_shap = "gradient_shap"
+    occlusion = "occlusion"
+
+
+class ExplainSubset(StrEnum):
+    all = "all"
+    correct = "correct"
+
+
+class RegionSource(StrEnum):
+    class_median = "class_median"
+    patient_median = "patient_median"
+    fixed = "fixed"
+
+
+@dataclass
+class DataConfig:
+    """``conf/data/beats.yaml``: a beat store on disk."""
+
+    source: DataSource = MISSING
+    path: Optional[str] = MISSING
+    fs: int = MISSING
+    beat_length: Optional[int] = MISSING
+    align: Align = MISSING
+    batch_size: int = MISSING
+    num_workers: int = MISSING
+    cache_dir: Optional[str] = MISSING
+
+
+@dataclass
+class SyntheticDataConfig(DataConfig):
+    """``conf/data/synthetic.yaml``: the generator knobs sit under ``cohort`` (conf/cohort)."""
+
+    cohort: Any = MISSING
+
+
+@dataclass
+class EvaluationConfig:
+    """``conf/evaluation/default.yaml``."""
+
+    threshold_rule: ThresholdRule = MISSING
+    threshold_value: float = MISSING
+    target_sensitivity: float = MISSING
+    n_bootstrap: int = MISSING
+    ci_level: float = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class IntegratedGradientsConfig:
+    n_steps: int = MISSING
+    internal_batch_size: int = MISSING
+
+
+@dataclass
+class GradientShapConfig:
+    n_samples: int = MISSING
+    stdevs: float = MISSING
+
+
+@dataclass
+class OcclusionConfig:
+    window_ms: int = MISSING
+    stride_ms: int = MISSING
+
+
+@dataclass
+class LocalizationConfig:
+    smooth_ms: int = MISSING
+    segment_threshold: float = MISSING
+
+
+@dataclass
+class FixedRegionsConfig:
+    p_on: int = MISSING
+    p_off: int = MISSING
+    qrs_on: int = MISSING
+    qrs_off: int = MISSING
+    t_on: int = MISSING
+    t_off: int = MISSING
+
+
+@dataclass
+class RegionsConfig:
+    source: RegionSource = MISSING
+    tiles: int = MISSING
+    min_t_half_ms: int = MISSING
+    min_st_ms: int = MISSING
+    u_ms: int = MISSING
+    fixed_ms: FixedRegionsConfig = field(default_factory=FixedRegionsConfig)
+
+
+@dataclass
+class SanityConfig:
+    enabled: bool = MISSING
+    max_beats: int = MISSING
+    max_similarity: float = MISSING
+
+
+@dataclass
+class FiguresConfig:
+    enabled: bool = MISSING
+    examples_per_class: int = MISSING
+    dpi: int = MISSING
+
+
+@dataclass
+class ExplainConfig:
+    """``conf/explain/default.yaml``."""
+
+    enabled: bool = MISSING
+    method: ExplainMethod = MISSING
+    batch_size: int = MISSING
+    subset: ExplainSubset = MISSING
+    seed: int = MISSING
+    integrated_gradients: IntegratedGradientsConfig = field(
+        default_factory=IntegratedGradientsConfig
+    )
+    gradient_shap: GradientShapConfig = field(default_factory=GradientShapConfig)
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
+    localization: LocalizationConfig = field(default_factory=LocalizationConfig)
+    regions: RegionsConfig = field(default_factory=RegionsConfig)
+    sanity: SanityConfig = field(default_factory=SanityConfig)
+    figures: FiguresConfig = field(default_factory=FiguresConfig)
+
+
+@dataclass
+class ExplainCliConfig(ExplainConfig):
+    """``conf/explain.yaml``: the explain knobs at the top level plus the CLI's own keys."""
+
+    task_name: str = MISSING
+    run_id: Optional[str] = MISSING
+    tracking_uri: Optional[str] = MISSING
+    log_to_run: bool = MISSING
+    traceback: bool = MISSING
+
+
+#: (group, name, schema): a YAML file of ``group`` lists ``name`` first in its defaults.
+SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
+    ("data", "data_schema", DataConfig),
+    ("data", "synthetic_data_schema", SyntheticDataConfig),
+    ("evaluation", "evaluation_schema", EvaluationConfig),
+    ("explain", "explain_schema", ExplainConfig),
+    (None, "explain_cli_schema", ExplainCliConfig),
+)
+
+
+def register_schemas() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    store = ConfigStore.instance()
+    for group, name, node in SCHEMAS:
+        store.store(group=group, name=name, node=node, provider="ecgml")

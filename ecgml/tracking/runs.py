@@ -1,0 +1,157 @@
+"""One tracked MLflow run: names, tags, params, the Lightning logger and :func:`tracked_run`.
+
+Every entry point that opens (or re-opens) a run ends it through :func:`tracked_run`: FINISHED on
+success, FAILED on an error, KILLED on Ctrl-C. Runs are logged through a client (never the fluent
+API, which would open a second run). A multirun/sweep parent publishes itself through the
+environment variables below (so it reaches in-process jobs and launcher subprocesses alike).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlflow.entities import Metric, Param
+from mlflow.tracking import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from ecgml import PROJECT_ROOT
+from ecgml.tracking.store import ensure_experiment, resolve_store
+
+if TYPE_CHECKING:  # lightning is heavy to import; only training needs the logger
+    from lightning.pytorch.loggers import MLFlowLogger
+
+PARENT_RUN_ENV = "ECGML_PARENT_RUN_ID"
+EXPERIMENT_ENV = "ECGML_SWEEP_EXPERIMENT"
+
+
+def parent_run() -> tuple[str | None, str | None]:
+    """``(parent_run_id, experiment_name)`` of the enclosing multirun, or ``(None, None)``."""
+    return os.environ.get(PARENT_RUN_ENV) or None, os.environ.get(EXPERIMENT_ENV) or None
+
+
+@contextlib.contextmanager
+def tracked_run(client: MlflowClient, run_id: str) -> Iterator[str]:
+    """End ``run_id`` FINISHED when the block succeeds, KILLED on Ctrl-C, FAILED otherwise."""
+    try:
+        yield run_id
+    except KeyboardInterrupt:
+        client.set_terminated(run_id, "KILLED")
+        raise
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+
+
+def experiment_name(cfg: DictConfig) -> str:
+    """``logger.experiment_name``, else the enclosing sweep's experiment, else ecgml-<disorder>."""
+    _, sweep_experiment = parent_run()
+    return cfg.logger.experiment_name or sweep_experiment or f"ecgml-{cfg.disorder.name}"
+
+
+def run_name(cfg: DictConfig) -> str:
+    if cfg.logger.run_name:
+        return str(cfg.logger.run_name)
+    name = f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    if cfg.split.name == "group_kfold":
+        name += f"-fold{cfg.split.fold}"
+    elif cfg.split.name == "leave_center_out":
+        name += f"-{cfg.split.by}-{cfg.split.fold}"
+    return name
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict[str, str]:
+    """Commit and dirty flag of the checkout (``unknown`` outside git)."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return {"git.commit": "unknown", "git.dirty": "unknown"}
+    return {
+        "git.commit": commit,
+        "git.dirty": str(dirty).lower(),
+        "mlflow.source.git.commit": commit,
+    }
+
+
+def config_digest(cfg: DictConfig) -> str:
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()[:12]
+
+
+def run_tags(
+    cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
+) -> dict[str, str]:
+    """Git state, the caller's tags, ``logger.tags`` and the parent run (if any)."""
+    all_tags: dict[str, str] = {**git_state(), **(tags or {})}
+    all_tags.update({str(k): str(v) for k, v in (cfg.logger.tags or {}).items()})
+    parent_run_id = parent_run_id or parent_run()[0]
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    return all_tags
+
+
+def make_logger(
+    cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
+) -> MLFlowLogger:
+    """An MLFlowLogger for one run in the configured store and experiment."""
+    from lightning.pytorch.loggers import MLFlowLogger  # heavy: only training needs it
+
+    store = resolve_store(cfg.logger.tracking_uri)
+    name = experiment_name(cfg)
+    ensure_experiment(store, name)
+    return MLFlowLogger(
+        experiment_name=name,
+        run_name=run_name(cfg),
+        tracking_uri=store.tracking_uri,
+        tags=run_tags(cfg, tags, parent_run_id),
+        log_model=False,
+    )
+
+
+def flatten_config(cfg: DictConfig) -> dict[str, Any]:
+    """The composed config as flat ``a.b.c`` params (MLflow params hold ≤ 6000 chars)."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), value)
+        else:
+            flat[prefix] = str(node)[:6000]
+
+    walk("", container)
+    return flat
+
+
+def finite_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics MLflow can store (None and NaN/inf dropped)."""
+    out = {}
+    for key, value in metrics.items():
+        if value is not None and abs(float(value)) != float("inf") and float(value) == value:
+            out[key] = float(value)
+    return out
+
+
+def log_metrics_batch(client: MlflowClient, run_id: str, metrics: dict[str, Any]) -> None:
+    finite = [Metric(k, v, 0, 0) for k, v in finite_metrics(metrics).items()]
+    for start in range(0, len(finite), 200):
+        client.log_batch(run_id, metrics=finite[start : start + 200])
+
+
+def log_params_batch(client: MlflowClient, run_id: str, cfg: DictConfig) -> None:
+    params = [Param(k, v) for k, v in flatten_config(cfg).items()]
+    for start in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[start : start + 100])

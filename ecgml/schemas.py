@@ -59,6 +59,18 @@ class RegionSource(StrEnum):
 
 
 @dataclass
+class AugmentConfig:
+    """``conf/data/augment/<name>.yaml``: training-batch augmentation (ecgml/data/augment.py)."""
+
+    enabled: bool = MISSING
+    p: float = MISSING
+    amplitude: float = MISSING
+    stretch: float = MISSING
+    wander_mv: float = MISSING
+    noise_mv: float = MISSING
+
+
+@dataclass
 class DataConfig:
     """``conf/data/beats.yaml``: a beat store on disk."""
 
@@ -70,6 +82,7 @@ class DataConfig:
     batch_size: int = MISSING
     num_workers: int = MISSING
     cache_dir: Optional[str] = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass

@@ -3,6 +3,8 @@
 A holdout run is one :func:`~ecgml.pipeline.run_one`; ``split.fold=null`` on a k-fold split runs
 every fold (:func:`~ecgml.pipeline.crossval.cross_validate`). Inside an Optuna trial the sweep's
 pruning callback is handed to the pipeline here (the pipeline never imports the sweep).
+``task=pretrain`` instead pretrains the backbone contrastively on every beat
+(:func:`~ecgml.pipeline.pretrain.pretrain`) and returns its final ``pretrain/val_loss``.
 """
 
 from __future__ import annotations
@@ -13,13 +15,25 @@ from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.pipeline.crossval import cross_validate, runs_all_folds
+from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
 from ecgml.pipeline.run import run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
 from ecgml.sweep.context import objective_value
 
 
+def run_pretrain(cfg: DictConfig) -> float:
+    """``task=pretrain``: one pretraining run; its last validation (else training) loss."""
+    start = time.perf_counter()
+    result = pretrain(cfg)
+    print(format_pretrain_summary(cfg, result, time.perf_counter() - start), flush=True)
+    metrics = result.metrics
+    return float(metrics.get("pretrain/val_loss", metrics.get("pretrain/train_loss", float("nan"))))
+
+
 def train(cfg: DictConfig) -> float:
+    if task_name(cfg) == "pretrain":
+        return run_pretrain(cfg)
     start = time.perf_counter()
     callbacks = trial_callbacks()
     if runs_all_folds(cfg):

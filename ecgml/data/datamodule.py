@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
+from ecgml.data.augment import AugmentSettings, BeatAugmenter
 from ecgml.data.labels import LabelSummary, binary_labels
 from ecgml.data.splits import build_split
 from ecgml.errors import EcgmlError
@@ -125,14 +126,41 @@ def _r_indices(meta: pd.DataFrame, align: str) -> list[int] | None:
 
 
 class BeatDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a :class:`BeatTable` (built once, outside the trainer)."""
+    """Train/val/test loaders over a :class:`BeatTable` (built once, outside the trainer).
 
-    def __init__(self, table: BeatTable, batch_size: int = 64, num_workers: int = 0, seed: int = 0):
+    ``augment`` transforms the training batches only, after they reach the model's device
+    (:meth:`on_after_batch_transfer`), so validation, test and predict see the beats as stored.
+    """
+
+    def __init__(
+        self,
+        table: BeatTable,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        seed: int = 0,
+        augment: AugmentSettings | None = None,
+    ) -> None:
         super().__init__()
         self.table = table
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.seed = seed
+        self.augmenter = BeatAugmenter(augment, table.fs, table.r_index) if augment else None
+        self._augment_generators: dict[str, torch.Generator] = {}
+
+    def _augment_generator(self, device: torch.device) -> torch.Generator:
+        """One seeded generator per device: the augmented batches are reproducible."""
+        key = str(device)
+        if key not in self._augment_generators:
+            self._augment_generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._augment_generators[key]
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        trainer = self.trainer
+        if self.augmenter is None or trainer is None or not trainer.training:
+            return batch
+        x, y = batch
+        return self.augmenter(x, self._augment_generator(x.device)), y
 
     @property
     def pos_weight(self) -> float:

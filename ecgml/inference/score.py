@@ -9,6 +9,7 @@ the mean of its beats' (as in the evaluation's patient level); the decision is
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -31,6 +32,7 @@ from ecgml.inference.inputs import (
     window_for,
 )
 from ecgml.inference.preprocess import prepare_beats
+from ecgml.models.inference import fused_for_inference
 from ecgml.tracking.registry import CHAMPION, LoadedModel, load_models
 
 log = logging.getLogger("ecgml.inference")
@@ -194,7 +196,12 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     input_path = Path(str(cfg.input)).expanduser()
     list_inputs(input_path)  # fail on a wrong path before loading anything
     start = time.perf_counter()
-    models = load_models(disorders, model_spec(cfg.get("models")), cfg.get("tracking_uri"))
+    models = {
+        disorder: dataclasses.replace(model, model=fused_for_inference(model.model))
+        for disorder, model in load_models(
+            disorders, model_spec(cfg.get("models")), cfg.get("tracking_uri")
+        ).items()
+    }
     loaded_s = time.perf_counter() - start
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else None
     saliency_dir = None

@@ -2,7 +2,9 @@
 
 :class:`LightningFitter` trains a backbone inside :class:`~ecgml.models.BeatClassifier` (trainer
 callbacks from ``cfg.callbacks``, each a ``_target_``, plus the caller's extra callbacks) and
-reloads the best checkpoint; :class:`SklearnFitter` fits ``model=features_lr``.
+reloads the best checkpoint; with ``training.ensemble=N`` it trains N members (seeds
+``seed``…``seed+N-1``) and predicts their mean probability (:class:`MeanProbabilityEnsemble`).
+:class:`SklearnFitter` fits ``model=features_lr``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
+from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatDataModule, BeatTable
 from ecgml.errors import EcgmlError
 from ecgml.models import BeatClassifier, build_backbone
+from ecgml.models.ensemble import MeanProbabilityEnsemble
 from ecgml.models.features_lr import build_classifier, feature_matrix, prediction_frame
+from ecgml.pipeline.pretrained import load_pretrained_encoder
 
 
 class Fitter(Protocol):
@@ -52,9 +57,23 @@ def loss_pos_weight(setting: Any, balanced: float) -> float | None:
         ) from None
 
 
-def build_model(cfg: DictConfig, seq_len: int, pos_weight: float) -> BeatClassifier:
-    """The configured backbone inside the shared LightningModule."""
+def build_model(
+    cfg: DictConfig, seq_len: int, pos_weight: float, pretrained: bool = True
+) -> BeatClassifier:
+    """The configured backbone inside the shared LightningModule.
+
+    ``model.init_from`` (a ``task=pretrain`` run or its encoder file) initializes every weight
+    but the head; ``pretrained=False`` skips it (a checkpoint is about to overwrite them).
+    """
     backbone = build_backbone(cfg.model, in_channels=1, n_outputs=1, seq_len=seq_len)
+    if pretrained and cfg.model.get("init_from"):  # configs logged before the key existed
+        load_pretrained_encoder(
+            backbone,
+            str(cfg.model.init_from),
+            cfg.logger.tracking_uri,
+            model_name=cfg.model.name,
+            backbone_cfg=OmegaConf.to_container(cfg.model.backbone, resolve=True),
+        )
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.scheduler else None
     return BeatClassifier(backbone, optimizer, scheduler, pos_weight=pos_weight)
@@ -69,8 +88,20 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
     return callbacks
 
 
+def ensemble_size(cfg: DictConfig) -> int:
+    """``training.ensemble``: how many members (>= 1) a Lightning fit trains."""
+    size = cfg.training.get("ensemble", 1)  # configs logged before the key existed
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise EcgmlError(f"training.ensemble={size!r} is not valid: use a whole number >= 1")
+    return size
+
+
 class LightningFitter:
-    """A backbone trained by Lightning; the best checkpoint (on ``training.monitor``) is kept."""
+    """A backbone trained by Lightning; the best checkpoint (on ``training.monitor``) is kept.
+
+    An ensemble's members differ only in their seed (initialization, batch order, augmentation);
+    member 0 logs its per-epoch curves to the run, the others train silently.
+    """
 
     def __init__(
         self, cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = ()
@@ -78,35 +109,63 @@ class LightningFitter:
         self.cfg, self.logger, self.out, self.extra = cfg, logger, out, list(extra)
         self.fit_metrics: dict[str, float] = {}
         self.checkpoint: Path | None = None
+        self.checkpoints: list[Path] = []
 
     def fit(self, table: BeatTable) -> None:
+        size = ensemble_size(self.cfg)
+        members = [self._fit_member(table, index) for index in range(size)]
+        self.model = members[0] if size == 1 else self._ensemble(members)
+        self.checkpoint = self.checkpoints[0] if self.checkpoints else None
+        self.datamodule = self._datamodule(table, self.cfg.seed)
+
+    def _datamodule(self, table: BeatTable, seed: int) -> BeatDataModule:
         cfg = self.cfg
-        data = BeatDataModule(table, cfg.data.batch_size, cfg.data.num_workers, cfg.seed)
+        augment = AugmentSettings.from_config(cfg.data.get("augment"))
+        return BeatDataModule(table, cfg.data.batch_size, cfg.data.num_workers, seed, augment)
+
+    def _fit_member(self, table: BeatTable, index: int) -> BeatClassifier:
+        cfg = self.cfg
+        seed = int(cfg.seed) + index
+        if index:
+            L.seed_everything(seed, workers=True, verbose=False)
+        data = self._datamodule(table, seed)
         pos_weight = loss_pos_weight(cfg.training.pos_weight, data.pos_weight)
         model = build_model(cfg, table.seq_len, pos_weight or 0.0)
-        callbacks = build_callbacks(cfg, self.out / "checkpoints") + self.extra
-        trainer = hydra.utils.instantiate(cfg.trainer, logger=self.logger, callbacks=callbacks)
+        folder = self.out / "checkpoints" / (f"member{index}" if index else "")
+        callbacks = build_callbacks(cfg, folder) + (self.extra if index == 0 else [])
+        logger = self.logger if index == 0 else False
+        trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
         trainer.fit(model, datamodule=data)
-        self.fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        if index == 0:
+            self.fit_metrics, self.trainer = metrics, trainer
         path = getattr(trainer.checkpoint_callback, "best_model_path", "")
-        self.checkpoint = Path(path) if path else None
-        if self.checkpoint is not None:
-            model = BeatClassifier.load_from_checkpoint(
-                self.checkpoint,
-                backbone=model.backbone,
-                optimizer=model.optimizer_factory,
-                weights_only=False,
-            )
-        self.model, self.trainer, self.datamodule = model, trainer, data
+        if not path:
+            return model
+        self.checkpoints.append(Path(path))
+        return BeatClassifier.load_from_checkpoint(
+            path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=False
+        )
+
+    def _ensemble(self, members: list[BeatClassifier]) -> BeatClassifier:
+        backbone = MeanProbabilityEnsemble([m.backbone for m in members])
+        return BeatClassifier(backbone, members[0].optimizer_factory).eval()
 
     def predict(self, split: str) -> pd.DataFrame:
         frame = self.datamodule.prediction_frame(split)
         if frame.empty:
             return frame.assign(y_prob=np.zeros(0))
-        loader = self.datamodule._loader(split, shuffle=False)
-        batches = self.trainer.predict(self.model, dataloaders=loader)
-        frame["y_prob"] = torch.cat(batches).float().numpy()
+        frame["y_prob"] = self._probabilities(self.datamodule._loader(split, shuffle=False))
         return frame
+
+    @torch.inference_mode()
+    def _probabilities(self, loader: Any) -> np.ndarray:
+        """Every batch of ``loader`` scored in eval mode (not ``trainer.predict``, which a
+        ``fast_dev_run`` trainer would stop after one batch)."""
+        model = self.model.eval()
+        device = next(model.parameters()).device
+        batches = [torch.sigmoid(model(x.to(device))).float().cpu() for x, _ in loader]
+        return torch.cat(batches).numpy()
 
 
 class SklearnFitter:

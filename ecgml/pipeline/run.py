@@ -20,6 +20,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml.beatstore import BeatStore
+from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_table
 from ecgml.evaluation import evaluate_with_config
 from ecgml.explain import explain_model
@@ -28,9 +29,11 @@ from ecgml.pipeline.fitters import (
     Fitter,
     LightningFitter,
     SklearnFitter,
+    ensemble_size,
     loss_pos_weight,
     make_fitter,
 )
+from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.tracking import (
     finite_metrics,
     flatten_config,
@@ -88,8 +91,14 @@ def log_run_files(
             client.log_artifact(run_id, str(out / name))
     if (out / "figures").is_dir():
         client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
-    if fitter.checkpoint is not None and cfg.training.log_checkpoint:
-        client.log_artifact(run_id, str(fitter.checkpoint), artifact_path="checkpoints")
+    if cfg.training.log_checkpoint:
+        for path in getattr(fitter, "checkpoints", []):  # one per ensemble member
+            folder = (
+                "checkpoints"
+                if path.parent.name == "checkpoints"
+                else f"checkpoints/{path.parent.name}"
+            )
+            client.log_artifact(run_id, str(path), artifact_path=folder)
 
 
 def log_model(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
@@ -132,7 +141,11 @@ def run_one(
     with preserved_tracking_uri():
         L.seed_everything(cfg.seed, workers=True)
         table = load_table(cfg, store)
-        loss_pos_weight(cfg.training.pos_weight, 1.0)  # a bad value fails before the run opens
+        loss_pos_weight(cfg.training.pos_weight, 1.0)  # bad values fail before the run opens
+        ensemble_size(cfg)
+        AugmentSettings.from_config(cfg.data.get("augment"))
+        if cfg.model.get("init_from"):
+            read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
         tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
         logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
         logger.log_hyperparams(flatten_config(cfg))

@@ -149,7 +149,7 @@ class LoadedModel:
     """One disorder's model, ready to score prepared beats ``(n, seq_len)`` in batches."""
 
     disorder: str
-    model: BeatProbabilityModel
+    model: nn.Module  # beats (n, 1, L) -> probabilities (n,)
     seq_len: int
     fs: float
     r_index: int | None
@@ -222,10 +222,9 @@ def load_model_uri(uri: str, tracking_uri: str, disorder: str | None = None) -> 
                 "trained with `python -m ecgml.train`"
             )
         module = mlflow.pytorch.load_model(local, map_location="cpu")
-    module.eval()
     return LoadedModel(
         disorder=str(meta.get("disorder", disorder)),
-        model=module,
+        model=module.eval(),
         seq_len=int(meta["seq_len"]),
         fs=float(meta["fs"]),
         r_index=None if meta.get("r_index") is None else int(meta["r_index"]),

@@ -19,7 +19,15 @@ def conv_block(c_in: int, c_out: int, kernel_size: int) -> nn.Sequential:
 
 
 class CNN1D(nn.Module):
-    """Conv-BN-ReLU-pool blocks, global average + max pooling, dropout, linear head."""
+    """Conv-BN-ReLU-pool blocks, average + max pooling, dropout, linear head.
+
+    ``head_bins`` = 1 pools the whole beat (global pooling: *what* shapes occur); more bins pool
+    equal time segments of the R-aligned beat, so the head also sees *when* they occur relative
+    to R (PR, QT, the T–U transition) — timing that global pooling throws away.
+
+    ``input_pool`` > 1 averages that many input samples first (500 Hz → 250 Hz for 2): the
+    P/T/U waves and intervals live well below 125 Hz, and every later layer costs half as much.
+    """
 
     def __init__(
         self,
@@ -29,16 +37,23 @@ class CNN1D(nn.Module):
         channels: Sequence[int] = (16, 32, 64, 64),
         kernel_size: int = 7,
         dropout: float = 0.3,
+        input_pool: int = 1,
+        head_bins: int = 1,
     ) -> None:
         super().__init__()
         widths = [in_channels, *channels]
+        stem = [nn.AvgPool1d(input_pool, ceil_mode=True)] if input_pool > 1 else []
         self.features = nn.Sequential(
-            *(conv_block(a, b, kernel_size) for a, b in itertools.pairwise(widths))
+            *stem, *(conv_block(a, b, kernel_size) for a, b in itertools.pairwise(widths))
         )
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * widths[-1], n_outputs))
+        self.avg_pool = nn.AdaptiveAvgPool1d(head_bins)
+        self.max_pool = nn.AdaptiveMaxPool1d(head_bins)
+        self.head = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(2 * widths[-1] * head_bins, n_outputs)
+        )
         self.seq_len = seq_len
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.features(x)
-        pooled = torch.cat([h.mean(dim=-1), h.amax(dim=-1)], dim=1)
+        pooled = torch.cat([self.avg_pool(h), self.max_pool(h)], dim=1).flatten(1)
         return self.head(pooled)

@@ -16,7 +16,7 @@ from ecgml.cli import normalize_argv
 from ecgml.data.splits import PatientSplit, build_split
 from ecgml.models import available_backbones, build_backbone
 
-GROUPS = ("disorder", "split", "model", "data", "trainer", "logger", "debug", "experiment")
+GROUPS = ("disorder", "split", "model", "data", "trainer", "logger", "debug", "experiment", "task")
 
 
 def options(group: str) -> list[str]:

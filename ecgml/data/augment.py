@@ -75,10 +75,9 @@ class BeatAugmenter:
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         s = self.settings
-        valid = recorded_span(x)
         if s.stretch > 0:
             x = self._stretch(x, generator)
-            valid = recorded_span(x)
+        valid = recorded_span(x)
         if s.amplitude > 1.0:
             x = x * self._gain(len(x), x, generator)
         if s.wander_mv > 0:
@@ -134,6 +133,24 @@ class BeatAugmenter:
         factor = torch.where(t < r, pre, post)
         source = r + (t - r) / factor  # output sample t reads the input at `source`
         return _linear_sample(x, source)
+
+
+class SeededGenerators:
+    """One ``torch.Generator`` per (device, stream), each seeded with ``seed`` when first asked
+    for: augmented batches are reproducible on any device. ``reset(stream)`` restarts a stream."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self._generators: dict[tuple[str, str], torch.Generator] = {}
+
+    def get(self, device: torch.device, stream: str = "train") -> torch.Generator:
+        key = (stream, str(device))
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def reset(self, stream: str) -> None:
+        self._generators = {k: g for k, g in self._generators.items() if k[0] != stream}
 
 
 def recorded_span(x: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
 from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
-from ecgml.data.augment import AugmentSettings, BeatAugmenter
+from ecgml.data.augment import AugmentSettings, BeatAugmenter, SeededGenerators
 from ecgml.data.labels import LabelSummary, binary_labels
 from ecgml.data.splits import build_split
 from ecgml.errors import EcgmlError
@@ -146,21 +146,14 @@ class BeatDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.augmenter = BeatAugmenter(augment, table.fs, table.r_index) if augment else None
-        self._augment_generators: dict[str, torch.Generator] = {}
-
-    def _augment_generator(self, device: torch.device) -> torch.Generator:
-        """One seeded generator per device: the augmented batches are reproducible."""
-        key = str(device)
-        if key not in self._augment_generators:
-            self._augment_generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._augment_generators[key]
+        self.generators = SeededGenerators(seed)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         trainer = self.trainer
         if self.augmenter is None or trainer is None or not trainer.training:
             return batch
         x, y = batch
-        return self.augmenter(x, self._augment_generator(x.device)), y
+        return self.augmenter(x, self.generators.get(x.device)), y
 
     @property
     def pos_weight(self) -> float:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ecgml.data.augment import BeatAugmenter
+from ecgml.data.augment import BeatAugmenter, SeededGenerators
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 
@@ -76,21 +76,14 @@ class ContrastivePretrainer(L.LightningModule):
         self.augmenter = augmenter
         self.optimizer_factory = optimizer
         self.temperature = float(temperature)
-        self.seed = int(seed)
-        self._generators: dict[str, torch.Generator] = {}
+        self.generators = SeededGenerators(seed)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Embeddings ``(batch, embedding_dim)`` (not normalized)."""
         return self.backbone(x)
 
-    def _generator(self, device: torch.device, stage: str) -> torch.Generator:
-        key = f"{stage}:{device}"
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
-
     def _views(self, x: torch.Tensor, stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        generator = self._generator(x.device, stage)
+        generator = self.generators.get(x.device, stage)
         z = self(torch.cat([self.augmenter(x, generator), self.augmenter(x, generator)]))
         return z[: len(x)], z[len(x) :]
 
@@ -101,7 +94,7 @@ class ContrastivePretrainer(L.LightningModule):
         return loss
 
     def on_validation_epoch_start(self) -> None:
-        self._generators = {k: v for k, v in self._generators.items() if k.startswith("train")}
+        self.generators.reset("val")
 
     def validation_step(self, batch: list[torch.Tensor], _: int) -> None:
         z1, z2 = self._views(batch[0], "val")

@@ -2,7 +2,7 @@
 
 :class:`LightningFitter` trains a backbone inside :class:`~ecgml.models.BeatClassifier` (trainer
 callbacks from ``cfg.callbacks``, each a ``_target_``, plus the caller's extra callbacks) and
-reloads the best checkpoint; with ``training.ensemble=N`` it trains N members (seeds
+reloads the checkpoint its callbacks kept; with ``training.ensemble=N`` it trains N members (seeds
 ``seed``…``seed+N-1``) and predicts their mean probability (:class:`MeanProbabilityEnsemble`).
 :class:`SklearnFitter` fits ``model=features_lr``.
 """
@@ -36,7 +36,10 @@ class Fitter(Protocol):
     """Fits on a table's training split and predicts val/test in ``predictions.csv`` columns."""
 
     fit_metrics: dict[str, float]
-    checkpoint: Path | None
+    checkpoints: list[Path]  # every checkpoint kept (one per ensemble member); [] for sklearn
+
+    @property
+    def checkpoint(self) -> Path | None: ...
 
     def fit(self, table: BeatTable) -> None: ...
 
@@ -97,7 +100,8 @@ def ensemble_size(cfg: DictConfig) -> int:
 
 
 class LightningFitter:
-    """A backbone trained by Lightning; the best checkpoint (on ``training.monitor``) is kept.
+    """A backbone trained by Lightning; the checkpoint its callbacks keep is reloaded (the final
+    epoch with ``callbacks=final``, the best on ``training.monitor`` with ``early_stopping``).
 
     An ensemble's members differ only in their seed (initialization, batch order, augmentation);
     member 0 logs its per-epoch curves to the run, the others train silently.
@@ -108,15 +112,17 @@ class LightningFitter:
     ) -> None:
         self.cfg, self.logger, self.out, self.extra = cfg, logger, out, list(extra)
         self.fit_metrics: dict[str, float] = {}
-        self.checkpoint: Path | None = None
         self.checkpoints: list[Path] = []
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """Member 0's checkpoint (the run's ``checkpoints/best.ckpt``)."""
+        return self.checkpoints[0] if self.checkpoints else None
 
     def fit(self, table: BeatTable) -> None:
         size = ensemble_size(self.cfg)
         members = [self._fit_member(table, index) for index in range(size)]
         self.model = members[0] if size == 1 else self._ensemble(members)
-        self.checkpoint = self.checkpoints[0] if self.checkpoints else None
-        self.datamodule = self._datamodule(table, self.cfg.seed)
 
     def _datamodule(self, table: BeatTable, seed: int) -> BeatDataModule:
         cfg = self.cfg
@@ -136,9 +142,9 @@ class LightningFitter:
         logger = self.logger if index == 0 else False
         trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
         trainer.fit(model, datamodule=data)
-        metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-        if index == 0:
-            self.fit_metrics, self.trainer = metrics, trainer
+        if index == 0:  # member 0 speaks for the fit: its curves, its loaders for predict
+            self.fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            self.datamodule = data
         path = getattr(trainer.checkpoint_callback, "best_model_path", "")
         if not path:
             return model
@@ -174,6 +180,7 @@ class SklearnFitter:
     def __init__(self, cfg: DictConfig) -> None:
         self.cfg = cfg
         self.fit_metrics: dict[str, float] = {}
+        self.checkpoints: list[Path] = []
         self.checkpoint: Path | None = None
         self.model: Pipeline | None = None
 

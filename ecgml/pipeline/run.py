@@ -92,7 +92,7 @@ def log_run_files(
     if (out / "figures").is_dir():
         client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
     if cfg.training.log_checkpoint:
-        for path in getattr(fitter, "checkpoints", []):  # one per ensemble member
+        for path in fitter.checkpoints:  # one per ensemble member
             folder = (
                 "checkpoints"
                 if path.parent.name == "checkpoints"

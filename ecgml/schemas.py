@@ -34,6 +34,19 @@ class Align(StrEnum):
     start = "start"
 
 
+class BaselineMethod(StrEnum):
+    none = "none"
+    pr_segment = "pr_segment"
+    linear = "linear"
+
+
+class CalibrationMethod(StrEnum):
+    none = "none"
+    temperature = "temperature"
+    platt = "platt"
+    isotonic = "isotonic"
+
+
 class ThresholdRule(StrEnum):
     fixed = "fixed"
     youden = "youden"
@@ -79,6 +92,7 @@ class DataConfig:
     fs: int = MISSING
     beat_length: Optional[int] = MISSING
     align: Align = MISSING
+    baseline: BaselineMethod = MISSING
     batch_size: int = MISSING
     num_workers: int = MISSING
     cache_dir: Optional[str] = MISSING
@@ -102,6 +116,11 @@ class EvaluationConfig:
     n_bootstrap: int = MISSING
     ci_level: float = MISSING
     seed: int = MISSING
+    calibration: CalibrationMethod = MISSING
+    prevalence: list[float] = MISSING
+    operating_sensitivities: list[float] = MISSING
+    subgroups: Optional[list[str]] = MISSING
+    min_subgroup_patients: int = MISSING
 
 
 @dataclass

@@ -19,7 +19,7 @@ from ecgml.data.augment import AugmentSettings, BeatAugmenter, SeededGenerators
 from ecgml.data.labels import LabelSummary, binary_labels
 from ecgml.data.splits import build_split
 from ecgml.errors import EcgmlError
-from ecgml.signal import align_beats
+from ecgml.signal import align_beats, reference_beats
 from ecgml.synth import ensure_cohort
 
 log = logging.getLogger(__name__)
@@ -92,6 +92,7 @@ def build_beat_table(
     splits = assign_splits(meta, split_cfg)
     meta = meta.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
     beats = [store.beats[i] for i in _row_positions(store.meta, meta)]
+    beats = referenced_beats(beats, meta, store.info.fs, data_cfg)
     r_indices = _r_indices(meta, data_cfg.align)
     x, r_target = align_beats(beats, r_indices, data_cfg.beat_length)
     log.info(
@@ -112,6 +113,21 @@ def build_beat_table(
 def _row_positions(store_meta: pd.DataFrame, selected: pd.DataFrame) -> np.ndarray:
     position = pd.Series(np.arange(len(store_meta)), index=store_meta["beat_id"])
     return position.loc[selected["beat_id"]].to_numpy()
+
+
+def referenced_beats(
+    beats: list[np.ndarray], meta: pd.DataFrame, fs: float, data_cfg: Any
+) -> list[np.ndarray]:
+    """``beats`` measured against their own isoelectric level (``data.baseline``)."""
+    method = str(data_cfg.get("baseline", "none"))
+    if method == "none":
+        return beats
+    if "r_index" not in meta.columns or meta["r_index"].isna().any():
+        raise EcgmlError(
+            f"data.baseline={method} needs every beat's R-peak: add an r_index column to "
+            "manifest.csv, or use data.baseline=none"
+        )
+    return reference_beats(beats, meta["r_index"].astype(int).tolist(), fs, method)
 
 
 def _r_indices(meta: pd.DataFrame, align: str) -> list[int] | None:

@@ -1,5 +1,6 @@
-"""Beats laid out as a model saw them in training: resampled to its ``fs`` when needed, then
-R-aligned and zero-padded/cropped to its ``seq_len`` by :func:`ecgml.signal.align_beats`, the
+"""Beats laid out as a model saw them in training: resampled to its ``fs`` when needed, measured
+against their isoelectric level as in training (``baseline``, :func:`ecgml.signal.reference_beats`),
+then R-aligned and zero-padded/cropped to its ``seq_len`` by :func:`ecgml.signal.align_beats`, the
 function training uses too, with the model's own R column (``r_index``; ``None``: start-aligned).
 """
 
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ecgml.signal import align_beats, resample_beat
+from ecgml.signal import align_beats, reference_beats, resample_beat
 
 if TYPE_CHECKING:  # annotations only: model_io pulls MLflow and torch
     from ecgml.tracking.registry import LoadedModel
@@ -30,6 +31,7 @@ def prepare_beats(
     if abs(fs - model.fs) > FS_TOLERANCE:
         rows = [resample_beat(b, fs, model.fs) for b in rows]
         rs = [round(r * model.fs / fs) for r in rs]
+    rows = reference_beats(rows, rs, model.fs, model.baseline)
     align = "start" if model.r_index is None else "r_peak"
     x, _ = align_beats(rows, rs, model.seq_len, align=align, r_column=model.r_index)
     return x

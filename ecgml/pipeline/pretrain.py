@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from ecgml.beatstore import BeatStore
 from ecgml.data.augment import AugmentSettings, BeatAugmenter
-from ecgml.data.datamodule import load_store
+from ecgml.data.datamodule import load_store, referenced_beats
 from ecgml.errors import EcgmlError
 from ecgml.models import build_backbone
 from ecgml.models.contrastive import ContrastivePretrainer
@@ -97,7 +97,8 @@ def build_pretrain_data(store: BeatStore, cfg: DictConfig) -> PretrainData:
     """All beats of ``store``, aligned and padded like training does, patients held out."""
     if len(store) == 0:
         raise EcgmlError(f"beat store {store.root} has no beats to pretrain on")
-    x, r_target = align_beats(store.beats, _r_indices(store, cfg.data.align), cfg.data.beat_length)
+    beats = referenced_beats(store.beats, store.meta, store.info.fs, cfg.data)
+    x, r_target = align_beats(beats, _r_indices(store, cfg.data.align), cfg.data.beat_length)
     patients = store.meta["patient_id"].astype(str).to_numpy()
     is_val = holdout_patients(patients, float(cfg.task.val_fraction), int(cfg.seed))
     n_patients = len(np.unique(patients))

@@ -2,6 +2,7 @@
 
 - :mod:`~ecgml.signal.rpeaks`: R-peak detection (NeuroKit2).
 - :mod:`~ecgml.signal.windows`: one window per R-peak and the interference filter (``BeatSet``).
+- :mod:`~ecgml.signal.baseline`: per-beat isoelectric (PR-segment) referencing.
 - :mod:`~ecgml.signal.align`: R-aligned zero-padding / cropping to one length.
 - :mod:`~ecgml.signal.delineate`: NeuroKit2 wave delineation.
 
@@ -9,6 +10,7 @@ This layer imports nothing from ecgml but ``ecgml.errors`` and the package const
 """
 
 from ecgml.signal.align import Align, Mode, align_beats, beat_layout, resample_beat
+from ecgml.signal.baseline import BASELINES, Baseline, reference_beat, reference_beats
 from ecgml.signal.delineate import WAVES, DelineationError, delineate_record
 from ecgml.signal.rpeaks import detect_rpeaks
 from ecgml.signal.windows import (
@@ -24,6 +26,7 @@ from ecgml.signal.windows import (
 )
 
 __all__ = [
+    "BASELINES",
     "DEFAULT_MAX_AMPLITUDE_RATIO",
     "DEFAULT_MIN_CORRELATION",
     "DEFAULT_POST_R_MS",
@@ -31,6 +34,7 @@ __all__ = [
     "REASON_EDGE",
     "WAVES",
     "Align",
+    "Baseline",
     "BeatSet",
     "DelineationError",
     "Mode",
@@ -40,6 +44,8 @@ __all__ = [
     "detect_rpeaks",
     "extract_beats",
     "extract_windows",
+    "reference_beat",
+    "reference_beats",
     "resample_beat",
     "window_samples",
 ]

@@ -22,7 +22,7 @@ import os
 import tempfile
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +103,7 @@ def log_trained_model(
     r_index: int | None,
     threshold: float,
     cfg: DictConfig,
+    calibration: dict[str, Any] | None = None,
 ) -> None:
     """Log ``model`` (a ``BeatClassifier`` or a bare backbone) against the existing run ``run_id``.
 
@@ -122,7 +123,12 @@ def log_trained_model(
         "fs": float(fs),
         "r_index": None if r_index is None else int(r_index),
         "align": str(cfg.data.align) if r_index is not None else "start",
+        # per-beat isoelectric referencing (ecgml.signal.reference_beats) serving must repeat
+        "baseline": str(cfg.data.get("baseline", "none")),
         "threshold": float(threshold),
+        # the post-hoc recalibration (ecgml.evaluation.calibration.Calibrator.to_dict) that maps
+        # the network's probability to the one ``threshold`` applies to
+        "calibration": calibration or {"method": "none"},
     }
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
         config_file = Path(tmp) / "config.yaml"
@@ -156,6 +162,8 @@ class LoadedModel:
     align: str
     threshold: float
     uri: str
+    calibration: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
+    baseline: str = "none"  # ecgml.signal.reference_beats method the model was trained with
     run_id: str | None = None
     version: str | None = None
 
@@ -231,6 +239,8 @@ def load_model_uri(uri: str, tracking_uri: str, disorder: str | None = None) -> 
         align=str(meta.get("align", "r_peak")),
         threshold=float(meta["threshold"]),
         uri=uri,
+        calibration=dict(meta.get("calibration") or {"method": "none"}),
+        baseline=str(meta.get("baseline", "none")),
     )
 
 
@@ -355,5 +365,22 @@ def promote_run(run_id: str, alias: str = CHAMPION, tracking_uri: str | None = N
             if existing
             else client.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
         )
+    card = run_model_card(client, run_id)
+    if card:
+        client.update_model_version(name, str(version.version), description=card)
     client.set_registered_model_alias(name, alias, str(version.version))
     return version
+
+
+def run_model_card(client: Any, run_id: str) -> str | None:
+    """The run's ``model_card.md`` text (``None`` for runs logged before model cards)."""
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="ecgml-card-") as tmp:
+        try:
+            path = client.download_artifacts(run_id, "model_card.md", tmp)
+        except (MlflowException, OSError):
+            log.warning("run %s has no model_card.md: the model version gets no description",
+                        run_id)  # fmt: skip
+            return None
+        return Path(path).read_text(encoding="utf-8")

@@ -8,7 +8,12 @@ MLflow run under one parent), the pooled out-of-fold test predictions (each pati
 exactly once), and the eight metrics with 95% CIs. A 70/15/15 holdout would leave ~6 positive
 test patients for hyperkalemia — noise — so the table uses all patients once.
 
-Writes `paper_table2.md`, `paper_table2.csv` and `paper_figure3_roc.png` into `--out`; extra
+Beside Table 2, a clinical table: calibration of the pooled test beats (ECE of the model's own
+and of the recalibrated probabilities — each fold recalibrated on its own validation patients —,
+calibration slope and intercept, Brier) and PPV / NPV at 1%, 5% and 20% prevalence.
+
+Writes `paper_table2.md`, `paper_table2.csv`, `paper_table2_clinical.csv` and
+`paper_figure3_roc.png` into `--out`; extra
 `key=value` arguments are Hydra overrides for every run (e.g. `data.cohort.severity=0.8`).
 """
 
@@ -23,6 +28,7 @@ from matplotlib.figure import Figure
 
 from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
 from ecgml.evaluation import format_results_table, plot_roc
+from ecgml.evaluation.report import format_clinical_table
 from ecgml.pipeline.crossval import cross_validate
 
 COLORS = {"hyperkalemia": "tab:orange", "hypokalemia": "tab:red", "hyponatremia": "tab:purple"}
@@ -91,8 +97,17 @@ def main() -> None:
         "patient-level out-of-fold test beats; 95% CIs: Wilson (proportions), patient-level "
         "stratified bootstrap with 2,000 resamples (AUROC, F1, MCC).\n\n"
     )
-    (args.out / "paper_table2.md").write_text(header + markdown + "\n")
-    print(header + markdown)
+    clinical_md, clinical = format_clinical_table(rows)
+    clinical.to_csv(args.out / "paper_table2_clinical.csv", index=False)
+    clinical_header = (
+        "\nCalibration and prevalence-adjusted predictive values of the same pooled test beats "
+        "(each fold recalibrated by temperature scaling on its own validation patients; PPV/NPV "
+        "from the pooled sensitivity and specificity by Bayes' rule); 95% CIs by the same "
+        "patient-level bootstrap.\n\n"
+    )
+    text = header + markdown + clinical_header + clinical_md
+    (args.out / "paper_table2.md").write_text(text + "\n")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import evaluate_with_config
+from ecgml.evaluation import TABLES, evaluate_with_config
 from ecgml.tracking import finite_metrics, resolve_store
 
 
@@ -46,19 +46,21 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     predictions = fetch_predictions(client, run_id, store.tracking_uri)
     ev = cfg.evaluation
     out = Path(tempfile.mkdtemp(prefix="ecgml-evaluate-out-"))
-    metrics, predictions = evaluate_with_config(
+    evaluation = evaluate_with_config(
         predictions, ev, out_dir=out, title=client.get_run(run_id).info.run_name or run_id
     )
+    metrics, predictions = evaluation.metrics, evaluation.predictions
     for key, value in finite_metrics(metrics).items():
         client.log_metric(run_id, key, value)
     predictions.to_csv(out / "predictions.csv", index=False)
-    for name in ("predictions.csv", "results.md", "results.csv"):
+    for name in ("predictions.csv", *TABLES):
         client.log_artifact(run_id, str(out / name))
     client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
     client.set_tag(
         run_id,
         "ecgml.evaluation",
-        f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed}",
+        f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed} "
+        f"calibration={ev.calibration}",
     )
     return metrics
 

@@ -52,10 +52,11 @@ def _note(ax: Axes, text: str) -> None:
 
 
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write ``fig`` as an image (format from the suffix), creating the folder."""
+    """Write ``fig`` as an image (format from the suffix), creating the folder. The bounding box
+    is fitted to every artist, so long titles and text beside the axes are never clipped."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
     return path
 
 

@@ -15,14 +15,19 @@ import pandas as pd
 from ecgml.errors import EcgmlError
 from ecgml.evaluation._checks import as_labels, as_probabilities
 from ecgml.evaluation.bootstrap import BootstrapPlan, patient_bootstrap_indices
-from ecgml.evaluation.figures import (
-    plot_calibration,
-    plot_confusion,
-    plot_pr,
-    plot_roc,
-    save_figure,
+from ecgml.evaluation.calibration import Calibrator
+from ecgml.evaluation.clinical import (
+    ClinicalResults,
+    ClinicalSettings,
+    clinical_markdown,
+    clinical_metric_keys,
+    clinical_results,
+    recalibrate,
+    write_clinical_outputs,
 )
+from ecgml.evaluation.figures import plot_confusion, plot_pr, plot_roc, save_figure
 from ecgml.evaluation.metrics import METRICS, compute_metrics
+from ecgml.evaluation.patients import patient_level
 from ecgml.evaluation.report import format_results_table
 from ecgml.evaluation.threshold import choose_threshold
 
@@ -32,13 +37,19 @@ REQUIRED_COLUMNS = ("patient_id", "beat_id", "split", "y_true", "y_prob")
 SPLITS = ("train", "val", "test")
 #: Metric prefixes (docs/contracts.md): test beats, test patients (mean probability), validation.
 PREFIXES = ("test", "test_patient", "val_final")
-FIGURES = ("roc", "pr", "confusion", "calibration")
+FIGURES = ("roc", "pr", "confusion", "calibration", "decision_curve", "subgroups")
+#: Tables written beside ``results.md`` (docs/contracts.md).
+TABLES = ("results.md", "results.csv", "decision_curve.csv", "operating_points.csv",
+          "subgroups.csv")  # fmt: skip
 
 
-def metric_keys() -> list[str]:
+def metric_keys(prevalences: tuple[float, ...] = ClinicalSettings().prevalences) -> list[str]:
     """Exactly the end-of-run MLflow metric keys of docs/contracts.md."""
     keys = [f"{p}/{m}{s}" for p in PREFIXES for m in METRICS for s in ("", "_ci_low", "_ci_high")]
-    return [*keys, "test/threshold", "test/n_beats", "test/n_patients"]
+    return [
+        *keys, "test/threshold", "test/n_beats", "test/n_patients",
+        *clinical_metric_keys(prevalences),
+    ]  # fmt: skip
 
 
 def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -59,29 +70,10 @@ def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
         raise EcgmlError("predictions: patient_id has missing values; every beat needs one")
     df["y_true"] = as_labels(df["y_true"].to_numpy(), "predictions y_true")
     df["y_prob"] = as_probabilities(df["y_prob"].to_numpy(), "predictions y_prob")
+    if "y_prob_raw" in df.columns:
+        df["y_prob_raw"] = as_probabilities(df["y_prob_raw"].to_numpy(), "predictions y_prob_raw")
     df["patient_id"] = df["patient_id"].astype(str)
     return df
-
-
-def patient_level(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient: ``y_prob`` is the mean over its beats, ``y_true`` its label
-    (columns ``patient_id, y_true, y_prob``, plus ``split`` if present), in first-seen order."""
-    missing = [c for c in ("patient_id", "y_true", "y_prob") if c not in df.columns]
-    if missing:
-        raise EcgmlError(f"patient_level: missing column(s) {missing} in the predictions")
-    grouped = df.groupby("patient_id", sort=False)
-    keys = ["y_true", *(["split"] if "split" in df.columns else [])]
-    spread = grouped[keys].nunique()
-    for key in keys:
-        if (spread[key] > 1).any():
-            patient = spread.index[spread[key] > 1][0]
-            raise EcgmlError(
-                f"patient {str(patient)!r} has beats with different {key} values: "
-                f"a patient has one {key}; fix the manifest or the split"
-            )
-    out = grouped[keys].first()
-    out["y_prob"] = grouped["y_prob"].mean()
-    return out.reset_index()[["patient_id", "y_true", "y_prob", *keys[1:]]]
 
 
 def _warn_on_leakage(df: pd.DataFrame) -> None:
@@ -171,6 +163,18 @@ def _metric_dict(results: dict[str, dict[str, float]], threshold: float) -> dict
     return metrics
 
 
+@dataclass
+class Evaluation:
+    """An evaluated run: the MLflow metrics, the predictions with the recalibrated ``y_prob``,
+    ``y_prob_raw`` and ``y_pred``, the calibrator (stored in the logged model) and the
+    clinical tables."""
+
+    metrics: dict[str, float]
+    predictions: pd.DataFrame
+    calibrator: Calibrator
+    clinical: ClinicalResults
+
+
 def evaluate_predictions(
     predictions: pd.DataFrame,
     rule: str = "youden",
@@ -181,40 +185,68 @@ def evaluate_predictions(
     level: float = 0.95,
     out_dir: Path | None = None,
     title: str = "",
+    clinical: ClinicalSettings | None = None,
 ) -> tuple[dict[str, float], pd.DataFrame]:
     """Evaluate a run's predictions (``patient_id, beat_id, split, y_true, y_prob`` + provenance).
 
-    The threshold is chosen on the ``val`` rows (``rule``: fixed / youden / sensitivity) and
-    applied to every row as ``y_pred``. Returns (the contracts' MLflow metrics — exactly
-    :func:`metric_keys` —, a copy of ``predictions`` with ``y_pred`` added or replaced). With
-    ``out_dir``, writes ``figures/{roc,pr,confusion,calibration}.png``, ``results.md`` and
-    ``results.csv`` there.
+    The recalibration (``clinical.calibration``, default temperature scaling) is fitted on the
+    ``val`` rows; the threshold is chosen on the recalibrated ``val`` rows (``rule``: fixed /
+    youden / sensitivity) and applied to every row as ``y_pred``. Returns (the contracts' MLflow
+    metrics — exactly :func:`metric_keys` —, a copy of ``predictions`` with ``y_prob``
+    recalibrated, ``y_prob_raw`` and ``y_pred``). With ``out_dir``, writes ``figures/*.png``
+    (:data:`FIGURES`) and the :data:`TABLES` there.
     """
-    ci = Uncertainty(n_bootstrap, seed, level)
-    df = _validated_frame(predictions, rule)
+    result = evaluate_full(
+        predictions, rule, value, target_sensitivity, Uncertainty(n_bootstrap, seed, level),
+        clinical or ClinicalSettings(), out_dir, title,
+    )  # fmt: skip
+    return result.metrics, result.predictions
+
+
+def evaluate_full(
+    predictions: pd.DataFrame,
+    rule: str,
+    value: float,
+    target_sensitivity: float,
+    ci: Uncertainty,
+    settings: ClinicalSettings,
+    out_dir: Path | None = None,
+    title: str = "",
+) -> Evaluation:
+    """:func:`evaluate_predictions`, returning the calibrator and clinical tables too."""
+    df, calibrator = recalibrate(_validated_frame(predictions, rule), settings.calibration)
     val = df[df["split"] == "val"]
     threshold = choose_threshold(
         val["y_true"].to_numpy(), val["y_prob"].to_numpy(), rule, value, target_sensitivity
     )
     df["y_pred"] = (df["y_prob"] >= threshold).astype(np.int8)
-    test = df[df["split"] == "test"]
+    val, test = df[df["split"] == "val"], df[df["split"] == "test"]
     plan = None
-    if n_bootstrap > 0:
-        plan = patient_bootstrap_indices(test["patient_id"], test["y_true"], n_bootstrap, seed)
+    if ci.n_bootstrap > 0:
+        plan = patient_bootstrap_indices(
+            test["patient_id"], test["y_true"], ci.n_bootstrap, ci.seed
+        )
     results = _results_by_prefix(df, threshold, plan, ci)
+    clinical = clinical_results(
+        val, test, threshold, plan, calibrator, settings, ci.n_bootstrap, ci.seed, ci.level
+    )
     if out_dir is not None:
         write_evaluation_outputs(
-            Path(out_dir), test, results, threshold, rule, plan, n_bootstrap, seed, level, title
-        )
-    with_pred = predictions.copy()
+            Path(out_dir), test, results, threshold, rule, plan, ci.n_bootstrap, ci.seed,
+            ci.level, title, clinical, settings,
+        )  # fmt: skip
+    with_pred = predictions.drop(columns=["y_prob_raw", "y_pred"], errors="ignore").copy()
+    with_pred["y_prob"] = df["y_prob"].to_numpy()
+    with_pred["y_prob_raw"] = df["y_prob_raw"].to_numpy()
     with_pred["y_pred"] = df["y_pred"].to_numpy()
-    return _metric_dict(results, threshold), with_pred
+    metrics = {**_metric_dict(results, threshold), **clinical.metrics}
+    return Evaluation(metrics, with_pred, calibrator, clinical)
 
 
 def _test_figures(
     test: pd.DataFrame, plan: BootstrapPlan | None, level: float, title: str
 ) -> dict[str, Any]:
-    """ROC (bootstrap band from ``plan``), PR, confusion and calibration of the test beats."""
+    """ROC (bootstrap band from ``plan``), PR and confusion of the test beats."""
     y_true, y_prob = test["y_true"].to_numpy(), test["y_prob"].to_numpy()
     name = f"{title} — " if title else ""
     return {
@@ -231,7 +263,6 @@ def _test_figures(
         "confusion": plot_confusion(
             y_true, test["y_pred"].to_numpy(), title=f"{name}Confusion matrix, test beats"
         ),
-        "calibration": plot_calibration(y_true, y_prob, title=f"{name}Calibration, test beats"),
     }
 
 
@@ -290,41 +321,67 @@ def write_evaluation_outputs(
     n_bootstrap: int,
     seed: int,
     level: float,
-    title: str = "",
+    title: str,
+    clinical: ClinicalResults,
+    settings: ClinicalSettings,
 ) -> dict[str, Path]:
-    """Write the test-set figures and ``results.md`` / ``results.csv`` under ``out_dir``."""
+    """Write the test-set figures, ``results.md`` / ``results.csv`` and the clinical tables."""
     ci = Uncertainty(n_bootstrap, seed, level)
     figures = _test_figures(test, plan, level, title)
     written = {
         key: save_figure(fig, out_dir / "figures" / f"{key}.png") for key, fig in figures.items()
     }
+    overall = {
+        k: results["test"][f"auroc{k[5:]}"] for k in ("auroc", "auroc_ci_low", "auroc_ci_high")
+    }
+    written.update(write_clinical_outputs(out_dir, test, clinical, overall, title, seed, level))
     written["results.csv"] = out_dir / "results.csv"
     _results_frame(results, threshold, level, title).to_csv(written["results.csv"], index=False)
     written["results.md"] = out_dir / "results.md"
     written["results.md"].write_text(
-        _results_markdown(results, threshold, rule, ci, title), encoding="utf-8"
+        _results_markdown(results, threshold, rule, ci, title)
+        + "\n"
+        + clinical_markdown(clinical, settings),
+        encoding="utf-8",
     )
     if any(math.isnan(results["test"][m]) for m in METRICS):
         log.warning("some test metrics are undefined (n/a in %s)", written["results.md"])
     return written
 
 
-def evaluate_with_config(
-    predictions: pd.DataFrame, evaluation_cfg: Any, out_dir: Path | None = None, title: str = ""
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """:func:`evaluate_predictions` with the settings of the ``evaluation`` config group.
+def clinical_settings(evaluation_cfg: Any, calibration: str | None = None) -> ClinicalSettings:
+    """The clinical settings of the ``evaluation`` config group (``calibration`` overrides)."""
+    ev = evaluation_cfg
+    subgroups = ev.get("subgroups")
+    return ClinicalSettings(
+        calibration=str(calibration or ev.get("calibration", "temperature")),
+        prevalences=tuple(ev.get("prevalence", ClinicalSettings().prevalences)),
+        sensitivities=tuple(ev.get("operating_sensitivities", ClinicalSettings().sensitivities)),
+        subgroups=tuple(subgroups) if subgroups else None,
+        min_patients=int(ev.get("min_subgroup_patients", ClinicalSettings().min_patients)),
+    )
 
-    Any ``y_pred`` column already present is replaced by the new threshold's decisions.
+
+def evaluate_with_config(
+    predictions: pd.DataFrame,
+    evaluation_cfg: Any,
+    out_dir: Path | None = None,
+    title: str = "",
+    calibration: str | None = None,
+) -> Evaluation:
+    """:func:`evaluate_full` with the settings of the ``evaluation`` config group.
+
+    Any ``y_pred`` column already present is replaced by the new threshold's decisions;
+    ``calibration="given"`` keeps ``y_prob`` as recalibrated upstream (cross-validation folds).
     """
     ev = evaluation_cfg
-    return evaluate_predictions(
+    return evaluate_full(
         predictions.drop(columns=["y_pred"], errors="ignore"),
         rule=ev.threshold_rule,
         value=ev.threshold_value,
         target_sensitivity=ev.target_sensitivity,
-        n_bootstrap=ev.n_bootstrap,
-        seed=ev.seed,
-        level=ev.ci_level,
+        ci=Uncertainty(ev.n_bootstrap, ev.seed, ev.ci_level),
+        settings=clinical_settings(ev, calibration),
         out_dir=out_dir,
         title=title,
     )

@@ -77,3 +77,52 @@ def format_results_table(
     table = pd.DataFrame(formatted, columns=["Group", *(column_title(m, level) for m in METRICS)])
     frame = pd.concat([table, pd.DataFrame(numeric, index=table.index)], axis=1)
     return _markdown(table), frame
+
+
+#: The clinical columns beside Table 2: (title, metric key without prefix, percent?).
+CLINICAL_COLUMNS = (
+    ("ECE, model's own", "ece_raw", False),
+    ("ECE, recalibrated", "ece", False),
+    ("Calibration slope", "calibration_slope", False),
+    ("Calibration intercept", "calibration_intercept", False),
+    ("Brier", "brier", False),
+)
+
+
+def _cell(metrics: Mapping[str, float], key: str, percent: bool, digits: int = 3) -> str:
+    value, low, high = (
+        float(metrics.get(f"{key}{s}", math.nan)) for s in ("", "_ci_low", "_ci_high")
+    )
+    if math.isnan(value):
+        return "n/a"
+    scale, unit = (100.0, "%") if percent else (1.0, "")
+    point = f"{scale * value:.{digits}f}{unit}"
+    if math.isnan(low) or math.isnan(high):
+        return point
+    return f"{point} ({scale * low:.{digits}f}–{scale * high:.{digits}f})"
+
+
+def format_clinical_table(
+    rows: Mapping[str, Mapping[str, float]],
+    prevalences: tuple[float, ...] = (0.01, 0.05, 0.2),
+    prefix: str = "test/",
+) -> tuple[str, pd.DataFrame]:
+    """(markdown, frame) of the clinical columns beside Table 2, one row per group: calibration
+    (ECE before/after recalibration, slope, intercept, Brier) and PPV/NPV at each prevalence."""
+    columns = [*CLINICAL_COLUMNS]
+    for p in prevalences:
+        columns += [(f"PPV at {p:.0%}", f"ppv_at_{p:g}", True),
+                    (f"NPV at {p:.0%}", f"npv_at_{p:g}", True)]  # fmt: skip
+    formatted, numeric = [], []
+    for group, metrics in rows.items():
+        formatted.append({"Group": group, **{
+            title: _cell(metrics, f"{prefix}{key}", percent, 1 if percent else 3)
+            for title, key, percent in columns
+        }})  # fmt: skip
+        numeric.append({
+            f"{key}{s}": float(metrics.get(f"{prefix}{key}{s}", math.nan))
+            for _, key, _ in columns for s in ("", "_ci_low", "_ci_high")
+        })  # fmt: skip
+    table = pd.DataFrame(formatted, columns=["Group", *(c[0] for c in columns)])
+    frame = pd.concat([table, pd.DataFrame(numeric, index=table.index)], axis=1)
+    return _markdown(table), frame

@@ -2,7 +2,8 @@
 
 Preparation is :func:`ecgml.inference.preprocess.prepare_beats`: each beat is resampled to the
 model's ``fs`` when needed and laid out by :func:`ecgml.signal.align_beats` (training's own
-alignment) with the model's ``r_index`` and ``seq_len``. A patient's probability is
+alignment) with the model's ``r_index`` and ``seq_len``. Each beat's probability is the network's,
+recalibrated by the calibrator stored with the model. A patient's probability is
 the mean of its beats' (as in the evaluation's patient level); the decision is
 ``probability >= threshold`` with the threshold chosen on validation.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 from ecgml import DISORDERS
 from ecgml.errors import EcgmlError
+from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.inputs import (
     BeatInput,
     InputOptions,
@@ -50,7 +52,8 @@ def score_entries(
     for disorder, model in models.items():
         prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
         x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
-        scores[disorder] = np.split(model.score(x), splits)
+        calibrated = Calibrator.from_dict(model.calibration).apply(model.score(x))
+        scores[disorder] = np.split(calibrated, splits)
     return scores
 
 
@@ -78,6 +81,9 @@ def entry_result(
             for d, p in patient.items()
         },
         "thresholds": {d: m.threshold for d, m in models.items()},
+        "calibration": {
+            d: Calibrator.from_dict(m.calibration).describe() for d, m in models.items()
+        },
         "per_beat": per_beat,
         "warnings": list(entry.warnings),
     }

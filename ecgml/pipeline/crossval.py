@@ -27,7 +27,8 @@ from ecgml.beatstore import BeatStore
 from ecgml.data.datamodule import fold_names, load_store
 from ecgml.data.labels import binary_labels
 from ecgml.data.splits import build_split
-from ecgml.evaluation import METRICS, evaluate_with_config
+from ecgml.evaluation import METRICS, TABLES, evaluate_with_config
+from ecgml.evaluation.clinical import GIVEN
 from ecgml.evaluation.predictions import metrics_for_frame
 from ecgml.pipeline.run import RunResult, run_one
 from ecgml.tracking import (
@@ -168,13 +169,15 @@ def evaluate_pooled(
     """Evaluate the pooled out-of-fold predictions and log them to the parent run."""
     pooled = pool_predictions([r.predictions for r in results], folds)
     out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
-    metrics, pooled = evaluate_with_config(
+    evaluation = evaluate_with_config(
         pooled,
         cfg.evaluation,
         out_dir=out,
         title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name}, "
         f"{len(folds)}-fold out-of-fold)",
+        calibration=GIVEN,  # each fold's run recalibrated its own predictions
     )
+    metrics, pooled = evaluation.metrics, evaluation.predictions
     metrics.update(fold_summary([r.metrics for r in results]))
     test = pooled[pooled["split"] == "test"]
     extra_files = write_strata_tables(test, metrics["test/threshold"], cfg, out)
@@ -206,14 +209,7 @@ def log_parent(
         ]
     )
     per_fold.to_csv(out / "results_folds.csv", index=False)
-    names = [
-        "config.yaml",
-        "predictions.csv",
-        "splits.csv",
-        "results.md",
-        "results.csv",
-        "results_folds.csv",
-    ]
+    names = ["config.yaml", "predictions.csv", "splits.csv", *TABLES, "results_folds.csv"]
     for path in [*(out / n for n in names), *extra_files]:
         client.log_artifact(run_id, str(path))
     client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")

@@ -22,7 +22,9 @@ from omegaconf import DictConfig, OmegaConf
 from ecgml.beatstore import BeatStore
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_table
-from ecgml.evaluation import evaluate_with_config
+from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
+from ecgml.evaluation.calibration import Calibrator
+from ecgml.evaluation.predictions import clinical_settings
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
 from ecgml.pipeline.fitters import (
@@ -33,10 +35,12 @@ from ecgml.pipeline.fitters import (
     loss_pos_weight,
     make_fitter,
 )
+from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
 from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.tracking import (
     finite_metrics,
     flatten_config,
+    git_state,
     make_logger,
     preserved_tracking_uri,
     resolve_store,
@@ -86,7 +90,7 @@ def log_run_files(
             out / "coefficients.csv", index=False
         )
         client.log_artifact(run_id, str(out / "coefficients.csv"))
-    for name in (*ARTIFACTS, "results.md", "results.csv"):
+    for name in (*ARTIFACTS, *TABLES):
         if (out / name).is_file():
             client.log_artifact(run_id, str(out / name))
     if (out / "figures").is_dir():
@@ -102,14 +106,15 @@ def log_run_files(
 
 
 def log_model(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
-              threshold: float) -> None:  # fmt: skip
+              threshold: float, calibrator: Calibrator) -> None:  # fmt: skip
     """The MLflow model ``ecgml.promote`` registers (Lightning backbones only)."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
         return
     uri = resolve_store(cfg.logger.tracking_uri).tracking_uri
     log_trained_model(
-        uri, logger.run_id, fitter.model, table.seq_len, table.fs, table.r_index, threshold, cfg
-    )
+        uri, logger.run_id, fitter.model, table.seq_len, table.fs, table.r_index, threshold, cfg,
+        calibration=calibrator.to_dict(),
+    )  # fmt: skip
 
 
 def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
@@ -125,6 +130,19 @@ def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table
     logger.log_metrics(finite_metrics(metrics))
     logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), artifact_path="explain")
     return metrics
+
+
+def log_model_card(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable,
+                   metrics: dict[str, Any], evaluation: Evaluation, out: Path) -> Path:  # fmt: skip
+    """Write ``model_card.md`` from the run's own results and log it at the run root."""
+    card = CardInputs(
+        cfg, logger.run_id, table, metrics, evaluation, clinical_settings(cfg.evaluation),
+        git_commit=git_state()["git.commit"],
+    )  # fmt: skip
+    path = out / MODEL_CARD
+    path.write_text(model_card_markdown(card), encoding="utf-8")
+    logger.experiment.log_artifact(logger.run_id, str(path))
+    return path
 
 
 def run_one(
@@ -161,14 +179,15 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
         logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
     predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
     title = f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name})"
-    metrics: dict[str, Any]
-    metrics, predictions = evaluate_with_config(
-        predictions, cfg.evaluation, out_dir=out, title=title
-    )
+    evaluation = evaluate_with_config(predictions, cfg.evaluation, out_dir=out, title=title)
+    metrics: dict[str, Any] = evaluation.metrics
+    predictions = evaluation.predictions
     logger.log_metrics(finite_metrics(metrics))
+    logger.experiment.set_tag(logger.run_id, "ecgml.calibration", evaluation.calibrator.describe())
     log_run_files(logger, cfg, out, table, fitter, predictions)
-    log_model(cfg, logger, fitter, table, metrics["test/threshold"])
+    log_model(cfg, logger, fitter, table, metrics["test/threshold"], evaluation.calibrator)
     metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
+    log_model_card(cfg, logger, table, metrics, evaluation, out)
     return RunResult(
         logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
         fitter.fit_metrics,

@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from ecgml import DISORDERS, PROJECT_ROOT
 from ecgml.errors import EcgmlError
+from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.inputs import InputOptions, Window
 from ecgml.inference.score import predict_path
 from ecgml.tracking.registry import load_disorder_model, load_models, promote_run
@@ -73,6 +74,9 @@ def test_promote_is_idempotent_and_rejects_unknown_runs(registry) -> None:
     uri, _, results = registry
     version = promote_run(results["hypokalemia"].run_id, tracking_uri=uri)
     assert str(version.version) == "1"  # the same logged model is not registered twice
+    described = MlflowClient(uri).get_model_version("ecgml-hypokalemia", "1").description
+    assert described.startswith("# Model card: hypokalemia vs normal")  # the run's model card
+    assert "## TRIPOD+AI checklist" in described
     with pytest.raises(EcgmlError, match="is not in the MLflow store"):
         promote_run("0123456789abcdef", tracking_uri=uri)
     client = MlflowClient(uri)
@@ -126,7 +130,8 @@ def test_image_probabilities_equal_the_model_on_the_digitized_beats(registry, tm
         path, fs=FS, beat_options={"pre_r_ms": window.pre_r_ms, "post_r_ms": window.post_r_ms}
     ).beats
     assert beats.beats.shape[1] == model.seq_len and beats.r_offset == model.r_index
-    direct = model.score(beats.beats)
+    direct = Calibrator.from_dict(model.calibration).apply(model.score(beats.beats))
+    assert model.calibration["method"] == "temperature"
     got = [b["probabilities"]["hypokalemia"] for b in entry["per_beat"]]
     np.testing.assert_allclose(got, direct, rtol=1e-5, atol=1e-6)
     assert Path(entry["saliency_png"]).is_file()
@@ -189,3 +194,4 @@ def test_missing_champion_and_unknown_run_exit_2(tmp_path: Path, capsys, monkeyp
 def test_project_root_has_the_entry_point_configs() -> None:
     assert (PROJECT_ROOT / "conf" / "predict.yaml").is_file()
     assert (PROJECT_ROOT / "conf" / "promote.yaml").is_file()
+    assert (PROJECT_ROOT / "conf" / "compare.yaml").is_file()

@@ -92,7 +92,7 @@ def test_layers_are_the_documented_stack() -> None:
         "signal",
         "errors | schemas",
     ]
-    assert set(layers[0].split(" | ")) == {"train", "evaluate", "predict", "promote"}
+    assert set(layers[0].split(" | ")) == {"train", "evaluate", "predict", "promote", "compare"}
 
 
 @pytest.mark.parametrize(

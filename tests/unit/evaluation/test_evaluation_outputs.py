@@ -16,6 +16,7 @@ from sklearn.metrics import roc_auc_score
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import (
     METRICS,
+    ClinicalSettings,
     choose_threshold,
     evaluate_predictions,
     format_results_table,
@@ -33,6 +34,18 @@ CONTRACT_KEYS = {
     for m in ("accuracy", "auroc", "sensitivity", "specificity", "precision", "npv", "f1", "mcc")
     for s in ("", "_ci_low", "_ci_high")
 } | {"test/threshold", "test/n_beats", "test/n_patients"}
+CONTRACT_KEYS |= {
+    f"test/{m}{raw}{s}"
+    for m in ("brier", "ece", "calibration_slope", "calibration_intercept")
+    for raw in ("", "_raw")
+    for s in ("", "_ci_low", "_ci_high")
+} | {
+    f"test/{v}_at_{p}{s}"
+    for v in ("ppv", "npv")
+    for p in ("0.01", "0.05", "0.2")
+    for s in ("", "_ci_low", "_ci_high")
+}
+NO_RECALIBRATION = ClinicalSettings(calibration="none")
 
 
 def make_predictions(n_patients: int = 90, seed: int = 0) -> pd.DataFrame:
@@ -66,8 +79,9 @@ def predictions() -> pd.DataFrame:
 def evaluated(predictions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
     out_dir = tmp_path_factory.mktemp("evaluation")
     metrics, with_pred = evaluate_predictions(
-        predictions, rule="youden", n_bootstrap=200, seed=0, out_dir=out_dir, title="Hypokalemia"
-    )
+        predictions, rule="youden", n_bootstrap=200, seed=0, out_dir=out_dir, title="Hypokalemia",
+        clinical=NO_RECALIBRATION,
+    )  # fmt: skip
     return metrics, with_pred, out_dir
 
 
@@ -85,7 +99,8 @@ def test_evaluate_thresholds_on_val_and_scores_test(predictions, evaluated) -> N
     threshold = choose_threshold(val.y_true, val.y_prob, "youden")
     assert metrics["test/threshold"] == threshold
     np.testing.assert_array_equal(with_pred.y_pred, (predictions.y_prob >= threshold).astype(int))
-    assert list(with_pred.columns) == [*predictions.columns, "y_pred"]
+    assert list(with_pred.columns) == [*predictions.columns, "y_prob_raw", "y_pred"]
+    np.testing.assert_array_equal(with_pred.y_prob_raw, predictions.y_prob)
     assert metrics["test/auroc"] == pytest.approx(roc_auc_score(test.y_true, test.y_prob))
     assert metrics["val_final/auroc"] == pytest.approx(roc_auc_score(val.y_true, val.y_prob))
     assert metrics["test/n_beats"] == len(test)
@@ -101,7 +116,7 @@ def test_evaluate_thresholds_on_val_and_scores_test(predictions, evaluated) -> N
 
 def test_evaluate_writes_figures_and_results(evaluated) -> None:
     metrics, _, out_dir = evaluated
-    for name in ("roc", "pr", "confusion", "calibration"):
+    for name in ("roc", "pr", "confusion", "calibration", "decision_curve", "subgroups"):
         png = out_dir / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     table = pd.read_csv(out_dir / "results.csv")
@@ -122,7 +137,7 @@ def test_evaluate_is_reproducible(predictions) -> None:
     again, _ = evaluate_predictions(
         predictions.sample(frac=1, random_state=1), n_bootstrap=50, seed=4
     )
-    assert first == pytest.approx(again, rel=1e-12)
+    assert first == pytest.approx(again, rel=1e-9, abs=1e-12)
 
 
 def test_evaluate_without_validation(predictions, caplog) -> None:
@@ -243,5 +258,7 @@ def test_figures_alone_and_on_shared_axes(predictions, tmp_path: Path) -> None:
 def test_evaluate_keeps_the_callers_columns(predictions) -> None:
     numeric_ids = predictions.assign(patient_id=predictions.patient_id.str[1:].astype(int))
     _, out = evaluate_predictions(numeric_ids, rule="fixed", n_bootstrap=0)
-    pd.testing.assert_frame_equal(out.drop(columns="y_pred"), numeric_ids)
+    kept = out.drop(columns=["y_pred", "y_prob", "y_prob_raw"])
+    pd.testing.assert_frame_equal(kept, numeric_ids.drop(columns="y_prob"))
+    np.testing.assert_array_equal(out.y_prob_raw, numeric_ids.y_prob)
     assert set(out.y_pred) == {0, 1}

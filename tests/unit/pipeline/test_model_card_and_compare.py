@@ -1,0 +1,103 @@
+"""Every training run carries model_card.md and the clinical artifacts; ecgml.compare compares
+two logged runs and records the comparison as a run of its own."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ecgml.cli.compare import compare
+from ecgml.errors import EcgmlError
+from tests.conftest import compose_once
+
+CLINICAL_ARTIFACTS = {
+    "model_card.md", "decision_curve.csv", "operating_points.csv", "subgroups.csv",
+}  # fmt: skip
+CLINICAL_FIGURES = {"figures/calibration.png", "figures/decision_curve.png",
+                    "figures/subgroups.png"}  # fmt: skip
+
+
+def test_run_logs_model_card_and_clinical_outputs(trained_run, session_tracking_uri, tmp_path):
+    _, result = trained_run
+    client = MlflowClient(session_tracking_uri)
+    assert {a.path for a in client.list_artifacts(result.run_id)} >= CLINICAL_ARTIFACTS
+    assert {a.path for a in client.list_artifacts(result.run_id, "figures")} >= CLINICAL_FIGURES
+    card = Path(client.download_artifacts(result.run_id, "model_card.md", str(tmp_path)))
+    text = card.read_text(encoding="utf-8")
+    for section in ("## Intended use", "## Data", "## Performance", "## Calibration",
+                    "## Clinical utility", "## Subgroups", "## Explainability",
+                    "## Known limitations", "## TRIPOD+AI checklist"):  # fmt: skip
+        assert section in text, section
+    m = result.metrics
+    assert f"| auroc | {m['test/auroc']:.3f} ({m['test/auroc_ci_low']:.3f}–" in text
+    assert result.run_id in text
+    assert "External validation (12, 24) | no | internal split only" in text
+    metrics = client.get_run(result.run_id).data.metrics
+    for key in ("test/ece", "test/ece_raw", "test/calibration_slope", "test/ppv_at_0.01"):
+        assert key in metrics
+    subgroups = pd.read_csv(
+        client.download_artifacts(result.run_id, "subgroups.csv", str(tmp_path))
+    )
+    assert set(subgroups["subgroup"]) == {"center", "device"}  # the toy store has both columns
+
+
+def fake_run(client: MlflowClient, experiment_id: str, predictions: pd.DataFrame, tmp: Path) -> str:
+    """A finished run holding only ``predictions.csv`` (what ecgml.compare reads)."""
+    run_id = client.create_run(experiment_id).info.run_id
+    predictions.to_csv(tmp / "predictions.csv", index=False)
+    client.log_artifact(run_id, str(tmp / "predictions.csv"))
+    client.set_terminated(run_id)
+    return run_id
+
+
+def test_compare_logs_a_paired_comparison_run(trained_run, session_tracking_uri, tmp_path, capsys):
+    _, result = trained_run
+    client = MlflowClient(session_tracking_uri)
+    perfect = result.predictions.assign(y_prob=result.predictions["y_true"] * 0.98 + 0.01)
+    better = fake_run(client, result.experiment_id, perfect, tmp_path)
+    cfg = compose_once(f"run_ids=[{result.run_id},{better}]", "n_bootstrap=200",
+                       f"tracking_uri={session_tracking_uri}", name="compare")  # fmt: skip
+    comparison = compare(cfg)
+    out = capsys.readouterr().out
+    assert f"comparison run_id: {comparison}" in out and "| auroc | beat |" in out
+    run = client.get_run(comparison)
+    assert run.info.status == "FINISHED" and run.info.experiment_id == result.experiment_id
+    assert run.data.tags["ecgml.compare.run_a"] == result.run_id
+    assert run.data.tags["ecgml.compare.run_b"] == better
+    diff = run.data.metrics["compare/auroc_beat_diff"]
+    assert diff == pytest.approx(1.0 - result.metrics["test/auroc"], abs=1e-9)
+    assert {a.path for a in client.list_artifacts(comparison)} == {
+        "comparison.md", "comparison.csv",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("run_ids", "message"),
+    [("[only_one]", "must name two different runs"), ("[a,a]", "must name two different runs")],
+)
+def test_compare_bad_run_ids_are_one_line(run_ids, message, session_tracking_uri) -> None:
+    cfg = compose_once(f"run_ids={run_ids}", f"tracking_uri={session_tracking_uri}",
+                       name="compare")  # fmt: skip
+    with pytest.raises(EcgmlError, match=message):
+        compare(cfg)
+
+
+def test_compare_cli_exits_2_on_an_unknown_run(tmp_path, capsys, monkeypatch) -> None:
+    from hydra.core.global_hydra import GlobalHydra
+
+    from ecgml.compare import main
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setattr(sys, "argv", ["ecgml.compare", "run_ids=[deadbeef,cafebabe]",
+                                      f"hydra.run.dir={tmp_path / 'hydra'}"])  # fmt: skip
+    GlobalHydra.instance().clear()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    GlobalHydra.instance().clear()
+    assert exit_.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "run_id=deadbeef is not in the MLflow store" in errors[0]

@@ -25,6 +25,7 @@ from ecgml.data.datamodule import BeatTable, load_table
 from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.evaluation.predictions import clinical_settings
+from ecgml.evaluation.subgroups import resolve_subgroup_columns
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
 from ecgml.pipeline.fitters import (
@@ -162,6 +163,8 @@ def run_one(
         loss_pos_weight(cfg.training.pos_weight, 1.0)  # bad values fail before the run opens
         ensemble_size(cfg)
         AugmentSettings.from_config(cfg.data.get("augment"))
+        settings = clinical_settings(cfg.evaluation)  # bad prevalences etc. fail before the run
+        resolve_subgroup_columns(table.meta, settings.subgroups)
         if cfg.model.get("init_from"):
             read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
         tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}

@@ -175,6 +175,9 @@ def test_bad_input_is_one_line_and_exit_2(
         (["split=group_kfold", "split.n_splits=50", "split.fold=0"], "too few"),
         (["training.pos_weight=lots"], "training.pos_weight='lots'"),
         (["split.train=0.9"], "must be positive and sum to 1"),
+        (["evaluation.prevalence=[0.01,1.5]"], r"evaluation.prevalence=1.5 is not in \(0, 1\)"),
+        (["evaluation.subgroups=[hospital]"], "column 'hospital' is not in the predictions"),
+        (["evaluation.operating_sensitivities=[90]"], "is not in \\(0, 1\\]"),
     ],
 )
 def test_bad_values_raise_user_errors_before_any_run(

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import os
+import stat
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +41,17 @@ OPTIONAL_COLUMNS = (
 )
 VALID_GROUPS = (*GROUPS, "unknown")
 PROVENANCE_COLUMNS = ("record_id", "beat_index", "r_index", "center", "device", "source_image")
+#: Plausible sampling rates (Hz): anything outside is a typo or a unit mistake.
+MIN_FS, MAX_FS = 50.0, 10_000.0
+#: Longest beat accepted by default (``data.max_beat_s``): a beat is well under 2 s.
+DEFAULT_MAX_BEAT_S = 4.0
+#: Bytes one sample line may take in a beat CSV, and the header's allowance: the file-size cap.
+BYTES_PER_SAMPLE, HEADER_BYTES = 32, 1024
+MAX_META_BYTES = 1 << 20
+#: Plausible median |R| (mV): outside it the samples are most likely in µV or V.
+MIN_R_MV, MAX_R_MV = 0.05, 10.0
+BEAT_FIX = "cut the recording into single beats, or raise the bound if beats are that long"
+SEPARATORS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -52,6 +65,35 @@ class StoreMeta:
     extra: dict = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BeatLimits:
+    """How long a beat may be: ``max_samples``, explained by ``hint`` in messages."""
+
+    max_samples: int
+    hint: str
+
+    @classmethod
+    def of(cls, fs: float, max_beat_s: float, option: str = "data.max_beat_s") -> BeatLimits:
+        if not (isinstance(max_beat_s, int | float) and 0 < max_beat_s <= 3600):
+            raise EcgmlError(f"{option}={max_beat_s!r} must be a number of seconds in (0, 3600]")
+        samples = max(1, round(float(max_beat_s) * float(fs)))
+        return cls(samples, f"{option}={max_beat_s:g} s at {fs:g} Hz")
+
+    @property
+    def max_bytes(self) -> int:
+        return HEADER_BYTES + BYTES_PER_SAMPLE * self.max_samples
+
+
+@dataclass(frozen=True)
+class SkippedBeat:
+    """A beat left out by a lenient load (``row``: its 0-based position in the manifest)."""
+
+    row: int
+    beat_id: str
+    patient_id: str
+    reason: str
+
+
 @dataclass
 class BeatStore:
     """A loaded beat store: one row of ``meta`` per beat, samples in ``beats`` (ragged)."""
@@ -61,6 +103,7 @@ class BeatStore:
     beats: list[np.ndarray]
     info: StoreMeta
     digest: str
+    skipped: list[SkippedBeat] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.beats)
@@ -89,10 +132,23 @@ def read_manifest(root: Path | str) -> pd.DataFrame:
     return validate_manifest(manifest, path)
 
 
+def guess_separator(header: str) -> str | None:
+    """The separator a one-column CSV header seems to use instead of a comma (``None``: none)."""
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    sep, count = max(counts.items(), key=lambda item: item[1])
+    return sep if count else None
+
+
 def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Check columns, values and uniqueness; return a cleaned copy."""
     missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
     if missing:
+        sep = guess_separator(str(manifest.columns[0])) if len(manifest.columns) == 1 else None
+        if sep is not None:
+            raise EcgmlError(
+                f"{path}: the separator looks like {sep!r}, not a comma (one column "
+                f"{manifest.columns[0]!r} was read): save {MANIFEST} comma-separated"
+            )
         raise EcgmlError(
             f"{path} lacks column(s) {', '.join(missing)}: required are "
             f"{', '.join(REQUIRED_COLUMNS)}"
@@ -123,50 +179,138 @@ def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
             "beat ids must be unique"
         )
     if "r_index" in manifest.columns:
-        r_index = pd.to_numeric(manifest["r_index"], errors="coerce")
-        if (r_index.isna() & manifest["r_index"].notna()).any():
-            raise EcgmlError(f"{path}: column r_index must hold whole sample indices")
-        manifest["r_index"] = r_index.astype("Int64")
+        manifest["r_index"] = _whole_r_index(manifest["r_index"], path)
     return manifest.reset_index(drop=True)
+
+
+def _whole_r_index(column: pd.Series, path: Path) -> pd.Series:
+    """``r_index`` as nullable integers; fractions, infinities and text are refused."""
+    values = pd.to_numeric(column, errors="coerce")
+    numbers = values.to_numpy(dtype=float, na_value=np.nan)
+    given = column.notna().to_numpy()
+    bad = given & ~(np.isfinite(numbers) & (np.mod(numbers, 1) == 0))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise EcgmlError(
+            f"{path} line {row + 2}: column r_index must hold whole sample indices, got "
+            f"{column.iloc[row]!r}: give the R-peak's sample number inside the beat"
+        )
+    return values.astype("Int64")
+
+
+def check_fs(fs: Any, source: str) -> float:
+    """``fs`` as a float if it is a plausible sampling rate (:data:`MIN_FS`–:data:`MAX_FS` Hz)."""
+    if not _is_finite_number(fs) or not MIN_FS <= float(fs) <= MAX_FS:
+        raise EcgmlError(
+            f"{source}: fs must be a number of Hz between {MIN_FS:g} and {MAX_FS:g}, got "
+            f"{fs!r}: give the beats' sampling rate"
+        )
+    return float(fs)
 
 
 def read_store_meta(root: Path, default_fs: float) -> StoreMeta:
     """Read ``beatstore.json`` when present, else defaults with ``default_fs``."""
     path = root / META_FILE
     if not path.is_file():
-        return StoreMeta(fs=float(default_fs))
+        return StoreMeta(
+            fs=check_fs(default_fs, f"{root} has no {META_FILE}, so the configured fs applies")
+        )
     try:
-        raw = json.loads(path.read_text())
+        raw = json.loads(read_capped(path, MAX_META_BYTES, "a small JSON file"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise EcgmlError(f"{path} is not valid JSON ({err}): fix or delete it") from None
-    fs = raw.pop("fs", default_fs)
-    if not isinstance(fs, int | float) or fs <= 0:
-        raise EcgmlError(f"{path}: fs must be a positive number of Hz, got {fs!r}")
+    if not isinstance(raw, dict):
+        raise EcgmlError(
+            f'{path} must hold a JSON object like {{"fs": 500, "units": "mV"}}, got '
+            f"{type(raw).__name__}: fix or delete it"
+        )
+    fs = check_fs(raw.pop("fs", default_fs), str(path))
     units = str(raw.pop("units", "mV"))
     if units.lower() != "mv":
         raise EcgmlError(f"{path}: units {units!r} are not supported: store beats in mV")
-    return StoreMeta(
-        fs=float(fs),
-        units="mV",
-        pre_r_ms=raw.pop("pre_r_ms", None),
-        post_r_ms=raw.pop("post_r_ms", None),
-        extra=raw,
-    )
+    window = {key: raw.pop(key, None) for key in ("pre_r_ms", "post_r_ms")}
+    for key, value in window.items():
+        if value is not None and not _is_finite_number(value):
+            raise EcgmlError(f"{path}: {key} must be a number of ms or null, got {value!r}")
+    return StoreMeta(fs=fs, units="mV", extra=raw, **window)
 
 
-def read_beat_csv(path: Path) -> np.ndarray:
-    """One beat: one numeric column of samples (one header line allowed), finite values only."""
+def _is_finite_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+class StorePathError(EcgmlError):
+    """A manifest path that leaves its store: never skipped, always fatal (exit 2)."""
+
+
+def beat_path(root: Path, beat_file: str) -> Path:
+    """``root/beat_file``, refused when it resolves outside ``root`` (``..``, absolute, symlink)."""
+    path = root / beat_file
     try:
-        text = path.read_text()
+        resolved = path.resolve()
+    except (RuntimeError, OSError) as err:  # a symlink loop
+        raise EcgmlError(f"beat file {path} cannot be resolved ({err}): fix the link") from None
+    if not resolved.is_relative_to(root.resolve()):
+        raise StorePathError(
+            f"beat file {path} (beat_file {beat_file!r} in {root / MANIFEST}) lies outside the "
+            f"beat store {root}: list files inside the store folder, relative to it"
+        )
+    return path
+
+
+def check_regular(path: Path, max_bytes: int, expected: str, fix: str = "trim it") -> None:
+    """Refuse folders, devices, FIFOs and files over ``max_bytes``, without opening them.
+
+    ``stat`` only: opening a FIFO blocks and ``/dev/zero`` never ends.
+    """
+    try:
+        info = path.stat()
     except FileNotFoundError:
-        raise EcgmlError(f"beat file {path} is listed in the manifest but missing") from None
-    except (UnicodeDecodeError, OSError) as err:
+        raise EcgmlError(f"file {path} is listed but missing: add it or drop its row") from None
+    except OSError as err:
+        raise EcgmlError(f"file {path} cannot be read ({err.strerror})") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise EcgmlError(f"{path} is a folder, not a file: point at {expected}")
+    if not stat.S_ISREG(info.st_mode):
+        raise EcgmlError(
+            f"{path} is not a regular file (a device, FIFO or socket): point at {expected}"
+        )
+    if info.st_size > max_bytes:
+        raise EcgmlError(f"{path} is {info.st_size} bytes, more than {expected} may take: {fix}")
+
+
+def read_capped(path: Path, max_bytes: int, expected: str, fix: str = "trim it") -> bytes:
+    """The bytes of a regular file of at most ``max_bytes`` (:func:`check_regular` first)."""
+    check_regular(path, max_bytes, expected, fix)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise EcgmlError(f"file {path} cannot be read ({err.strerror})") from None
+    if len(data) > max_bytes:
+        raise EcgmlError(f"{path} grew past {max_bytes} bytes while being read: {fix}")
+    return data
+
+
+def read_beat_csv(path: Path, limits: BeatLimits | None = None) -> np.ndarray:
+    """One beat: one numeric column of samples (one header line allowed), finite values only."""
+    limits = limits or BeatLimits.of(500.0, DEFAULT_MAX_BEAT_S)
+    expected = f"a beat CSV of at most {limits.max_samples} samples ({limits.hint})"
+    if not path.exists() and not path.is_symlink():
+        raise EcgmlError(f"beat file {path} is listed in the manifest but missing")
+    try:
+        text = read_capped(path, limits.max_bytes, expected, BEAT_FIX).decode()
+    except UnicodeDecodeError as err:
         raise EcgmlError(f"beat file {path} cannot be read as text ({err})") from None
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if lines and not _is_number(lines[0].split(",")[-1]):
         lines = lines[1:]
     if not lines:
         raise EcgmlError(f"beat file {path} holds no samples: one numeric column of mV expected")
+    if len(lines) > limits.max_samples:
+        raise EcgmlError(
+            f"beat file {path} holds {len(lines)} samples, more than {expected}: {BEAT_FIX}"
+        )
     try:
         values = np.array([float(line.split(",")[-1]) for line in lines], dtype=np.float32)
     except ValueError:
@@ -186,38 +330,131 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def content_digest(root: Path, manifest: pd.DataFrame) -> str:
+def check_beat(beat: np.ndarray, r_index: Any, limits: BeatLimits, where: str) -> None:
+    """A loaded beat within ``limits`` whose ``r_index`` (when given) lies inside it."""
+    if len(beat) > limits.max_samples:
+        raise EcgmlError(
+            f"{where}: the beat holds {len(beat)} samples, more than the at most "
+            f"{limits.max_samples} samples ({limits.hint}): cut it or raise the bound"
+        )
+    if r_index is None or pd.isna(r_index):
+        return
+    if not 0 <= int(r_index) < len(beat):
+        raise EcgmlError(
+            f"{where}: r_index {int(r_index)} lies outside its beat of {len(beat)} samples: "
+            f"give the R-peak's sample index (0 to {len(beat) - 1})"
+        )
+
+
+def _where(root: Path, manifest: pd.DataFrame, row: int) -> str:
+    return f"{root / MANIFEST} line {row + 2} ({manifest['beat_file'].iloc[row]})"
+
+
+def _r_of(manifest: pd.DataFrame, row: int) -> Any:
+    return manifest["r_index"].iloc[row] if "r_index" in manifest.columns else None
+
+
+def check_beats(
+    root: Path, manifest: pd.DataFrame, beats: Sequence[np.ndarray], limits: BeatLimits
+) -> None:
+    """:func:`check_beat` for every beat of a store."""
+    for row, beat in enumerate(beats):
+        check_beat(beat, _r_of(manifest, row), limits, _where(root, manifest, row))
+
+
+def r_amplitudes(beats: Sequence[np.ndarray]) -> np.ndarray:
+    """Each beat's largest deflection from its median (mV): its R (or S) amplitude."""
+    return np.array([float(np.max(np.abs(b - np.median(b)))) if len(b) else 0.0 for b in beats])
+
+
+def amplitude_problem(beats: Sequence[np.ndarray]) -> str | None:
+    """Why the beats' median R amplitude is implausible for mV (``None``: it is plausible)."""
+    if not beats:
+        return None
+    median = float(np.median(r_amplitudes(beats)))
+    if MIN_R_MV <= median <= MAX_R_MV:
+        return None
+    unit, fix = ("µV", "divide them by 1000") if median > MAX_R_MV else ("V", "multiply by 1000")
+    return (
+        f"median R amplitude {median:.3g} mV is outside the plausible {MIN_R_MV:g}–{MAX_R_MV:g} "
+        f"mV: the samples look like {unit}, not mV ({fix})"
+    )
+
+
+def check_amplitude(store: BeatStore) -> None:
+    """Refuse a store whose beats are not in mV (training: a unit mistake learns nothing)."""
+    problem = amplitude_problem(store.beats)
+    if problem is not None:
+        raise EcgmlError(f"beat store {store.root}: {problem}: store beats in mV")
+
+
+def content_digest(root: Path, manifest: pd.DataFrame, limits: BeatLimits) -> str:
     """SHA-256 over the manifest, ``beatstore.json`` and every beat file's bytes."""
     digest = hashlib.sha256()
     digest.update((root / MANIFEST).read_bytes())
     if (root / META_FILE).is_file():
-        digest.update((root / META_FILE).read_bytes())
+        digest.update(read_capped(root / META_FILE, MAX_META_BYTES, "a small JSON file"))
+    expected = f"a beat CSV of at most {limits.max_samples} samples ({limits.hint})"
     for beat_file in manifest["beat_file"]:
-        path = root / beat_file
-        try:
-            digest.update(path.read_bytes())
-        except FileNotFoundError:
-            raise EcgmlError(f"beat file {path} is listed in the manifest but missing") from None
+        path = beat_path(root, beat_file)
+        if not path.exists() and not path.is_symlink():
+            raise EcgmlError(f"beat file {path} is listed in the manifest but missing")
+        digest.update(read_capped(path, limits.max_bytes, expected, BEAT_FIX))
     return digest.hexdigest()[:16]
 
 
 def load_beat_store(
-    root: Path | str, default_fs: float = 500.0, cache_dir: Path | str | None = None
+    root: Path | str,
+    default_fs: float = 500.0,
+    cache_dir: Path | str | None = None,
+    max_beat_s: float = DEFAULT_MAX_BEAT_S,
+    skip_bad_beats: bool = False,
 ) -> BeatStore:
-    """Load a beat store, using a packed ``.npz`` cache keyed by the store's content digest."""
+    """Load a beat store, using a packed ``.npz`` cache keyed by the store's content digest.
+
+    Beats longer than ``max_beat_s`` (at the store's ``fs``) are refused before anything is
+    padded. With ``skip_bad_beats`` (prediction) a beat that cannot be used is left out and
+    listed in :attr:`BeatStore.skipped` instead of failing the store; paths outside the store
+    are refused either way.
+    """
     root = Path(root).resolve()
     manifest = read_manifest(root)
     info = read_store_meta(root, default_fs)
-    digest = content_digest(root, manifest)
+    limits = BeatLimits.of(info.fs, max_beat_s)
+    paths = [beat_path(root, beat_file) for beat_file in manifest["beat_file"]]
+    if skip_bad_beats:
+        return _load_skipping(root, manifest, paths, info, limits)
+    digest = content_digest(root, manifest, limits)
     cache_file = Path(cache_dir) / f"beats-{digest}.npz" if cache_dir else None
-    if cache_file is not None and cache_file.is_file():
-        beats = _read_packed(cache_file)
-        if len(beats) == len(manifest):
-            return BeatStore(root, manifest, beats, info, digest)
-    beats = [read_beat_csv(root / beat_file) for beat_file in manifest["beat_file"]]
-    if cache_file is not None:
+    beats = _read_packed(cache_file) if cache_file is not None and cache_file.is_file() else []
+    cached = len(beats) == len(manifest)
+    if not cached:
+        beats = [read_beat_csv(path, limits) for path in paths]
+    check_beats(root, manifest, beats, limits)
+    if cache_file is not None and not cached:
         _write_packed(cache_file, beats)
     return BeatStore(root, manifest, beats, info, digest)
+
+
+def _load_skipping(
+    root: Path, manifest: pd.DataFrame, paths: list[Path], info: StoreMeta, limits: BeatLimits
+) -> BeatStore:
+    """Every usable beat; the others become :class:`SkippedBeat` entries (meta keeps its index)."""
+    beats, kept, skipped = [], [], []
+    digest = hashlib.sha256((root / MANIFEST).read_bytes())
+    for row, path in enumerate(paths):
+        try:
+            beat = read_beat_csv(path, limits)
+            check_beat(beat, _r_of(manifest, row), limits, _where(root, manifest, row))
+        except EcgmlError as err:
+            ids = manifest.iloc[row]
+            skipped.append(SkippedBeat(row, str(ids["beat_id"]), str(ids["patient_id"]), str(err)))
+            continue
+        digest.update(beat.tobytes())
+        beats.append(beat)
+        kept.append(row)
+    meta = manifest.iloc[kept]
+    return BeatStore(root, meta, beats, info, digest.hexdigest()[:16], skipped)
 
 
 def _read_packed(path: Path) -> list[np.ndarray]:

@@ -91,6 +91,7 @@ class DataConfig:
     path: Optional[str] = MISSING
     fs: int = MISSING
     beat_length: Optional[int] = MISSING
+    max_beat_s: float = MISSING
     align: Align = MISSING
     baseline: BaselineMethod = MISSING
     batch_size: int = MISSING

@@ -14,7 +14,13 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from ecgml.beatstore import PROVENANCE_COLUMNS, BeatStore, load_beat_store
+from ecgml.beatstore import (
+    DEFAULT_MAX_BEAT_S,
+    PROVENANCE_COLUMNS,
+    BeatStore,
+    check_amplitude,
+    load_beat_store,
+)
 from ecgml.data.augment import AugmentSettings, BeatAugmenter, SeededGenerators
 from ecgml.data.labels import LabelSummary, binary_labels
 from ecgml.data.splits import build_split
@@ -210,9 +216,19 @@ class BeatDataModule(L.LightningDataModule):
 
 
 def load_store(cfg: Any) -> BeatStore:
-    """The configured beat store (synthetic cohort built/cached, or the user's folder)."""
+    """The configured beat store (synthetic cohort built/cached, or the user's folder).
+
+    Beats longer than ``data.max_beat_s`` and beats not in mV are refused (one line, exit 2).
+    """
     path = resolve_store_path(cfg.data)
-    return load_beat_store(path, default_fs=cfg.data.fs, cache_dir=cfg.data.cache_dir)
+    store = load_beat_store(
+        path,
+        default_fs=cfg.data.fs,
+        cache_dir=cfg.data.cache_dir,
+        max_beat_s=cfg.data.get("max_beat_s", DEFAULT_MAX_BEAT_S),
+    )
+    check_amplitude(store)
+    return store
 
 
 def load_table(cfg: Any, store: BeatStore | None = None) -> BeatTable:

@@ -2,17 +2,20 @@
 
 Images are processed in a process pool (:func:`~ecgml.digitize.pipeline.process_image` is
 pure); everything is written into a temporary sibling folder that is moved into place at the
-end, so an interrupted run never leaves an output that looks complete.
+end, so an interrupted run never leaves an output that looks complete (:mod:`.outdir`: the
+marker that lets ``overwrite=true`` replace only ecgml's own output, leftover cleanup).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
-import uuid
-from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,10 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from ecgml.beatstore import VALID_GROUPS, export_beat_store
-from ecgml.digitize.image import IMAGE_SUFFIXES
+from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from ecgml.digitize.outdir import check_replaceable, move_into_place, new_temp
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
+from ecgml.digitize.workers import init_worker, stop_pool
 from ecgml.errors import EcgmlError
 
 log = logging.getLogger("ecgml.digitize")
@@ -33,6 +38,13 @@ LABELS_FILE = "images.csv"
 REPORT_FILE = "report.csv"
 REPORT_COLUMNS = ("image_file", "status", "error", "n_beats", "seconds")
 LABEL_COLUMNS = ("patient_id", "group", "center", "device", "layout")
+CREATED_BY = "ecgml.digitize"
+#: One image to process: its path and layout.
+Job = tuple[Path, str]
+WORKER_DIED = (
+    "the worker process died while reading this image (out of memory or a decoder crash): "
+    "check the file, or lower max_image_pixels"
+)
 
 
 def list_images(input_dir: Path) -> list[Path]:
@@ -99,41 +111,95 @@ def _expected() -> str:
 
 
 def run_images(
-    jobs: Sequence[tuple[Path, str]],
+    jobs: Sequence[Job],
     fs: float,
     dpi: float | None,
     beat_options: dict[str, Any],
     n_jobs: int,
     progress: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> list[ImageResult]:
-    """Process images (path, layout) in a pool of ``n_jobs`` processes, in input order."""
+    """Process images (path, layout) in ``n_jobs`` processes; results in input order."""
+    func = partial(_process_job, fs=fs, dpi=dpi, beat_options=beat_options, max_pixels=max_pixels)
     bar = tqdm(total=len(jobs), desc="digitize", unit="image", disable=not progress)
-    results = []
+    results: dict[int, ImageResult] = {}
     try:
-        for result in _map(jobs, fs, dpi, beat_options, n_jobs):
-            results.append(result)
+        for index, result in _map(func, jobs, n_jobs):
+            results[index] = result
             bar.update(1)
     finally:
         bar.close()
-    return results
+    return [results[k] for k in range(len(jobs))]
 
 
 def _process_job(
-    job: tuple[Path, str], fs: float, dpi: float | None, beat_options: dict
+    job: Job, fs: float, dpi: float | None, beat_options: dict, max_pixels: int
 ) -> ImageResult:
     path, layout = job
-    return process_image(path, layout, fs, dpi, beat_options)
+    return process_image(path, layout, fs, dpi, beat_options, max_pixels)
 
 
 def _map(
-    jobs: Sequence[tuple[Path, str]], fs: float, dpi: float | None, beat_options: dict, n_jobs: int
-) -> Iterator[ImageResult]:
-    func = partial(_process_job, fs=fs, dpi=dpi, beat_options=beat_options)
+    func: Callable[[Job], ImageResult], jobs: Sequence[Job], n_jobs: int
+) -> Iterator[tuple[int, ImageResult]]:
     if n_jobs <= 1 or len(jobs) <= 1:
-        yield from map(func, jobs)
+        yield from enumerate(map(func, jobs))
         return
-    with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs))) as pool:
-        yield from pool.map(func, jobs, chunksize=max(1, len(jobs) // (8 * n_jobs)))
+    yield from _map_lanes(func, jobs, min(n_jobs, len(jobs)))
+
+
+def _map_lanes(
+    func: Callable[[Job], ImageResult], jobs: Sequence[Job], n_lanes: int
+) -> Iterator[tuple[int, ImageResult]]:
+    """``(index, result)`` as images finish, one image at a time per single-worker pool.
+
+    With one job in flight per pool, a worker that dies (the OOM killer, a decoder crash)
+    names its image: that image fails, its pool is rebuilt, every other result stands.
+    """
+    todo = deque(enumerate(jobs))
+    lanes = [_new_lane() for _ in range(n_lanes)]
+    running: dict[Future, tuple[int, int]] = {}  # future -> (lane, job index)
+
+    def feed(lane: int) -> None:
+        if todo:
+            index, job = todo.popleft()
+            running[lanes[lane].submit(func, job)] = (lane, index)
+
+    finished = False
+    try:
+        for lane in range(n_lanes):
+            feed(lane)
+        while running:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                lane, index = running.pop(future)
+                result = _lane_result(future, jobs[index][0])
+                if result.error == WORKER_DIED:
+                    lanes[lane].shutdown(wait=False)
+                    lanes[lane] = _new_lane()
+                yield index, result
+                feed(lane)
+        finished = True
+    finally:
+        for pool in lanes:
+            if finished:
+                pool.shutdown()
+            else:  # Ctrl-C or an error: kill the workers rather than wait for their images
+                stop_pool(pool)
+
+
+def _new_lane() -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=1, initializer=init_worker)
+
+
+def _lane_result(future: Future, path: Path) -> ImageResult:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        log.warning("%s: %s", path.name, WORKER_DIED)
+        return ImageResult(path.name, "failed", WORKER_DIED)
+    except Exception as err:  # e.g. a result that cannot be pickled: one image, not the run
+        return ImageResult(path.name, "failed", f"internal error: {type(err).__name__}: {err}")
 
 
 def write_outputs(
@@ -180,29 +246,15 @@ def _duplicate_stems(images: Sequence[Path]) -> set[str]:
     return duplicates
 
 
-def prepare_output(output_dir: Path, overwrite: bool) -> Path:
-    """Check the output folder and return a fresh temporary sibling to write into."""
-    if output_dir.exists() and not output_dir.is_dir():
-        raise EcgmlError(f"output_dir {output_dir} is a file: pass a folder path")
-    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+def check_paths(input_dir: Path, output_dir: Path) -> None:
+    """Refuse an output folder that is, holds or lies inside the input (symlinks followed)."""
+    source, target = input_dir.resolve(), output_dir.resolve()
+    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
         raise EcgmlError(
-            f"output_dir {output_dir} is not empty: pass a new folder or overwrite=true"
+            f"output_dir {output_dir} overlaps input_dir {input_dir} (both resolve into "
+            f"{min(source, target, key=lambda p: len(p.parts))}): pass an output folder "
+            "outside the input folder"
         )
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir.parent / f".{output_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    return tmp
-
-
-def move_into_place(tmp: Path, output_dir: Path) -> None:
-    """Swap the finished temporary folder in (old contents go only once the new are there)."""
-    trash = None
-    if output_dir.exists():
-        trash = output_dir.parent / f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(output_dir, trash)
-    os.replace(tmp, output_dir)
-    if trash is not None:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def digitize_folder(
@@ -215,6 +267,7 @@ def digitize_folder(
     overwrite: bool = False,
     beat_options: dict[str, Any] | None = None,
     progress: bool = True,
+    max_image_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> pd.DataFrame:
     """Digitize every image in ``input_dir`` into ``output_dir``; returns the report.
 
@@ -230,14 +283,21 @@ def digitize_folder(
         raise EcgmlError(f"dpi={dpi!r} must be a positive scan resolution (e.g. 300)")
     if n_jobs is not None and n_jobs < 1:
         raise EcgmlError(f"n_jobs={n_jobs!r} must be a positive number of processes (or null)")
+    if max_image_pixels < 1:
+        raise EcgmlError(f"max_image_pixels={max_image_pixels!r} must be ≥ 1 (e.g. 50000000)")
     images = list_images(input_dir)
+    check_paths(input_dir, output_dir)
     labels = read_labels(input_dir, images, layout)
-    tmp = prepare_output(output_dir, overwrite)
+    target = output_dir.resolve()
+    check_replaceable(target, overwrite, "output_dir")
+    tmp = new_temp(target, CREATED_BY)
     try:
         duplicates = _duplicate_stems(images)
         jobs = [(p, str(labels.loc[p.name, "layout"])) for p in images if p.name not in duplicates]
         workers = n_jobs or os.cpu_count() or 1
-        results = run_images(jobs, float(fs), dpi, beat_options or {}, workers, progress)
+        results = run_images(
+            jobs, float(fs), dpi, beat_options or {}, workers, progress, max_image_pixels
+        )
         results += [
             ImageResult(name, "failed", "another image has the same file name stem: rename it")
             for name in sorted(duplicates)
@@ -245,7 +305,7 @@ def digitize_folder(
         order = {p.name: k for k, p in enumerate(images)}
         results.sort(key=lambda r: order[r.image_file])
         report = write_outputs(tmp, results, labels, float(fs))
-        move_into_place(tmp, output_dir)
+        move_into_place(tmp, target)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -276,10 +336,13 @@ def digitize_folder_from_config(cfg: DictConfig) -> pd.DataFrame:
         layout=str(cfg.layout),
         fs=_number(cfg.fs, "fs"),
         dpi=None if cfg.get("dpi") is None else _number(cfg.dpi, "dpi"),
-        n_jobs=None if cfg.get("n_jobs") is None else int(_number(cfg.n_jobs, "n_jobs")),
+        n_jobs=None if cfg.get("n_jobs") is None else _whole(cfg.n_jobs, "n_jobs"),
         overwrite=bool(cfg.overwrite),
         beat_options={str(k): v for k, v in beats.items()},
         progress=bool(cfg.get("progress", True)),
+        max_image_pixels=_whole(
+            cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS), "max_image_pixels"
+        ),
     )
 
 
@@ -288,3 +351,10 @@ def _number(value: Any, name: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise EcgmlError(f"{name}={value!r} is not a number") from None
+
+
+def _whole(value: Any, name: str) -> int:
+    number = _number(value, name)
+    if not math.isfinite(number):
+        raise EcgmlError(f"{name}={value!r} must be a finite whole number")
+    return int(number)

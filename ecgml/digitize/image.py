@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -16,21 +17,88 @@ SKEW_WORK_WIDTH = 1000
 MAX_SKEW_POINTS = 20_000
 #: Gray levels below this are ink (trace, text), not grid.
 INK_LEVEL = 110
+#: Default cap on an image's pixels (``max_image_pixels``): an A4 page at 700 dpi is ~49 Mpx.
+DEFAULT_MAX_PIXELS = 50_000_000
+#: A PNG/JPEG file larger than this many bytes per allowed pixel is refused unread.
+MAX_BYTES_PER_PIXEL = 4
+#: The JPEG frame header may follow EXIF/ICC segments (each up to 64 KB).
+MAX_HEADER_BYTES = 1 << 20
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def load_image(path: Path | str, pdf_dpi: int = 200) -> np.ndarray:
-    """Read an image file as BGR uint8 (the first page of a PDF, rendered at ``pdf_dpi``)."""
+def load_image(
+    path: Path | str, pdf_dpi: int = 200, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> np.ndarray:
+    """Read an image file as BGR uint8 (the first page of a PDF, rendered at ``pdf_dpi``).
+
+    The pixel count is checked against ``max_pixels`` before anything is decoded or rendered:
+    a few-KB file can claim gigapixels (a decompression bomb).
+    """
     path = Path(path)
+    if not path.is_file():
+        raise DigitizeError(f"{path.name} is not a regular file: pass an image file")
     if path.suffix.lower() == ".pdf":
-        return _load_pdf(path, pdf_dpi)
+        return _load_pdf(path, pdf_dpi, max_pixels)
+    if path.stat().st_size > MAX_BYTES_PER_PIXEL * max_pixels:
+        raise DigitizeError(
+            f"{path.name} is {path.stat().st_size / 1e6:.0f} MB, too large for an image under "
+            f"the cap of {max_pixels / 1e6:g} Mpx (max_image_pixels): downscale the scan"
+        )
     data = np.fromfile(path, dtype=np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    size = image_size(data[:MAX_HEADER_BYTES].tobytes()) if data.size else None
+    if size is None:
+        raise DigitizeError(f"{path.name} is not a readable image (corrupt or not PNG/JPEG)")
+    _check_pixels(path.name, size, max_pixels, "downscale the scan")
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
     if image is None:
         raise DigitizeError(f"{path.name} is not a readable image (corrupt or not PNG/JPEG)")
     return image
 
 
-def _load_pdf(path: Path, dpi: int) -> np.ndarray:
+def image_size(head: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` from a PNG or JPEG header; None for anything else."""
+    if head.startswith(PNG_SIGNATURE) and head[12:16] == b"IHDR" and len(head) >= 24:
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(head)
+    return None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG segments up to the first start-of-frame (SOFn) and read its size."""
+    i = 2
+    while i + 9 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in JPEG_STANDALONE:
+            i += 2
+            continue
+        if marker in JPEG_SOF:
+            height = int.from_bytes(head[i + 5 : i + 7], "big")
+            width = int.from_bytes(head[i + 7 : i + 9], "big")
+            return width, height
+        if marker == 0xDA:  # start of scan before any frame header: not a valid JPEG
+            return None
+        i += 2 + int.from_bytes(head[i + 2 : i + 4], "big")
+    return None
+
+
+def _check_pixels(name: str, size: tuple[int, int], max_pixels: int, fix: str) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise DigitizeError(
+            f"{name} is {width}×{height} px ({width * height / 1e6:.0f} Mpx), over the cap of "
+            f"{max_pixels / 1e6:g} Mpx (max_image_pixels): {fix}, or raise max_image_pixels"
+        )
+
+
+def _load_pdf(path: Path, dpi: int, max_pixels: int) -> np.ndarray:
     try:
         import pypdfium2 as pdfium
     except ImportError:
@@ -39,11 +107,32 @@ def _load_pdf(path: Path, dpi: int) -> np.ndarray:
             "page as PNG"
         ) from None
     try:
-        page = pdfium.PdfDocument(str(path))[0]
-        rgb = np.asarray(page.render(scale=dpi / 72).to_pil().convert("RGB"))
+        document = pdfium.PdfDocument(str(path))
     except Exception as err:  # pdfium raises its own error types
         raise DigitizeError(f"{path.name} is not a readable PDF ({err})") from None
+    try:
+        rgb = _render_first_page(path.name, document, dpi, max_pixels)
+    finally:
+        document.close()
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+
+
+def _render_first_page(name: str, document: Any, dpi: int, max_pixels: int) -> np.ndarray:
+    """Render page 1 as RGB, refusing a page whose render would exceed ``max_pixels``."""
+    try:
+        page = document[0]
+        width_pt, height_pt = page.get_size()
+    except Exception as err:
+        raise DigitizeError(f"{name} is not a readable PDF ({err})") from None
+    scale = dpi / 72
+    size = (round(width_pt * scale), round(height_pt * scale))
+    inches = f"{width_pt / 72:.1f}×{height_pt / 72:.1f} in"
+    fix = f"its {inches} page at {dpi} dpi is too large: export it at paper size"
+    _check_pixels(name, size, max_pixels, fix)
+    try:
+        return np.asarray(page.render(scale=scale).to_pil().convert("RGB"))
+    except Exception as err:
+        raise DigitizeError(f"{name} is not a readable PDF ({err})") from None
 
 
 def to_grayscale(image: np.ndarray) -> np.ndarray:

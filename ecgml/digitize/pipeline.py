@@ -12,7 +12,7 @@ import numpy as np
 
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.grid import Calibration, calibration_from_dpi, detect_grid
-from ecgml.digitize.image import estimate_skew, load_image, rotate
+from ecgml.digitize.image import DEFAULT_MAX_PIXELS, estimate_skew, load_image, rotate
 from ecgml.digitize.pulse import calibration_from_pulses, find_pulses
 from ecgml.digitize.trace import (
     column_values,
@@ -119,12 +119,16 @@ def process_image(
     fs: float = 500.0,
     dpi: float | None = None,
     beat_options: dict[str, Any] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ImageResult:
-    """Load, digitize and cut beats from one image; never raises (errors become ``failed``)."""
+    """Load, digitize and cut beats from one image; never raises (errors become ``failed``).
+
+    Images (or PDF renders) over ``max_pixels`` fail unread (see :func:`load_image`).
+    """
     path = Path(path)
     start = time.perf_counter()
     try:
-        digitized = digitize_image(load_image(path), layout, fs, dpi)
+        digitized = digitize_image(load_image(path, max_pixels=max_pixels), layout, fs, dpi)
         beats = extract_beats(digitized.signal, fs, **(beat_options or {}))
         if len(beats) == 0:
             raise DigitizeError(

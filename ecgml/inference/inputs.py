@@ -4,7 +4,10 @@ Accepted: an ECG image (digitized with :func:`ecgml.digitize.pipeline.process_im
 CSV (``time_s,mv``), a WFDB record (``.hea``; lead II by name ``II``/``MLII``, else the first
 channel with a warning), a single-beat CSV (one numeric column), a beat-store folder with
 ``manifest.csv`` (one entry per ``patient_id``), or a folder of any of these. A file that cannot
-be used becomes an entry with a warning and no beats; it never stops the other inputs.
+be used becomes an entry with a warning and no beats; it never stops the other inputs, and neither
+does one unusable beat of a beat store (it is skipped with a warning). Only regular files are read
+(never a device or FIFO), beats are bounded in length, and an input whose median R amplitude is
+implausible for mV (a µV or V signal) is refused unless ``allow_implausible_amplitude``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ecgml.beatstore import MANIFEST, load_beat_store, read_beat_csv
+from ecgml.beatstore import (
+    DEFAULT_MAX_BEAT_S,
+    MANIFEST,
+    MAX_FS,
+    MIN_FS,
+    BeatLimits,
+    BeatStore,
+    StorePathError,
+    amplitude_problem,
+    check_regular,
+    guess_separator,
+    load_beat_store,
+    read_beat_csv,
+)
 from ecgml.digitize.image import IMAGE_SUFFIXES
 from ecgml.digitize.pipeline import process_image
 from ecgml.errors import EcgmlError
@@ -36,6 +52,10 @@ SKIPPED_NAMES = {"images.csv", "patients.csv", "report.csv", MANIFEST, "beatstor
 #: WFDB companions of a ``.hea`` header (read through the header, never on their own).
 WFDB_COMPANIONS = {".dat", ".atr", ".qrs", ".ecg", ".xws", ".mat"}
 MAX_FS_JITTER = 0.01
+#: Largest input file read (a signal CSV: about 10 h of ``time_s,mv`` at 500 Hz).
+MAX_INPUT_BYTES = 256 << 20
+#: Sampling rate assumed for bounding bare beat CSVs when ``fs`` is not given.
+DEFAULT_BEAT_FS = 500.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +75,8 @@ class InputOptions:
     layout: str = "strip"
     dpi: float | None = None
     beat_fs: float | None = None  # fs of bare beat CSVs (None: the model's)
+    max_beat_s: float = DEFAULT_MAX_BEAT_S  # longer beats are refused before any padding
+    allow_implausible_amplitude: bool = False  # score µV/V-looking inputs anyway (warned)
 
 
 @dataclass
@@ -110,10 +132,16 @@ def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
 
 
 def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
-    """A ``time_s,mv`` CSV → ``(signal, fs)``; uniform sampling is required."""
+    """A ``time_s,mv`` CSV → ``(signal, fs)``; uniform sampling in seconds is required."""
     frame = pd.read_csv(path)
     columns = {c.strip().lower(): c for c in frame.columns}
     if "time_s" not in columns or "mv" not in columns:
+        sep = guess_separator(str(frame.columns[0])) if len(frame.columns) == 1 else None
+        if sep is not None:
+            raise EcgmlError(
+                f"{path.name}: the separator looks like {sep!r}, not a comma: save the signal "
+                "CSV comma-separated with the columns time_s,mv"
+            )
         raise EcgmlError(f"{path.name}: a signal CSV needs the columns time_s,mv")
     time_s = pd.to_numeric(frame[columns["time_s"]], errors="coerce").to_numpy(float)
     mv = pd.to_numeric(frame[columns["mv"]], errors="coerce").to_numpy(float)
@@ -123,7 +151,23 @@ def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
     step = float(np.median(steps))
     if step <= 0 or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
         raise EcgmlError(f"{path.name}: time_s must increase in equal steps (uniform sampling)")
-    return mv.astype(np.float32), 1.0 / step
+    return mv.astype(np.float32), signal_fs(path, step)
+
+
+def signal_fs(path: Path, step: float) -> float:
+    """``1 / step`` when it is a plausible sampling rate; else say how to fix ``time_s``."""
+    fs = 1.0 / step
+    if MIN_FS <= fs <= MAX_FS:
+        return fs
+    hint = (
+        "if it is in ms, divide it by 1000"
+        if MIN_FS <= 1000.0 * fs <= MAX_FS
+        else "check the column"
+    )
+    raise EcgmlError(
+        f"{path.name}: time_s steps of {step:g} give fs {fs:g} Hz, outside {MIN_FS:g}–{MAX_FS:g} "
+        f"Hz: time_s must be in seconds ({hint})"
+    )
 
 
 def read_wfdb(path: Path) -> tuple[np.ndarray, float, list[str]]:
@@ -195,7 +239,8 @@ def read_image(path: Path, options: InputOptions) -> BeatInput:
 
 def read_beat_file(path: Path, options: InputOptions) -> BeatInput:
     """One beat; its R-peak is the largest deflection from the beat's median."""
-    beat = read_beat_csv(path)
+    fs = options.beat_fs or DEFAULT_BEAT_FS
+    beat = read_beat_csv(path, BeatLimits.of(fs, options.max_beat_s, option="max_beat_s"))
     r = int(np.argmax(np.abs(beat - np.median(beat))))
     entry = BeatInput(str(path), path.stem, fs=options.beat_fs)
     entry.beats.append(beat)
@@ -212,6 +257,7 @@ def is_signal_csv(head: str) -> bool:
 
 def read_file(path: Path, options: InputOptions) -> BeatInput:
     """One file → its beats (raises EcgmlError/other errors; :func:`read_input` catches them)."""
+    check_regular(path, MAX_INPUT_BYTES, "an image, a CSV or a WFDB .hea", "split it")
     suffix = path.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, options)
@@ -246,19 +292,28 @@ def read_input(path: Path, options: InputOptions) -> BeatInput:
 
 
 def read_store(root: Path, options: InputOptions) -> list[BeatInput]:
-    """A beat-store folder → one entry per ``patient_id`` (its ``r_index`` column when present)."""
+    """A beat-store folder → one entry per ``patient_id`` (its ``r_index`` column when present).
+
+    A beat that cannot be used is skipped with a warning on its patient's entry; a manifest path
+    leaving the store is a user error (:class:`~ecgml.beatstore.StorePathError`, exit 2).
+    """
     try:
-        store = load_beat_store(root, default_fs=options.beat_fs or 500.0)
+        store = load_beat_store(
+            root,
+            default_fs=options.beat_fs or DEFAULT_BEAT_FS,
+            max_beat_s=options.max_beat_s,
+            skip_bad_beats=True,
+        )
+    except StorePathError:
+        raise
     except EcgmlError as err:
         return [BeatInput(str(root), root.name, warnings=[str(err)])]
     has_fs = (root / "beatstore.json").is_file() or options.beat_fs is not None
-    fs = float(store.info.fs) if has_fs else None
+    entries = patient_entries(store, root, float(store.info.fs) if has_fs else None)
     meta = store.meta
     r_column = meta["r_index"] if "r_index" in meta.columns else None
-    entries: dict[str, BeatInput] = {}
     for k, row in enumerate(meta.itertuples(index=False)):
-        patient = str(row.patient_id)
-        entry = entries.setdefault(patient, BeatInput(str(root), patient, fs=fs))
+        entry = entries[str(row.patient_id)]
         beat = store.beats[k]
         r_value = r_column.iloc[k] if r_column is not None else None
         if r_value is None or pd.isna(r_value):
@@ -276,6 +331,21 @@ def read_store(root: Path, options: InputOptions) -> list[BeatInput]:
                 "largest deflection"
             )
     return list(entries.values())
+
+
+def patient_entries(store: BeatStore, root: Path, fs: float | None) -> dict[str, BeatInput]:
+    """One empty entry per patient in manifest order, skipped beats already warned about."""
+    meta = store.meta
+    rows = [(int(i), str(p)) for i, p in zip(meta.index, meta["patient_id"], strict=True)]
+    rows += [(s.row, s.patient_id) for s in store.skipped]
+    entries: dict[str, BeatInput] = {}
+    for _, patient in sorted(rows):
+        entries.setdefault(patient, BeatInput(str(root), patient, fs=fs))
+    for skipped in store.skipped:
+        entries[skipped.patient_id].warnings.append(
+            f"beat {skipped.beat_id} skipped: {skipped.reason}"
+        )
+    return entries
 
 
 def iter_folder(folder: Path) -> Iterator[Path]:
@@ -296,6 +366,11 @@ def list_inputs(path: Path) -> list[Path]:
     """What ``input=PATH`` names: the file, the beat store, or the folder's inputs."""
     if not path.exists():
         raise EcgmlError(f"input={path} does not exist: pass an image, CSV, WFDB .hea or folder")
+    if not path.is_file() and not path.is_dir():
+        raise EcgmlError(
+            f"input={path} is not a regular file or folder (a device, FIFO or socket): pass an "
+            "image, CSV, WFDB .hea or folder"
+        )
     if path.is_file() or (path / MANIFEST).is_file():
         return [path]
     found = list(iter_folder(path))
@@ -325,11 +400,29 @@ def read_inputs(paths: list[Path], options: InputOptions, progress: bool = True)
 
     entries: list[BeatInput] = []
     for path in tqdm(paths, desc="predict: reading", disable=not progress or len(paths) < 2):
-        if path.is_dir():
-            entries.extend(read_store(path, options))
-        else:
-            entries.append(read_input(path, options))
+        found = read_store(path, options) if path.is_dir() else [read_input(path, options)]
+        for entry in found:
+            check_amplitude(entry, options.allow_implausible_amplitude)
+        entries.extend(found)
     return entries
+
+
+def check_amplitude(entry: BeatInput, allow: bool) -> None:
+    """Refuse (clear) an entry whose beats do not look like mV, or only warn when ``allow``."""
+    problem = amplitude_problem(entry.beats)
+    if problem is None:
+        return
+    if allow:
+        entry.warnings.append(f"{problem}: scored anyway (allow_implausible_amplitude=true)")
+        return
+    entry.beats.clear()
+    entry.r_indices.clear()
+    entry.beat_ids.clear()
+    entry.r_peak_s.clear()
+    entry.warnings.append(
+        f"{problem}: not scored; fix the unit, or pass allow_implausible_amplitude=true to "
+        "score it anyway"
+    )
 
 
 __all__ = [

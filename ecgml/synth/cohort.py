@@ -1,7 +1,9 @@
 """Building the synthetic cohort folder (patients, signals, images, beat store, cohort.json).
 
 The folder is built in a hidden temporary sibling and renamed into place at the end, so an
-interrupted build never leaves a folder that looks complete (``cohort.json`` is its marker).
+interrupted build never leaves a folder that looks complete (``cohort.json`` is its marker);
+the next build removes such leftovers, and ``overwrite=true`` replaces only a folder ecgml
+wrote (:mod:`.outdir`). Pool workers die with the parent (:mod:`.workers`).
 Per-patient random streams are spawned from the cohort seed, so the result does not depend on
 ``n_jobs``.
 """
@@ -15,7 +17,6 @@ import math
 import os
 import shutil
 import sys
-import uuid
 from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -32,16 +33,19 @@ from tqdm import tqdm
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
 from ecgml.signal import extract_windows
+from ecgml.synth.outdir import check_replaceable, move_into_place, new_temp
 from ecgml.synth.physiology import sample_patient
 from ecgml.synth.render import TWELVE_LEADS, render_ecg
 from ecgml.synth.validate import validate_cohort_config
 from ecgml.synth.waveform import synthesize
+from ecgml.synth.workers import init_worker, stop_pool
 
 log = logging.getLogger("ecgml.synth")
 
 #: Bump when the generator's output changes for the same config (invalidates cached cohorts).
 GENERATOR_VERSION = 2
 COHORT_JSON = "cohort.json"
+CREATED_BY = "ecgml.synth"
 #: Below this many patients a process pool costs more than it saves.
 MIN_PATIENTS_FOR_POOL = 40
 
@@ -169,7 +173,6 @@ def _write_signal(path: Path, samples: np.ndarray, fs: float) -> None:
 def _write_twelve_lead(path: Path, leads: Mapping[str, np.ndarray], fs: float) -> None:
     n = len(leads["II"])
     frame = pd.DataFrame({"time_s": np.arange(n) / fs, **{k: leads[k] for k in TWELVE_LEADS}})
-    path.parent.mkdir(parents=True, exist_ok=True)
     frame.to_csv(path, index=False, float_format="%.5f")
 
 
@@ -306,8 +309,8 @@ def build_cohort(
             f"output folder {out} already holds {what}: pass overwrite=true to replace it, "
             "or choose another out=DIR"
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    _check_replaceable(out, overwrite)
+    tmp = new_temp(out, CREATED_BY)
     try:
         _build_into(cfg, digest, tmp, n_jobs, progress)
         _move_into_place(tmp, out, overwrite)
@@ -320,7 +323,9 @@ def build_cohort(
 def _build_into(
     cfg: dict[str, Any], digest: str, folder: Path, n_jobs: int | None, progress: bool
 ) -> None:
-    for sub in ("signals", "images") if cfg["images"] else ("signals",):
+    subfolders = ["signals"] + ["images"] * bool(cfg["images"])
+    subfolders += ["signals12"] * bool(cfg["twelve_lead"])
+    for sub in subfolders:  # workers write only into these (never re-create a removed folder)
         (folder / sub).mkdir(parents=True, exist_ok=True)
     tasks = plan_patients(cfg, folder)
     results = _run_tasks(tasks, n_jobs, progress)
@@ -369,13 +374,18 @@ def _run_tasks(
             return results
         # fork is fast, but not safe once torch has started its thread pools.
         method = "spawn" if "torch" in sys.modules else "fork"
-        with ProcessPoolExecutor(workers, mp_context=get_context(method)) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=init_worker)
+        try:
             chunk = max(1, min(16, math.ceil(len(tasks) / (4 * workers))))
             results = []
             for result in pool.map(build_patient, tasks, chunksize=chunk):
                 results.append(result)
                 bar.update()
-            return results
+        except BaseException:  # Ctrl-C or a failed patient: no worker may write on
+            stop_pool(pool)
+            raise
+        pool.shutdown()
+        return results
 
 
 def _worker_count(n_jobs: int | None, n_tasks: int) -> int:
@@ -387,16 +397,16 @@ def _worker_count(n_jobs: int | None, n_tasks: int) -> int:
 
 
 def _move_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Rename the finished build onto ``out`` (replacing it only when ``overwrite``)."""
-    if out.exists():
-        if not overwrite and out.is_dir() and any(out.iterdir()):
-            raise EcgmlError(f"output folder {out} appeared during the build: not replacing it")
-        trash = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-        out.rename(trash)
-        tmp.rename(out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        tmp.rename(out)
+    """Rename the finished build onto ``out``, checked again: it may have changed meanwhile."""
+    _check_replaceable(out, overwrite)
+    move_into_place(tmp, out)
+
+
+def _check_replaceable(out: Path, overwrite: bool) -> None:
+    """Refuse an ``out`` holding files, unless ``overwrite`` and ecgml wrote them."""
+    existing = read_cohort_json(out)
+    owned = existing is not None and existing.get("created_by") == CREATED_BY
+    check_replaceable(out, overwrite, "output folder", owned=owned)
 
 
 def read_cohort_json(folder: Path) -> dict[str, Any] | None:
@@ -426,8 +436,7 @@ def ensure_cohort(
     if _is_complete(folder):
         return folder
     log.info("building synthetic cohort into %s", folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp = new_temp(folder, CREATED_BY)
     try:
         _build_into(cfg, config_hash(cfg), tmp, n_jobs, progress)
         if _is_complete(folder):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from ecgml import DISORDERS, GROUPS
 from ecgml.errors import EcgmlError
 from ecgml.synth.physiology import KNOWN_SIGNS, SPEC_KEYS
-from ecgml.synth.render import DISTORTION_KEYS, GRID_COLORS, LAYOUTS
+from ecgml.synth.render import (
+    BOTTOM_MM,
+    DISTORTION_KEYS,
+    GRID_COLORS,
+    LAYOUTS,
+    LEFT_MM,
+    PAGE_ROW_HEIGHT_MM,
+    PAPER_SPEED_MM_S,
+    RIGHT_MM,
+    TOP_MM,
+)
 
 REQUIRED_KEYS = (
     "seed",
@@ -31,6 +42,15 @@ REQUIRED_KEYS = (
     "effects",
     "render",
 )
+#: Upper bounds that keep one build's memory finite; checked before anything is allocated.
+MAX_FS = 10_000.0
+MAX_DURATION_S = 600.0
+#: Samples of one lead of one recording (fs × duration_s): 2e6 float64 is 16 MB per lead.
+MAX_SAMPLES = 2_000_000
+MAX_PATIENTS = 1_000_000
+MAX_CENTERS = 10_000
+#: Pixels of the largest image the renderer may draw (a 12-lead page at the highest dpi).
+MAX_IMAGE_PIXELS = 150_000_000
 #: Baseline ranges whose values must be strictly positive.
 POSITIVE_BASELINE = ("heart_rate_bpm", "pr_ms", "p_ms", "qrs_ms", "qtc_ms", "t_sigma_ms")
 
@@ -76,6 +96,8 @@ def validate_cohort_config(cfg: Mapping[str, Any]) -> None:
     _validate_baseline(cfg)
     _validate_effects(cfg)
     _validate_render(cfg["render"])
+    if cfg["images"]:
+        _validate_image_size(float(cfg["duration_s"]), float(cfg["render"]["dpi"][1]))
 
 
 def _validate_counts(cfg: Mapping[str, Any]) -> None:
@@ -92,8 +114,15 @@ def _validate_counts(cfg: Mapping[str, Any]) -> None:
     if sum(int(c) for c in groups.values()) == 0:
         raise _fail("groups", "all patient counts are 0", "give at least one group patients")
     scale = _number(cfg, "scale", cfg["scale"])
-    if scale <= 0:
+    if not 0 < scale < math.inf:
         raise _fail("scale", f"{scale} must be > 0", "e.g. scale=1 (Table 1) or scale=5")
+    n_patients = sum(round(int(count) * scale) for count in groups.values())
+    if n_patients > MAX_PATIENTS:
+        raise _fail(
+            "groups × scale",
+            f"{n_patients:.3g} patients is more than {MAX_PATIENTS:,}",
+            "lower scale or the group counts",
+        )
     severity = _number(cfg, "severity", cfg["severity"])
     if not 0 <= severity <= 10:
         raise _fail("severity", f"{severity} is outside 0–10", "1 = literature-sized effects")
@@ -106,6 +135,8 @@ def _validate_recording(cfg: Mapping[str, Any]) -> None:
     fs = _number(cfg, "fs", cfg["fs"])
     if fs < 100:
         raise _fail("fs", f"{fs} Hz is too low for an ECG", "use ≥ 100 (default 500)")
+    if not fs <= MAX_FS:
+        raise _fail("fs", f"{fs:g} Hz is more than {MAX_FS:g}", "use ≤ 10000 (default 500)")
     pre = _number(cfg, "pre_r_ms", cfg["pre_r_ms"])
     post = _number(cfg, "post_r_ms", cfg["post_r_ms"])
     if pre <= 0 or post <= 0:
@@ -113,9 +144,19 @@ def _validate_recording(cfg: Mapping[str, Any]) -> None:
     duration = _number(cfg, "duration_s", cfg["duration_s"])
     if duration < (pre + post) / 1000.0 + 2.0:
         raise _fail("duration_s", f"{duration} s is too short for beats", "use ≥ 5 (default 10)")
+    if not duration <= MAX_DURATION_S:
+        raise _fail("duration_s", f"{duration:g} s is more than {MAX_DURATION_S:g}", "default 10")
+    if fs * duration > MAX_SAMPLES:
+        raise _fail(
+            "fs × duration_s",
+            f"{fs * duration:.3g} samples per recording is more than {MAX_SAMPLES:,}",
+            "lower fs or duration_s",
+        )
     centers = cfg["centers"]
     if isinstance(centers, bool) or not isinstance(centers, int) or centers < 1:
         raise _fail("centers", f"{centers!r} must be a whole number ≥ 1", "default 17")
+    if centers > MAX_CENTERS:
+        raise _fail("centers", f"{centers} is more than {MAX_CENTERS:,}", "default 17")
     devices = cfg["devices"]
     if not isinstance(devices, Mapping) or not devices:
         raise _fail("devices", "must map device names to {gain, lowpass_hz, share}", "fix it")
@@ -187,3 +228,17 @@ def _validate_render(render: Mapping[str, Any]) -> None:
     jpeg = render["distortions"].get("jpeg_quality")
     if jpeg and not 1 <= float(jpeg["range"][0]) <= float(jpeg["range"][1]) <= 100:
         raise _fail("render.distortions.jpeg_quality.range", "must lie in 1–100", "fix it")
+
+
+def _validate_image_size(duration_s: float, dpi: float) -> None:
+    """Refuse a cohort whose largest page (12-lead layout, highest dpi) is too big to draw."""
+    width_mm = LEFT_MM + duration_s * PAPER_SPEED_MM_S + RIGHT_MM
+    height_mm = TOP_MM + 4 * PAGE_ROW_HEIGHT_MM + BOTTOM_MM
+    pixels = width_mm * height_mm * (dpi / 25.4) ** 2
+    if pixels > MAX_IMAGE_PIXELS:
+        raise _fail(
+            "duration_s/render.dpi",
+            f"a {duration_s:g} s page at {dpi:g} dpi is {pixels / 1e6:.0f} Mpx, more than "
+            f"{MAX_IMAGE_PIXELS / 1e6:g} Mpx",
+            "lower duration_s or render.dpi, or pass images=false",
+        )

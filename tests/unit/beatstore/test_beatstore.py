@@ -89,4 +89,5 @@ def test_missing_folder_and_manifest(tmp_path: Path) -> None:
 def test_headerless_single_column_beats_are_accepted(store: Path) -> None:
     beat_file = store / read_manifest(store)["beat_file"][0]
     beat_file.write_text("0.1\n0.2\n0.3\n")
+    edit_manifest(store, r_index=1)  # the R-peak must lie inside the (now 3-sample) beat
     assert load_beat_store(store).beats[0].tolist() == pytest.approx([0.1, 0.2, 0.3])

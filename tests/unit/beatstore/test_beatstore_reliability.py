@@ -1,0 +1,253 @@
+"""Issue 17: a beat store from an unlucky or hostile user ends in one EcgmlError line.
+
+Defects #4 (unbounded memory), #9 (paths escaping the store), #12 (tracebacks), #13 (implausible
+``fs``), #15 (amplitude in the wrong unit) and #16 (a ``;``-separated manifest). Nothing here
+allocates more than a few MB: the refusals must happen before any padding or unbounded read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgml.beatstore import load_beat_store, read_manifest
+from ecgml.data import datamodule
+from ecgml.data.datamodule import load_store, load_table
+from ecgml.errors import EcgmlError
+from tests.fakes import write_toy_store
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture()
+def store(tmp_path: Path) -> Path:
+    """12 beats of 150 samples at 250 Hz (R at 50), 3 hyperkalemia + 3 normal patients."""
+    return write_toy_store(tmp_path / "store", n_positive=3, n_negative=3, beats_per_patient=2)
+
+
+def set_cell(store: Path, column: str, value: object, row: int = 0) -> None:
+    manifest = pd.read_csv(store / "manifest.csv", dtype=str)
+    manifest[column] = manifest[column].astype(object)
+    manifest.loc[row, column] = value
+    manifest.to_csv(store / "manifest.csv", index=False)
+
+
+def first_beat(store: Path) -> Path:
+    return store / read_manifest(store)["beat_file"][0]
+
+
+def scale_beats(store: Path, factor: float) -> None:
+    for name in read_manifest(store)["beat_file"]:
+        values = pd.read_csv(store / name)["mv"].to_numpy() * factor
+        (store / name).write_text("mv\n" + "\n".join(f"{v:.6g}" for v in values) + "\n")
+
+
+def load_in_child(store: Path, timeout: float = 30.0) -> subprocess.CompletedProcess:
+    """``load_beat_store`` in a child capped at 1.5 GiB of address space and ``timeout`` s."""
+    code = textwrap.dedent(
+        """
+        import resource, sys
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 29, 3 << 29))
+        from ecgml.beatstore import load_beat_store
+        from ecgml.errors import EcgmlError
+        try:
+            load_beat_store(sys.argv[1])
+        except EcgmlError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        """
+    )
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-c", code, str(store)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+    )
+
+
+# --------------------------------------------------------------------------- 4: memory
+
+
+def test_overlong_beat_is_refused_before_padding(
+    store: Path, monkeypatch: pytest.MonkeyPatch, compose_cfg
+) -> None:
+    first_beat(store).write_text("mv\n" + "0.1\n" * 1_000_000)  # 4 MB, 10^6 samples
+    monkeypatch.setattr(datamodule, "align_beats", _never_called)
+    cfg = compose_cfg("data=beats", f"data.path={store}", "disorder=hyperkalemia")
+    with pytest.raises(EcgmlError, match=r"1000 samples \(data.max_beat_s=4") as info:
+        load_table(cfg)
+    assert str(first_beat(store)) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def _never_called(*args: object, **kwargs: object) -> None:
+    raise AssertionError("beats were padded before the overlong beat was refused")
+
+
+def test_the_beat_length_bound_is_configurable(store: Path, compose_cfg) -> None:
+    first_beat(store).write_text("mv\n" + "0.1\n" * 5000)  # 20 s at 250 Hz
+    with pytest.raises(EcgmlError, match="at most 1000 samples"):
+        load_beat_store(store)
+    assert len(load_beat_store(store, max_beat_s=30).beats[0]) == 5000
+    cfg = compose_cfg("data=beats", f"data.path={store}", "data.max_beat_s=30")
+    assert len(load_store(cfg).beats[0]) == 5000
+
+
+def test_symlink_to_dev_zero_is_refused_without_reading_it(store: Path) -> None:
+    beat = first_beat(store)
+    beat.unlink()
+    beat.symlink_to("/dev/zero")
+    run = load_in_child(store)
+    assert run.returncode == 2, run.stderr[-1500:]
+    assert run.stderr.count("\n") == 1 and str(beat) in run.stderr
+    assert "outside the beat store" in run.stderr or "not a regular file" in run.stderr
+
+
+def test_fifo_beat_file_is_refused_without_blocking(store: Path) -> None:
+    beat = first_beat(store)
+    beat.unlink()
+    os.mkfifo(beat)
+    run = load_in_child(store, timeout=20)
+    assert run.returncode == 2, run.stderr[-1500:]
+    assert run.stderr.startswith("error: ") and "not a regular file" in run.stderr
+
+
+@pytest.mark.parametrize("r_index", ["100000000", "-100000000", "150", "-1"])
+def test_r_index_outside_its_beat_is_refused(store: Path, r_index: str) -> None:
+    set_cell(store, "r_index", r_index)
+    with pytest.raises(EcgmlError, match=f"r_index {r_index} lies outside its beat of 150"):
+        load_beat_store(store)
+
+
+# --------------------------------------------------------------------------- 9: path escapes
+
+
+@pytest.mark.parametrize("how", ["dotdot", "absolute", "symlink"])
+def test_beat_file_outside_the_store_is_refused(store: Path, tmp_path: Path, how: str) -> None:
+    outside = tmp_path / "secret.csv"
+    outside.write_text("mv\n0.1\n0.2\n")
+    if how == "dotdot":
+        set_cell(store, "beat_file", "beats/../../secret.csv")
+    elif how == "absolute":
+        set_cell(store, "beat_file", str(outside))
+    else:
+        first_beat(store).unlink()
+        first_beat(store).symlink_to(outside)
+    with pytest.raises(EcgmlError, match="outside the beat store") as info:
+        load_beat_store(store)
+    assert "\n" not in str(info.value)
+
+
+def test_symlink_inside_the_store_is_accepted(store: Path) -> None:
+    beats = read_manifest(store)["beat_file"]
+    first_beat(store).unlink()
+    first_beat(store).symlink_to(store / beats[1])
+    loaded = load_beat_store(store)
+    np.testing.assert_array_equal(loaded.beats[0], loaded.beats[1])
+
+
+@pytest.mark.slow
+def test_train_cli_exits_2_on_a_path_escape(store: Path, tmp_path: Path) -> None:
+    set_cell(store, "beat_file", "/etc/passwd")
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    run = subprocess.run(
+        [sys.executable, "-m", "ecgml.train", "data=beats", f"data.path={store}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "outside the beat store" in errors[0]
+    assert "Traceback" not in run.stderr
+
+
+# --------------------------------------------------------------------------- 12: tracebacks
+
+
+def test_beat_file_that_is_a_folder_is_refused(store: Path) -> None:
+    set_cell(store, "beat_file", "beats")
+    with pytest.raises(EcgmlError, match="is a folder"):
+        load_beat_store(store)
+
+
+def test_symlink_loop_is_refused(store: Path) -> None:
+    beat = first_beat(store)
+    beat.unlink()
+    beat.symlink_to(beat)
+    with pytest.raises(EcgmlError, match="cannot be resolved"):
+        load_beat_store(store)
+
+
+@pytest.mark.parametrize("text", ["[500, 1]", '"500"', "42", "null"])
+def test_beatstore_json_that_is_not_an_object_is_refused(store: Path, text: str) -> None:
+    (store / "beatstore.json").write_text(text)
+    with pytest.raises(EcgmlError, match="beatstore.json must hold a JSON object"):
+        load_beat_store(store)
+
+
+@pytest.mark.parametrize("r_index", ["12.7", "1e400", "abc"])
+def test_fractional_r_index_is_refused(store: Path, r_index: str) -> None:
+    set_cell(store, "r_index", r_index)
+    with pytest.raises(EcgmlError, match="r_index must hold whole sample indices"):
+        load_beat_store(store)
+
+
+def test_whole_float_r_index_is_accepted(store: Path) -> None:
+    set_cell(store, "r_index", "50.0")
+    assert load_beat_store(store).meta["r_index"].iloc[0] == 50
+
+
+# --------------------------------------------------------------------------- 13: fs
+
+
+@pytest.mark.parametrize("fs", ["NaN", "1e-9", "0", "49", "10001", "1e9", '"500"', "true"])
+def test_implausible_fs_is_refused(store: Path, fs: str) -> None:
+    (store / "beatstore.json").write_text(f'{{"fs": {fs}, "units": "mV"}}')
+    with pytest.raises(EcgmlError, match="fs must be a number of Hz between 50 and 10000"):
+        load_beat_store(store)
+
+
+def test_implausible_default_fs_is_refused(store: Path) -> None:
+    (store / "beatstore.json").unlink()
+    with pytest.raises(EcgmlError, match="between 50 and 10000"):
+        load_beat_store(store, default_fs=float("nan"))
+
+
+# --------------------------------------------------------------------------- 15: amplitude
+
+
+@pytest.mark.parametrize(("factor", "unit"), [(1000.0, "µV"), (0.001, "V")])
+def test_training_refuses_beats_in_the_wrong_unit(
+    store: Path, compose_cfg, factor: float, unit: str
+) -> None:
+    scale_beats(store, factor)
+    cfg = compose_cfg("data=beats", f"data.path={store}", "disorder=hyperkalemia")
+    with pytest.raises(EcgmlError, match=f"median R amplitude .* mV .*{unit}") as info:
+        load_table(cfg)
+    assert str(store) in str(info.value) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- 16: separator
+
+
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_manifest_with_the_wrong_separator_says_so(store: Path, sep: str) -> None:
+    manifest = pd.read_csv(store / "manifest.csv")
+    manifest.to_csv(store / "manifest.csv", index=False, sep=sep)
+    with pytest.raises(EcgmlError, match=re.escape(f"separator looks like {sep!r}")) as info:
+        read_manifest(store)
+    assert "comma" in str(info.value)

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format ui sweep bench clean lock
+.PHONY: help install train test test-fast lint format ui serve dashboard sweep bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,18 @@ ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts \
 		--host 127.0.0.1 --port 5000 --workers 1
+
+DISORDER ?= hypokalemia
+SERVE_PORT ?= 5001
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
+
+serve: install  ## REST API of the DISORDER champion on http://127.0.0.1:5001 (POST /invocations)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
+		$(BIN)/mlflow models serve -m models:/ecgml-$(DISORDER)@champion \
+		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+
+dashboard: install  ## optuna-dashboard on http://127.0.0.1:8080 over the sweeps' mlruns/optuna.db
+	$(BIN)/optuna-dashboard sqlite:///$(CURDIR)/mlruns/optuna.db --host 127.0.0.1 --port 8080
 
 sweep: install  ## a 20-trial pruned Optuna sweep (hypokalemia) on the synthetic cohort
 	$(BIN)/python -m ecgml.train -m hparams_search=cnn1d disorder=hypokalemia $(ARGS)

@@ -7,9 +7,11 @@ store, exactly as ``ecgml.train`` + ``ecgml.promote`` do. Then:
 - in process: import time, model loading (3 models from the registry), scoring a folder of
   ``--n-beats`` beat CSVs (read + prepare + 3 models), and one digitized image;
 - as a user runs it: ``python -m ecgml.predict`` on one beat and on the whole folder
-  (wall-clock, so the difference is the folder's cost after start-up).
+  (wall-clock, so the difference is the folder's cost after start-up);
+- the same model exported to ONNX (``ecgml.export``): onnxruntime vs torch beats/s at batch 1
+  and 256 (the torch side as ``ecgml.predict`` scores: Conv+BN folded, ``inference_mode``).
 
-    .venv/bin/python experiments/bench_predict.py [--n-beats 1000] [--skip-cli]
+    .venv/bin/python experiments/bench_predict.py [--n-beats 1000] [--skip-cli] [--onnx-only]
 """
 
 from __future__ import annotations
@@ -42,23 +44,29 @@ def register_models(uri: str, seq_len: int, r_index: int, fs: float) -> None:
     from mlflow.tracking import MlflowClient
     from omegaconf import OmegaConf
 
-    from ecgml import DISORDERS
+    from ecgml import CONF_DIR, DISORDERS
     from ecgml.models import build_backbone
-    from ecgml.tracking.registry import log_trained_model, promote_run
+    from ecgml.pipeline.beat_model import log_beat_model, model_spec
+    from ecgml.tracking.registry import promote_run
 
     client = MlflowClient(uri)
+    cnn1d = OmegaConf.load(CONF_DIR / "model" / "cnn1d.yaml")
     for disorder in DISORDERS:
         experiment = client.create_experiment(f"ecgml-{disorder}")
         run = client.create_run(experiment, tags={"disorder": disorder})
         cfg = OmegaConf.create(
             {
                 "disorder": {"name": disorder, "positive": disorder, "negative": "normal"},
-                "model": {"name": "cnn1d"},
+                "model": {
+                    "name": "cnn1d",
+                    "backbone": cnn1d.backbone,
+                },
                 "data": {"align": "r_peak"},
             }
         )
         backbone = build_backbone("cnn1d", in_channels=1, n_outputs=1, seq_len=seq_len)
-        log_trained_model(uri, run.info.run_id, backbone, seq_len, fs, r_index, 0.5, cfg)
+        spec = model_spec(cfg, seq_len, fs, r_index, 0.5)
+        log_beat_model(uri, run.info.run_id, backbone, spec)
         client.set_terminated(run.info.run_id, "FINISHED")
         promote_run(run.info.run_id, tracking_uri=uri)
 
@@ -92,18 +100,56 @@ def run_cli(args: list[str], uri: str, cwd: Path) -> float:
     return seconds
 
 
+def beats_per_second(score, x: np.ndarray, batch: int, min_s: float = 2.0) -> float:
+    """Beats/s of ``score(chunk)`` over batches of ``batch`` prepared beats (≥ ``min_s`` s)."""
+    chunks = [x[i : i + batch] for i in range(0, len(x), batch)]
+    score(chunks[0])  # warm-up
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < min_s:
+        for chunk in chunks:
+            score(chunk)
+            done += len(chunk)
+    return done / (time.perf_counter() - start)
+
+
+def onnx_vs_torch(model, root: Path, x: np.ndarray) -> None:
+    """onnxruntime vs torch on the same prepared beats, batch 1 and 256."""
+    import dataclasses
+
+    import onnxruntime as ort
+    import torch
+
+    from ecgml.inference.onnx_export import export_model
+    from ecgml.models.inference import fused_for_inference
+
+    report, _ = timed("export one model to ONNX (+ parity check)", export_model, model,
+                             root / "model.onnx")  # fmt: skip
+    print(f"  → max |onnxruntime − torch| {report.max_abs_diff:.1e} on {report.n_checked} beats")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = ort.InferenceSession(str(report.path), options, providers=["CPUExecutionProvider"])
+    fused = dataclasses.replace(model, model=fused_for_inference(model.model))
+    x3 = x[:, None, :].astype(np.float32)
+    for batch in (1, 256):
+        ort_bps = beats_per_second(lambda c: session.run(["probability"], {"beats": c}), x3, batch)
+        torch_bps = beats_per_second(fused.score, x, batch)
+        print(f"{f'batch {batch}: onnxruntime vs torch (beats/s)':<48} {ort_bps:10,.0f} vs "
+              f"{torch_bps:,.0f} ({ort_bps / torch_bps:.2f}×)")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-beats", type=int, default=1000)
     parser.add_argument("--skip-cli", action="store_true", help="in-process figures only")
+    parser.add_argument("--onnx-only", action="store_true", help="only onnxruntime vs torch")
     args = parser.parse_args()
 
     start = time.perf_counter()
     import torch
 
     from ecgml.inference.inputs import InputOptions
+    from ecgml.inference.loading import load_models
     from ecgml.inference.score import predict_path
-    from ecgml.tracking.registry import load_models
 
     import_s = time.perf_counter() - start
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs")
@@ -120,6 +166,13 @@ def main() -> None:
         disorders = ("hyperkalemia", "hypokalemia", "hyponatremia")
         models, _ = timed("load 3 champion models from the registry", load_models, disorders,
                           "champion", uri)  # fmt: skip
+        if args.onnx_only:
+            from ecgml.signal import prepare_beats
+
+            model = models["hyperkalemia"]
+            x = prepare_beats(list(beats), [r_index] * len(beats), fs, model)
+            onnx_vs_torch(model, root, x)
+            return
         results, score_s = timed(f"predict folder of {args.n_beats} beat CSVs (in process)",
                                  predict_path, folder, models)  # fmt: skip
         assert len(results) == args.n_beats and all(r["n_beats"] == 1 for r in results)
@@ -139,6 +192,7 @@ def main() -> None:
         cv2.imwrite(str(root / "image.png"), image)
         timed("predict one 10 s strip image (digitize + 3 models)", predict_path,
               root / "image.png", models, InputOptions())  # fmt: skip
+        onnx_vs_torch(models["hyperkalemia"], root, x)
         if args.skip_cli:
             return
         one = root / "one"

@@ -65,7 +65,7 @@ def checkpoint_path(client: MlflowClient, run_id: str) -> str:
 
 def load_model(run_cfg: DictConfig, seq_len: int, checkpoint: Path) -> torch.nn.Module:
     model = build_model(run_cfg, seq_len, pos_weight=0.0, pretrained=False)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
     backbone = {
         k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")
     }

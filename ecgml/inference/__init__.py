@@ -1,27 +1,20 @@
-"""Inference: log/register trained models in MLflow, turn any ECG input into beats, score them.
+"""Inference: turn any ECG input into beats and score them with logged models.
 
-``python -m ecgml.promote run_id=…`` (:func:`promote_run`) and ``python -m ecgml.predict
-input=PATH`` (:func:`run_predict`) are the command-line faces of this package.
+``python -m ecgml.predict input=PATH`` (:func:`~ecgml.inference.score.run_predict`) is the
+command-line face of this package; :mod:`ecgml.inference.loading` loads models without pickle.
 """
 
-from ecgml.tracking.registry import (
-    CHAMPION,
-    BeatProbabilityModel,
-    LoadedModel,
-    load_disorder_model,
-    load_models,
-    log_trained_model,
-    promote_run,
-    registered_name,
-)
+from ecgml.inference.loading import load_disorder_model, load_model_uri, load_models
+from ecgml.models.scoring import BeatProbabilityModel
+from ecgml.tracking.registry import CHAMPION, LoadedModel, promote_run, registered_name
 
 __all__ = [
     "CHAMPION",
     "BeatProbabilityModel",
     "LoadedModel",
     "load_disorder_model",
+    "load_model_uri",
     "load_models",
-    "log_trained_model",
     "promote_run",
     "registered_name",
 ]

@@ -33,9 +33,10 @@ from ecgml.inference.inputs import (
     read_inputs,
     window_for,
 )
+from ecgml.inference.loading import load_models
 from ecgml.inference.preprocess import prepare_beats
 from ecgml.models.inference import fused_for_inference
-from ecgml.tracking.registry import CHAMPION, LoadedModel, load_models
+from ecgml.tracking.registry import CHAMPION, LoadedModel
 
 log = logging.getLogger("ecgml.inference")
 
@@ -133,14 +134,7 @@ def predict_path(
     progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Read ``path`` (file, beat store or folder) and score it with ``models``."""
-    base = options or InputOptions()
-    options = InputOptions(
-        window=window_for(models.values()),
-        image_fs=base.image_fs,
-        layout=base.layout,
-        dpi=base.dpi,
-        beat_fs=base.beat_fs,
-    )
+    options = dataclasses.replace(options or InputOptions(), window=window_for(models.values()))
     entries = read_inputs(list_inputs(Path(path)), options, progress=progress)
     return predict_entries(entries, models, saliency_dir)
 
@@ -205,7 +199,10 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     models = {
         disorder: dataclasses.replace(model, model=fused_for_inference(model.model))
         for disorder, model in load_models(
-            disorders, model_spec(cfg.get("models")), cfg.get("tracking_uri")
+            disorders,
+            model_spec(cfg.get("models")),
+            cfg.get("tracking_uri"),
+            allow_pickle=bool(cfg.get("allow_pickle", False)),
         ).items()
     }
     loaded_s = time.perf_counter() - start
@@ -220,6 +217,7 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         layout=str(image.get("layout", "strip")),
         dpi=image.get("dpi"),
         beat_fs=float(cfg.fs) if cfg.get("fs") else None,
+        allow_implausible_amplitude=bool(cfg.get("allow_implausible_amplitude", False)),
     )
     start = time.perf_counter()
     results = predict_path(input_path, models, options, saliency_dir, bool(cfg.get("progress")))

@@ -150,7 +150,7 @@ class LightningFitter:
             return model
         self.checkpoints.append(Path(path))
         return BeatClassifier.load_from_checkpoint(
-            path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=False
+            path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=True
         )
 
     def _ensemble(self, members: list[BeatClassifier]) -> BeatClassifier:

@@ -21,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgml.beatstore import BeatStore
 from ecgml.data.augment import AugmentSettings
-from ecgml.data.datamodule import BeatTable, load_table
+from ecgml.data.datamodule import BeatTable, load_table, resolve_store_path
 from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.evaluation.predictions import clinical_settings
 from ecgml.evaluation.subgroups import resolve_subgroup_columns
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
+from ecgml.pipeline.beat_model import log_beat_model, model_spec, n_ensemble_members
 from ecgml.pipeline.fitters import (
     Fitter,
     LightningFitter,
@@ -39,15 +40,16 @@ from ecgml.pipeline.fitters import (
 from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
 from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.tracking import (
+    NOTE_TAG,
     finite_metrics,
     flatten_config,
     git_state,
+    log_dataset_inputs,
     make_logger,
     preserved_tracking_uri,
     resolve_store,
     tracked_run,
 )
-from ecgml.tracking.registry import log_trained_model
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
 
@@ -106,16 +108,16 @@ def log_run_files(
             client.log_artifact(run_id, str(path), artifact_path=folder)
 
 
-def log_model(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
+def log_model(cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str,
               threshold: float, calibrator: Calibrator) -> None:  # fmt: skip
     """The MLflow model ``ecgml.promote`` registers (Lightning backbones only)."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
         return
-    uri = resolve_store(cfg.logger.tracking_uri).tracking_uri
-    log_trained_model(
-        uri, logger.run_id, fitter.model, table.seq_len, table.fs, table.r_index, threshold, cfg,
-        calibration=calibrator.to_dict(),
+    spec = model_spec(
+        cfg, table.seq_len, table.fs, table.r_index, threshold, calibrator.to_dict(),
+        ensemble=n_ensemble_members(fitter.model),
     )  # fmt: skip
+    log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
 
 
 def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
@@ -131,6 +133,29 @@ def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table
     logger.log_metrics(finite_metrics(metrics))
     logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), artifact_path="explain")
     return metrics
+
+
+def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> None:
+    """The beats of each split as MLflow dataset inputs (the runs table's Dataset column)."""
+    columns = [c for c in ("patient_id", "beat_id", "group", "y", "center", "device")
+               if c in table.meta.columns]  # fmt: skip
+    splits = {s: table.meta.loc[table.meta["split"] == s, columns].reset_index(drop=True)
+              for s in ("train", "val", "test")}  # fmt: skip
+    source = str(resolve_store_path(cfg.data))
+    name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
+    log_dataset_inputs(logger.experiment, logger.run_id, splits, source, name, table.digest)
+
+
+def run_description(cfg: DictConfig, metrics: dict[str, Any]) -> str:
+    """One line for the run page: what was trained on what, and how it did."""
+    auroc = metrics.get("test/auroc", float("nan"))
+    low, high = metrics.get("test/auroc_ci_low"), metrics.get("test/auroc_ci_high")
+    ci = f" (95% CI {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return (
+        f"{cfg.disorder.name} vs {cfg.disorder.negative} · task {cfg.task.get('name', 'classify')}"
+        f" · model {cfg.model.name} · split {cfg.split.name} · test AUROC {auroc:.3f}{ci}"
+        f" · model card: model_card.md"
+    )
 
 
 def log_model_card(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable,
@@ -177,6 +202,7 @@ def run_one(
 
 def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
                fitter: Fitter) -> RunResult:  # fmt: skip
+    log_datasets(cfg, logger, table)
     fitter.fit(table)
     if isinstance(fitter, SklearnFitter):
         logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
@@ -188,9 +214,10 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
     logger.log_metrics(finite_metrics(metrics))
     logger.experiment.set_tag(logger.run_id, "ecgml.calibration", evaluation.calibrator.describe())
     log_run_files(logger, cfg, out, table, fitter, predictions)
-    log_model(cfg, logger, fitter, table, metrics["test/threshold"], evaluation.calibrator)
+    log_model(cfg, fitter, table, logger.run_id, metrics["test/threshold"], evaluation.calibrator)
     metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
     log_model_card(cfg, logger, table, metrics, evaluation, out)
+    logger.experiment.set_tag(logger.run_id, NOTE_TAG, run_description(cfg, metrics))
     return RunResult(
         logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
         fitter.fit_metrics,

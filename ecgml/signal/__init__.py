@@ -4,6 +4,7 @@
 - :mod:`~ecgml.signal.windows`: one window per R-peak and the interference filter (``BeatSet``).
 - :mod:`~ecgml.signal.baseline`: per-beat isoelectric (PR-segment) referencing.
 - :mod:`~ecgml.signal.align`: R-aligned zero-padding / cropping to one length.
+- :mod:`~ecgml.signal.prepare`: new beats laid out as a trained model saw them.
 - :mod:`~ecgml.signal.delineate`: NeuroKit2 wave delineation.
 
 This layer imports nothing from ecgml but ``ecgml.errors`` and the package constants.
@@ -12,6 +13,7 @@ This layer imports nothing from ecgml but ``ecgml.errors`` and the package const
 from ecgml.signal.align import Align, Mode, align_beats, beat_layout, resample_beat
 from ecgml.signal.baseline import BASELINES, Baseline, reference_beat, reference_beats
 from ecgml.signal.delineate import WAVES, DelineationError, delineate_record
+from ecgml.signal.prepare import BeatLayout, prepare_beats
 from ecgml.signal.rpeaks import detect_rpeaks
 from ecgml.signal.windows import (
     DEFAULT_MAX_AMPLITUDE_RATIO,
@@ -35,6 +37,7 @@ __all__ = [
     "WAVES",
     "Align",
     "Baseline",
+    "BeatLayout",
     "BeatSet",
     "DelineationError",
     "Mode",
@@ -44,6 +47,7 @@ __all__ = [
     "detect_rpeaks",
     "extract_beats",
     "extract_windows",
+    "prepare_beats",
     "reference_beat",
     "reference_beats",
     "resample_beat",

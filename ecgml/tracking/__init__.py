@@ -2,12 +2,14 @@
 
 from ecgml.tracking.runs import (
     EXPERIMENT_ENV,
+    NOTE_TAG,
     PARENT_RUN_ENV,
     config_digest,
     experiment_name,
     finite_metrics,
     flatten_config,
     git_state,
+    log_dataset_inputs,
     log_metrics_batch,
     log_params_batch,
     make_logger,
@@ -25,6 +27,7 @@ from ecgml.tracking.store import (
 
 __all__ = [
     "EXPERIMENT_ENV",
+    "NOTE_TAG",
     "PARENT_RUN_ENV",
     "TrackingStore",
     "config_digest",
@@ -33,6 +36,7 @@ __all__ = [
     "finite_metrics",
     "flatten_config",
     "git_state",
+    "log_dataset_inputs",
     "log_metrics_batch",
     "log_params_batch",
     "make_logger",

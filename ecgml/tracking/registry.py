@@ -1,22 +1,18 @@
-"""Log a trained beat model with MLflow's model API, register it, and load it back for scoring.
+"""The MLflow side of trained models: log one against its run, register it, find it again.
 
-A logged model is a :class:`BeatProbabilityModel` (the backbone plus a sigmoid: beats
-``(n, 1, seq_len)`` float32 → probabilities ``(n,)``) whose MLmodel ``metadata`` carries what
-inference needs to prepare beats exactly as training did: ``seq_len``, ``fs``, ``r_index`` (the
-sample every R-peak was aligned on; ``None`` when beats were aligned at their start), ``align``,
-the ``threshold`` chosen on validation and the disorder. The composed config travels as
-``config.yaml`` inside the model.
-
-The model is saved with pickle (``serialization_format="pickle"``), not MLflow's ``pt2`` default:
-every backbone saves without tracing, and loading gives a real ``nn.Module`` (Captum saliency
-needs its gradients). Loading therefore needs the ``ecgml`` package importable, and, as with any
-pickle, only models from a store you trust.
+A logged ecgml model is an MLflow pyfunc "models from code" model (its files are written by
+:mod:`ecgml.pipeline.beat_model`: safetensors weights, a JSON spec, the entry file).
+:func:`log_python_model` attaches it to the training run, in that run's experiment (so its
+artifacts go under the store's artifact root, never into a stray ``./mlruns/0``), without
+touching the run's status. :func:`promote_run` registers it as ``ecgml-<disorder>`` and points
+an alias at it; :func:`resolve_model_uri` turns an alias back into a model URI and version.
+:class:`LoadedModel` is a model ready to score prepared beats; building one from the files is
+the inference layer's job (no pickle on any path).
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import os
 import tempfile
@@ -28,10 +24,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-import ecgml
 from ecgml.errors import EcgmlError
 from ecgml.tracking.store import preserved_tracking_uri, resolve_store
 
@@ -45,20 +39,6 @@ SCORE_BATCH = 1024
 def registered_name(disorder: str) -> str:
     """The registry name of a disorder's models (``ecgml-<disorder>``)."""
     return f"ecgml-{disorder}"
-
-
-class BeatProbabilityModel(nn.Module):
-    """A backbone's positive-class logit turned into a probability: ``(n, 1, L)`` → ``(n,)``."""
-
-    def __init__(self, backbone: nn.Module) -> None:
-        super().__init__()
-        self.backbone = backbone
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x).reshape(len(x), -1)[:, 0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.logits(x))
 
 
 def import_mlflow() -> Any:
@@ -84,67 +64,55 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
         yield
 
 
-def model_signature(seq_len: int) -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+@contextlib.contextmanager
+def _experiment_of_run(client: Any, run_id: str) -> Iterator[None]:
+    """MLflow files a logged model under the *active* experiment (the store's Default one, with
+    artifacts in ``./mlruns/0`` under the current directory, when none is set): point it at the
+    run's own experiment for the block."""
+    key = "MLFLOW_EXPERIMENT_ID"
+    previous = os.environ.get(key)
+    os.environ[key] = client.get_run(run_id).info.experiment_id
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = previous
 
-    return ModelSignature(
-        inputs=Schema([TensorSpec(np.dtype(np.float32), (-1, 1, seq_len), "beats")]),
-        outputs=Schema([TensorSpec(np.dtype(np.float32), (-1,), "probability")]),
-    )
 
-
-def log_trained_model(
+def log_python_model(
     tracking_uri: str,
     run_id: str,
-    model: nn.Module,
-    seq_len: int,
-    fs: float,
-    r_index: int | None,
-    threshold: float,
-    cfg: DictConfig,
-    calibration: dict[str, Any] | None = None,
-) -> None:
-    """Log ``model`` (a ``BeatClassifier`` or a bare backbone) against the existing run ``run_id``.
-
-    ``mlflow.pytorch.log_model(..., run_id=…)`` attaches the logged model to that run without
-    opening a fluent run, so the run's status (still RUNNING inside ``train``) is left alone.
-    """
+    code_path: Path,
+    artifacts: Mapping[str, str],
+    signature: Any,
+    metadata: Mapping[str, Any],
+    pip_requirements: Sequence[str],
+    input_example: Any = None,
+) -> str:
+    """Log a pyfunc "models from code" model (``code_path``) with ``artifacts`` against the
+    existing run ``run_id``; returns the logged model's id. The run's status is left alone."""
     mlflow = import_mlflow()
-    backbone = copy.deepcopy(getattr(model, "backbone", model))  # leave the caller's model as is
-    scorer = BeatProbabilityModel(backbone).cpu().eval()
-    metadata = {
-        "ecgml_version": ecgml.__version__,
-        "disorder": str(cfg.disorder.name),
-        "positive": str(cfg.disorder.positive),
-        "negative": str(cfg.disorder.negative),
-        "model_name": str(cfg.model.name),
-        "seq_len": int(seq_len),
-        "fs": float(fs),
-        "r_index": None if r_index is None else int(r_index),
-        "align": str(cfg.data.align) if r_index is not None else "start",
-        # per-beat isoelectric referencing (ecgml.signal.reference_beats) serving must repeat
-        "baseline": str(cfg.data.get("baseline", "none")),
-        "threshold": float(threshold),
-        # the post-hoc recalibration (ecgml.evaluation.calibration.Calibrator.to_dict) that maps
-        # the network's probability to the one ``threshold`` applies to
-        "calibration": calibration or {"method": "none"},
-    }
-    with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
-        config_file = Path(tmp) / "config.yaml"
-        config_file.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-        with tracking_uri_set(tracking_uri), _quiet_downloads(), _pickle_notice_silenced():
-            mlflow.pytorch.log_model(
-                scorer,
-                name=MODEL_NAME,
-                run_id=run_id,
-                signature=model_signature(seq_len),
-                metadata=metadata,
-                extra_files=[str(config_file)],
-                pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-                serialization_format="pickle",
-            )
-    log.info("logged the %s model with run %s", metadata["disorder"], run_id)
+    from mlflow.models import Model
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    with tracking_uri_set(tracking_uri), _quiet_downloads(), _experiment_of_run(client, run_id):
+        info = Model.log(
+            artifact_path=None,
+            name=MODEL_NAME,
+            flavor=mlflow.pyfunc,
+            run_id=run_id,
+            python_model=str(code_path),
+            artifacts=dict(artifacts),
+            signature=signature,
+            input_example=input_example,
+            metadata=dict(metadata),
+            pip_requirements=list(pip_requirements),
+        )
+    log.info("logged the %s model with run %s", metadata.get("disorder", "?"), run_id)
+    return str(info.model_id)
 
 
 # --------------------------------------------------------------------------- loading
@@ -205,43 +173,25 @@ def _quiet_downloads() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _pickle_notice_silenced() -> Iterator[None]:
-    """MLflow warns on every pickle save; ecgml chose pickle on purpose (module docstring)."""
-    logger = logging.getLogger("mlflow.pytorch")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
+def downloaded_model(uri: str, tracking_uri: str) -> Iterator[tuple[Path, dict[str, Any], dict]]:
+    """``(local folder, MLmodel metadata, MLmodel flavors)`` of a model URI, for a block.
 
-
-def load_model_uri(uri: str, tracking_uri: str, disorder: str | None = None) -> LoadedModel:
-    """Load a logged ecgml model from a model URI (``models:/name@alias``, ``models:/m-…``)."""
+    Reading the ``MLmodel`` file is YAML (safe-loaded by MLflow): nothing in the model runs.
+    """
     mlflow = import_mlflow()
+    from mlflow.exceptions import MlflowException
     from mlflow.models import Model
 
     with tracking_uri_set(tracking_uri), _quiet_downloads(), tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp)
-        meta = Model.load(local).metadata or {}
-        if "seq_len" not in meta:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except (MlflowException, OSError) as err:
             raise EcgmlError(
-                f"model {uri} was not logged by ecgml (no seq_len in its metadata): promote a run "
-                "trained with `python -m ecgml.train`"
-            )
-        module = mlflow.pytorch.load_model(local, map_location="cpu")
-    return LoadedModel(
-        disorder=str(meta.get("disorder", disorder)),
-        model=module.eval(),
-        seq_len=int(meta["seq_len"]),
-        fs=float(meta["fs"]),
-        r_index=None if meta.get("r_index") is None else int(meta["r_index"]),
-        align=str(meta.get("align", "r_peak")),
-        threshold=float(meta["threshold"]),
-        uri=uri,
-        calibration=dict(meta.get("calibration") or {"method": "none"}),
-        baseline=str(meta.get("baseline", "none")),
-    )
+                f"model {uri} cannot be downloaded from {tracking_uri} "
+                f"({str(err).splitlines()[0]}): check the URI or the alias"
+            ) from None
+        info = Model.load(local)
+        yield local, dict(info.metadata or {}), dict(info.flavors or {})
 
 
 def promote_command(disorder: str) -> str:
@@ -251,43 +201,23 @@ def promote_command(disorder: str) -> str:
     )
 
 
-def load_disorder_model(
-    disorder: str, alias: str = CHAMPION, tracking_uri: str | None = None
-) -> LoadedModel:
-    """The model registered as ``ecgml-<disorder>`` under ``alias`` (loaded once; score in batches).
+@dataclass(frozen=True)
+class ModelRef:
+    """Where a disorder's model is: its URI, and the registry version behind an alias."""
 
-    ``alias`` may also be a full model URI (``models:/…``) to use a model that is not promoted.
-    """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    uri_store = resolve_store(tracking_uri).tracking_uri
-    if ":/" in alias:
-        return load_model_uri(alias, uri_store, disorder)
-    import_mlflow()
-    name = registered_name(disorder)
-    client = MlflowClient(uri_store)
-    try:
-        version = client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        raise EcgmlError(
-            f"no '{alias}' model for {disorder} in the MLflow store {uri_store}: create one "
-            f"with {promote_command(disorder)}"
-        ) from None
-    loaded = load_model_uri(f"models:/{name}@{alias}", uri_store, disorder)
-    loaded.run_id, loaded.version = version.run_id, str(version.version)
-    return loaded
+    disorder: str
+    uri: str
+    version: str | None = None
+    run_id: str | None = None
 
 
-def load_models(
+def resolve_model_refs(
     disorders: Sequence[str],
     spec: str | Mapping[str, str] = CHAMPION,
     tracking_uri: str | None = None,
-) -> dict[str, LoadedModel]:
-    """Load one model per disorder; ``spec`` is an alias for all, or ``{disorder: alias-or-URI}``.
-
-    Every missing model is named in one error before anything is loaded.
-    """
+) -> tuple[str, list[ModelRef]]:
+    """``(store URI, one ModelRef per disorder)``; ``spec`` is an alias for all, or
+    ``{disorder: alias-or-URI}``. Every missing alias is named in one error."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -297,21 +227,26 @@ def load_models(
     }
     import_mlflow()
     client = MlflowClient(uri_store)
-    missing = []
+    refs, missing = [], []
     for disorder, alias in chosen.items():
         if ":/" in alias:
+            refs.append(ModelRef(disorder, alias))
             continue
+        name = registered_name(disorder)
         try:
-            client.get_model_version_by_alias(registered_name(disorder), alias)
+            version = client.get_model_version_by_alias(name, alias)
         except MlflowException:
             missing.append(disorder)
+            continue
+        refs.append(ModelRef(disorder, f"models:/{name}@{alias}", str(version.version),
+                             version.run_id))  # fmt: skip
     if missing:
         alias = chosen[missing[0]]
         raise EcgmlError(
             f"no '{alias}' model for {', '.join(missing)} in the MLflow store {uri_store}: "
             f"create one per disorder with {promote_command(missing[0])}"
         )
-    return {d: load_disorder_model(d, alias, uri_store) for d, alias in chosen.items()}
+    return uri_store, refs
 
 
 # --------------------------------------------------------------------------- promotion

@@ -70,6 +70,12 @@ def preserved_tracking_uri() -> Iterator[None]:
             os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
+#: MLflow 3's UI opens an experiment in its GenAI view (traces) unless it is tagged as model
+#: training; ecgml's experiments are.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+
+
 def ensure_experiment(store: TrackingStore, name: str) -> str:
     """Get or create the experiment (under a file lock: parallel jobs share one sqlite store)."""
     client = MlflowClient(store.tracking_uri)
@@ -79,9 +85,13 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
     try:
         found = client.get_experiment_by_name(name)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+                client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
             return found.experiment_id
         location = (store.artifact_root / name).as_uri() if store.artifact_root else None
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+        )
     finally:
         if lock:
             lock.release()

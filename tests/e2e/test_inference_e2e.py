@@ -18,8 +18,9 @@ from ecgml import DISORDERS, PROJECT_ROOT
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.inputs import InputOptions, Window
+from ecgml.inference.loading import load_disorder_model, load_models
 from ecgml.inference.score import predict_path
-from ecgml.tracking.registry import load_disorder_model, load_models, promote_run
+from ecgml.tracking.registry import promote_run
 from tests.conftest import compose_once
 from tests.fakes import FS, write_toy_store
 

@@ -92,7 +92,14 @@ def test_layers_are_the_documented_stack() -> None:
         "signal",
         "errors | schemas",
     ]
-    assert set(layers[0].split(" | ")) == {"train", "evaluate", "predict", "promote", "compare"}
+    assert set(layers[0].split(" | ")) == {
+        "train",
+        "evaluate",
+        "predict",
+        "promote",
+        "compare",
+        "export",
+    }
 
 
 @pytest.mark.parametrize(

@@ -23,8 +23,9 @@ from ecgml.inference.score import (
     write_json_atomic,
 )
 from ecgml.models import build_backbone
+from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.signal import align_beats
-from ecgml.tracking.registry import BeatProbabilityModel, LoadedModel
+from ecgml.tracking.registry import LoadedModel
 from tests.fakes import FS, PRE, write_toy_store
 
 SEQ_LEN = 150

@@ -3,6 +3,7 @@ two logged runs and records the comparison as a run of its own."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -101,3 +102,29 @@ def test_compare_cli_exits_2_on_an_unknown_run(tmp_path, capsys, monkeypatch) ->
     assert exit_.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "run_id=deadbeef is not in the MLflow store" in errors[0]
+
+
+def test_run_is_native_in_mlflows_ui(trained_run, session_tracking_uri) -> None:
+    """What MLflow 3's UI reads: the Dataset column (dataset inputs with a context), the
+    model-training experiment kind, the Models column (a logged model output), a description."""
+    _, result = trained_run
+    client = MlflowClient(session_tracking_uri)
+    run = client.get_run(result.run_id)
+    contexts = {
+        tag.value: d.dataset
+        for d in run.inputs.dataset_inputs
+        for tag in d.tags
+        if tag.key == "mlflow.data.context"
+    }
+    assert set(contexts) == {"train", "val", "test"}
+    digest = run.data.tags["dataset.digest"]
+    assert all(ds.digest.startswith(f"{digest[:8]}-") for ds in contexts.values())
+    assert len({ds.digest for ds in contexts.values()}) == 3
+    assert json.loads(contexts["test"].profile)["num_rows"] == result.metrics["test/n_beats"]
+    experiment = client.get_experiment(result.experiment_id)
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    assert [o.model_id for o in run.outputs.model_outputs]
+    note = run.data.tags["mlflow.note.content"]
+    assert (
+        note.startswith("hyperkalemia vs normal") and f"{result.metrics['test/auroc']:.3f}" in note
+    )

@@ -14,8 +14,9 @@ from ecgml.data.datamodule import build_beat_table
 from ecgml.errors import EcgmlError
 from ecgml.inference.preprocess import prepare_beats
 from ecgml.models import build_backbone
+from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.signal import reference_beat, reference_beats
-from ecgml.tracking.registry import BeatProbabilityModel, LoadedModel
+from ecgml.tracking.registry import LoadedModel
 
 FS = 500.0
 R = 125  # 250 ms before R, 650 ms after: the synthetic cohort's window
@@ -99,10 +100,11 @@ def _groups(cfg) -> tuple:
 
 
 def test_logged_model_carries_the_baseline(tmp_path: Path, compose_cfg) -> None:
-    """Serving reads the method from the model's metadata (ecgml.tracking.registry)."""
+    """Serving reads the method from the logged model's spec (ecgml.pipeline.beat_model)."""
     from mlflow import MlflowClient
 
-    from ecgml.tracking.registry import load_model_uri, log_trained_model, run_model_id
+    from ecgml.inference.loading import load_model_uri
+    from ecgml.pipeline.beat_model import log_beat_model, model_spec
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(uri)
@@ -110,6 +112,5 @@ def test_logged_model_carries_the_baseline(tmp_path: Path, compose_cfg) -> None:
     run_id = client.create_run(experiment).info.run_id
     cfg = compose_cfg("disorder=hyperkalemia", "data.baseline=linear")
     backbone = build_backbone("cnn1d", in_channels=1, n_outputs=1, seq_len=450)
-    log_trained_model(uri, run_id, backbone, 450, FS, R, 0.5, cfg)
-    _, model_id = run_model_id(client, run_id, uri)
+    model_id = log_beat_model(uri, run_id, backbone, model_spec(cfg, 450, FS, R, 0.5))
     assert load_model_uri(f"models:/{model_id}", uri).baseline == "linear"

@@ -1,0 +1,102 @@
+"""Load logged ecgml models for scoring — without unpickling and without running store code.
+
+A model logged by this ecgml (:mod:`ecgml.pipeline.beat_model`) is rebuilt from ecgml's own
+backbone classes and its safetensors weights. Models logged by ecgml before 2026-12 were
+pickled (``mlflow.pytorch``): loading one can run arbitrary code, so it is refused unless the
+caller passes ``allow_pickle=True`` (``ecgml.predict allow_pickle=true``), which loads it with
+a warning. Re-training and promoting replaces such a model for good.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import ecgml.tracking.registry as registry_module
+from ecgml.errors import EcgmlError
+from ecgml.models.scoring import BeatProbabilityModel
+from ecgml.pipeline.beat_model import is_beat_model_dir, read_model_dir
+from ecgml.tracking.registry import (
+    CHAMPION,
+    LoadedModel,
+    ModelRef,
+    downloaded_model,
+    import_mlflow,
+    resolve_model_refs,
+)
+
+log = logging.getLogger("ecgml.inference")
+
+
+def _legacy_pickled(local: Path, meta: dict[str, Any], uri: str) -> LoadedModel:
+    """A model of the old pickle format (``allow_pickle=True`` only)."""
+    log.warning(
+        "model %s is a pickled model of an older ecgml: loading it with allow_pickle=true runs "
+        "whatever code it holds; retrain and promote to replace it",
+        uri,
+    )
+    # the class path those pickles name (it moved to ecgml.models.scoring)
+    registry_module.BeatProbabilityModel = BeatProbabilityModel  # type: ignore[attr-defined]
+    module = import_mlflow().pytorch.load_model(str(local), map_location="cpu")  # opt-in pickle
+    return LoadedModel(
+        disorder=str(meta["disorder"]), model=module.eval(), seq_len=int(meta["seq_len"]),
+        fs=float(meta["fs"]),
+        r_index=None if meta.get("r_index") is None else int(meta["r_index"]),
+        align=str(meta.get("align", "r_peak")), threshold=float(meta["threshold"]), uri=uri,
+        calibration=dict(meta.get("calibration") or {"method": "none"}),
+        baseline=str(meta.get("baseline", "none")),
+    )  # fmt: skip
+
+
+def load_model_uri(uri: str, tracking_uri: str, allow_pickle: bool = False) -> LoadedModel:
+    """Load a logged ecgml model from a model URI (``models:/name@alias``, ``models:/m-…``)."""
+    with downloaded_model(uri, tracking_uri) as (local, meta, flavors):
+        if is_beat_model_dir(local):
+            return read_model_dir(local, uri)
+        if "seq_len" not in meta:
+            raise EcgmlError(
+                f"model {uri} was not logged by ecgml (no ecgml spec in it): promote a run "
+                "trained with `python -m ecgml.train`"
+            )
+        if "pytorch" in flavors and allow_pickle:
+            return _legacy_pickled(local, meta, uri)
+        raise EcgmlError(
+            f"model {uri} was saved with pickle by an older ecgml, and loading it could run "
+            "any code it holds: retrain and promote it, or pass allow_pickle=true if you trust "
+            "every writer of this store"
+        )
+
+
+def load_ref(ref: ModelRef, tracking_uri: str, allow_pickle: bool = False) -> LoadedModel:
+    loaded = load_model_uri(ref.uri, tracking_uri, allow_pickle)
+    if loaded.disorder != ref.disorder:
+        raise EcgmlError(
+            f"model {ref.uri} is a {loaded.disorder} model, asked for {ref.disorder}: point "
+            f"models.{ref.disorder} at a {ref.disorder} model"
+        )
+    loaded.run_id, loaded.version = ref.run_id, ref.version
+    return loaded
+
+
+def load_models(
+    disorders: Sequence[str],
+    spec: str | Mapping[str, str] = CHAMPION,
+    tracking_uri: str | None = None,
+    allow_pickle: bool = False,
+) -> dict[str, LoadedModel]:
+    """Load one model per disorder; ``spec`` is an alias for all, or ``{disorder: alias-or-URI}``.
+
+    Every missing model is named in one error before anything is loaded.
+    """
+    uri_store, refs = resolve_model_refs(disorders, spec, tracking_uri)
+    return {ref.disorder: load_ref(ref, uri_store, allow_pickle) for ref in refs}
+
+
+def load_disorder_model(
+    disorder: str, alias: str = CHAMPION, tracking_uri: str | None = None,
+    allow_pickle: bool = False,
+) -> LoadedModel:  # fmt: skip
+    """The model registered as ``ecgml-<disorder>`` under ``alias`` (or a ``models:/…`` URI)."""
+    return load_models([disorder], alias, tracking_uri, allow_pickle)[disorder]

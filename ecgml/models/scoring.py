@@ -1,0 +1,82 @@
+"""A backbone as a probability model, and rebuilding one from a logged config without code.
+
+:class:`BeatProbabilityModel` turns a backbone's positive-class logit into a probability:
+beats ``(n, 1, seq_len)`` → ``(n,)``. A logged model stores its weights (safetensors) and the
+backbone's config; :func:`scorer_from_config` rebuilds the architecture from ecgml's own
+backbone classes only — a config naming any other class (``_target_``), or carrying Hydra
+directives that could call one, is refused, so loading a model can never run foreign code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ecgml.errors import EcgmlError
+from ecgml.models.ensemble import MeanProbabilityEnsemble
+from ecgml.models.factory import build_backbone
+
+#: The only classes a logged model may name as its backbone.
+TRUSTED_BACKBONES = "ecgml.models.backbones."
+
+
+class BeatProbabilityModel(nn.Module):
+    """A backbone's positive-class logit turned into a probability: ``(n, 1, L)`` → ``(n,)``."""
+
+    def __init__(self, backbone: nn.Module) -> None:
+        super().__init__()
+        self.backbone = backbone
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(x).flatten(1)[:, 0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(x))
+
+
+def _directives(node: Any, path: str = "backbone") -> list[str]:
+    """Every Hydra directive key (``_target_``, ``_partial_``, …) below ``node``'s top level."""
+    found = []
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            here = f"{path}.{key}"
+            if str(key).startswith("_") and str(key).endswith("_"):
+                found.append(here)
+            found += _directives(value, here)
+    elif isinstance(node, list | tuple):
+        for i, value in enumerate(node):
+            found += _directives(value, f"{path}[{i}]")
+    return found
+
+
+def check_trusted_backbone(backbone_cfg: Mapping[str, Any], source: str) -> None:
+    """Refuse a backbone config that would instantiate anything but an ecgml backbone."""
+    target = str(backbone_cfg.get("_target_", ""))
+    if not target.startswith(TRUSTED_BACKBONES):
+        raise EcgmlError(
+            f"{source}: backbone class {target!r} is not one of ecgml's backbones "
+            f"({TRUSTED_BACKBONES}*): refusing to build it; re-log the model with ecgml.train"
+        )
+    nested = [d for d in _directives(backbone_cfg) if d != "backbone._target_"]
+    if nested:
+        raise EcgmlError(
+            f"{source}: backbone config carries Hydra directives {nested[:3]}: refusing to build "
+            "it (a logged model may only name its backbone class); re-log the model"
+        )
+
+
+def scorer_from_config(
+    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model"
+) -> BeatProbabilityModel:
+    """An untrained :class:`BeatProbabilityModel` of the logged architecture (``ensemble``
+    members averaged as in training), ready for ``load_state_dict``."""
+    check_trusted_backbone(backbone_cfg, source)
+    if int(ensemble) < 1:
+        raise EcgmlError(f"{source}: ensemble size {ensemble} must be >= 1; re-log the model")
+    model_cfg = {"name": source, "backbone": dict(backbone_cfg)}
+    members = [build_backbone(model_cfg, 1, 1, int(seq_len)) for _ in range(int(ensemble))]
+    backbone = members[0] if len(members) == 1 else MeanProbabilityEnsemble(members)
+    return BeatProbabilityModel(backbone).eval()

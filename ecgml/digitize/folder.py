@@ -2,7 +2,7 @@
 
 Images are processed in a process pool (:func:`~ecgml.digitize.pipeline.process_image` is
 pure); everything is written into a temporary sibling folder that is moved into place at the
-end, so an interrupted run never leaves an output that looks complete (:mod:`.outdir`: the
+end, so an interrupted run never leaves an output that looks complete (:mod:`ecgml.outputs`: the
 marker that lets ``overwrite=true`` replace only ecgml's own output, leftover cleanup).
 """
 
@@ -27,10 +27,9 @@ from tqdm import tqdm
 
 from ecgml.beatstore import VALID_GROUPS, export_beat_store
 from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
-from ecgml.digitize.outdir import check_replaceable, move_into_place, new_temp
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
-from ecgml.digitize.workers import init_worker, stop_pool
 from ecgml.errors import EcgmlError
+from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
 
 log = logging.getLogger("ecgml.digitize")
 

@@ -3,7 +3,7 @@
 The folder is built in a hidden temporary sibling and renamed into place at the end, so an
 interrupted build never leaves a folder that looks complete (``cohort.json`` is its marker);
 the next build removes such leftovers, and ``overwrite=true`` replaces only a folder ecgml
-wrote (:mod:`.outdir`). Pool workers die with the parent (:mod:`.workers`).
+wrote (:mod:`ecgml.outputs`). Pool workers die with the parent (:mod:`ecgml.outputs`).
 Per-patient random streams are spawned from the cohort seed, so the result does not depend on
 ``n_jobs``.
 """
@@ -32,13 +32,12 @@ from tqdm import tqdm
 
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
+from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
 from ecgml.signal import extract_windows
-from ecgml.synth.outdir import check_replaceable, move_into_place, new_temp
 from ecgml.synth.physiology import sample_patient
 from ecgml.synth.render import TWELVE_LEADS, render_ecg
 from ecgml.synth.validate import validate_cohort_config
 from ecgml.synth.waveform import synthesize
-from ecgml.synth.workers import init_worker, stop_pool
 
 log = logging.getLogger("ecgml.synth")
 

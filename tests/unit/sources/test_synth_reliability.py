@@ -226,14 +226,3 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> Non
     assert len(lines) == 1 and lines[0].startswith("interrupted"), stderr  # beside the bar
     assert not (tmp_path / "c").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".c")]
-
-
-def _code(module: Path) -> str:
-    """A module's text after its docstring."""
-    return module.read_text().split('"""', 2)[2]
-
-
-def test_synth_copies_of_outdir_and_workers_match_digitize() -> None:
-    for name in ("outdir.py", "workers.py"):
-        original = _code(REPO / "ecgml" / "digitize" / name)
-        assert _code(REPO / "ecgml" / "synth" / name) == original, f"ecgml/synth/{name} drifted"

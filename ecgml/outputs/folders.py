@@ -4,9 +4,6 @@ Every folder ecgml writes gets :data:`MARKER`; ``overwrite=true`` only ever repl
 holding it. Outputs are built in ``.<name>.tmp-<hex8>`` beside the target (marker written
 first, with the writer's pid and host) and renamed into place; an interrupted run leaves that
 folder behind, and the next run on the same output removes it once its writer is gone.
-
-ecgml/synth/outdir.py is a copy of this module (digitize and synth are independent layers in
-pyproject.toml, so neither may import the other): keep the two identical.
 """
 
 from __future__ import annotations

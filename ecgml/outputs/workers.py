@@ -4,9 +4,6 @@ A worker ignores SIGINT (a terminal's Ctrl-C reaches the whole process group; th
 the pool and reports one line) and exits within :data:`PARENT_POLL_S` once its parent is gone,
 so a killed run leaves no process writing on. :func:`stop_pool` kills a pool's workers at once
 instead of waiting for their jobs.
-
-A copy of ecgml/digitize/workers.py (digitize and synth are independent layers in
-pyproject.toml): keep the two identical.
 """
 
 from __future__ import annotations

@@ -1,0 +1,28 @@
+"""What every command that writes a folder shares: ecgml-owned output folders (a marker, hidden
+temporaries renamed into place, stale-temp cleanup) and pool workers that die with their parent.
+
+Used by ``ecgml.digitize`` and ``ecgml.synth`` (independent siblings, so this sits below both).
+"""
+
+from ecgml.outputs.folders import (
+    MARKER,
+    check_replaceable,
+    move_into_place,
+    new_temp,
+    read_marker,
+    remove_stale_temps,
+    write_marker,
+)
+from ecgml.outputs.workers import init_worker, stop_pool
+
+__all__ = [
+    "MARKER",
+    "check_replaceable",
+    "init_worker",
+    "move_into_place",
+    "new_temp",
+    "read_marker",
+    "remove_stale_temps",
+    "stop_pool",
+    "write_marker",
+]

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast lint format ui serve dashboard sweep bench clean lock
+.PHONY: help install train test test-fast fuzz lint format ui serve dashboard sweep bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ test: install  ## the whole test suite (slow end-to-end tests included)
 
 test-fast: install  ## the suite without the slow end-to-end tests
 	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+fuzz: install  ## long fuzz + fault run (thousands of cases, train kill included; outside CI's budget)
+	ECGML_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: install  ## ruff check + format check + the layer contracts (lint-imports)
 	$(BIN)/ruff check .

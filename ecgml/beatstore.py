@@ -50,6 +50,8 @@ BYTES_PER_SAMPLE, HEADER_BYTES = 32, 1024
 MAX_META_BYTES = 1 << 20
 #: Plausible median |R| (mV): outside it the samples are most likely in µV or V.
 MIN_R_MV, MAX_R_MV = 0.05, 10.0
+#: Largest ``r_index`` magnitude read exactly (floats hold whole numbers exactly up to 2**53).
+MAX_R_INDEX = 2**53
 BEAT_FIX = "cut the recording into single beats, or raise the bound if beats are that long"
 SEPARATORS = (";", "\t", "|")
 
@@ -128,7 +130,9 @@ def read_manifest(root: Path | str) -> pd.DataFrame:
     try:
         manifest = pd.read_csv(path, dtype={"patient_id": str, "beat_id": str, "record_id": str})
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise EcgmlError(f"{path} is not a readable CSV ({err}): fix or regenerate it") from None
+        raise EcgmlError(
+            f"{path} is not a readable CSV ({one_line(err)}): fix or regenerate it"
+        ) from None
     return validate_manifest(manifest, path)
 
 
@@ -188,7 +192,9 @@ def _whole_r_index(column: pd.Series, path: Path) -> pd.Series:
     values = pd.to_numeric(column, errors="coerce")
     numbers = values.to_numpy(dtype=float, na_value=np.nan)
     given = column.notna().to_numpy()
-    bad = given & ~(np.isfinite(numbers) & (np.mod(numbers, 1) == 0))
+    with np.errstate(invalid="ignore"):
+        whole = np.isfinite(numbers) & (np.mod(numbers, 1) == 0) & (np.abs(numbers) < MAX_R_INDEX)
+    bad = given & ~whole
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise EcgmlError(
@@ -217,8 +223,8 @@ def read_store_meta(root: Path, default_fs: float) -> StoreMeta:
         )
     try:
         raw = json.loads(read_capped(path, MAX_META_BYTES, "a small JSON file"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise EcgmlError(f"{path} is not valid JSON ({err}): fix or delete it") from None
+    except (ValueError, RecursionError) as err:  # JSONDecodeError, UnicodeDecodeError, digits
+        raise EcgmlError(f"{path} is not valid JSON ({one_line(err)}): fix or delete it") from None
     if not isinstance(raw, dict):
         raise EcgmlError(
             f'{path} must hold a JSON object like {{"fs": 500, "units": "mV"}}, got '
@@ -236,7 +242,17 @@ def read_store_meta(root: Path, default_fs: float) -> StoreMeta:
 
 
 def _is_finite_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line (parsers' messages may span several)."""
+    return " ".join(str(err).split()) or type(err).__name__
 
 
 class StorePathError(EcgmlError):
@@ -248,7 +264,7 @@ def beat_path(root: Path, beat_file: str) -> Path:
     path = root / beat_file
     try:
         resolved = path.resolve()
-    except (RuntimeError, OSError) as err:  # a symlink loop
+    except (RuntimeError, OSError, ValueError) as err:  # a symlink loop, a NUL byte
         raise EcgmlError(f"beat file {path} cannot be resolved ({err}): fix the link") from None
     if not resolved.is_relative_to(root.resolve()):
         raise StorePathError(
@@ -292,12 +308,24 @@ def read_capped(path: Path, max_bytes: int, expected: str, fix: str = "trim it")
     return data
 
 
+def check_listed(path: Path) -> None:
+    """Refuse a listed beat file that is absent or whose name the system cannot look up."""
+    try:
+        path.lstat()
+    except (FileNotFoundError, NotADirectoryError):
+        raise EcgmlError(f"beat file {path} is listed in the manifest but missing") from None
+    except (OSError, ValueError) as err:  # a name too long, a NUL byte
+        reason = err.strerror if isinstance(err, OSError) else str(err)
+        raise EcgmlError(
+            f"beat file {path} cannot be looked up ({reason}): fix its name in {MANIFEST}"
+        ) from None
+
+
 def read_beat_csv(path: Path, limits: BeatLimits | None = None) -> np.ndarray:
     """One beat: one numeric column of samples (one header line allowed), finite values only."""
     limits = limits or BeatLimits.of(500.0, DEFAULT_MAX_BEAT_S)
     expected = f"a beat CSV of at most {limits.max_samples} samples ({limits.hint})"
-    if not path.exists() and not path.is_symlink():
-        raise EcgmlError(f"beat file {path} is listed in the manifest but missing")
+    check_listed(path)
     try:
         text = read_capped(path, limits.max_bytes, expected, BEAT_FIX).decode()
     except UnicodeDecodeError as err:
@@ -312,11 +340,13 @@ def read_beat_csv(path: Path, limits: BeatLimits | None = None) -> np.ndarray:
             f"beat file {path} holds {len(lines)} samples, more than {expected}: {BEAT_FIX}"
         )
     try:
-        values = np.array([float(line.split(",")[-1]) for line in lines], dtype=np.float32)
+        values = np.array([float(line.split(",")[-1]) for line in lines], dtype=np.float64)
     except ValueError:
         raise EcgmlError(
             f"beat file {path} has non-numeric values: one numeric column of mV expected"
         ) from None
+    with np.errstate(over="ignore"):  # beyond float32: infinite, refused below
+        values = values.astype(np.float32)
     if not np.all(np.isfinite(values)):
         raise EcgmlError(f"beat file {path} has NaN or infinite samples: clean or drop the beat")
     return values
@@ -397,8 +427,7 @@ def content_digest(root: Path, manifest: pd.DataFrame, limits: BeatLimits) -> st
     expected = f"a beat CSV of at most {limits.max_samples} samples ({limits.hint})"
     for beat_file in manifest["beat_file"]:
         path = beat_path(root, beat_file)
-        if not path.exists() and not path.is_symlink():
-            raise EcgmlError(f"beat file {path} is listed in the manifest but missing")
+        check_listed(path)
         digest.update(read_capped(path, limits.max_bytes, expected, BEAT_FIX))
     return digest.hexdigest()[:16]
 

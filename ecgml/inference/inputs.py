@@ -34,6 +34,7 @@ from ecgml.beatstore import (
     check_regular,
     guess_separator,
     load_beat_store,
+    one_line,
     read_beat_csv,
 )
 from ecgml.digitize.image import IMAGE_SUFFIXES
@@ -133,7 +134,12 @@ def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
 
 def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
     """A ``time_s,mv`` CSV → ``(signal, fs)``; uniform sampling in seconds is required."""
-    frame = pd.read_csv(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise EcgmlError(
+            f"{path.name} is not a readable CSV ({one_line(err)}): save it as time_s,mv"
+        ) from None
     columns = {c.strip().lower(): c for c in frame.columns}
     if "time_s" not in columns or "mv" not in columns:
         sep = guess_separator(str(frame.columns[0])) if len(frame.columns) == 1 else None
@@ -147,11 +153,17 @@ def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
     mv = pd.to_numeric(frame[columns["mv"]], errors="coerce").to_numpy(float)
     if len(mv) < 2 or not (np.isfinite(time_s).all() and np.isfinite(mv).all()):
         raise EcgmlError(f"{path.name}: time_s/mv hold non-numeric or missing values")
-    steps = np.diff(time_s)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge times: refused as non-uniform
+        steps = np.diff(time_s)
     step = float(np.median(steps))
-    if step <= 0 or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
+    uniform = np.isfinite(steps).all() and step > 0
+    if not uniform or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
         raise EcgmlError(f"{path.name}: time_s must increase in equal steps (uniform sampling)")
-    return mv.astype(np.float32), signal_fs(path, step)
+    with np.errstate(over="ignore"):
+        signal = mv.astype(np.float32)
+    if not np.isfinite(signal).all():
+        raise EcgmlError(f"{path.name}: mv holds values beyond any plausible mV signal")
+    return signal, signal_fs(path, step)
 
 
 def signal_fs(path: Path, step: float) -> float:

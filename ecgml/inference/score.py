@@ -185,6 +185,19 @@ def model_spec(value: Any) -> str | dict[str, str]:
     return str(value)
 
 
+def beat_rate(value: Any) -> float | None:
+    """``fs=`` of bare beat CSVs: a rate in Hz (50–10,000) or unset."""
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        fs = float(value)
+    except (TypeError, ValueError):
+        fs = float("nan")
+    if not 50.0 <= fs <= 10_000.0:
+        raise EcgmlError(f"fs={value} is not a sampling rate in Hz (50–10,000): e.g. fs=500")
+    return fs
+
+
 def run_predict(cfg: Any) -> list[dict[str, Any]]:
     """``python -m ecgml.predict``: load the models once, score ``cfg.input``, write the JSON."""
     if not cfg.get("input"):
@@ -195,6 +208,7 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         raise EcgmlError(f"disorders={unknown} unknown: use some of {', '.join(DISORDERS)}")
     input_path = Path(str(cfg.input)).expanduser()
     list_inputs(input_path)  # fail on a wrong path before loading anything
+    beat_fs = beat_rate(cfg.get("fs"))
     start = time.perf_counter()
     models = {
         disorder: dataclasses.replace(model, model=fused_for_inference(model.model))
@@ -216,7 +230,7 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         image_fs=float(image.get("fs", 500)),
         layout=str(image.get("layout", "strip")),
         dpi=image.get("dpi"),
-        beat_fs=float(cfg.fs) if cfg.get("fs") else None,
+        beat_fs=beat_fs,
         allow_implausible_amplitude=bool(cfg.get("allow_implausible_amplitude", False)),
     )
     start = time.perf_counter()

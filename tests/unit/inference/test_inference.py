@@ -9,10 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from ecgml.beatstore import load_beat_store
 from ecgml.data import datamodule
 from ecgml.data.datamodule import build_beat_table
+from ecgml.errors import EcgmlError
 from ecgml.inference import preprocess
 from ecgml.inference.inputs import InputOptions, Window, list_inputs, read_inputs
 from ecgml.inference.preprocess import prepare_beats
@@ -228,3 +230,16 @@ def test_images_csv_gives_patient_id_and_layout(tmp_path: Path) -> None:
     labels = image_labels(tmp_path)
     assert labels["scan1.png"] == ("P042", "page")
     assert labels["scan2.jpg"] == (None, None)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "1e9", "nan"])
+def test_predict_fs_is_checked_before_any_model_loads(value: str, tmp_path) -> None:
+    from ecgml.inference.score import beat_rate, run_predict
+
+    beat = tmp_path / "beat.csv"
+    beat.write_text("mv\n0.1\n0.2\n")
+    cfg = {"input": str(beat), "fs": value, "tracking_uri": f"sqlite:///{tmp_path / 'no.db'}"}
+    with pytest.raises(EcgmlError, match=f"fs={value} is not a sampling rate"):
+        run_predict(OmegaConf.create(cfg))
+    assert not (tmp_path / "no.db").exists()  # failed before the store was opened
+    assert beat_rate(None) is None and beat_rate("250") == 250.0

@@ -1,8 +1,30 @@
 """ecgml: experiment-tracked detection of electrolyte disorders from single ECG beats."""
 
+import os
+import sys
 from pathlib import Path
 
+# MLflow reports usage to its developers unless told not to, and reads the switch when it is
+# first imported: ecgml makes no network calls the user did not ask for. The user's own
+# MLFLOW_DISABLE_TELEMETRY (e.g. false) wins.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
 __version__ = "0.1.0"
+
+
+def _one_line_interrupt(kind: type[BaseException], value: BaseException, tb: object) -> None:
+    """Ctrl-C while a ``python -m ecgml.<name>`` command is still importing: one line, not a
+    traceback (once the command runs, its entry point reports the interrupt itself)."""
+    if issubclass(kind, KeyboardInterrupt):
+        print("interrupted (Ctrl-C) while starting; nothing was written", file=sys.stderr)
+        return
+    sys.__excepthook__(kind, value, tb)  # type: ignore[arg-type]
+
+
+# ``sys.argv[0]`` is "-m" only while Python resolves a ``-m`` module: ecgml is being run as a
+# command, not imported by a program (whose own excepthook stays untouched).
+if sys.argv[:1] == ["-m"]:
+    sys.excepthook = _one_line_interrupt
 
 #: The repository root (the folder holding ``conf/``); entry points find their configs here.
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

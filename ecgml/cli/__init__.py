@@ -30,6 +30,8 @@ from ecgml.errors import EcgmlError
 HYDRA_VERSION_BASE = "1.3"
 _DEBUG_FLAGS = {"true": "true", "false": "false", "1": "true", "0": "false"}
 log = logging.getLogger("ecgml")
+#: Exit status after Ctrl-C (128 + SIGINT), as shells report an interrupted command.
+INTERRUPTED_EXIT = 130
 
 
 def normalize_argv(argv: Sequence[str]) -> list[str]:
@@ -56,6 +58,12 @@ def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return func(cfg)
+        except KeyboardInterrupt:
+            if debug_enabled(cfg):
+                raise
+            # the run (if any) is already marked KILLED by tracked_run
+            print("interrupted (Ctrl-C): stopped; rerun to start over", file=sys.stderr, flush=True)
+            sys.exit(INTERRUPTED_EXIT)
         except EcgmlError as err:
             if debug_enabled(cfg):
                 raise

@@ -20,7 +20,7 @@ from ecgml.cli import hydra_entry
 from ecgml.cli.evaluate import fetch_predictions
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.compare import compare_predictions, comparison_markdown
-from ecgml.tracking import finite_metrics, git_state, resolve_store
+from ecgml.tracking import check_store, finite_metrics, git_state
 
 
 def run_pair(run_ids: object) -> tuple[str, str]:
@@ -94,7 +94,7 @@ def log_comparison(client: MlflowClient, run_a: str, run_b: str, table: pd.DataF
 def compare(cfg: DictConfig) -> str:
     run_a, run_b = run_pair(cfg.run_ids)
     thresholds = threshold_probabilities(cfg.net_benefit_thresholds)
-    store = resolve_store(cfg.tracking_uri)
+    store = check_store(cfg.tracking_uri)
     client = MlflowClient(store.tracking_uri)
     a = fetch_predictions(client, run_a, store.tracking_uri)
     b = fetch_predictions(client, run_b, store.tracking_uri)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, evaluate_with_config
-from ecgml.tracking import finite_metrics, resolve_store
+from ecgml.tracking import check_store, finite_metrics
 
 
 def fetch_predictions(client: MlflowClient, run_id: str, tracking_uri: str) -> pd.DataFrame:
@@ -40,7 +40,7 @@ def fetch_predictions(client: MlflowClient, run_id: str, tracking_uri: str) -> p
 
 def reevaluate(cfg: DictConfig) -> dict[str, float]:
     """Recompute and log the evaluation of ``cfg.run_id``; returns the new metrics."""
-    store = resolve_store(cfg.tracking_uri)
+    store = check_store(cfg.tracking_uri)
     client = MlflowClient(store.tracking_uri)
     run_id = str(cfg.run_id)
     predictions = fetch_predictions(client, run_id, store.tracking_uri)

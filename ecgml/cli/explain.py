@@ -26,7 +26,7 @@ from ecgml.data.datamodule import load_table
 from ecgml.errors import EcgmlError
 from ecgml.explain import as_dict, explain_model
 from ecgml.pipeline.fitters import build_model
-from ecgml.tracking import finite_metrics, resolve_store
+from ecgml.tracking import check_store, finite_metrics
 
 log = logging.getLogger("ecgml.explain")
 
@@ -98,7 +98,7 @@ def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float
         raise EcgmlError("no run given: pass run_id=<id> (printed by ecgml.train as `run_id: …`)")
     explain_cfg = as_dict(cfg)
     run_id = str(cfg.run_id)
-    uri = resolve_store(cfg.tracking_uri).tracking_uri
+    uri = check_store(cfg.tracking_uri).tracking_uri
     client = MlflowClient(uri)
     run = fetch_run(client, run_id, uri)
     with tempfile.TemporaryDirectory(prefix="ecgml-explain-") as tmp:

@@ -14,7 +14,7 @@ from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
 from ecgml.inference.loading import load_model_uri
 from ecgml.inference.onnx_export import ExportReport, export_model
-from ecgml.tracking import resolve_store
+from ecgml.tracking import check_store
 from ecgml.tracking.registry import run_model_id
 
 FORMATS = ("onnx",)
@@ -54,7 +54,7 @@ def export(cfg: DictConfig) -> ExportReport:
     out = Path(str(cfg.out)).expanduser()
     if out.suffix.lower() != ".onnx":
         raise EcgmlError(f"out={out} must end in .onnx")
-    tracking_uri = resolve_store(cfg.tracking_uri).tracking_uri
+    tracking_uri = check_store(cfg.tracking_uri).tracking_uri
     check_exportable(cfg, tracking_uri)
     uri = model_uri_of(cfg, tracking_uri)
     report = export_model(

@@ -11,8 +11,10 @@ from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.inference.score import run_predict
+from ecgml.tracking import check_store
 
 
 @hydra_entry("predict")
 def main(cfg: DictConfig) -> None:
+    check_store(cfg.tracking_uri)  # before any input is read
     run_predict(cfg)

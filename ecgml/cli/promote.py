@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
+from ecgml.tracking import check_store
 from ecgml.tracking.registry import promote_run
 
 
@@ -16,5 +17,6 @@ from ecgml.tracking.registry import promote_run
 def main(cfg: DictConfig) -> None:
     if not cfg.run_id:
         raise EcgmlError("run_id=… is required: copy it from the `run_id:` line train printed")
+    check_store(cfg.tracking_uri)
     version = promote_run(str(cfg.run_id), str(cfg.alias), cfg.tracking_uri)
     print(f"{version.name} v{version.version} (run {cfg.run_id}) is now '{cfg.alias}'", flush=True)

@@ -20,6 +20,7 @@ from ecgml.pipeline.run import run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
 from ecgml.sweep.context import objective_value
+from ecgml.tracking import check_store
 
 
 def run_pretrain(cfg: DictConfig) -> float:
@@ -32,6 +33,7 @@ def run_pretrain(cfg: DictConfig) -> float:
 
 
 def train(cfg: DictConfig) -> float:
+    check_store(cfg.logger.tracking_uri)  # a bad store fails in seconds, before data is loaded
     if task_name(cfg) == "pretrain":
         return run_pretrain(cfg)
     start = time.perf_counter()

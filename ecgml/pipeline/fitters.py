@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.loggers import MLFlowLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
@@ -30,6 +31,7 @@ from ecgml.models import BeatClassifier, build_backbone
 from ecgml.models.ensemble import MeanProbabilityEnsemble
 from ecgml.models.features_lr import build_classifier, feature_matrix, prediction_frame
 from ecgml.pipeline.pretrained import load_pretrained_encoder
+from ecgml.tracking import RunTerminated
 
 
 class Fitter(Protocol):
@@ -91,6 +93,22 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
     return callbacks
 
 
+def fit_trainer(trainer: L.Trainer, model: BeatClassifier, data: BeatDataModule) -> None:
+    """``trainer.fit``, with Lightning's exits turned back into what they were: its SIGTERM
+    exit (code 0) into :class:`RunTerminated` (143), its Ctrl-C exit (code 1) into
+    KeyboardInterrupt, so that :func:`~ecgml.tracking.tracked_run` marks the run KILLED."""
+    try:
+        trainer.fit(model, datamodule=data)
+    except SIGTERMException as exit_:
+        raise RunTerminated() from exit_
+    except SystemExit as exit_:
+        if isinstance(exit_.__context__, KeyboardInterrupt):  # Lightning's sys.exit(1)
+            raise KeyboardInterrupt from exit_
+        raise
+    if trainer.received_sigterm:  # a SIGTERM Lightning swallowed after its last check
+        raise RunTerminated()
+
+
 def ensemble_size(cfg: DictConfig) -> int:
     """``training.ensemble``: how many members (>= 1) a Lightning fit trains."""
     size = cfg.training.get("ensemble", 1)  # configs logged before the key existed
@@ -141,7 +159,7 @@ class LightningFitter:
         callbacks = build_callbacks(cfg, folder) + (self.extra if index == 0 else [])
         logger = self.logger if index == 0 else False
         trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-        trainer.fit(model, datamodule=data)
+        fit_trainer(trainer, model, data)
         if index == 0:  # member 0 speaks for the fit: its curves, its loaders for predict
             self.fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
             self.datamodule = data

@@ -4,7 +4,9 @@ from ecgml.tracking.runs import (
     EXPERIMENT_ENV,
     NOTE_TAG,
     PARENT_RUN_ENV,
+    RunTerminated,
     config_digest,
+    end_dead_runs,
     experiment_name,
     finite_metrics,
     flatten_config,
@@ -20,8 +22,10 @@ from ecgml.tracking.runs import (
 )
 from ecgml.tracking.store import (
     TrackingStore,
+    check_store,
     ensure_experiment,
     preserved_tracking_uri,
+    ready_store,
     resolve_store,
 )
 
@@ -29,8 +33,11 @@ __all__ = [
     "EXPERIMENT_ENV",
     "NOTE_TAG",
     "PARENT_RUN_ENV",
+    "RunTerminated",
     "TrackingStore",
+    "check_store",
     "config_digest",
+    "end_dead_runs",
     "ensure_experiment",
     "experiment_name",
     "finite_metrics",
@@ -42,6 +49,7 @@ __all__ = [
     "make_logger",
     "parent_run",
     "preserved_tracking_uri",
+    "ready_store",
     "resolve_store",
     "run_name",
     "run_tags",

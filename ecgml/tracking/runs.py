@@ -1,23 +1,33 @@
 """One tracked MLflow run: names, tags, params, the Lightning logger and :func:`tracked_run`.
 
 Every entry point that opens (or re-opens) a run ends it through :func:`tracked_run`: FINISHED on
-success, FAILED on an error, KILLED on Ctrl-C. Runs are logged through a client (never the fluent
-API, which would open a second run). A multirun/sweep parent publishes itself through the
-environment variables below (so it reaches in-process jobs and launcher subprocesses alike).
+success, FAILED on an error, KILLED on Ctrl-C or SIGTERM (exit 143). Runs are logged through a
+client (never the fluent API, which would open a second run). A multirun/sweep parent publishes
+itself through the environment variables below (so it reaches in-process jobs and launcher
+subprocesses alike).
+
+A run records the pid and host of its process (:func:`process_tags`); a run left RUNNING by a
+process that died without ending it (SIGKILL, power loss) is marked KILLED by the next run
+started on that host (:func:`end_dead_runs`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import signal
+import socket
 import subprocess
+import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, ViewType
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -29,6 +39,11 @@ if TYPE_CHECKING:  # lightning is heavy to import; only training needs the logge
 
 PARENT_RUN_ENV = "ECGML_PARENT_RUN_ID"
 EXPERIMENT_ENV = "ECGML_SWEEP_EXPERIMENT"
+PID_TAG = "ecgml.pid"
+HOST_TAG = "ecgml.host"
+PID_START_TAG = "ecgml.pid_start"  # the process's start time: tells a reused pid apart
+KILLED_REASON_TAG = "ecgml.killed_reason"
+log = logging.getLogger("ecgml")
 
 
 def parent_run() -> tuple[str | None, str | None]:
@@ -36,18 +51,107 @@ def parent_run() -> tuple[str | None, str | None]:
     return os.environ.get(PARENT_RUN_ENV) or None, os.environ.get(EXPERIMENT_ENV) or None
 
 
+class RunTerminated(SystemExit):
+    """SIGTERM reached a tracked run: the run ends KILLED and the process exits 128 + 15."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        super().__init__(128 + signum)
+
+
+def _raise_terminated(signum: int, _frame: object) -> None:
+    raise RunTerminated(signum)
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Turn SIGTERM into :class:`RunTerminated` inside the block (main thread, default handler
+    only; Lightning chains it to its own handler during ``fit``)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:  # an outer block, or the user's own handler
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stopped_by_user(error: BaseException) -> bool:
+    """Ctrl-C or SIGTERM, also as the ``sys.exit(1)`` Lightning turns a Ctrl-C into."""
+    if isinstance(error, (KeyboardInterrupt, RunTerminated)):
+        return True
+    return isinstance(error, SystemExit) and isinstance(error.__context__, KeyboardInterrupt)
+
+
 @contextlib.contextmanager
 def tracked_run(client: MlflowClient, run_id: str) -> Iterator[str]:
-    """End ``run_id`` FINISHED when the block succeeds, KILLED on Ctrl-C, FAILED otherwise."""
+    """End ``run_id`` FINISHED when the block succeeds, KILLED on Ctrl-C or SIGTERM (exit 143),
+    FAILED otherwise."""
+    with sigterm_raises():
+        try:
+            yield run_id
+        except BaseException as error:
+            client.set_terminated(run_id, "KILLED" if stopped_by_user(error) else "FAILED")
+            raise
+        client.set_terminated(run_id, "FINISHED")
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
     try:
-        yield run_id
-    except KeyboardInterrupt:
-        client.set_terminated(run_id, "KILLED")
-        raise
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the command name may hold spaces
+
+
+def process_tags() -> dict[str, str]:
+    """Pid and host of this process (and its start time where known), for :func:`end_dead_runs`."""
+    tags = {PID_TAG: str(os.getpid()), HOST_TAG: socket.gethostname()}
+    started = process_start(os.getpid())
+    if started:
+        tags[PID_START_TAG] = started
+    return tags
+
+
+def process_gone(pid: int, started: str | None) -> bool:
+    """True when ``pid`` is not running, or is another process that reused the number."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, owned by another user
+    return bool(started) and process_start(pid) not in (None, started)
+
+
+def end_dead_runs(client: MlflowClient) -> list[str]:
+    """Mark KILLED every RUNNING run of this host whose recorded process is gone; their ids."""
+    host = socket.gethostname()
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    if not experiments:
+        return []
+    running = client.search_runs(
+        experiments,
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{HOST_TAG}` = '{host}'",
+        max_results=1000,
+    )
+    ended = []
+    for run in running:
+        tags = run.data.tags
+        pid = tags.get(PID_TAG, "")
+        if not pid.isdigit() or not process_gone(int(pid), tags.get(PID_START_TAG)):
+            continue
+        reason = f"process {pid} on {host} ended without closing the run (SIGKILL or crash)"
+        client.set_tag(run.info.run_id, KILLED_REASON_TAG, reason)
+        client.set_terminated(run.info.run_id, "KILLED")
+        log.warning("marked run %s KILLED: %s", run.info.run_id, reason)
+        ended.append(run.info.run_id)
+    return ended
 
 
 def experiment_name(cfg: DictConfig) -> str:
@@ -94,8 +198,9 @@ def config_digest(cfg: DictConfig) -> str:
 def run_tags(
     cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
 ) -> dict[str, str]:
-    """Git state, the caller's tags, ``logger.tags`` and the parent run (if any)."""
-    all_tags: dict[str, str] = {**git_state(), **(tags or {})}
+    """Git state, this process (pid, host), the caller's tags, ``logger.tags`` and the parent
+    run (if any)."""
+    all_tags: dict[str, str] = {**git_state(), **process_tags(), **(tags or {})}
     all_tags.update({str(k): str(v) for k, v in (cfg.logger.tags or {}).items()})
     parent_run_id = parent_run_id or parent_run()[0]
     if parent_run_id:
@@ -112,6 +217,10 @@ def make_logger(
     store = resolve_store(cfg.logger.tracking_uri)
     name = experiment_name(cfg)
     ensure_experiment(store, name)
+    try:
+        end_dead_runs(MlflowClient(store.tracking_uri))
+    except MlflowException as err:  # housekeeping: never the reason a run does not start
+        log.warning("could not check for runs left RUNNING by dead processes: %s", err)
     return MLFlowLogger(
         experiment_name=name,
         run_name=run_name(cfg),

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +22,12 @@ from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from ecgml import PROJECT_ROOT
+from ecgml.errors import EcgmlError
+
+#: Seconds the store check waits for a tracking server (MLflow itself retries for minutes).
+PROBE_TIMEOUT_S = 5.0
+LOCK_TIMEOUT_S = 120.0
+FIX = "set MLFLOW_TRACKING_URI (or tracking_uri=) to sqlite:///<writable folder>/mlflow.db"
 
 
 @dataclass(frozen=True)
@@ -40,14 +49,87 @@ def resolve_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) 
         uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
     if uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            database.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise EcgmlError(
+                f"MLflow store {uri}: cannot create the folder {database.parent} "
+                f"({err.strerror or err}): {FIX}"
+            ) from None
         return TrackingStore(uri, database.parent / "artifacts")
     if uri.startswith("file:") or "://" not in uri:
-        raise ValueError(
-            f"MLflow tracking URI {uri!r} is a plain-folder store, which MLflow 3 rejects: "
+        raise EcgmlError(
+            f"MLflow tracking URI {uri} is a plain-folder store, which MLflow 3 rejects: "
             "use sqlite:///…/mlflow.db or an http(s) tracking server"
         )
     return TrackingStore(uri, None)
+
+
+def check_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) -> TrackingStore:
+    """The resolved store, checked in seconds before any data is loaded (entry points call it).
+
+    A server must answer within :data:`PROBE_TIMEOUT_S`; a sqlite database must be a file in a
+    folder ecgml can write, and is created (schema migrated) under the store's lock.
+    """
+    store = resolve_store(configured_uri, root)
+    if store.tracking_uri.startswith(("http://", "https://")):
+        probe_server(store.tracking_uri)
+    elif store.artifact_root is not None:
+        probe_sqlite(store)
+        ready_store(store)
+    return store
+
+
+def probe_server(uri: str) -> None:
+    """One GET on ``/health`` without retries: any HTTP answer below 500 means it is up."""
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=PROBE_TIMEOUT_S):
+            return
+    except urllib.error.HTTPError as err:
+        if err.code < 500:
+            return
+        reason = f"HTTP {err.code}"
+    except (OSError, ValueError) as err:
+        reason = str(getattr(err, "reason", None) or err)
+    raise EcgmlError(
+        f"MLflow tracking server {uri} is not reachable ({reason}): start it "
+        f"(mlflow server …) or {FIX}"
+    )
+
+
+def probe_sqlite(store: TrackingStore) -> None:
+    """The database is a file (or absent) and its folder accepts new files."""
+    uri = store.tracking_uri
+    database = Path(uri.removeprefix("sqlite:///"))
+    if database.exists() and not database.is_file():
+        raise EcgmlError(f"MLflow store {uri}: {database} is not a file: {FIX}")
+    try:
+        with tempfile.TemporaryFile(dir=database.parent, prefix=".ecgml-probe-"):
+            pass
+    except OSError as err:
+        raise EcgmlError(
+            f"MLflow store {uri}: cannot write in {database.parent} ({err.strerror or err}): {FIX}"
+        ) from None
+
+
+def store_lock(store: TrackingStore) -> contextlib.AbstractContextManager[object]:
+    """The store's file lock (parallel jobs share one sqlite store); a no-op for servers."""
+    if store.lock_file is None:
+        return contextlib.nullcontext()
+    return FileLock(str(store.lock_file), timeout=LOCK_TIMEOUT_S)
+
+
+def ready_store(store: TrackingStore) -> None:
+    """Create or migrate a sqlite database under the lock: MLflow's first touch of a fresh
+    database runs alembic migrations, which two processes must not run at once."""
+    with store_lock(store):
+        try:
+            MlflowClient(store.tracking_uri).search_experiments(max_results=1)
+        except Exception as err:  # any failure to open is the user's store (corrupt, locked, …)
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EcgmlError(
+                f"MLflow store {store.tracking_uri} cannot be opened ({first}): {FIX}"
+            ) from None
 
 
 @contextlib.contextmanager
@@ -78,11 +160,8 @@ EXPERIMENT_KIND = "custom_model_development"
 
 def ensure_experiment(store: TrackingStore, name: str) -> str:
     """Get or create the experiment (under a file lock: parallel jobs share one sqlite store)."""
-    client = MlflowClient(store.tracking_uri)
-    lock = FileLock(str(store.lock_file)) if store.lock_file else None
-    if lock:
-        lock.acquire(timeout=120)
-    try:
+    with store_lock(store):
+        client = MlflowClient(store.tracking_uri)  # its first touch may migrate a new database
         found = client.get_experiment_by_name(name)
         if found is not None:
             if found.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
@@ -92,6 +171,3 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
         return client.create_experiment(
             name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
         )
-    finally:
-        if lock:
-            lock.release()

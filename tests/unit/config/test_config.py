@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import hydra
 import lightning.pytorch as L
@@ -142,3 +143,21 @@ def test_debug_true_cannot_select_a_group_option_so_the_cli_translates_it() -> N
             assert compose("train", normalize_argv(["debug=true"])).traceback is True
     finally:
         GlobalHydra.instance().clear()
+
+
+def test_ctrl_c_while_a_command_imports_is_one_line(tmp_path: Path) -> None:
+    """Ctrl-C before the entry point runs (imports take ~1 s): one line, no traceback."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecgml.synth", f"out={tmp_path / 'c'}", "images=false"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode in (-signal.SIGINT, 130), err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted")
+    assert not (tmp_path / "c").exists()

@@ -219,3 +219,48 @@ def test_failure_after_start_marks_the_run_failed(
     experiment = client.get_experiment_by_name("ecgml-hyperkalemia")
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.status for r in runs] == ["FAILED"]
+
+
+import signal  # noqa: E402  (appended with the signal tests below)
+import time  # noqa: E402
+
+
+def _default_sigint() -> None:
+    """Ctrl-C as in a terminal: a background shell (CI, ``&``) starts children ignoring SIGINT."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _running_run_with_metrics(client: MlflowClient, deadline: float) -> str:
+    """The id of the training run once it has logged a metric (its fit is under way)."""
+    while time.monotonic() < deadline:
+        experiment = client.get_experiment_by_name("ecgml-hyperkalemia")
+        runs = client.search_runs([experiment.experiment_id]) if experiment else []
+        if runs and runs[0].data.metrics:
+            return runs[0].info.run_id
+        time.sleep(0.5)
+    raise AssertionError("training never logged a metric")
+
+
+@pytest.mark.parametrize(
+    ("signum", "expected_code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["term", "int"]
+)
+def test_signal_during_training_marks_the_run_killed(
+    tmp_path: Path, toy_store: Path, signum: int, expected_code: int | None
+) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    args = ["data=beats", f"data.path={toy_store}", "disorder=hyperkalemia", "callbacks=final",
+            "trainer.max_epochs=100000", *fast()[1:]]  # fmt: skip
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ecgml.train", *args], cwd=PROJECT_ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
+    )  # fmt: skip
+    try:
+        run_id = _running_run_with_metrics(MlflowClient(uri), time.monotonic() + 240)
+        proc.send_signal(signum)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == expected_code, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert MlflowClient(uri).get_run(run_id).info.status == "KILLED", stderr[-3000:]

@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast fuzz lint format ui serve dashboard sweep bench clean lock
+.PHONY: help install train test test-fast fuzz lint format ui server serve dashboard sweep bench clean lock
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,20 @@ ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts \
 		--host 127.0.0.1 --port 5000 --workers 1
+
+# `make server`: a team's MLflow tracking server, its runs in PostgreSQL (ECGML_DB_URI), its
+# artifacts proxied into SERVER_ARTIFACTS (a local folder standing for the object store; any
+# s3://, gs://, wasbs:// URI works the same). Clients: MLFLOW_TRACKING_URI=http://127.0.0.1:5005
+ECGML_DB_URI ?= postgresql+psycopg://mlflow:mlflow@127.0.0.1:5432/mlflow
+SERVER_ARTIFACTS ?= $(CURDIR)/mlruns/server-artifacts
+SERVER_PORT ?= 5005
+
+server: install  ## MLflow tracking server on http://127.0.0.1:5005 over PostgreSQL (ECGML_DB_URI)
+	@case "$(SERVER_ARTIFACTS)" in *://*) ;; *) mkdir -p "$(SERVER_ARTIFACTS)" ;; esac
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow server \
+		--backend-store-uri "$(ECGML_DB_URI)" \
+		--artifacts-destination "$(SERVER_ARTIFACTS)" \
+		--host 127.0.0.1 --port $(SERVER_PORT) --workers 1
 
 DISORDER ?= hypokalemia
 SERVE_PORT ?= 5001

@@ -13,6 +13,8 @@ from omegaconf import DictConfig, open_dict
 
 from ecgml import CONF_DIR
 from tests.fakes import write_toy_store
+from tests.pg import MISSING as PG_MISSING
+from tests.pg import PostgresServer, find_bin_dir, start_server
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -79,3 +81,23 @@ def trained_run(toy_store: Path, session_tracking_uri: str, tmp_path_factory):
         f"logger.tracking_uri={session_tracking_uri}",
     )
     return cfg, train(cfg)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server on 127.0.0.1 for the session (tests/pg.py); skips only without its
+    binaries."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(PG_MISSING)
+    server = start_server(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres: PostgresServer) -> str:
+    """``postgresql+psycopg://postgres@127.0.0.1:<port>/ecgml``, shared by the session."""
+    return postgres.create_database("ecgml")

@@ -19,6 +19,7 @@ import inspect
 import logging
 import math
 import signal
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -36,6 +37,7 @@ from optuna.trial import TrialState
 from ecgml.errors import EcgmlError
 from ecgml.sweep.context import ObjectiveMetricMissing, activate_trial
 from ecgml.sweep.search_space import SearchSpace, parse_search_space, trial_overrides
+from ecgml.sweep.storage import SQLITE, storage_url, study_storage
 from ecgml.tracking import resolve_store
 
 log = logging.getLogger("ecgml.sweep")
@@ -58,17 +60,6 @@ class SweepSettings:
     params: dict[str, Any] = field(default_factory=dict)
     enqueue_trials: list[dict[str, Any]] = field(default_factory=list)
     max_failures_in_a_row: int = 5
-
-
-def storage_url(storage: str | None) -> str | None:
-    """A SQLAlchemy URL as is; a plain path becomes a sqlite file (its folder is created)."""
-    if not storage:
-        return None
-    if "://" in storage:
-        return storage
-    path = Path(storage).expanduser().resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{path}"
 
 
 def accepted(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -353,12 +344,42 @@ def best_overrides(summary: Mapping[str, Any], space: SearchSpace) -> list[str]:
     return trial_overrides(space, summary.get("best_params") or {})
 
 
+def finished_study_message(config: DictConfig, storage: str | None) -> str | None:
+    """The one line saying the persistent study already has its ``n_trials``, else None."""
+    sweeper = config.hydra.sweeper
+    name = sweeper.get("study_name")
+    if not (storage and name):
+        return None
+    if storage.startswith(SQLITE) and not Path(storage.removeprefix(SQLITE)).exists():
+        return None
+    try:
+        study = optuna.load_study(study_name=str(name), storage=storage)
+    except KeyError:  # no such study yet
+        return None
+    done, wanted = counted_trials(study), int(sweeper.n_trials)
+    if done < wanted:
+        return None
+    return (
+        f"study {name} already has {done} of {wanted} trials; "
+        "raise hydra.sweeper.n_trials or pass a new study name"
+    )
+
+
+def refuse_finished_study(config: DictConfig) -> None:
+    """Exit 2 with one line, before any parent run exists, when the study has its n_trials."""
+    message = finished_study_message(config, study_storage(config))
+    if message:
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EcgmlError.exit_code)
+
+
 __all__: Sequence[str] = (
     "OptunaSweep",
     "SweepSettings",
     "counted_trials",
     "make_pruner",
     "make_sampler",
+    "refuse_finished_study",
     "settings_from",
     "storage_url",
     "study_summary",

@@ -24,6 +24,7 @@ from hydra.experimental.callback import Callback
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml.sweep.storage import study_storage
 from ecgml.tracking import (
     EXPERIMENT_ENV,
     PARENT_RUN_ENV,
@@ -55,12 +56,10 @@ def sweep_experiment(config: DictConfig) -> str:
 def study_key(config: DictConfig) -> str | None:
     """Identity of a persistent Optuna study (storage + name), to re-open its parent on resume."""
     sweeper = config.hydra.sweeper
-    if not (sweeper.get("storage") and sweeper.get("study_name")):
+    storage = study_storage(config)
+    if not (storage and sweeper.get("study_name")):
         return None
-    # deferred: optuna_sweeper imports optuna (~2.5 s); plain multiruns never need it
-    from ecgml.sweep.optuna_sweeper import storage_url
-
-    identity = f"{storage_url(str(sweeper.storage))}#{sweeper.study_name}"
+    identity = f"{storage}#{sweeper.study_name}"
     return hashlib.sha256(identity.encode()).hexdigest()[:16]
 
 
@@ -93,6 +92,11 @@ class MlflowSweepParent(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not self.enabled or os.environ.get(PARENT_RUN_ENV):
             return  # a nested multirun stays under the outer parent
+        if study_key(config):  # a persistent study: it may already be finished
+            # deferred: optuna_sweeper imports optuna (~2.5 s); plain multiruns never need it
+            from ecgml.sweep.optuna_sweeper import refuse_finished_study
+
+            refuse_finished_study(config)
         store = resolve_store(config.logger.tracking_uri)
         experiment = sweep_experiment(config)
         experiment_id = ensure_experiment(store, experiment)

@@ -302,9 +302,25 @@ def promote_run(run_id: str, alias: str = CHAMPION, tracking_uri: str | None = N
         )
     card = run_model_card(client, run_id)
     if card:
-        client.update_model_version(name, str(version.version), description=card)
+        description = version_description(card, run_id)
+        client.update_model_version(name, str(version.version), description=description)
     client.set_registered_model_alias(name, alias, str(version.version))
     return version
+
+
+#: MLflow's model_versions.description is VARCHAR(5000) on PostgreSQL/MySQL (sqlite ignores it).
+MAX_DESCRIPTION = 5000
+
+
+def version_description(card: str, run_id: str, limit: int = MAX_DESCRIPTION) -> str:
+    """The model card as a version description, cut at a section boundary to fit ``limit``
+    characters, with a pointer to the whole card (the run's ``model_card.md``)."""
+    if len(card) <= limit:
+        return card
+    tail = f"\n\n… the whole model card is the artifact `model_card.md` of run `{run_id}`.\n"
+    head = card[: limit - len(tail)]
+    cut = head.rfind("\n## ")
+    return (head[:cut] if cut > 0 else head) + tail
 
 
 def run_model_card(client: Any, run_id: str) -> str | None:

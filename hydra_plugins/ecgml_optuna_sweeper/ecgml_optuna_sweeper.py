@@ -21,6 +21,8 @@ class EcgmlOptunaSweeperConf:
     # maximize or minimize the job's return value (its `optimized_metric`).
     direction: str = "maximize"
     # A persistent study: a sqlite file path or any SQLAlchemy URL (postgresql://…), + a name.
+    # The repo default (<repo>/mlruns/optuna.db) follows a sqlite MLflow store: the study goes
+    # to optuna.db beside its mlflow.db unless hydra.sweeper.storage is on the command line.
     study_name: Optional[str] = None  # noqa: UP045
     storage: Optional[str] = None  # noqa: UP045
     # Trials in the study in total (a resumed study only runs what is missing).
@@ -66,13 +68,17 @@ class EcgmlOptunaSweeper(Sweeper):
         from ecgml.sweep.optuna_sweeper import (
             OptunaSweep,
             best_overrides,
+            refuse_finished_study,
             settings_from,
             study_summary,
         )
         from ecgml.sweep.report import format_summary, log_to_parent, write_summary
+        from ecgml.sweep.storage import study_storage
 
         assert self.config is not None and self.launcher is not None
+        refuse_finished_study(self.config)  # also when the parent-run callback is off
         settings = settings_from(self.conf)
+        settings.storage = study_storage(self.config)  # follows the tracking store by default
         sweep = OptunaSweep(settings, self.launcher, self.config, list(arguments))
         study = sweep.run()
         summary = study_summary(study, sweep.objective_name)

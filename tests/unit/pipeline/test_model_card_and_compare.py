@@ -128,3 +128,15 @@ def test_run_is_native_in_mlflows_ui(trained_run, session_tracking_uri) -> None:
     assert (
         note.startswith("hyperkalemia vs normal") and f"{result.metrics['test/auroc']:.3f}" in note
     )
+
+
+def test_a_long_model_card_is_cut_at_a_section_to_fit_the_registry() -> None:
+    from ecgml.tracking.registry import version_description
+
+    card = "# Model card\n\n" + "".join(f"## Section {i}\n\n{'x' * 900}\n\n" for i in range(10))
+    short = version_description(card, "r1")
+    assert len(short) <= 5000 and short.startswith("# Model card")
+    assert short.rstrip().endswith("artifact `model_card.md` of run `r1`.")
+    assert "## Section 3\n" in short and "## Section 9" not in short
+    assert "\n## Section" not in short.split("## Section 3")[1].split("…")[0][-50:]
+    assert version_description("# short", "r1") == "# short"

@@ -5,6 +5,8 @@ every fold (:func:`~ecgml.pipeline.crossval.cross_validate`). Inside an Optuna t
 pruning callback is handed to the pipeline here (the pipeline never imports the sweep).
 ``task=pretrain`` instead pretrains the backbone contrastively on every beat
 (:func:`~ecgml.pipeline.pretrain.pretrain`) and returns its final ``pretrain/val_loss``.
+``resume=<run_id>`` continues a killed run from its last checkpoint
+(:func:`~ecgml.pipeline.run.resume_run`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from omegaconf import DictConfig
 from ecgml.cli import hydra_entry
 from ecgml.pipeline.crossval import cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
-from ecgml.pipeline.run import run_one
+from ecgml.pipeline.run import resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
 from ecgml.sweep.context import objective_value
@@ -38,7 +40,9 @@ def train(cfg: DictConfig) -> float:
         return run_pretrain(cfg)
     start = time.perf_counter()
     callbacks = trial_callbacks()
-    if runs_all_folds(cfg):
+    if cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint
+        result = resume_run(cfg, callbacks=callbacks)
+    elif runs_all_folds(cfg):
         result = cross_validate(cfg, callbacks=callbacks)
     else:
         result = run_one(cfg, callbacks=callbacks)

@@ -38,6 +38,7 @@ class BeatClassifier(L.LightningModule):
         self.train_auroc = BinaryAUROC()
         self.val_auroc = BinaryAUROC()
         self.val_auroc_best = MaxMetric()
+        self.val_auroc_best.persistent(True)  # in checkpoints: a resumed run keeps its best
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of shape ``(batch,)``."""

@@ -85,20 +85,52 @@ def build_model(
 
 
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
-    """``cfg.callbacks`` (ModelCheckpoint, EarlyStopping, …) instantiated from ``_target_``."""
+    """``cfg.callbacks`` (ModelCheckpoint, EarlyStopping, …) instantiated from ``_target_``; the
+    checkpoint callback also keeps every epoch's ``last.ckpt`` (what ``resume=`` starts from)."""
     callbacks = []
     for name, node in cfg.callbacks.items():
-        extra = {"dirpath": checkpoint_dir} if name == "model_checkpoint" else {}
+        extra: dict[str, Any] = (
+            {"dirpath": checkpoint_dir, "save_last": True} if name == "model_checkpoint" else {}
+        )
         callbacks.append(hydra.utils.instantiate(node, **extra))
     return callbacks
 
 
-def fit_trainer(trainer: L.Trainer, model: BeatClassifier, data: BeatDataModule) -> None:
-    """``trainer.fit``, with Lightning's exits turned back into what they were: its SIGTERM
-    exit (code 0) into :class:`RunTerminated` (143), its Ctrl-C exit (code 1) into
-    KeyboardInterrupt, so that :func:`~ecgml.tracking.tracked_run` marks the run KILLED."""
+class LogLastCheckpoint(L.Callback):
+    """Upload ``last.ckpt`` to the run as ``checkpoints/last.ckpt`` whenever ModelCheckpoint has
+    rewritten it. Lightning runs checkpoint callbacks after all others, so the file of epoch k is
+    picked up at the start of epoch k+1 and at the end of training (one upload per epoch)."""
+
+    def __init__(self, logger: MLFlowLogger, path: Path) -> None:
+        self.logger, self.path = logger, path
+        self.uploaded: int | None = None  # mtime (ns) of the file last uploaded
+
+    def _upload(self, trainer: L.Trainer) -> None:
+        if not trainer.is_global_zero or not self.path.is_file():
+            return
+        mtime = self.path.stat().st_mtime_ns
+        if mtime != self.uploaded:
+            self.logger.experiment.log_artifact(
+                self.logger.run_id, str(self.path), artifact_path="checkpoints"
+            )
+            self.uploaded = mtime
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._upload(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._upload(trainer)
+
+
+def fit_trainer(
+    trainer: L.Trainer, model: BeatClassifier, data: BeatDataModule, ckpt_path: Path | None = None
+) -> None:
+    """``trainer.fit`` (from ``ckpt_path`` when resuming), with Lightning's exits turned back into
+    what they were: its SIGTERM exit (code 0) into :class:`RunTerminated` (143), its Ctrl-C exit
+    (code 1) into KeyboardInterrupt, so that :func:`~ecgml.tracking.tracked_run` marks the run
+    KILLED."""
     try:
-        trainer.fit(model, datamodule=data)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except SIGTERMException as exit_:
         raise RunTerminated() from exit_
     except SystemExit as exit_:
@@ -122,13 +154,16 @@ class LightningFitter:
     epoch with ``callbacks=final``, the best on ``training.monitor`` with ``early_stopping``).
 
     An ensemble's members differ only in their seed (initialization, batch order, augmentation);
-    member 0 logs its per-epoch curves to the run, the others train silently.
+    member 0 logs its per-epoch curves to the run, the others train silently. ``resume_from``
+    (``resume=``): member 0 continues from that ``last.ckpt``; other members train afresh.
     """
 
     def __init__(
-        self, cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = ()
-    ) -> None:
+        self, cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = (),
+        resume_from: Path | None = None,
+    ) -> None:  # fmt: skip
         self.cfg, self.logger, self.out, self.extra = cfg, logger, out, list(extra)
+        self.resume_from = resume_from
         self.fit_metrics: dict[str, float] = {}
         self.checkpoints: list[Path] = []
 
@@ -156,10 +191,12 @@ class LightningFitter:
         pos_weight = loss_pos_weight(cfg.training.pos_weight, data.pos_weight)
         model = build_model(cfg, table.seq_len, pos_weight or 0.0)
         folder = self.out / "checkpoints" / (f"member{index}" if index else "")
-        callbacks = build_callbacks(cfg, folder) + (self.extra if index == 0 else [])
+        callbacks = build_callbacks(cfg, folder) + (
+            self._member0_callbacks(folder) if index == 0 else []
+        )
         logger = self.logger if index == 0 else False
         trainer = hydra.utils.instantiate(cfg.trainer, logger=logger, callbacks=callbacks)
-        fit_trainer(trainer, model, data)
+        fit_trainer(trainer, model, data, self.resume_from if index == 0 else None)
         if index == 0:  # member 0 speaks for the fit: its curves, its loaders for predict
             self.fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
             self.datamodule = data
@@ -170,6 +207,12 @@ class LightningFitter:
         return BeatClassifier.load_from_checkpoint(
             path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=True
         )
+
+    def _member0_callbacks(self, folder: Path) -> list[L.Callback]:
+        """The caller's callbacks, and the per-epoch ``checkpoints/last.ckpt`` upload."""
+        if not (self.cfg.training.log_checkpoint and self.logger):  # logger=False: no run
+            return self.extra
+        return [*self.extra, LogLastCheckpoint(self.logger, folder / "last.ckpt")]
 
     def _ensemble(self, members: list[BeatClassifier]) -> BeatClassifier:
         backbone = MeanProbabilityEnsemble([m.backbone for m in members])
@@ -224,9 +267,10 @@ class SklearnFitter:
 
 
 def make_fitter(
-    cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = ()
-) -> Fitter:
-    """The fitter of ``cfg.model.kind`` (``sklearn``), else Lightning."""
+    cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = (),
+    resume_from: Path | None = None,
+) -> Fitter:  # fmt: skip
+    """The fitter of ``cfg.model.kind`` (``sklearn``), else Lightning (from ``resume_from``)."""
     if cfg.model.get("kind") == "sklearn":  # only sklearn models carry the key
         return SklearnFitter(cfg)
-    return LightningFitter(cfg, logger, out, extra)
+    return LightningFitter(cfg, logger, out, extra, resume_from)

@@ -1,7 +1,9 @@
 """``run_one(cfg)``: the single run lifecycle (fit → predict val/test → evaluate → log → explain).
 
 Every model kind goes through it behind a :class:`~ecgml.pipeline.fitters.Fitter`; the run is
-ended by :func:`~ecgml.tracking.tracked_run`. Extra Lightning callbacks (the sweep's pruning)
+ended by :func:`~ecgml.tracking.tracked_run`. ``resume=<run_id>`` (:func:`resume_run`) re-opens a
+killed run with the ``config.yaml`` it logged at its start and continues its fit from the
+``checkpoints/last.ckpt`` it logged every epoch. Extra Lightning callbacks (the sweep's pruning)
 come from the caller: the pipeline never imports the sweep.
 """
 
@@ -17,11 +19,15 @@ import lightning.pytorch as L
 import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import MLFlowLogger
+from mlflow.entities import Run
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml.beatstore import BeatStore
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_table, resolve_store_path
+from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.evaluation.predictions import clinical_settings
@@ -41,6 +47,7 @@ from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdow
 from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.tracking import (
     NOTE_TAG,
+    end_dead_runs,
     finite_metrics,
     flatten_config,
     git_state,
@@ -50,6 +57,7 @@ from ecgml.tracking import (
     resolve_store,
     tracked_run,
 )
+from ecgml.tracking.runs import reopen_logger
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
 
@@ -77,14 +85,36 @@ def hydra_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+@dataclass(frozen=True)
+class Resume:
+    """``resume=<run_id>``: the run to re-open, its downloaded ``last.ckpt`` and the overrides
+    it was started with."""
+
+    run_id: str
+    checkpoint: Path
+    overrides: list[str]
+
+
+def write_config_files(cfg: DictConfig, out: Path, overrides: list[str]) -> None:
+    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+
+
+def log_config_files(logger: MLFlowLogger, cfg: DictConfig, out: Path) -> None:
+    """``config.yaml`` and ``overrides.yaml`` logged as the run starts: a run killed before its
+    end keeps the config ``resume=`` needs (the end of the run logs them again, unchanged)."""
+    write_config_files(cfg, out, hydra_overrides())
+    for name in ("config.yaml", "overrides.yaml"):
+        logger.experiment.log_artifact(logger.run_id, str(out / name))
+
+
 def log_run_files(
     logger: MLFlowLogger, cfg: DictConfig, out: Path, table: BeatTable, fitter: Fitter,
-    predictions: pd.DataFrame,
+    predictions: pd.DataFrame, overrides: list[str],
 ) -> None:  # fmt: skip
     """The contract artifacts at the run root (and the evaluation's figures/results)."""
     client, run_id = logger.experiment, logger.run_id
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(hydra_overrides())))
+    write_config_files(cfg, out, overrides)
     predictions.to_csv(out / "predictions.csv", index=False)
     table.splits.to_csv(out / "splits.csv", index=False)
     if isinstance(fitter, SklearnFitter) and fitter.model is not None:
@@ -176,11 +206,13 @@ def run_one(
     parent_run_id: str | None = None,
     store: BeatStore | None = None,
     callbacks: Sequence[L.Callback] = (),
+    resume: Resume | None = None,
 ) -> RunResult:
     """Fit, predict val/test, evaluate, log everything; one tracked MLflow run.
 
     ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a loaded
-    beat store. The process's MLflow tracking URI is left as it was.
+    beat store; ``resume`` re-opens that run and continues from its checkpoint. The process's
+    MLflow tracking URI is left as it was.
     """
     with preserved_tracking_uri():
         L.seed_everything(cfg.seed, workers=True)
@@ -192,17 +224,26 @@ def run_one(
         resolve_subgroup_columns(table.meta, settings.subgroups)
         if cfg.model.get("init_from"):
             read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
-        tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
-        logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
-        logger.log_hyperparams(flatten_config(cfg))
         out = run_dir()
+        if resume is None:
+            tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
+            logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
+            logger.log_hyperparams(flatten_config(cfg))
+            log_config_files(logger, cfg, out)
+        else:  # params, config and datasets were logged when the run started
+            logger = reopen_logger(cfg, resume.run_id)
+        checkpoint = resume.checkpoint if resume else None
+        overrides = resume.overrides if resume else hydra_overrides()
         with tracked_run(logger.experiment, logger.run_id):
-            return _lifecycle(cfg, logger, table, out, make_fitter(cfg, logger, out, callbacks))
+            fitter = make_fitter(cfg, logger, out, callbacks, checkpoint)
+            return _lifecycle(cfg, logger, table, out, fitter, overrides, resume is None)
 
 
 def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
-               fitter: Fitter) -> RunResult:  # fmt: skip
-    log_datasets(cfg, logger, table)
+               fitter: Fitter, overrides: list[str], new_run: bool = True,
+               ) -> RunResult:  # fmt: skip
+    if new_run:
+        log_datasets(cfg, logger, table)
     fitter.fit(table)
     if isinstance(fitter, SklearnFitter):
         logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
@@ -213,7 +254,7 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
     predictions = evaluation.predictions
     logger.log_metrics(finite_metrics(metrics))
     logger.experiment.set_tag(logger.run_id, "ecgml.calibration", evaluation.calibrator.describe())
-    log_run_files(logger, cfg, out, table, fitter, predictions)
+    log_run_files(logger, cfg, out, table, fitter, predictions, overrides)
     log_model(cfg, fitter, table, logger.run_id, metrics["test/threshold"], evaluation.calibrator)
     metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
     log_model_card(cfg, logger, table, metrics, evaluation, out)
@@ -222,3 +263,54 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
         logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
         fitter.fit_metrics,
     )  # fmt: skip
+
+
+def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResult:
+    """``resume=<run_id>``: continue a killed run, in the same MLflow run, with the config it
+    logged at its start (only ``logger.tracking_uri`` comes from ``cfg``: where the run was
+    found) and the fit restored from its last per-epoch checkpoint."""
+    run_id = str(cfg.resume)
+    uri = resolve_store(cfg.logger.tracking_uri).tracking_uri
+    client = MlflowClient(uri)
+    resumable_run(client, run_id, uri)
+    folder = run_dir() / "resume"
+    folder.mkdir(parents=True, exist_ok=True)
+    checkpoint = download_artifact(client, run_id, "checkpoints/last.ckpt", folder)
+    if checkpoint is None:
+        raise EcgmlError(
+            f"resume={run_id}: the run has no checkpoint to resume from (checkpoints/last.ckpt "
+            "is logged every epoch when training.log_checkpoint=true)"
+        )
+    original = download_artifact(client, run_id, "config.yaml", folder)
+    if original is None:
+        raise EcgmlError(f"resume={run_id}: the run has no config.yaml to resume with")
+    run_cfg = OmegaConf.create(original.read_text())
+    assert isinstance(run_cfg, DictConfig)
+    run_cfg.logger.tracking_uri = cfg.logger.tracking_uri
+    overrides_file = download_artifact(client, run_id, "overrides.yaml", folder)
+    overrides = OmegaConf.load(overrides_file) if overrides_file else []
+    resume = Resume(run_id, checkpoint, [str(o) for o in overrides])
+    return run_one(run_cfg, callbacks=callbacks, resume=resume)
+
+
+def resumable_run(client: MlflowClient, run_id: str, uri: str) -> Run:
+    """The run ``resume=`` re-opens: it exists, and is neither finished nor still running."""
+    end_dead_runs(client)  # a SIGKILLed run left RUNNING becomes KILLED
+    try:
+        run = client.get_run(run_id)
+    except MlflowException:
+        raise EcgmlError(f"resume={run_id}: no such run in the tracking store {uri}") from None
+    status = run.info.status
+    if status == "FINISHED":
+        raise EcgmlError(f"resume={run_id}: the run is already FINISHED; nothing to resume")
+    if status == "RUNNING":
+        raise EcgmlError(f"resume={run_id}: the run is still RUNNING in a live process")
+    return run
+
+
+def download_artifact(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | None:
+    """``path`` of the run downloaded under ``folder``, or None when the run has no such file."""
+    try:
+        return Path(client.download_artifacts(run_id, path, str(folder)))
+    except (MlflowException, OSError):
+        return None

@@ -43,6 +43,7 @@ PID_TAG = "ecgml.pid"
 HOST_TAG = "ecgml.host"
 PID_START_TAG = "ecgml.pid_start"  # the process's start time: tells a reused pid apart
 KILLED_REASON_TAG = "ecgml.killed_reason"
+RESUMED_TAG = "ecgml.resumed"  # how many times ``resume=`` re-opened the run
 log = logging.getLogger("ecgml")
 
 
@@ -226,6 +227,27 @@ def make_logger(
         run_name=run_name(cfg),
         tracking_uri=store.tracking_uri,
         tags=run_tags(cfg, tags, parent_run_id),
+        log_model=False,
+    )
+
+
+def reopen_logger(cfg: DictConfig, run_id: str) -> MLFlowLogger:
+    """An MLFlowLogger on the existing run ``run_id`` (``resume=``), RUNNING again and owned by
+    this process (its pid/host tags, so :func:`end_dead_runs` judges this process now)."""
+    from lightning.pytorch.loggers import MLFlowLogger  # heavy: only training needs it
+
+    store = resolve_store(cfg.logger.tracking_uri)
+    client = MlflowClient(store.tracking_uri)
+    resumes = int(client.get_run(run_id).data.tags.get(RESUMED_TAG, "0")) + 1
+    client.update_run(run_id, status="RUNNING")
+    for key, value in {**process_tags(), RESUMED_TAG: str(resumes)}.items():
+        client.set_tag(run_id, key, value)
+    with contextlib.suppress(MlflowException):  # absent unless end_dead_runs marked it
+        client.delete_tag(run_id, KILLED_REASON_TAG)
+    return MLFlowLogger(
+        experiment_name=experiment_name(cfg),
+        tracking_uri=store.tracking_uri,
+        run_id=run_id,
         log_model=False,
     )
 

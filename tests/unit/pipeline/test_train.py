@@ -90,7 +90,8 @@ def test_cli_run_logs_contract_metrics_and_artifacts(tmp_path: Path, toy_store: 
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert artifacts >= CONTRACT_ARTIFACTS
     assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [
-        "checkpoints/best.ckpt"
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
     ]
     local = Path(client.download_artifacts(run_id, "predictions.csv", str(tmp_path)))
     header = local.read_text().splitlines()[0].split(",")

@@ -51,18 +51,28 @@ def debug_enabled(cfg: DictConfig) -> bool:
     return bool(cfg.traceback)
 
 
-def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any]:
-    """Turn user errors into one line on stderr and exit code 2."""
+#: What an interrupted command says it left behind, from its config (default: nothing specific).
+InterruptNote = Callable[[DictConfig], str]
+
+
+def _stopped(_cfg: DictConfig) -> str:
+    return "stopped"
+
+
+def entry_point(
+    func: Callable[[DictConfig], Any], interrupted: InterruptNote = _stopped
+) -> Callable[[DictConfig], Any]:
+    """Turn user errors into one line on stderr and exit code 2, and Ctrl-C into one line
+    (``interrupted: <note>; rerun to start over``) and exit code 130."""
 
     @functools.wraps(func)
     def wrapper(cfg: DictConfig) -> Any:
         try:
             return func(cfg)
         except KeyboardInterrupt:
-            if debug_enabled(cfg):
-                raise
-            # the run (if any) is already marked KILLED by tracked_run
-            print("interrupted (Ctrl-C): stopped; rerun to start over", file=sys.stderr, flush=True)
+            # tracked runs are already marked KILLED; folder writers removed their temporaries
+            print(f"interrupted: {interrupted(cfg)}; rerun to start over", file=sys.stderr,
+                  flush=True)  # fmt: skip
             sys.exit(INTERRUPTED_EXIT)
         except EcgmlError as err:
             if debug_enabled(cfg):
@@ -74,13 +84,16 @@ def entry_point(func: Callable[[DictConfig], Any]) -> Callable[[DictConfig], Any
     return wrapper
 
 
-def hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """Decorator: make ``func(cfg)`` a ``python -m`` entry point over ``conf/<config_name>``."""
+def hydra_entry(
+    config_name: str, interrupted: InterruptNote = _stopped
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator: make ``func(cfg)`` a ``python -m`` entry point over ``conf/<config_name>``;
+    ``interrupted`` says, from the config, what a Ctrl-C left behind."""
 
     def decorate(func: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         hydra_main = hydra.main(
             config_path=str(CONF_DIR), config_name=config_name, version_base=HYDRA_VERSION_BASE
-        )(entry_point(func))
+        )(entry_point(func, interrupted))
 
         @functools.wraps(func)
         def main() -> Any:

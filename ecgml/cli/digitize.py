@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import sys
-
 from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.digitize.folder import digitize_folder_from_config
 
-#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
+
+def left_unchanged(cfg: DictConfig) -> str:
+    # the run removed its temporary folder and stopped its workers on the way out
+    return f"{cfg.get('output_dir')} left unchanged"
 
 
-@hydra_entry("digitize")
+@hydra_entry("digitize", interrupted=left_unchanged)
 def main(cfg: DictConfig) -> None:
-    try:
-        digitize_folder_from_config(cfg)
-    except KeyboardInterrupt:
-        # The run removed its temporary folder and stopped its workers on the way out.
-        print(
-            f"interrupted: {cfg.get('output_dir')} left unchanged; rerun to start over",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
+    digitize_folder_from_config(cfg)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -14,8 +13,6 @@ from ecgml.synth.cohort import build_cohort, read_cohort_json
 
 log = logging.getLogger("ecgml.synth")
 
-#: Exit status of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
-EXIT_INTERRUPTED = 130
 #: Keys of conf/synth.yaml that drive the CLI rather than the generator (not in the cache key).
 CLI_KEYS = ("out", "overwrite", "n_jobs", "task_name", "paths", "debug", "traceback")
 
@@ -42,15 +39,11 @@ def run(cfg: DictConfig) -> Path:
     return out
 
 
-@hydra_entry("synth")
+def left_unchanged(cfg: DictConfig) -> str:
+    # the build removed its temporary folder and stopped its workers on the way out
+    return f"{cfg.get('out')} left unchanged"
+
+
+@hydra_entry("synth", interrupted=left_unchanged)
 def main(cfg: DictConfig) -> None:
-    try:
-        run(cfg)
-    except KeyboardInterrupt:
-        # The build removed its temporary folder and stopped its workers on the way out.
-        print(
-            f"interrupted: {cfg.get('out')} left unchanged; rerun to start over",
-            file=sys.stderr,
-            flush=True,
-        )
-        sys.exit(EXIT_INTERRUPTED)
+    run(cfg)

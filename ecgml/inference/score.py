@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ecgml import DISORDERS
+from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.inputs import (
@@ -193,8 +194,10 @@ def beat_rate(value: Any) -> float | None:
         fs = float(value)
     except (TypeError, ValueError):
         fs = float("nan")
-    if not 50.0 <= fs <= 10_000.0:
-        raise EcgmlError(f"fs={value} is not a sampling rate in Hz (50–10,000): e.g. fs=500")
+    if not MIN_FS <= fs <= MAX_FS:
+        raise EcgmlError(
+            f"fs={value} is not a sampling rate in Hz ({MIN_FS:g}–{MAX_FS:,.0f}): e.g. fs=500"
+        )
     return fs
 
 

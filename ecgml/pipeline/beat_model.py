@@ -37,11 +37,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import ecgml
+from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.scoring import BeatProbabilityModel, scorer_from_config
-from ecgml.signal import prepare_beats
+from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
 
 FORMAT = "ecgml-beat-model"
@@ -56,7 +57,6 @@ ENTRY_FILE = Path(__file__).with_name("beat_model_entry.py")
 INPUT_COLUMNS = ("beat", "r_index", "fs")
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
 MAX_BEAT_SECONDS = 4.0
-FS_RANGE = (50.0, 10_000.0)
 
 
 @dataclass(frozen=True)
@@ -271,14 +271,14 @@ def _beat_array(value: Any, row: int) -> np.ndarray:
 
 def _fs_of(value: Any, spec: LoadedModel, row: int) -> float:
     fs = spec.fs if value is None else float(value)
-    if not FS_RANGE[0] <= fs <= FS_RANGE[1]:
-        raise BadRequest(f"row {row}: fs={value} Hz is outside {FS_RANGE[0]:g}–{FS_RANGE[1]:g}")
+    if not MIN_FS <= fs <= MAX_FS:
+        raise BadRequest(f"row {row}: fs={value} Hz is outside {MIN_FS:g}–{MAX_FS:g}")
     return fs
 
 
 def _r_of(value: Any, beat: np.ndarray, fs: float, spec: LoadedModel, row: int) -> int:
     if value is None:
-        if beat.size != spec.seq_len or abs(fs - spec.fs) > 1e-6:
+        if beat.size != spec.seq_len or abs(fs - spec.fs) > FS_TOLERANCE:
             raise BadRequest(
                 f"row {row}: a beat without r_index must be exactly {spec.seq_len} samples at "
                 f"{spec.fs:g} Hz (R at sample {spec.r_index}); got {beat.size} at {fs:g} Hz: "

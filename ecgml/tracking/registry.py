@@ -65,13 +65,10 @@ def tracking_uri_set(uri: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _experiment_of_run(client: Any, run_id: str) -> Iterator[None]:
-    """MLflow files a logged model under the *active* experiment (the store's Default one, with
-    artifacts in ``./mlruns/0`` under the current directory, when none is set): point it at the
-    run's own experiment for the block."""
-    key = "MLFLOW_EXPERIMENT_ID"
+def _env_set(key: str, value: str) -> Iterator[None]:
+    """Set the environment variable ``key`` for a block, then restore exactly what was."""
     previous = os.environ.get(key)
-    os.environ[key] = client.get_run(run_id).info.experiment_id
+    os.environ[key] = value
     try:
         yield
     finally:
@@ -79,6 +76,13 @@ def _experiment_of_run(client: Any, run_id: str) -> Iterator[None]:
             os.environ.pop(key, None)
         else:
             os.environ[key] = previous
+
+
+def _experiment_of_run(client: Any, run_id: str) -> contextlib.AbstractContextManager[None]:
+    """MLflow files a logged model under the *active* experiment (the store's Default one, with
+    artifacts in ``./mlruns/0`` under the current directory, when none is set): point it at the
+    run's own experiment for the block."""
+    return _env_set("MLFLOW_EXPERIMENT_ID", client.get_run(run_id).info.experiment_id)
 
 
 def log_python_model(
@@ -157,19 +161,9 @@ class LoadedModel:
         return out
 
 
-@contextlib.contextmanager
-def _quiet_downloads() -> Iterator[None]:
+def _quiet_downloads() -> contextlib.AbstractContextManager[None]:
     """No per-file progress bar from MLflow while fetching a small model."""
-    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
-    previous = os.environ.get(key)
-    os.environ[key] = "false"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = previous
+    return _env_set("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 @contextlib.contextmanager

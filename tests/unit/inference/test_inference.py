@@ -27,6 +27,7 @@ from ecgml.inference.score import (
 from ecgml.models import build_backbone
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.signal import align_beats
+from ecgml.signal import prepare as signal_prepare
 from ecgml.tracking.registry import LoadedModel
 from tests.fakes import FS, PRE, write_toy_store
 
@@ -98,7 +99,10 @@ def test_training_and_serving_alignment_are_byte_identical(length: int | None) -
 
 
 def test_training_table_and_serving_share_one_alignment(toy_store: Path, compose_cfg) -> None:
-    assert datamodule.align_beats is preprocess.align_beats is align_beats  # one function
+    # one function: training aligns with align_beats, serving prepares with the signal layer's
+    # prepare_beats, which lays beats out with that same align_beats
+    assert datamodule.align_beats is signal_prepare.align_beats is align_beats
+    assert preprocess.prepare_beats is signal_prepare.prepare_beats
     store = load_beat_store(toy_store)
     for beat_length in ("null", "400", "100"):
         overrides = ("disorder=hyperkalemia", "data=beats", f"data.path={toy_store}")

@@ -1,4 +1,4 @@
-"""``python -m ecgml.digitize input_dir=IMAGES output_dir=OUT [layout=page fs=500 dpi=…]``."""
+"""``python -m ecgml.digitize input_dir=IMAGES output_dir=OUT [layout=auto fs=500 dpi=…]``."""
 
 from __future__ import annotations
 

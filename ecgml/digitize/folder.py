@@ -35,8 +35,19 @@ log = logging.getLogger("ecgml.digitize")
 
 LABELS_FILE = "images.csv"
 REPORT_FILE = "report.csv"
-REPORT_COLUMNS = ("image_file", "status", "error", "n_beats", "seconds")
-LABEL_COLUMNS = ("patient_id", "group", "center", "device", "layout")
+REPORT_COLUMNS = (
+    "image_file",
+    "status",
+    "error",
+    "n_beats",
+    "seconds",
+    "layout",
+    "leads",
+    "leads_left_out",
+    "calibration",
+)
+LEAD_ORDER = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+LABEL_COLUMNS = ("patient_id", "group", "center", "device", "layout", "potassium", "sodium")
 CREATED_BY = "ecgml.digitize"
 #: One image to process: its path and layout.
 Job = tuple[Path, str]
@@ -97,7 +108,9 @@ def read_labels(input_dir: Path, images: Sequence[Path], default_layout: str) ->
         if column == "layout":
             bad = sorted(set(values[values != ""]) - set(LAYOUTS))
             if bad:
-                raise EcgmlError(f"{path}: unknown layout(s) {', '.join(bad)}: use strip or page")
+                raise EcgmlError(
+                    f"{path}: unknown layout(s) {', '.join(bad)}: use one of {', '.join(LAYOUTS)}"
+                )
         present = values[(values != "") & values.index.isin(labels.index)]
         if column not in labels.columns:
             labels[column] = None
@@ -106,7 +119,7 @@ def read_labels(input_dir: Path, images: Sequence[Path], default_layout: str) ->
 
 
 def _expected() -> str:
-    return "image_file, patient_id, group (optional center, device, layout)"
+    return "image_file, patient_id, group (optional center, device, layout, potassium, sodium)"
 
 
 def run_images(
@@ -204,8 +217,9 @@ def _lane_result(future: Future, path: Path) -> ImageResult:
 def write_outputs(
     tmp: Path, results: Sequence[ImageResult], labels: pd.DataFrame, fs: float
 ) -> pd.DataFrame:
-    """signals/, the beat store and report.csv into ``tmp``; returns the report."""
+    """signals/, leads/, the beat store and report.csv into ``tmp``; returns the report."""
     (tmp / "signals").mkdir(parents=True)
+    (tmp / "leads").mkdir()
     recordings = []
     for result in results:
         if result.status != "ok" or result.digitized is None or result.beats is None:
@@ -214,6 +228,7 @@ def write_outputs(
         signal = result.digitized.signal
         frame = pd.DataFrame({"time_s": np.arange(signal.size) / fs, "mv": signal})
         frame.to_csv(tmp / "signals" / f"{stem}.csv", index=False, float_format="%.5f")
+        write_leads(tmp / "leads" / f"{stem}.csv", result.digitized.leads, fs)
         row = labels.loc[result.image_file]
         meta = {
             "patient_id": row["patient_id"],
@@ -221,18 +236,47 @@ def write_outputs(
             "record_id": stem,
             "source_image": result.image_file,
         }
-        for key in ("center", "device"):
+        for key in ("center", "device", "potassium", "sodium"):
             if key in row.index and isinstance(row[key], str) and row[key]:
                 meta[key] = row[key]
         recordings.append((result.beats, meta))
     if recordings:
         export_beat_store(tmp, recordings)
     report = pd.DataFrame(
-        [(r.image_file, r.status, r.error, r.n_beats, round(r.seconds, 4)) for r in results],
+        [
+            (r.image_file, r.status, r.error, r.n_beats, round(r.seconds, 4), *_lead_cells(r))
+            for r in results
+        ],
         columns=list(REPORT_COLUMNS),
     )
     report.to_csv(tmp / REPORT_FILE, index=False)
     return report
+
+
+def write_leads(path: Path, leads: dict[str, np.ndarray], fs: float) -> None:
+    """``time_s`` plus one column per lead (standard order) on the page's time axis; a lead is
+    empty outside its window."""
+    n = max((v.size for v in leads.values()), default=0)
+    columns: dict[str, np.ndarray] = {"time_s": np.arange(n) / fs}
+    for name in sorted(leads, key=_lead_rank):
+        values = np.full(n, np.nan, np.float32)
+        values[: leads[name].size] = leads[name]
+        columns[name] = values
+    pd.DataFrame(columns).to_csv(path, index=False, float_format="%.5f")
+
+
+def _lead_rank(name: str) -> tuple[int, str]:
+    return (LEAD_ORDER.index(name) if name in LEAD_ORDER else len(LEAD_ORDER), name)
+
+
+def _lead_cells(result: ImageResult) -> tuple[str, str, str, str]:
+    """report.csv's layout, leads (``;``-separated), leads left out (``lead: reason``) and
+    calibration (grid, pulse or dpi) of one image (empty for a failed image)."""
+    d = result.digitized
+    if d is None:
+        return "", "", "", ""
+    left_out = "; ".join(f"{name}: {why}" for name, why in d.left_out.items())
+    return d.layout, ";".join(sorted(d.leads, key=_lead_rank)), left_out, d.calibration.source
 
 
 def _duplicate_stems(images: Sequence[Path]) -> set[str]:
@@ -259,7 +303,7 @@ def check_paths(input_dir: Path, output_dir: Path) -> None:
 def digitize_folder(
     input_dir: Path | str,
     output_dir: Path | str,
-    layout: str = "strip",
+    layout: str = "auto",
     fs: float = 500.0,
     dpi: float | None = None,
     n_jobs: int | None = 1,
@@ -275,7 +319,7 @@ def digitize_folder(
     """
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if layout not in LAYOUTS:
-        raise EcgmlError(f"layout={layout!r} is not known: use strip or page")
+        raise EcgmlError(f"layout={layout!r} is not known: use one of {', '.join(LAYOUTS)}")
     if not fs or fs <= 0:
         raise EcgmlError(f"fs={fs!r} must be a positive sampling rate in Hz (e.g. 500)")
     if dpi is not None and dpi <= 0:

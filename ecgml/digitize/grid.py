@@ -28,6 +28,8 @@ MAX_SUBHARMONIC = 12
 #: Harmonics above this (cycles/px) are left out: pixel rounding of line positions aliases there.
 HARMONIC_MAX_FREQ = 0.3
 MIN_PEAK_TO_LOCAL = 8.0
+#: Largest x/y pixel-pitch mismatch accepted on a rectified photo.
+MAX_ASPECT_ERROR = 0.1
 
 
 @dataclass(frozen=True)
@@ -140,19 +142,26 @@ def _interpolated_peak(power: np.ndarray, k: int) -> float:
     return float(k + 0.5 * (a - c) / denom) if denom != 0 else float(k)
 
 
-def detect_grid(image: np.ndarray) -> Calibration | None:
+def detect_grid(
+    image: np.ndarray, square: bool = True, hsv: np.ndarray | None = None
+) -> Calibration | None:
     """Pixels per mm from the grid lines (None when no periodic grid is found).
 
     The time axis (long, many periods) is measured first; the amplitude axis is then measured
-    near the same pitch (paper grids are square) and must confirm it.
+    near the same pitch (paper grids are square) and must confirm it. ``square=False`` (a
+    rectified photo, whose pixels need not be square) lets y differ by up to 10 %.
     """
-    channel = grid_channel(image)
+    channel = grid_channel(image, hsv)
     period_x, _ = grid_pitch(cv2.reduce(channel, 0, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel())
     if not np.isfinite(period_x):
         return None
-    period_y, _ = grid_pitch(
-        cv2.reduce(channel, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel(), hint=period_x
-    )
+    rows = cv2.reduce(channel, 1, cv2.REDUCE_AVG, dtype=cv2.CV_32F).ravel()
+    period_y, _ = grid_pitch(rows, hint=period_x)
+    if not np.isfinite(period_y) and not square:
+        # A rectified photo's aspect is only known to a few percent: search y on its own.
+        period_y, _ = grid_pitch(rows)
+        if abs(period_y / period_x - 1) > MAX_ASPECT_ERROR:
+            period_y = float("nan")
     if not np.isfinite(period_y):
         return None  # a rhythm along x alone (e.g. the heartbeat) is no grid
     return Calibration(period_x / MINOR_PER_MAJOR, period_y / MINOR_PER_MAJOR, "grid")

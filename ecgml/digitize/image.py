@@ -146,18 +146,26 @@ def ink_channel(image: np.ndarray) -> np.ndarray:
     """Per pixel max(B, G, R): black ink stays dark while red/pink/orange grid lines vanish."""
     if image.ndim == 2:
         return image
-    b, g, r = cv2.split(image)
-    return cv2.max(cv2.max(b, g), r)
+    return channel_max(image)
 
 
-def grid_channel(image: np.ndarray) -> np.ndarray:
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """max(B, G, R) per pixel: HSV's V, several times faster than splitting the channels."""
+    return cv2.extractChannel(cv2.cvtColor(image, cv2.COLOR_BGR2HSV), 2)
+
+
+def grid_channel(image: np.ndarray, hsv: np.ndarray | None = None) -> np.ndarray:
     """Where the grid shows best: colour saturation for coloured grids, darkness for grey ones.
 
     Saturation (max − min channel) is zero for black ink, so the trace and text disappear.
+    ``hsv``: the image in HSV when the caller has it already.
     """
     if image.ndim == 3:
-        b, g, r = cv2.split(image)
-        chroma = cv2.subtract(cv2.max(cv2.max(b, g), r), cv2.min(cv2.min(b, g), r))
+        # max − min from HSV in one conversion: S·V/255 (within one gray level).
+        hsv = cv2.cvtColor(image, cv2.COLOR_BGR2HSV) if hsv is None else hsv
+        chroma = cv2.multiply(
+            cv2.extractChannel(hsv, 1), cv2.extractChannel(hsv, 2), scale=1.0 / 255
+        )
         if np.percentile(chroma[::4, ::4], 99) >= 25:
             return chroma
     gray = to_grayscale(image)
@@ -176,6 +184,8 @@ def estimate_skew(image: np.ndarray, max_deg: float = MAX_SKEW_DEG) -> float:
     horizontal lines and the baseline pile up in few rows), coarse then fine.
     """
     gray = to_grayscale(image)
+    while gray.shape[1] >= 2 * SKEW_WORK_WIDTH:  # halve first: INTER_AREA is slow at large factors
+        gray = cv2.pyrDown(gray)
     scale = min(1.0, SKEW_WORK_WIDTH / gray.shape[1])
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     mask = cv2.adaptiveThreshold(

@@ -45,14 +45,17 @@ class Box:
         return self.y + self.h
 
 
-def remove_background(image: np.ndarray, px_per_mm: float | None = None) -> np.ndarray:
+def remove_background(
+    image: np.ndarray, px_per_mm: float | None = None, value: np.ndarray | None = None
+) -> np.ndarray:
     """Binary mask (uint8 0/255) of the ink: pixels much darker than the local paper.
 
     Works on max(B, G, R), where coloured grid lines look like paper; the local paper level
     is the brightness around each pixel (a grey dilation wider than the trace), so uneven
-    lighting and shadows are divided out (adaptive threshold).
+    lighting and shadows are divided out (adaptive threshold). ``value``: max(B, G, R) when
+    the caller has it already.
     """
-    value = ink_channel(image)
+    value = ink_channel(image) if value is None else value
     size = max(7, round(1.5 * px_per_mm) if px_per_mm else 15) | 1
     paper = cv2.dilate(value, cv2.getStructuringElement(cv2.MORPH_RECT, (size, size)))
     paper = cv2.blur(paper, (size, size))

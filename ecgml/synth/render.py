@@ -20,9 +20,20 @@ from ecgml.errors import EcgmlError
 
 PAPER_SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
-LAYOUTS = ("strip", "page")
+LAYOUTS = ("strip", "page", "3x4", "6x2", "12x1")
 TWELVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 PAGE_ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
+#: Lead rows per page layout (each row's leads share its width); rhythm strips come below.
+LAYOUT_ROWS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "page": PAGE_ROWS,
+    "3x4": PAGE_ROWS,
+    "6x2": (("I", "V1"), ("II", "V2"), ("III", "V3"), ("aVR", "V4"), ("aVL", "V5"), ("aVF", "V6")),
+    "12x1": tuple((name,) for name in TWELVE_LEADS),
+}
+#: Row pitch (mm) per page layout: fewer rows, more room for tall QRS complexes.
+ROW_HEIGHT_MM = {"page": 40.0, "3x4": 40.0, "6x2": 32.0, "12x1": 25.0}
+#: The usual rhythm strips under a 3×4 page, by count.
+RHYTHM_LEADS = (("II",), ("II", "V1"), ("II", "V1", "V5"))
 DISTORTION_KEYS = (
     "rotation_deg",
     "perspective",
@@ -33,6 +44,7 @@ DISTORTION_KEYS = (
     "creases",
     "stains",
     "low_res_scale",
+    "photo",
 )
 
 #: (minor, major) BGR colours per grid style.
@@ -65,21 +77,29 @@ def render_ecg(
     seed: int = 0,
     calibration_pulse: bool = True,
     title: str = "",
+    rhythm: int = 1,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Render an ECG (mV) as a paper image; return ``(bgr_uint8_image, ground_truth)``.
 
-    ``leads`` is a lead-II array or a mapping of lead name → array (``II`` required; the
-    ``page`` layout derives missing leads from lead II). ``distortions`` keys are in
-    :data:`DISTORTION_KEYS`; a missing or zero value means off.
+    ``leads`` is a lead-II array or a mapping of lead name → array (``II`` required; page
+    layouts derive missing leads from lead II). Layouts: ``strip`` (lead II), ``3x4`` with
+    ``rhythm`` (1–3) rhythm strips (II, V1, V5) below, ``page`` (``3x4`` with the lead-II
+    rhythm strip), ``6x2`` and ``12x1``. ``distortions`` keys are in :data:`DISTORTION_KEYS`;
+    a missing or zero value means off.
     """
     leads = _as_lead_mapping(leads)
     _check_render_args(leads, fs, layout, dpi, grid_color)
+    if layout == "3x4" and rhythm not in (1, 2, 3):
+        raise EcgmlError(f"render_ecg: rhythm must be 1, 2 or 3 strips, got {rhythm!r}")
     px_per_mm = float(dpi) / 25.4
     duration_s = len(leads["II"]) / float(fs)
     rng = np.random.default_rng(seed)
-    if layout == "page":
+    if layout != "strip":
         leads = complete_twelve_leads(leads, fs)
-        canvas, truth = _draw_page(leads, fs, duration_s, px_per_mm, grid_color, title)
+        rhythm_leads = RHYTHM_LEADS[rhythm - 1] if layout in ("page", "3x4") else ()
+        canvas, truth = _draw_page(
+            leads, fs, duration_s, px_per_mm, grid_color, title, layout, rhythm_leads
+        )
     else:
         canvas, truth = _draw_strip(leads["II"], fs, duration_s, px_per_mm, grid_color, title)
     if calibration_pulse or grid_color == "none":
@@ -279,45 +299,58 @@ def _draw_page(
     px_per_mm: float,
     grid_color: str,
     title: str,
+    layout: str = "page",
+    rhythm_leads: tuple[str, ...] = ("II",),
 ) -> tuple[np.ndarray, dict[str, Any]]:
+    lead_rows = LAYOUT_ROWS[layout]
+    row_mm = ROW_HEIGHT_MM[layout]
+    n_rows = len(lead_rows) + len(rhythm_leads)
     width_mm = LEFT_MM + duration_s * PAPER_SPEED_MM_S + RIGHT_MM
-    height_mm = TOP_MM + 4 * PAGE_ROW_HEIGHT_MM + BOTTOM_MM
+    height_mm = TOP_MM + max(4, n_rows) * row_mm + BOTTOM_MM
     canvas = _blank_paper(width_mm, height_mm, px_per_mm)
     _draw_grid(canvas, px_per_mm, grid_color, (0.0, TOP_MM - 5, width_mm, height_mm))
     x0 = LEFT_MM * px_per_mm
-    segment_s = duration_s / 4.0
-    segment_n = round(segment_s * fs)
+    label_up = min(12.0, 0.3 * row_mm) * px_per_mm
     panels, rows = [], []
-    for r, names in enumerate(PAGE_ROWS):
-        zero = (TOP_MM + PAGE_ROW_HEIGHT_MM * (r + 0.6)) * px_per_mm
+    for r, names in enumerate(lead_rows):
+        zero = (TOP_MM + row_mm * (r + 0.6)) * px_per_mm
         rows.append(zero)
+        segment_s = duration_s / len(names)
+        segment_n = round(segment_s * fs)
         for c, name in enumerate(names):
             start = c * segment_n
             samples = leads[name][start : start + segment_n]
             col_px = x0 + c * segment_s * PAPER_SPEED_MM_S * px_per_mm
             _draw_trace(canvas, samples, fs, col_px, zero, px_per_mm)
-            label_x = col_px + 1.0 * px_per_mm
-            _draw_text(canvas, name, label_x, zero - 12.0 * px_per_mm, px_per_mm)
+            _draw_text(canvas, name, col_px + 1.0 * px_per_mm, zero - label_up, px_per_mm)
             if c > 0:  # lead-change tick, as printed by real carts
-                tick = 2.5 * px_per_mm
-                cv2.line(
-                    canvas,
-                    (int(col_px), int(zero - tick)),
-                    (int(col_px), int(zero + tick)),
-                    TRACE_COLOR,
-                    max(1, round(0.2 * px_per_mm)),
-                    cv2.LINE_AA,
-                )
+                _draw_tick(canvas, col_px, zero, px_per_mm)
             panels.append(_panel(name, col_px, zero, start / fs, segment_n / fs))
-    rhythm_zero = (TOP_MM + PAGE_ROW_HEIGHT_MM * 3.6) * px_per_mm
-    rows.append(rhythm_zero)
-    _draw_trace(canvas, leads["II"], fs, x0, rhythm_zero, px_per_mm)
-    _draw_text(canvas, "II", x0 + px_per_mm, rhythm_zero - 12.0 * px_per_mm, px_per_mm)
-    panels.append(_panel("II", x0, rhythm_zero, 0.0, duration_s, rhythm=True))
+    for k, name in enumerate(rhythm_leads):
+        zero = (TOP_MM + row_mm * (len(lead_rows) + k + 0.6)) * px_per_mm
+        rows.append(zero)
+        _draw_trace(canvas, leads[name], fs, x0, zero, px_per_mm)
+        _draw_text(canvas, name, x0 + px_per_mm, zero - label_up, px_per_mm)
+        panels.append(_panel(name, x0, zero, 0.0, duration_s, rhythm=True))
     _draw_header(canvas, title, px_per_mm)
-    truth = _geometry_truth(px_per_mm, x0, rhythm_zero, panels)
+    main = next((p for p in panels if p["rhythm"] and p["lead"] == "II"), None)
+    main = main or next(p for p in panels if p["lead"] == "II")
+    truth = _geometry_truth(px_per_mm, x0, main["zero_mv_row"], panels)
     truth["calibration_rows"] = rows
+    truth["rhythm_leads"] = list(rhythm_leads)
     return canvas, truth
+
+
+def _draw_tick(canvas: np.ndarray, col_px: float, zero: float, px_per_mm: float) -> None:
+    tick = 2.5 * px_per_mm
+    cv2.line(
+        canvas,
+        (int(col_px), int(zero - tick)),
+        (int(col_px), int(zero + tick)),
+        TRACE_COLOR,
+        max(1, round(0.2 * px_per_mm)),
+        cv2.LINE_AA,
+    )
 
 
 def _panel(
@@ -395,6 +428,16 @@ def apply_distortions(
         out = cv2.resize(out, size, interpolation=cv2.INTER_AREA)
         homography = np.diag([sx, sy, 1.0]) @ homography
         applied["low_res_scale"] = scale
+    if "photo" in d:
+        strength = float(d["photo"])
+        if not 0.0 < strength <= 1.0:
+            raise EcgmlError(
+                f"distortion photo must lie in 0–1 (1: ±15° tilt, 20% keystone), got {strength}"
+            )
+        out, warp = _photo(out, strength, rng, px_per_mm)
+        homography = warp @ homography
+        applied["photo"] = strength
+        d.setdefault("jpeg_quality", 85)
     if "jpeg_quality" in d:
         quality = int(d["jpeg_quality"])
         if not 1 <= quality <= 100:
@@ -502,3 +545,52 @@ def _warp(
         borderValue=(205, 210, 212),
     )
     return warped, homography.astype(np.float64)
+
+
+#: A phone photo at strength 1: in-plane tilt up to this many degrees, keystone up to this share.
+PHOTO_MAX_TILT_DEG = 15.0
+PHOTO_MAX_KEYSTONE = 0.2
+#: Share of the sheet's size left as table around it.
+PHOTO_MARGIN = 0.06
+
+
+def _photo(
+    image: np.ndarray, strength: float, rng: np.random.Generator, px_per_mm: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A phone photo of the sheet lying on a darker table: tilt, keystone (one edge nearer the
+    camera), uneven light, lens blur and sensor noise; returns the image and the homography
+    from sheet pixels to photo pixels (the ground truth stays exact through it)."""
+    h, w = image.shape[:2]
+    corners = np.float64([[0, 0], [w, 0], [w, h], [0, h]])
+    squeeze = rng.uniform(0.3, 1.0) * PHOTO_MAX_KEYSTONE * strength
+    if rng.random() < 0.5:  # the top or bottom edge is the far one
+        far = (0, 1) if rng.random() < 0.5 else (3, 2)
+        corners[far[0], 0] += squeeze * w / 2
+        corners[far[1], 0] -= squeeze * w / 2
+    else:
+        far = (0, 3) if rng.random() < 0.5 else (1, 2)
+        corners[far[0], 1] += squeeze * h / 2
+        corners[far[1], 1] -= squeeze * h / 2
+    theta = np.deg2rad(rng.uniform(-1.0, 1.0) * PHOTO_MAX_TILT_DEG * strength)
+    rot = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    moved = (corners - [w / 2, h / 2]) @ rot.T
+    margin = PHOTO_MARGIN * max(w, h)
+    moved -= moved.min(axis=0) - margin
+    size = np.ceil(moved.max(axis=0) + margin).astype(int)
+    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    homography = cv2.getPerspectiveTransform(src, moved.astype(np.float32)).astype(np.float64)
+    table = np.array(rng.uniform([40, 55, 70], [90, 100, 120]), dtype=np.float32)
+    out = np.empty((size[1], size[0], 3), np.uint8)
+    out[:] = table.astype(np.uint8)
+    cv2.warpPerspective(
+        image,
+        homography,
+        (int(size[0]), int(size[1])),
+        dst=out,
+        flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_TRANSPARENT,
+    )
+    out = _uneven_lighting(out, 0.35 * strength, rng)
+    out = cv2.GaussianBlur(out, (0, 0), sigmaX=0.3 + 0.4 * strength)
+    out = _add_noise(out, 2.0 + 2.0 * strength, rng)
+    return out, homography

@@ -64,8 +64,20 @@ def test_read_labels_uses_images_csv_and_defaults(image_dir: Path) -> None:
 def test_digitize_folder_writes_signals_beats_and_report(image_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     report = digitize_folder(image_dir, out, n_jobs=1, progress=False)
-    assert list(report.columns) == ["image_file", "status", "error", "n_beats", "seconds"]
+    assert list(report.columns)[:5] == ["image_file", "status", "error", "n_beats", "seconds"]
+    assert list(report.columns)[5:] == ["layout", "leads", "leads_left_out", "calibration"]
     status = dict(zip(report["image_file"], report["status"], strict=True))
+    rows = report.set_index("image_file")
+    assert rows.loc["a.png", "layout"] == "strip" and rows.loc["a.png", "leads"] == "II"
+    assert rows.loc["b.jpg", "layout"] == "page" and rows.loc["b.jpg", "calibration"] == "grid"
+    assert len(rows.loc["b.jpg", "leads"].split(";")) == 12
+    page_leads = pd.read_csv(out / "leads" / "b.csv")
+    assert list(page_leads.columns) == ["time_s", "I", "II", "III", "aVR", "aVL", "aVF"] + [
+        f"V{k}" for k in range(1, 7)
+    ]
+    assert page_leads["II"].notna().mean() > 0.95  # the rhythm strip: the whole page
+    assert 0.2 < page_leads["V1"].notna().mean() < 0.3  # a 3x4 column: a quarter of it
+    assert list(pd.read_csv(out / "leads" / "a.csv").columns) == ["time_s", "II"]
     assert status == {"a.png": "ok", "b.jpg": "ok", "c.png": "failed", "d.png": "failed"}
     assert "not a readable image" in report.set_index("image_file").loc["c.png", "error"]
     signal = pd.read_csv(out / "signals" / "a.csv")

@@ -15,7 +15,12 @@ from ecgml.sweep import context
 
 class OptunaPruning(L.Callback):
     """Reports ``monitor`` to the trial after every validation epoch; when the pruner says so,
-    stops training gracefully (the run is still evaluated and logged, tagged as pruned)."""
+    stops training gracefully (the run is still evaluated and logged, tagged as pruned).
+
+    Under DDP (``trainer=ddp_cpu``: ranks spawned from the fit, each with a copy of this
+    callback) rank zero reports and decides, the others follow; the sweeper learns of the
+    pruning from the run's ``optuna.pruned_at_epoch`` tag, as the copy's state stays in the rank.
+    """
 
     def __init__(self, active: context.ActiveTrial) -> None:
         self.active = active
@@ -34,12 +39,17 @@ class OptunaPruning(L.Callback):
                 f"{', '.join(sorted(trainer.callback_metrics)) or 'nothing'}"
             )
         epoch = trainer.current_epoch
-        self.active.trial.report(float(value), step=epoch)
-        if self.active.prune and self.active.trial.should_prune():
+        stop = False
+        if trainer.is_global_zero:  # DDP: one report per epoch; every rank follows rank zero
+            self.active.trial.report(float(value), step=epoch)
+            stop = self.active.prune and self.active.trial.should_prune()
+        if trainer.world_size > 1:
+            stop = bool(trainer.strategy.broadcast(stop, src=0))
+        if stop:
             self.active.pruned_at_epoch = epoch
             trainer.should_stop = True
             logger = trainer.logger
-            if logger is not None and hasattr(logger, "experiment"):
+            if trainer.is_global_zero and logger is not None and hasattr(logger, "experiment"):
                 logger.experiment.set_tag(logger.run_id, "optuna.pruned_at_epoch", str(epoch))
 
 

@@ -8,7 +8,12 @@
   misspelled ``optimized_metric`` stops the sweep (every trial would fail the same way).
 - With ``storage`` (a sqlite file or a SQLAlchemy URL) and ``study_name`` the study persists:
   re-running the same command resumes it, ``n_trials`` counts the study's trials in total, and
-  several processes or machines can feed one study.
+  several processes or machines can feed one study (:mod:`ecgml.sweep.shared`): each asks for a
+  trial only while the study has fewer than ``n_trials``, and a trial that two workers asked for
+  at the same moment beyond ``n_trials`` is dropped (FAIL, user attribute ``surplus``, not
+  counted). Heartbeats mark a killed worker's trial FAIL and a retry re-runs its parameters.
+- A parallel launcher (``hydra/launcher=joblib hydra.launcher.n_jobs=2``) gets batches of
+  ``n_jobs`` trials (the sweeper's ``n_jobs``, else the launcher's).
 """
 
 from __future__ import annotations
@@ -18,9 +23,12 @@ import functools
 import inspect
 import logging
 import math
+import os
 import signal
 import sys
 import threading
+import time
+import warnings
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +38,7 @@ from typing import Any
 import optuna
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
@@ -37,12 +46,25 @@ from optuna.trial import TrialState
 from ecgml.errors import EcgmlError
 from ecgml.sweep.context import ObjectiveMetricMissing, activate_trial
 from ecgml.sweep.search_space import SearchSpace, parse_search_space, trial_overrides
+from ecgml.sweep.shared import (
+    CREATOR_ATTR,
+    create_or_load,
+    fail_stale_trials,
+    heartbeats,
+    open_storage,
+    redone_numbers,
+    worker_id,
+)
 from ecgml.sweep.storage import SQLITE, storage_url, study_storage
-from ecgml.tracking import resolve_store
+from ecgml.tracking import parent_run, resolve_store
 
 log = logging.getLogger("ecgml.sweep")
 INTERRUPTED_ATTR = "interrupted"
-COUNTED_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+SURPLUS_ATTR = "surplus"  # asked beyond n_trials by a worker racing another one
+COUNTED_STATES = (
+    TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING,
+)  # fmt: skip
+PRUNED_TAG = "optuna.pruned_at_epoch"
 
 
 @dataclass
@@ -60,6 +82,9 @@ class SweepSettings:
     params: dict[str, Any] = field(default_factory=dict)
     enqueue_trials: list[dict[str, Any]] = field(default_factory=list)
     max_failures_in_a_row: int = 5
+    heartbeat_interval: int | None = 60
+    grace_period: int | None = 120
+    max_retry: int | None = 1
 
 
 def accepted(factory: Any, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,14 +148,23 @@ def make_pruner(spec: Mapping[str, Any]) -> optuna.pruners.BasePruner:
     return factory(**kwargs)
 
 
+def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """Trials towards ``n_trials``: finished ones, ones running or waiting (here or elsewhere),
+    but not those a Ctrl-C interrupted (re-done on resume), not a killed worker's trial that a
+    retry replaces, and not a surplus one."""
+    redone = redone_numbers(trials)
+    return [
+        t
+        for t in trials
+        if t.state in COUNTED_STATES
+        and not t.user_attrs.get(INTERRUPTED_ATTR)
+        and not t.user_attrs.get(SURPLUS_ATTR)
+        and t.number not in redone
+    ]
+
+
 def counted_trials(study: optuna.Study) -> int:
-    """Trials towards ``n_trials``: finished ones and ones running elsewhere, but not those a
-    Ctrl-C interrupted (they are re-done on resume)."""
-    return sum(
-        1
-        for t in study.get_trials(deepcopy=False, states=COUNTED_STATES)
-        if not t.user_attrs.get(INTERRUPTED_ATTR)
-    )
+    return len(counted(study.get_trials(deepcopy=False)))
 
 
 @contextlib.contextmanager
@@ -175,17 +209,31 @@ class OptunaSweep:
         self.in_process = type(launcher).__name__ == "BasicLauncher"
         self.job_index = 0
         self.failures_in_a_row = 0
+        self.storage: optuna.storages.RDBStorage | None = None
 
     def make_study(self) -> optuna.Study:
         s = self.settings
-        study = optuna.create_study(
-            storage=storage_url(s.storage),
-            sampler=make_sampler(s.sampler, self.space),
-            pruner=make_pruner(s.pruner),
-            study_name=s.study_name,
-            direction=s.direction,
-            load_if_exists=True,
-        )
+        url = storage_url(s.storage)
+        if url:
+            self.storage = open_storage(url, s.heartbeat_interval, s.grace_period, s.max_retry)
+        sampler, pruner = make_sampler(s.sampler, self.space), make_pruner(s.pruner)
+        if self.storage is not None and s.study_name:
+            study, created = create_or_load(
+                self.storage, s.study_name, s.direction, sampler=sampler, pruner=pruner
+            )
+            if not (created or study.user_attrs.get(CREATOR_ATTR) == worker_id()):
+                # another worker, or a resumed study: a seeded sampler would repeat the trials
+                # its creator sampled; only the creator keeps the configured seed
+                sampler.reseed_rng()
+        else:
+            study = optuna.create_study(
+                storage=self.storage,
+                sampler=sampler,
+                pruner=pruner,
+                study_name=s.study_name,
+                direction=s.direction,
+                load_if_exists=True,
+            )
         if study.get_trials(deepcopy=False):
             log.info(
                 "resuming study %r: %d trial(s) so far", study.study_name, counted_trials(study)
@@ -195,19 +243,34 @@ class OptunaSweep:
                 study.enqueue_trial(dict(params), skip_if_exists=True)
         return study
 
+    @property
+    def batch_size(self) -> int:
+        """Trials per launch: 1 in process; else the sweeper's ``n_jobs`` when set above 1,
+        else the launcher's (joblib's ``n_jobs``; -1 means every CPU)."""
+        if self.in_process:
+            return 1
+        if self.settings.n_jobs > 1:
+            return self.settings.n_jobs
+        launcher_jobs = int(getattr(self.launcher, "joblib", {}).get("n_jobs") or 1)
+        return max(1, os.cpu_count() or 1) if launcher_jobs < 0 else max(1, launcher_jobs)
+
     def run(self) -> optuna.Study:
         study = self.make_study()
-        batch = 1 if self.in_process else max(1, self.settings.n_jobs)
+        batch = self.batch_size
         if not self.in_process:
-            log.warning("launcher %s runs jobs out of process: no pruning", type(self.launcher))
+            log.warning(
+                "launcher %s runs jobs out of process, %d at a time: no pruning",
+                type(self.launcher).__name__, batch,
+            )  # fmt: skip
         trials: list[optuna.Trial] = []
         try:
             with _ctrl_c_remembered() as interrupted:
-                while (remaining := self.settings.n_trials - counted_trials(study)) > 0:
+                while (wanted := self.wanted(study)) > 0:
                     trials = []  # filled one by one: a Ctrl-C between asks still sees them
-                    for _ in range(min(batch, remaining)):
-                        trials.append(study.ask(self.space.distributions))
-                    self.run_batch(study, trials)
+                    with heartbeats(self.storage, trials):
+                        self.ask_batch(study, min(batch, wanted), trials)
+                        if trials:
+                            self.run_batch(study, trials)
                     if interrupted.is_set():  # Python swallowed the KeyboardInterrupt somewhere
                         raise KeyboardInterrupt
         except (KeyboardInterrupt, SystemExit):
@@ -217,12 +280,69 @@ class OptunaSweep:
             raise
         return study
 
+    @property
+    def heartbeat(self) -> bool:
+        return bool(self.storage is not None and self.storage.get_heartbeat_interval())
+
+    def wanted(self, study: optuna.Study) -> int:
+        """Trials to ask for now. With heartbeats, a worker with nothing left to ask waits for
+        the trials running elsewhere, up to ``grace_period`` + 2 heartbeats: if their worker
+        died, it runs their retries (a trial that never beat, e.g. from a sweep without
+        heartbeats, is never stale: hence the bound)."""
+        deadline: float | None = None
+        while True:
+            if self.heartbeat:
+                fail_stale_trials(study)
+            trials = study.get_trials(deepcopy=False)
+            # an ask pops a waiting trial (a retry, an enqueued one) before it creates one
+            started = [t for t in counted(trials) if t.state != TrialState.WAITING]
+            wanted = max(self.settings.n_trials - len(started), 0)
+            running = sum(t.state == TrialState.RUNNING for t in trials)
+            if wanted > 0 or not (self.heartbeat and running):
+                return wanted
+            assert self.storage is not None
+            interval = float(self.storage.get_heartbeat_interval() or 1)
+            if deadline is None:
+                deadline = time.monotonic() + float(self.storage.grace_period or 0) + 2 * interval
+            elif time.monotonic() > deadline:
+                return 0
+            log.info("study %r: waiting for %d trial(s) running elsewhere", study.study_name,
+                     running)  # fmt: skip
+            time.sleep(min(5.0, interval))
+
+    def ask_batch(self, study: optuna.Study, size: int, trials: list[optuna.Trial]) -> None:
+        """Ask up to ``size`` trials into ``trials`` (the heartbeat thread reads the list);
+        a trial beyond ``n_trials`` (another worker asked at the same moment) is dropped."""
+        for _ in range(size):
+            with warnings.catch_warnings():  # "heartbeat is supposed to be used with optimize"
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = study.ask(self.space.distributions)
+            if self.storage is not None and self.is_surplus(study, trial):
+                trial.set_user_attr(SURPLUS_ATTR, True)
+                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                log.info("trial %d dropped: the study has its %d trials", trial.number,
+                         self.settings.n_trials)  # fmt: skip
+                return
+            trials.append(trial)
+            if self.storage is not None and self.heartbeat:
+                self.storage.record_heartbeat(trial._trial_id)
+
+    def is_surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
+        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
+        return len(counted(before)) >= self.settings.n_trials
+
+    def run_subject(self) -> str:
+        """A trial's run-name prefix: its disorder (binary task), else the task's name."""
+        task = self.config.get("task")
+        name = str(task.get("name", "binary")) if task else "binary"
+        return "${disorder.name}" if name in ("binary", "classify") else name
+
     def overrides_for(self, trial: optuna.Trial) -> list[str]:
         return [
             *trial_overrides(self.space, trial.params),
             f"++logger.tags.optuna_trial={trial.number}",
             f"++logger.tags.optuna_study={trial.study.study_name}",
-            f"++logger.run_name=${{disorder.name}}-${{model.name}}-trial{trial.number}",
+            f"++logger.run_name={self.run_subject()}-${{model.name}}-trial{trial.number}",
         ]
 
     def run_batch(self, study: optuna.Study, trials: list[optuna.Trial]) -> None:
@@ -238,6 +358,8 @@ class OptunaSweep:
             else:
                 returns = self.launcher.launch(overrides, initial_job_idx=self.job_index)
                 pruned = [False] * len(trials)
+            # DDP ranks (spawned) and launcher workers report only through the run they logged
+            pruned = [p or self.pruned_in_run(t) for t, p in zip(trials, pruned, strict=True)]
         except SystemExit as exit_:
             if exit_.code != EcgmlError.exit_code:
                 raise  # e.g. Lightning turns Ctrl-C into exit(1): stop the sweep
@@ -248,6 +370,44 @@ class OptunaSweep:
         for trial, result, was_pruned in zip(trials, returns, pruned, strict=True):
             self.tell(study, trial, result, was_pruned)
 
+    def trial_run_id(self, trial: optuna.Trial) -> str | None:
+        """The MLflow run of ``trial``: handed over in process, else found by its tags."""
+        known = trial.user_attrs.get("mlflow_run_id")
+        if known:
+            return str(known)
+        parent, _ = parent_run()
+        try:
+            if parent:
+                experiments = [self.client.get_run(parent).info.experiment_id]
+            else:
+                experiments = [e.experiment_id for e in self.client.search_experiments()]
+            found = self.client.search_runs(
+                experiments,
+                filter_string=(
+                    f"tags.optuna_study = '{trial.study.study_name}' "
+                    f"and tags.optuna_trial = '{trial.number}'"
+                ),
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+        except MlflowException:
+            return None
+        if not found:
+            return None
+        run_id = found[0].info.run_id
+        trial.set_user_attr("mlflow_run_id", run_id)
+        return run_id
+
+    def pruned_in_run(self, trial: optuna.Trial) -> bool:
+        """The pruning callback tagged the trial's run (a DDP rank zero, say)."""
+        run_id = self.trial_run_id(trial)
+        if not run_id:
+            return False
+        try:
+            return PRUNED_TAG in self.client.get_run(run_id).data.tags
+        except MlflowException:
+            return False
+
     @staticmethod
     def failed_return(reason: str) -> JobReturn:
         ret = JobReturn()
@@ -257,7 +417,7 @@ class OptunaSweep:
 
     def tell(self, study: optuna.Study, trial: optuna.Trial, ret: JobReturn, pruned: bool) -> None:
         state = self._tell(study, trial, ret, pruned)
-        run_id = trial.user_attrs.get("mlflow_run_id")
+        run_id = self.trial_run_id(trial)
         if run_id:
             self.client.set_tag(run_id, "optuna.state", state.name)
 
@@ -273,18 +433,18 @@ class OptunaSweep:
             study.tell(trial, state=TrialState.FAIL)
             raise EcgmlError(str(value))
         if pruned or isinstance(value, optuna.TrialPruned):
-            study.tell(trial, state=TrialState.PRUNED)
+            study.tell(trial, state=TrialState.PRUNED, skip_if_finished=True)
             log.info("trial %d pruned", trial.number)
             self.failures_in_a_row = 0
             return TrialState.PRUNED
         if ret.status == JobStatus.COMPLETED and _is_finite_number(value):
-            study.tell(trial, float(value))
+            study.tell(trial, float(value), skip_if_finished=True)
             log.info("trial %d: %s = %.4f", trial.number, self.objective_name, float(value))
             self.failures_in_a_row = 0
             return TrialState.COMPLETE
         reason = repr(value) if ret.status == JobStatus.FAILED else f"returned {value!r}"
         trial.set_user_attr("fail_reason", reason[:1000])
-        study.tell(trial, state=TrialState.FAIL)
+        study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         log.warning("trial %d failed (%s); the sweep goes on", trial.number, reason[:300])
         self.failures_in_a_row += 1
         if self.failures_in_a_row >= self.settings.max_failures_in_a_row:
@@ -353,10 +513,12 @@ def finished_study_message(config: DictConfig, storage: str | None) -> str | Non
     if storage.startswith(SQLITE) and not Path(storage.removeprefix(SQLITE)).exists():
         return None
     try:
-        study = optuna.load_study(study_name=str(name), storage=storage)
+        study = optuna.load_study(study_name=str(name), storage=open_storage(storage))
     except KeyError:  # no such study yet
         return None
-    done, wanted = counted_trials(study), int(sweeper.n_trials)
+    # finished trials only: a running one may belong to a killed worker (retried by this one)
+    done = sum(t.state.is_finished() for t in counted(study.get_trials(deepcopy=False)))
+    wanted = int(sweeper.n_trials)
     if done < wanted:
         return None
     return (

@@ -4,8 +4,12 @@ On multirun start it opens the parent in the experiment the jobs will use (``log
 experiment_name``, else ``ecgml-<first job's disorder>``) and publishes it through environment
 variables (:mod:`ecgml.tracking`), so each job's run becomes a child in that experiment. On
 multirun end it records the children's states and closes it; if the process dies first, an
-``atexit`` hook marks it FAILED (KILLED on Ctrl-C). A resumed Optuna study (same storage and
-study name) re-opens its parent instead of starting a new one.
+``atexit`` hook marks it FAILED (KILLED on Ctrl-C). A persistent Optuna study (storage and
+study name) has one parent for all its sweeps and workers: the process that creates the study
+opens it and stores its id in the study (user attribute ``mlflow_parent_run_id``); a resumed
+sweep, or a second worker started at the same time, re-opens that run
+(:func:`ecgml.sweep.shared.study_parent`). A worker that ends while trials still run elsewhere
+leaves the parent RUNNING for the last one to close.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -50,7 +55,8 @@ def sweep_experiment(config: DictConfig) -> str:
     if config.logger.experiment_name:
         return str(config.logger.experiment_name)
     disorder = first_job_choice(config, "disorder") or config.disorder.name
-    return f"ecgml-{disorder}"
+    task = first_job_choice(config, "task") or str(config.task.get("name", "binary"))
+    return f"ecgml-{disorder if task in ('binary', 'classify') else task}"
 
 
 def study_key(config: DictConfig) -> str | None:
@@ -102,29 +108,56 @@ class MlflowSweepParent(Callback):
         experiment_id = ensure_experiment(store, experiment)
         self.client = MlflowClient(store.tracking_uri)
         key = study_key(config)
-        self.run_id = self.reopen(experiment_id, key) if key else None
-        if self.run_id is None:
-            tags = {**git_state(), "ecgml.sweep": "true", "ecgml.sweeper": sweeper_name(config)}
-            if key:
-                tags[STUDY_KEY_TAG] = key
-            run = self.client.create_run(experiment_id, run_name=parent_run_name(config), tags=tags)
-            self.run_id = run.info.run_id
+        if key:
+            self.run_id = self.study_parent(config, experiment_id, key)
+        else:
+            self.run_id = self.create(config, experiment_id, None)
         self.log_description(config)
         os.environ[PARENT_RUN_ENV] = self.run_id
         os.environ[EXPERIMENT_ENV] = experiment
         atexit.register(self.close_if_open)
         log.info("MLflow parent run %s in experiment %s", self.run_id, experiment)
 
-    def reopen(self, experiment_id: str, key: str) -> str | None:
+    def create(self, config: DictConfig, experiment_id: str, key: str | None) -> str:
         assert self.client is not None
-        found = self.client.search_runs(
-            [experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'", max_results=1
+        tags = {**git_state(), "ecgml.sweep": "true", "ecgml.sweeper": sweeper_name(config)}
+        if key:
+            tags[STUDY_KEY_TAG] = key
+        run = self.client.create_run(experiment_id, run_name=parent_run_name(config), tags=tags)
+        return str(run.info.run_id)
+
+    def study_parent(self, config: DictConfig, experiment_id: str, key: str) -> str:
+        """The study's one parent, shared by every worker (deferred imports: optuna, ~2.5 s)."""
+        # deferred: ecgml.sweep.shared imports optuna (~2.5 s), needed by sweeps only
+        from ecgml.sweep.shared import open_storage, study_parent
+
+        sweeper = config.hydra.sweeper
+        storage = open_storage(str(study_storage(config)))
+        return study_parent(
+            storage,
+            str(sweeper.study_name),
+            str(sweeper.get("direction") or "maximize"),
+            create=lambda: self.create(config, experiment_id, key),
+            reopen=lambda run_id: self.reopen(experiment_id, key, run_id),
         )
-        if not found:
-            return None
-        run_id = found[0].info.run_id
+
+    def reopen(self, experiment_id: str, key: str, run_id: str | None = None) -> str | None:
+        """Re-open ``run_id`` (else the run tagged with the study's key); None when not found."""
+        assert self.client is not None
+        if run_id is None:
+            found = self.client.search_runs(
+                [experiment_id], filter_string=f"tags.`{STUDY_KEY_TAG}` = '{key}'", max_results=1
+            )
+            if not found:
+                return None
+            run_id = found[0].info.run_id
+        else:
+            try:
+                self.client.get_run(run_id)
+            except MlflowException:  # recorded in another tracking store
+                return None
         self.client.update_run(run_id, status="RUNNING")
-        log.info("resuming the study's MLflow parent run %s", run_id)
+        log.info("the study's MLflow parent run is %s", run_id)
         return run_id
 
     def log_description(self, config: DictConfig) -> None:
@@ -144,6 +177,13 @@ class MlflowSweepParent(Callback):
         self.client.log_metric(self.run_id, "sweep/n_children", float(len(children)))
         for state, count in states.items():
             self.client.log_metric(self.run_id, f"sweep/children_{state.lower()}", float(count))
+        busy = trials_elsewhere(config)
+        if busy:  # another worker still runs trials of the study: it closes the parent
+            log.info("leaving parent run %s RUNNING: %d trial(s) run elsewhere", self.run_id, busy)
+            os.environ.pop(PARENT_RUN_ENV, None)
+            os.environ.pop(EXPERIMENT_ENV, None)
+            self.run_id = None
+            return
         self.close("FINISHED")
 
     def close(self, status: str) -> None:
@@ -161,6 +201,18 @@ class MlflowSweepParent(Callback):
             self.close("KILLED" if interrupted else "FAILED")
         except Exception:  # the store may be gone at interpreter exit; nothing left to do
             log.debug("could not close the parent run", exc_info=True)
+
+
+def trials_elsewhere(config: DictConfig) -> int:
+    """Trials of the persistent study still running (0 without one)."""
+    if not study_key(config):
+        return 0
+    # deferred: ecgml.sweep.shared imports optuna (~2.5 s), needed by sweeps only
+    from ecgml.sweep.shared import busy_elsewhere, open_storage
+
+    return busy_elsewhere(
+        open_storage(str(study_storage(config))), str(config.hydra.sweeper.study_name)
+    )
 
 
 def sweeper_name(config: DictConfig) -> str:

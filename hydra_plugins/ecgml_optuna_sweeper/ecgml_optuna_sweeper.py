@@ -41,6 +41,12 @@ class EcgmlOptunaSweeperConf:
     enqueue_trials: List[Dict[str, Any]] = field(default_factory=list)  # noqa: UP006
     # Stop the sweep when this many trials in a row failed (a broken job, not a bad trial).
     max_failures_in_a_row: int = 5
+    # A persistent study (storage set): a worker's running trials beat every heartbeat_interval
+    # seconds; one silent for grace_period seconds (its worker was killed) is marked FAIL by the
+    # next worker, which re-runs its parameters up to max_retry times. null switches this off.
+    heartbeat_interval: Optional[int] = 60  # noqa: UP045
+    grace_period: Optional[int] = 120  # noqa: UP045
+    max_retry: Optional[int] = 1  # noqa: UP045
 
 
 ConfigStore.instance().store(

@@ -44,13 +44,22 @@ def _job_output_dir() -> str:
 
 
 def _register_resolvers() -> None:
-    """``${ecgml_root:}`` → the repository root; ``${ecgml_output_dir:}`` → the job's folder."""
+    """``${ecgml_root:}`` → the repository root; ``${ecgml_output_dir:}`` → the job's folder;
+    ``${ecgml_subject:…}`` → a run's disorder or task."""
     from omegaconf import OmegaConf
 
     if not OmegaConf.has_resolver("ecgml_root"):
         OmegaConf.register_new_resolver("ecgml_root", lambda: str(PROJECT_ROOT))
     if not OmegaConf.has_resolver("ecgml_output_dir"):
         OmegaConf.register_new_resolver("ecgml_output_dir", _job_output_dir)
+    if not OmegaConf.has_resolver("ecgml_subject"):
+        OmegaConf.register_new_resolver("ecgml_subject", _subject)
+
+
+def _subject(task: str, disorder: str) -> str:
+    """``${ecgml_subject:${task.name},${disorder.name}}``: what a run is about — its disorder
+    for the binary task, else the task (multilabel, potassium, sodium)."""
+    return disorder if task in ("binary", "classify", "pretrain") else task
 
 
 _register_resolvers()

@@ -38,7 +38,11 @@ OPTIONAL_COLUMNS = (
     "center",
     "device",
     "source_image",
+    "potassium",
+    "sodium",
 )
+#: Optional serum columns (mmol/L) and their plausible bounds; an empty cell means unknown.
+SERUM_BOUNDS = {"potassium": (1.0, 10.0), "sodium": (100.0, 180.0)}
 VALID_GROUPS = (*GROUPS, "unknown")
 PROVENANCE_COLUMNS = ("record_id", "beat_index", "r_index", "center", "device", "source_image")
 #: Plausible sampling rates (Hz): anything outside is a typo or a unit mistake.
@@ -184,7 +188,38 @@ def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
         )
     if "r_index" in manifest.columns:
         manifest["r_index"] = _whole_r_index(manifest["r_index"], path)
+    for column, bounds in SERUM_BOUNDS.items():
+        if column in manifest.columns:
+            manifest[column] = _serum_values(manifest[column], column, bounds, path)
     return manifest.reset_index(drop=True)
+
+
+def _serum_values(
+    column: pd.Series, name: str, bounds: tuple[float, float], path: Path
+) -> pd.Series:
+    """A serum column as floats in mmol/L (NaN: unknown); text and implausible values refused."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        numbers = column.to_numpy(dtype=float, na_value=np.nan)
+        given = ~np.isnan(numbers)
+    else:  # text somewhere in the column: blank cells are unknown, anything else must parse
+        text = column.astype("string").str.strip()
+        given = (text.fillna("") != "").to_numpy()
+        values = pd.to_numeric(text.where(given), errors="coerce")
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+    low, high = bounds
+    with np.errstate(invalid="ignore"):
+        plausible = np.isfinite(numbers) & (numbers >= low) & (numbers <= high)
+    bad = given & ~plausible
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        value = column.iloc[row]
+        shown = repr(value) if np.isnan(numbers[row]) else f"{float(numbers[row]):g}"
+        raise EcgmlError(
+            f"{path} line {row + 2}: column {name} must hold a serum {name} in mmol/L between "
+            f"{low:g} and {high:g} (empty = unknown), got {shown}: give the value in mmol/L "
+            "or leave the cell empty"
+        )
+    return pd.Series(numbers, index=column.index, name=column.name)
 
 
 def _whole_r_index(column: pd.Series, path: Path) -> pd.Series:
@@ -581,6 +616,9 @@ def beat_rows(beat_set: BeatSet, labels: Mapping[str, Any]) -> pd.DataFrame:
     for key in ("center", "device", "source_image"):
         if key in labels and labels[key] is not None:
             rows[key] = str(labels[key])
+    for key in SERUM_BOUNDS:  # the patient's serum values (mmol/L), when known
+        if key in labels and labels[key] not in (None, ""):
+            rows[key] = labels[key]
     return rows
 
 

@@ -27,6 +27,14 @@ from omegaconf import MISSING
 class DataSource(StrEnum):
     synthetic = "synthetic"
     beats = "beats"
+    records = "records"
+
+
+class DataUnit(StrEnum):
+    """What one training example is: a single beat, or a whole record (ecgml.data.records)."""
+
+    beat = "beat"
+    record = "record"
 
 
 class Align(StrEnum):
@@ -98,6 +106,13 @@ class DataConfig:
     num_workers: int = MISSING
     cache_dir: Optional[str] = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    # Record-level runs (ecgml.data.records); defaults here so beat stores need not state them.
+    unit: DataUnit = DataUnit.beat
+    leads: Any = field(default_factory=lambda: ["II"])  # a list of lead names, or "all"
+    strip_fs: float = 100.0
+    strip_s: float = 10.0
+    max_beats: int = 40
+    train_beats: Optional[int] = 6  # beats drawn per training record and epoch (None: all)
 
 
 @dataclass
@@ -105,6 +120,13 @@ class SyntheticDataConfig(DataConfig):
     """``conf/data/synthetic.yaml``: the generator knobs sit under ``cohort`` (conf/cohort)."""
 
     cohort: Any = MISSING
+
+
+@dataclass
+class RecordDataConfig(DataConfig):
+    """``conf/data/records.yaml``: a record store on disk (records.csv + one CSV per record)."""
+
+    unit: DataUnit = DataUnit.record
 
 
 @dataclass
@@ -217,6 +239,7 @@ class ExplainCliConfig(ExplainConfig):
 SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
     ("data", "data_schema", DataConfig),
     ("data", "synthetic_data_schema", SyntheticDataConfig),
+    ("data", "records_data_schema", RecordDataConfig),
     ("evaluation", "evaluation_schema", EvaluationConfig),
     ("explain", "explain_schema", ExplainConfig),
     (None, "explain_cli_schema", ExplainCliConfig),

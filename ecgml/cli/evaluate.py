@@ -12,11 +12,13 @@ from pathlib import Path
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ecgml.cli import hydra_entry
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, evaluate_with_config
+from ecgml.evaluation.tasks import evaluate_task
 from ecgml.tracking import check_store, finite_metrics
 
 
@@ -46,6 +48,9 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     predictions = fetch_predictions(client, run_id, store.tracking_uri)
     ev = cfg.evaluation
     out = Path(tempfile.mkdtemp(prefix="ecgml-evaluate-out-"))
+    task = run_task(client, run_id)
+    if not task.is_binary:
+        return reevaluate_task(client, run_id, task, predictions, ev, out)
     evaluation = evaluate_with_config(
         predictions, ev, out_dir=out, title=client.get_run(run_id).info.run_name or run_id
     )
@@ -65,8 +70,42 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
+def run_task(client: MlflowClient, run_id: str) -> TaskSpec:
+    """The task a run was trained for (its ``task`` tag; older runs: binary)."""
+    run = client.get_run(run_id)
+    name = run.data.tags.get("task") or run.data.params.get("task.name") or "binary"
+    disorder = run.data.params.get("disorder.name", "hypokalemia")
+    return task_spec(OmegaConf.create({"task": {"name": name}, "disorder": {"name": disorder}}))
+
+
+def reevaluate_task(
+    client: MlflowClient, run_id: str, task: TaskSpec, predictions: pd.DataFrame,
+    ev: DictConfig, out: Path,
+) -> dict[str, float]:  # fmt: skip
+    """:func:`reevaluate` for a multi-label or regression run (its own keys and files)."""
+    title = client.get_run(run_id).info.run_name or run_id
+    found = evaluate_task(task, predictions, ev, out_dir=out, title=title)
+    for key, value in finite_metrics(found.metrics).items():
+        client.log_metric(run_id, key, value)
+    found.predictions.to_csv(out / "predictions.csv", index=False)
+    for name in ("predictions.csv", "results.md", "results.csv"):
+        client.log_artifact(run_id, str(out / name))
+    for folder in ("figures", "per_disorder"):
+        if (out / folder).is_dir():
+            client.log_artifacts(run_id, str(out / folder), artifact_path=folder)
+    client.set_tag(run_id, "ecgml.evaluation",
+                   f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} "
+                   f"seed={ev.seed}")  # fmt: skip
+    return found.metrics
+
+
 def evaluate(cfg: DictConfig) -> None:
     metrics = reevaluate(cfg)
+    if "test/macro_auroc" in metrics or "test/mae" in metrics:
+        key = "test/macro_auroc" if "test/macro_auroc" in metrics else "test/mae"
+        print(f"run {cfg.run_id}: {key} {metrics[key]:.3f} "
+              f"({metrics[f'{key}_ci_low']:.3f}–{metrics[f'{key}_ci_high']:.3f})")  # fmt: skip
+        return
     print(
         f"run {cfg.run_id}: test AUROC {metrics['test/auroc']:.3f} "
         f"({metrics['test/auroc_ci_low']:.3f}–{metrics['test/auroc_ci_high']:.3f}), "

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from ecgml.cli import hydra_entry
 from ecgml.pipeline.crossval import cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
+from ecgml.pipeline.records import record_unit, run_records
 from ecgml.pipeline.run import resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
@@ -40,7 +41,9 @@ def train(cfg: DictConfig) -> float:
         return run_pretrain(cfg)
     start = time.perf_counter()
     callbacks = trial_callbacks()
-    if cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint
+    if record_unit(cfg):  # one example = a whole recording (ecgml.pipeline.records)
+        result = run_records(cfg, callbacks=callbacks)
+    elif cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint
         result = resume_run(cfg, callbacks=callbacks)
     elif runs_all_folds(cfg):
         result = cross_validate(cfg, callbacks=callbacks)

@@ -22,8 +22,15 @@ from ecgml.beatstore import (
     load_beat_store,
 )
 from ecgml.data.augment import AugmentSettings, BeatAugmenter, SeededGenerators
-from ecgml.data.labels import LabelSummary, binary_labels
-from ecgml.data.splits import build_split
+from ecgml.data.labels import (
+    LabelSummary,
+    binary_labels,
+    conflicting_patients,
+    multilabel_labels,
+    regression_targets,
+)
+from ecgml.data.splits import build_split, merge_rare_strata
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.signal import align_beats, reference_beats
 from ecgml.synth import ensure_cohort
@@ -43,10 +50,16 @@ class BeatTable:
     digest: str
     summary: LabelSummary
     splits: pd.DataFrame  # patient_id, y, split (+ fold)
+    task: TaskSpec | None = None  # None: the binary task (tables built before tasks existed)
 
     @property
     def seq_len(self) -> int:
         return int(self.x.shape[1])
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        """The ``meta`` columns the model learns (``y`` for the binary task)."""
+        return self.task.target_columns if self.task else ("y",)
 
     def subset(self, split: str) -> tuple[np.ndarray, pd.DataFrame]:
         mask = (self.meta["split"] == split).to_numpy()
@@ -54,7 +67,8 @@ class BeatTable:
 
 
 class BeatDataset(Dataset):
-    """``(beat[1, length], label)`` pairs as float tensors."""
+    """``(beat[1, length], target)`` pairs as float tensors (a target vector per beat for a
+    multi-label task)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
         self.x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).unsqueeze(1)
@@ -83,37 +97,73 @@ def fold_names(beats: pd.DataFrame, split_cfg: Any) -> list[str | int]:
     return build_split(split_cfg).folds(beats)
 
 
-def assign_splits(beats: pd.DataFrame, split_cfg: Any) -> pd.DataFrame:
-    """Patient table (patient_id, y, split[, fold]) for the configured split."""
-    return build_split(split_cfg).assign(beats)
+def assign_splits(
+    beats: pd.DataFrame, split_cfg: Any, universe: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """Patient table (patient_id, y, split[, fold]) for the configured split; ``universe``
+    (:func:`store_universe`) lets a split share its folds across tasks."""
+    return build_split(split_cfg).assign(beats, universe)
+
+
+def store_universe(meta: pd.DataFrame) -> pd.DataFrame:
+    """Every labelled beat of the store with ``y`` = its group's code: the patients that
+    ``split.shared_folds=true`` draws folds over (patients under two groups left out)."""
+    labelled = meta.loc[meta["group"] != "unknown"]
+    labelled = labelled.loc[~labelled["patient_id"].isin(conflicting_patients(labelled))]
+    codes = {g: i for i, g in enumerate(sorted(labelled["group"].unique()))}
+    return labelled[["patient_id"]].assign(y=labelled["group"].map(codes).astype("int64"))
+
+
+#: Fewest patients a label combination (multi-label) or group (regression) keeps as its own
+#: stratum of the patient-level split; rarer ones join the largest.
+MIN_STRATUM_PATIENTS = 5
+
+
+def task_labels(
+    meta: pd.DataFrame, task: TaskSpec | None, disorder_cfg: Any, source: str
+) -> tuple[pd.DataFrame, LabelSummary]:
+    """The task's beats, targets (:attr:`TaskSpec.target_columns`) and strata ``y``."""
+    if task is None or task.is_binary:
+        return binary_labels(meta, disorder_cfg.positive, disorder_cfg.negative, source=source)
+    if task.kind == "multilabel":
+        selected, summary = multilabel_labels(meta, task.outputs, source=source)
+    else:
+        serum = task.serum
+        selected, summary = regression_targets(
+            meta, serum["column"], serum["low"], serum["high"], source=source
+        )
+    return merge_rare_strata(selected, MIN_STRATUM_PATIENTS), summary
 
 
 def build_beat_table(
-    store: BeatStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any
+    store: BeatStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any, task: TaskSpec | None = None
 ) -> BeatTable:
-    """Labels, patient-level split and padding for one binary disorder task."""
-    meta, summary = binary_labels(
-        store.meta, disorder_cfg.positive, disorder_cfg.negative, source=str(store.root)
-    )
-    splits = assign_splits(meta, split_cfg)
+    """Labels, patient-level split and padding for one task (default: binary disorder)."""
+    meta, summary = task_labels(store.meta, task, disorder_cfg, str(store.root))
+    splits = assign_splits(meta, split_cfg, store_universe(store.meta))
     meta = meta.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
     beats = [store.beats[i] for i in _row_positions(store.meta, meta)]
     beats = referenced_beats(beats, meta, store.info.fs, data_cfg)
     r_indices = _r_indices(meta, data_cfg.align)
     x, r_target = align_beats(beats, r_indices, data_cfg.beat_length)
+    positive, negative = (
+        (disorder_cfg.positive, disorder_cfg.negative)
+        if task is None or task.is_binary
+        else ("abnormal", "normal")
+    )
     log.info(
         "%d beats from %d patients (%d %s, %d %s), %d conflicting patient(s) excluded, "
         "beat length %d",
         summary.n_beats,
         summary.n_patients,
         summary.n_positive_patients,
-        disorder_cfg.positive,
+        positive,
         summary.n_negative_patients,
-        disorder_cfg.negative,
+        negative,
         summary.n_conflicting_patients,
         x.shape[1],
     )
-    return BeatTable(x, meta, store.info.fs, r_target, store.digest, summary, splits)
+    return BeatTable(x, meta, store.info.fs, r_target, store.digest, summary, splits, task)
 
 
 def _row_positions(store_meta: pd.DataFrame, selected: pd.DataFrame) -> np.ndarray:
@@ -180,12 +230,25 @@ class BeatDataModule(L.LightningDataModule):
     @property
     def pos_weight(self) -> float:
         """n_negative / n_positive beats of the training split (for a balanced loss)."""
-        y = self.table.meta.loc[self.table.meta["split"] == "train", "y"]
-        return float((y == 0).sum() / max((y == 1).sum(), 1))
+        return float(self.pos_weights[0])
+
+    @property
+    def pos_weights(self) -> np.ndarray:
+        """n_negative / n_positive training beats of each output (multi-label: one per
+        disorder)."""
+        train = self.table.meta.loc[self.table.meta["split"] == "train"]
+        y = train[list(self.table.target_columns)].to_numpy(dtype=float)
+        return (y == 0).sum(axis=0) / np.maximum((y == 1).sum(axis=0), 1)
+
+    def targets(self, meta: pd.DataFrame) -> np.ndarray:
+        """A split's targets: ``(n,)`` for one output, ``(n, k)`` for k outputs."""
+        columns = list(self.table.target_columns)
+        values = meta[columns].to_numpy(dtype=np.float32)
+        return values[:, 0] if len(columns) == 1 else values
 
     def dataset(self, split: str) -> BeatDataset:
         x, meta = self.table.subset(split)
-        return BeatDataset(x, meta["y"].to_numpy())
+        return BeatDataset(x, self.targets(meta))
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         generator = torch.Generator().manual_seed(self.seed)
@@ -210,9 +273,18 @@ class BeatDataModule(L.LightningDataModule):
     def prediction_frame(self, split: str) -> pd.DataFrame:
         """The rows ``predictions.csv`` starts from for ``split`` (provenance included)."""
         _, meta = self.table.subset(split)
-        columns = ["patient_id", "beat_id", "split", "y", "group"]
-        columns += [c for c in PROVENANCE_COLUMNS if c in meta.columns]
-        return meta[columns].rename(columns={"y": "y_true"})
+        task = self.table.task
+        provenance = [c for c in PROVENANCE_COLUMNS if c in meta.columns]
+        if task is None or task.is_binary:
+            columns = ["patient_id", "beat_id", "split", "y", "group", *provenance]
+            return meta[columns].rename(columns={"y": "y_true"})
+        if task.kind == "multilabel":
+            frame = meta[["patient_id", "beat_id", "split", "group", *provenance]].copy()
+            for name, column in zip(task.outputs, task.target_columns, strict=True):
+                frame[f"y_true_{name}"] = meta[column].to_numpy()
+            return frame
+        columns = ["patient_id", "beat_id", "split", "target", "group", *provenance]
+        return meta[columns].rename(columns={"target": "y_true"})
 
 
 def load_store(cfg: Any) -> BeatStore:
@@ -234,4 +306,4 @@ def load_store(cfg: Any) -> BeatStore:
 def load_table(cfg: Any, store: BeatStore | None = None) -> BeatTable:
     """Resolve the configured data source and build the labelled, split, padded table."""
     store = store or load_store(cfg)
-    return build_beat_table(store, cfg.disorder, cfg.split, cfg.data)
+    return build_beat_table(store, cfg.disorder, cfg.split, cfg.data, task_spec(cfg))

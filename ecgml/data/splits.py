@@ -29,8 +29,28 @@ def patient_table(beats: pd.DataFrame) -> pd.Series:
     return beats.groupby("patient_id")["y"].first().sort_index()
 
 
+def merge_rare_strata(beats: pd.DataFrame, min_patients: int) -> pd.DataFrame:
+    """``beats`` with strata ``y`` of fewer than ``min_patients`` patients merged into the
+    largest stratum (a multi-label combination such as hypokalemia + hyponatremia may be rare;
+    stratified splitters need every stratum in every fold)."""
+    per_patient = patient_table(beats)
+    counts = per_patient.value_counts()
+    rare = counts.index[counts < min_patients]
+    if rare.empty:
+        return beats
+    out = beats.copy()
+    out.loc[out["y"].isin(rare), "y"] = counts.idxmax()
+    return out
+
+
 def _check_enough(labels: pd.Series, n_subsets: int, what: str) -> None:
     counts = labels.value_counts()
+    if not set(counts.index) <= {0, 1}:  # the strata of a multi-label or regression task
+        if len(labels) < 2 * n_subsets:
+            raise EcgmlError(
+                f"too few patients ({len(labels)}) for {what}: need at least {2 * n_subsets}"
+            )
+        return
     for label, name in ((1, "positive"), (0, "negative")):
         if counts.get(label, 0) < n_subsets * MIN_PATIENTS_PER_CLASS_AND_SPLIT:
             raise EcgmlError(
@@ -77,11 +97,18 @@ def _fold_assignments(beats: pd.DataFrame, n_splits: int, seed: int) -> pd.Serie
 
 
 def kfold_split(
-    beats: pd.DataFrame, n_splits: int = 5, fold: int = 0, val_fraction: float = 0.15, seed: int = 0
+    beats: pd.DataFrame,
+    n_splits: int = 5,
+    fold: int = 0,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    universe: pd.DataFrame | None = None,
 ) -> pd.Series:
     """Fold ``fold`` of a StratifiedGroupKFold by patient as the test set.
 
-    Validation is a stratified patient-level slice of the remaining training folds.
+    Validation is a stratified patient-level slice of the remaining training folds. With
+    ``universe`` (every labelled beat of the store, ``y`` = the group), the folds are drawn over
+    all of its patients, so that runs of different tasks test the same patients in each fold.
     """
     if n_splits < 2:
         raise EcgmlError(f"split.n_splits={n_splits}: need at least 2 folds")
@@ -89,7 +116,8 @@ def kfold_split(
         raise EcgmlError(f"split.fold={fold} is out of range: use 0..{n_splits - 1}")
     labels = patient_table(beats)
     _check_enough(labels, n_splits, f"{n_splits}-fold cross-validation")
-    fold_of = fold_table(beats, n_splits, seed)
+    fold_of = fold_table(beats if universe is None else universe, n_splits, seed)
+    fold_of = fold_of.reindex(labels.index)
     train_labels = labels.loc[fold_of != fold]
     _check_enough(train_labels, 2, "a validation slice of the training folds")
     _, val_ids = _stratified_take(train_labels, val_fraction, seed + 1)
@@ -163,8 +191,9 @@ class PatientSplit(ABC):
         return ""
 
     @abstractmethod
-    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
-        """Patient table ``patient_id, y, split[, fold]`` (one row per patient, sorted)."""
+    def assign(self, beats: pd.DataFrame, universe: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Patient table ``patient_id, y, split[, fold]`` (one row per patient, sorted).
+        ``universe``: every labelled beat of the store (used by splits that share folds)."""
 
     def _require_fold(self) -> None:
         if self.fold is None:
@@ -184,7 +213,7 @@ class Holdout(PatientSplit):
     seed: int
     name: str = "holdout"
 
-    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+    def assign(self, beats: pd.DataFrame, universe: pd.DataFrame | None = None) -> pd.DataFrame:
         labels = patient_table(beats)
         split = holdout_split(labels, self.train, self.val, self.test, seed=self.seed)
         return _table(pd.DataFrame({"y": labels, "split": split}))
@@ -212,6 +241,10 @@ class GroupKFold(_FoldedSplit):
 
     n_splits: int = 5
     name: str = "group_kfold"
+    #: Draw the folds over every labelled patient of the store (stratified on the group), so
+    #: that each task (each binary disorder, multi-label, regression) tests the same patients
+    #: in fold k; false: over the task's own patients (stratified on its label).
+    shared_folds: bool = False
 
     def folds(self, beats: pd.DataFrame) -> list[Any]:
         return list(range(self.n_splits))
@@ -219,11 +252,13 @@ class GroupKFold(_FoldedSplit):
     def run_name_suffix(self) -> str:
         return f"-fold{self.fold}"
 
-    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+    def assign(self, beats: pd.DataFrame, universe: pd.DataFrame | None = None) -> pd.DataFrame:
         self._require_fold()
+        universe = universe if self.shared_folds else None
         labels = patient_table(beats)
-        split = kfold_split(beats, self.n_splits, self.fold, self.val_fraction, self.seed)
-        fold = fold_table(beats, self.n_splits, self.seed)
+        split = kfold_split(beats, self.n_splits, self.fold, self.val_fraction, self.seed, universe)
+        fold = fold_table(beats if universe is None else universe, self.n_splits, self.seed)
+        fold = fold.reindex(labels.index)
         return _table(pd.DataFrame({"y": labels, "split": split, "fold": fold}))
 
 
@@ -240,7 +275,7 @@ class LeaveCenterOut(_FoldedSplit):
     def run_name_suffix(self) -> str:
         return f"-{self.by}-{self.fold}"
 
-    def assign(self, beats: pd.DataFrame) -> pd.DataFrame:
+    def assign(self, beats: pd.DataFrame, universe: pd.DataFrame | None = None) -> pd.DataFrame:
         self._require_fold()
         labels = patient_table(beats)
         split = leave_group_out_split(beats, self.by, str(self.fold), self.val_fraction, self.seed)

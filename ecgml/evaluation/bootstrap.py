@@ -99,11 +99,31 @@ def patient_bootstrap_indices(
     """
     if int(n_resamples) < 1:
         raise EcgmlError(f"n_bootstrap={n_resamples} must be >= 1 (the study uses 2000)")
-    n_resamples = int(n_resamples)
     unique, strata, _ = patient_labels(patient_ids, y_true)
+    return _stratified_plan(unique, strata, int(n_resamples), seed)
+
+
+def strata_bootstrap_plan(
+    patient_ids: npt.ArrayLike, strata: npt.ArrayLike, n_resamples: int = 2000, seed: int = 0
+) -> BootstrapPlan:
+    """A plan stratified by any per-patient code (a multi-label combination, a group): each
+    stratum's patients are redrawn within it. A patient's first beat gives its stratum."""
+    if int(n_resamples) < 1:
+        raise EcgmlError(f"n_bootstrap={n_resamples} must be >= 1 (the study uses 2000)")
+    ids = as_ids(patient_ids)
+    codes = np.asarray(strata)
+    check_same_length(patient_ids=ids, strata=codes)
+    unique, first = np.unique(ids, return_index=True)
+    _, per_patient = np.unique(codes[first], return_inverse=True)
+    return _stratified_plan(unique, per_patient.astype(np.int64), int(n_resamples), seed)
+
+
+def _stratified_plan(
+    unique: np.ndarray, strata: np.ndarray, n_resamples: int, seed: int
+) -> BootstrapPlan:
     rng = np.random.default_rng(seed)
     counts = np.zeros((n_resamples, unique.size), dtype=np.int32)
-    for label in (0, 1):
+    for label in np.unique(strata):
         members = np.flatnonzero(strata == label)
         if members.size == 0:
             continue

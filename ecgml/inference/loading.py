@@ -17,7 +17,13 @@ from typing import Any
 import ecgml.tracking.registry as registry_module
 from ecgml.errors import EcgmlError
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.pipeline.beat_model import is_beat_model_dir, read_model_dir
+from ecgml.pipeline.beat_model import (
+    SERUM_OUTPUTS,
+    is_beat_model_dir,
+    read_model_dir,
+    read_task_dir,
+)
+from ecgml.tracking import resolve_store
 from ecgml.tracking.registry import (
     CHAMPION,
     LoadedModel,
@@ -88,10 +94,59 @@ def load_models(
 ) -> dict[str, LoadedModel]:
     """Load one model per disorder; ``spec`` is an alias for all, or ``{disorder: alias-or-URI}``.
 
-    Every missing model is named in one error before anything is loaded.
+    With an alias for all, a multi-label model registered as ``ecgml-multilabel`` under that
+    alias answers for every disorder (one network, each output by name); otherwise each
+    disorder's own ``ecgml-<disorder>`` model does. Every missing model is named in one error
+    before anything is loaded.
     """
+    if isinstance(spec, str) and ":/" not in spec:
+        multilabel = find_task_ref("multilabel", spec, tracking_uri)
+        if multilabel is not None:
+            return load_task_outputs(multilabel, disorders, tracking_uri)
     uri_store, refs = resolve_model_refs(disorders, spec, tracking_uri)
     return {ref.disorder: load_ref(ref, uri_store, allow_pickle) for ref in refs}
+
+
+def find_task_ref(task: str, alias: str, tracking_uri: str | None) -> ModelRef | None:
+    """``ecgml-<task>@alias`` when it is registered, else None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _, refs = resolve_model_refs([task], alias, tracking_uri)
+    except (EcgmlError, MlflowException):
+        return None
+    return refs[0]
+
+
+def load_task_outputs(
+    ref: ModelRef, names: Sequence[str], tracking_uri: str | None
+) -> dict[str, LoadedModel]:
+    """The outputs ``names`` of the task model behind ``ref`` (a missing one is an error)."""
+    uri_store = resolve_store(tracking_uri).tracking_uri
+    with downloaded_model(ref.uri, uri_store) as (local, _, _):
+        if not is_beat_model_dir(local):
+            raise EcgmlError(f"model {ref.uri} was not logged by ecgml.train: re-promote a run")
+        outputs = read_task_dir(local, ref.uri)
+    missing = [n for n in names if n not in outputs]
+    if missing:
+        raise EcgmlError(
+            f"model {ref.uri} has no output for {', '.join(missing)} (it has {list(outputs)}): "
+            "promote a model trained with every disorder"
+        )
+    for model in outputs.values():
+        model.run_id, model.version = ref.run_id, ref.version
+    return {n: outputs[n] for n in names}
+
+
+def load_serum_models(alias: str, tracking_uri: str | None) -> dict[str, LoadedModel]:
+    """The serum regressions registered under ``alias`` (``ecgml-potassium``,
+    ``ecgml-sodium``), by name; none registered: ``{}``."""
+    found: dict[str, LoadedModel] = {}
+    for name in SERUM_OUTPUTS:
+        ref = find_task_ref(name, alias, tracking_uri)
+        if ref is not None:
+            found.update(load_task_outputs(ref, [name], tracking_uri))
+    return found
 
 
 def load_disorder_model(

@@ -34,7 +34,7 @@ from ecgml.inference.inputs import (
     read_inputs,
     window_for,
 )
-from ecgml.inference.loading import load_models
+from ecgml.inference.loading import load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats
 from ecgml.models.inference import fused_for_inference
 from ecgml.tracking.registry import CHAMPION, LoadedModel
@@ -59,15 +59,40 @@ def score_entries(
     return scores
 
 
+def score_values(
+    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+) -> dict[str, list[np.ndarray]]:
+    """Per serum model (``potassium`` / ``sodium``), each entry's beat estimates in mmol/L."""
+    counts = [e.n_beats for e in entries]
+    splits = np.cumsum(counts)[:-1]
+    values: dict[str, list[np.ndarray]] = {}
+    for name, model in models.items():
+        prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
+        x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
+        values[name] = np.split(model.score(x).astype(np.float64), splits)
+    return values
+
+
+def model_source(model: LoadedModel) -> str:
+    """Which registered model answered: its URI and version."""
+    uri, version = getattr(model, "uri", ""), getattr(model, "version", None)
+    return f"{uri} (v{version})" if version else str(uri)
+
+
 def entry_result(
-    entry: BeatInput, probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel]
-) -> dict[str, Any]:
-    """The JSON object of one input (or one beat-store patient)."""
+    entry: BeatInput, probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
+    serum: Mapping[str, np.ndarray] | None = None,
+    serum_models: Mapping[str, LoadedModel] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The JSON object of one input (or one beat-store patient); with serum models, their
+    mean estimate over the beats as ``<name>_mmol_l`` (and per beat)."""
+    serum, serum_models = serum or {}, serum_models or {}
     per_beat = [
         {
             "beat_id": beat_id,
             "r_peak_s": r_peak_s,
             "probabilities": {d: float(probs[d][k]) for d in models},
+            **{f"{n}_mmol_l": float(serum[n][k]) for n in serum},
         }
         for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
     ]
@@ -86,6 +111,11 @@ def entry_result(
         "calibration": {
             d: Calibrator.from_dict(m.calibration).describe() for d, m in models.items()
         },
+        **{f"{n}_mmol_l": (float(np.mean(v)) if usable else None) for n, v in serum.items()},
+        "models": {
+            **{d: model_source(m) for d, m in models.items()},
+            **{n: model_source(m) for n, m in serum_models.items()},
+        },
         "per_beat": per_beat,
         "warnings": list(entry.warnings),
     }
@@ -95,11 +125,20 @@ def predict_entries(
     entries: Sequence[BeatInput],
     models: Mapping[str, LoadedModel],
     saliency_dir: Path | None = None,
+    serum_models: Mapping[str, LoadedModel] | None = None,
 ) -> list[dict[str, Any]]:
     """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
+    serum_models = serum_models or {}
     scores = score_entries(entries, models)
+    values = score_values(entries, serum_models)
     results = [
-        entry_result(entry, {d: scores[d][k] for d in models}, models)
+        entry_result(
+            entry,
+            {d: scores[d][k] for d in models},
+            models,
+            {n: values[n][k] for n in serum_models},
+            serum_models,
+        )
         for k, entry in enumerate(entries)
     ]
     if saliency_dir is not None:
@@ -133,11 +172,14 @@ def predict_path(
     options: InputOptions | None = None,
     saliency_dir: Path | None = None,
     progress: bool = False,
+    serum_models: Mapping[str, LoadedModel] | None = None,
 ) -> list[dict[str, Any]]:
-    """Read ``path`` (file, beat store or folder) and score it with ``models``."""
-    options = dataclasses.replace(options or InputOptions(), window=window_for(models.values()))
+    """Read ``path`` (file, beat store or folder) and score it with ``models`` (and the serum
+    ``serum_models``)."""
+    every = [*models.values(), *(serum_models or {}).values()]
+    options = dataclasses.replace(options or InputOptions(), window=window_for(every))
     entries = read_inputs(list_inputs(Path(path)), options, progress=progress)
-    return predict_entries(entries, models, saliency_dir)
+    return predict_entries(entries, models, saliency_dir, serum_models)
 
 
 # --------------------------------------------------------------------------- output
@@ -213,15 +255,21 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     list_inputs(input_path)  # fail on a wrong path before loading anything
     beat_fs = beat_rate(cfg.get("fs"))
     start = time.perf_counter()
+    chosen = model_spec(cfg.get("models"))
     models = {
         disorder: dataclasses.replace(model, model=fused_for_inference(model.model))
         for disorder, model in load_models(
             disorders,
-            model_spec(cfg.get("models")),
+            chosen,
             cfg.get("tracking_uri"),
             allow_pickle=bool(cfg.get("allow_pickle", False)),
         ).items()
     }
+    serum_models = (
+        load_serum_models(chosen, cfg.get("tracking_uri"))
+        if isinstance(chosen, str) and ":/" not in chosen
+        else {}
+    )
     loaded_s = time.perf_counter() - start
     output = Path(str(cfg.output)).expanduser() if cfg.get("output") else None
     saliency_dir = None
@@ -237,13 +285,18 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         allow_implausible_amplitude=bool(cfg.get("allow_implausible_amplitude", False)),
     )
     start = time.perf_counter()
-    results = predict_path(input_path, models, options, saliency_dir, bool(cfg.get("progress")))
+    results = predict_path(
+        input_path, models, options, saliency_dir, bool(cfg.get("progress")), serum_models
+    )
     scored_s = time.perf_counter() - start
     if output is not None:
         write_json_atomic(results, output)
     else:
         print(json.dumps(results, indent=2), flush=True)
-    summary = ", ".join(f"{d} v{m.version or '?'}" for d, m in models.items())
+    summary = ", ".join(
+        f"{d} {'(multilabel) ' if 'ecgml-multilabel' in m.uri else ''}v{m.version or '?'}"
+        for d, m in {**models, **serum_models}.items()
+    )
     print(
         f"ecgml predict: {len(results)} entr{'y' if len(results) == 1 else 'ies'}, "
         f"models {summary} (loaded in {loaded_s:.1f} s, scored in {scored_s:.1f} s)\n"

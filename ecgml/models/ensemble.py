@@ -33,3 +33,17 @@ class MeanProbabilityEnsemble(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = self.member_probabilities(x).mean(dim=0).clamp(_EPS, 1 - _EPS)
         return torch.logit(mean)
+
+
+class MeanOutputEnsemble(nn.Module):
+    """Members' raw outputs averaged (regression: the mean estimate)."""
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(members)
+        self.seq_len = getattr(members[0], "seq_len", None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(x) for member in self.members]).mean(dim=0)

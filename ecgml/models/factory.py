@@ -44,6 +44,17 @@ def available_backbones() -> list[str]:
     return names
 
 
+def beat_backbones() -> list[str]:
+    """The backbones of single beats: :func:`available_backbones` but the record models
+    (``input: beats`` or ``strip`` in their config: a record's set of beats, or its strip),
+    which no beat model format (pyfunc, ONNX) serves."""
+    return [
+        name
+        for name in available_backbones()
+        if OmegaConf.load(MODEL_CONF_DIR / f"{name}.yaml").get("input", "beat") == "beat"
+    ]
+
+
 def build_backbone(
     model: str | Mapping[str, Any] | DictConfig,
     in_channels: int,

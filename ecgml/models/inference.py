@@ -19,6 +19,8 @@ def fused_for_inference(module: nn.Module) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
 
     model = copy.deepcopy(module).eval()
+    if not getattr(module, "fx_traceable", True):  # input-type branches fx would freeze
+        return model
     try:
         return fuse(model)
     except Exception as error:

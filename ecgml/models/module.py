@@ -52,7 +52,9 @@ class BeatClassifier(L.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         loss, logits = self._step(batch)
         self.train_auroc.update(logits.detach(), batch[1].long())
-        self.log("train/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
+        self.log(
+            "train/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits), sync_dist=True
+        )
         self.log("train/auroc", self.train_auroc, on_step=False, on_epoch=True)
         return loss
 
@@ -62,18 +64,29 @@ class BeatClassifier(L.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
         loss, logits = self._step(batch)
         self.val_auroc.update(logits, batch[1].long())
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits))
+        self.log(
+            "val/loss", loss, on_step=False, on_epoch=True, batch_size=len(logits), sync_dist=True
+        )
 
     def on_validation_epoch_end(self) -> None:
         auroc = self.val_auroc.compute()
         if self.trainer.sanity_checking:
             return
         self.val_auroc_best.update(auroc)
-        self.log("val/auroc", auroc, prog_bar=True)
-        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True)
+        # DDP: the torchmetrics compute() above already gathered every rank's samples, so all
+        # ranks hold the same value (sync_dist only keeps Lightning from warning)
+        self.log("val/auroc", auroc, prog_bar=True, sync_dist=True)
+        self.log("val/auroc_best", self.val_auroc_best.compute(), prog_bar=True, sync_dist=True)
+
+    #: Per-epoch key that drives the LR scheduler (subclasses of other tasks change it).
+    monitor_key = "val/auroc"
+
+    def predict_values(self, x: torch.Tensor) -> torch.Tensor:
+        """What ``predictions.csv`` holds for ``x``: probabilities here; a value for regression."""
+        return torch.sigmoid(self(x))
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
-        return torch.sigmoid(self(batch[0]))
+        return self.predict_values(batch[0])
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -82,5 +95,5 @@ class BeatClassifier(L.LightningModule):
         scheduler = self.scheduler_factory(optimizer=optimizer)
         return {
             "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "monitor": "val/auroc"},
+            "lr_scheduler": {"scheduler": scheduler, "monitor": self.monitor_key},
         }

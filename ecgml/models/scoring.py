@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ecgml.errors import EcgmlError
-from ecgml.models.ensemble import MeanProbabilityEnsemble
+from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
 from ecgml.models.factory import build_backbone
 
 #: The only classes a logged model may name as its backbone.
@@ -24,14 +24,16 @@ TRUSTED_BACKBONES = "ecgml.models.backbones."
 
 
 class BeatProbabilityModel(nn.Module):
-    """A backbone's positive-class logit turned into a probability: ``(n, 1, L)`` → ``(n,)``."""
+    """A backbone's positive-class logit turned into a probability: ``(n, 1, L)`` → ``(n,)``.
+    ``index`` picks one output of a multi-label backbone (the disorder it names)."""
 
-    def __init__(self, backbone: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, index: int = 0) -> None:
         super().__init__()
         self.backbone = backbone
+        self.index = int(index)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x).flatten(1)[:, 0]
+        return self.backbone(x).flatten(1)[:, self.index]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
@@ -68,15 +70,42 @@ def check_trusted_backbone(backbone_cfg: Mapping[str, Any], source: str) -> None
         )
 
 
+class BeatValueModel(nn.Module):
+    """A regression backbone's standardized output in its unit (serum mmol/L): ``mean + std ·
+    output``, ``(n, 1, L)`` → ``(n,)``."""
+
+    def __init__(self, backbone: nn.Module, mean: float = 0.0, std: float = 1.0) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.mean, self.std = float(mean), float(std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mean + self.std * self.backbone(x).flatten(1)[:, 0]
+
+
+def backbone_from_config(
+    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model",
+    n_outputs: int = 1, regression: bool = False,
+) -> nn.Module:  # fmt: skip
+    """An untrained backbone of the logged architecture (``ensemble`` members combined as in
+    training: mean probability, or mean value for a regression), ready for its weights."""
+    check_trusted_backbone(backbone_cfg, source)
+    if int(ensemble) < 1:
+        raise EcgmlError(f"{source}: ensemble size {ensemble} must be >= 1; re-log the model")
+    model_cfg = {"name": source, "backbone": dict(backbone_cfg)}
+    members = [
+        build_backbone(model_cfg, 1, int(n_outputs), int(seq_len)) for _ in range(int(ensemble))
+    ]
+    if len(members) == 1:
+        return members[0]
+    return MeanOutputEnsemble(members) if regression else MeanProbabilityEnsemble(members)
+
+
 def scorer_from_config(
     backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model"
 ) -> BeatProbabilityModel:
     """An untrained :class:`BeatProbabilityModel` of the logged architecture (``ensemble``
     members averaged as in training), ready for ``load_state_dict``."""
-    check_trusted_backbone(backbone_cfg, source)
-    if int(ensemble) < 1:
-        raise EcgmlError(f"{source}: ensemble size {ensemble} must be >= 1; re-log the model")
-    model_cfg = {"name": source, "backbone": dict(backbone_cfg)}
-    members = [build_backbone(model_cfg, 1, 1, int(seq_len)) for _ in range(int(ensemble))]
-    backbone = members[0] if len(members) == 1 else MeanProbabilityEnsemble(members)
-    return BeatProbabilityModel(backbone).eval()
+    return BeatProbabilityModel(
+        backbone_from_config(backbone_cfg, seq_len, ensemble, source)
+    ).eval()

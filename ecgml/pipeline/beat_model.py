@@ -23,7 +23,7 @@ import dataclasses
 import json
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +41,12 @@ from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.models.inference import fused_for_inference
-from ecgml.models.scoring import BeatProbabilityModel, scorer_from_config
+from ecgml.models.scoring import (
+    BeatProbabilityModel,
+    BeatValueModel,
+    backbone_from_config,
+    scorer_from_config,
+)
 from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
 
@@ -57,6 +62,8 @@ ENTRY_FILE = Path(__file__).with_name("beat_model_entry.py")
 INPUT_COLUMNS = ("beat", "r_index", "fs")
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
 MAX_BEAT_SECONDS = 4.0
+#: Outputs that are serum values (mmol/L), not disorder probabilities.
+SERUM_OUTPUTS = ("potassium", "sodium")
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,15 @@ class ModelSpec:
     threshold: float
     calibration: dict[str, Any] = field(default_factory=lambda: {"method": "none"})
     ensemble: int = 1
+    #: ``binary`` (one output, ``disorder``), ``multilabel`` (one output per name in
+    #: ``outputs``, each with its own threshold and calibration, by name) or a serum regression
+    #: (``potassium`` / ``sodium``: one value, ``target_mean + target_std · output`` in mmol/L).
+    task: str = "binary"
+    outputs: list[str] = field(default_factory=list)
+    thresholds: dict[str, float] = field(default_factory=dict)
+    calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
+    target_mean: float = 0.0
+    target_std: float = 1.0
     ecgml_version: str = ecgml.__version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -101,7 +117,13 @@ class ModelSpec:
                 r_index=None if r_index is None else int(r_index), align=str(data["align"]),
                 baseline=str(data.get("baseline", "none")), threshold=float(data["threshold"]),
                 calibration=dict(data.get("calibration") or {"method": "none"}),
-                ensemble=int(data.get("ensemble", 1)),
+                ensemble=int(data.get("ensemble", 1)), task=str(data.get("task", "binary")),
+                outputs=[str(o) for o in data.get("outputs") or []],
+                thresholds={str(k): float(v) for k, v in (data.get("thresholds") or {}).items()},
+                calibrations={str(k): dict(v)
+                              for k, v in (data.get("calibrations") or {}).items()},
+                target_mean=float(data.get("target_mean", 0.0)),
+                target_std=float(data.get("target_std", 1.0)),
                 ecgml_version=str(data.get("ecgml_version", "?")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )  # fmt: skip
@@ -112,7 +134,15 @@ class ModelSpec:
             ) from None
         if spec.seq_len < 1 or not math.isfinite(spec.fs) or spec.fs <= 0:
             raise EcgmlError(f"{source}: implausible seq_len/fs in the model spec; re-log it")
+        if spec.task == "multilabel" and (
+            not spec.outputs or set(spec.thresholds) != set(spec.outputs)
+        ):
+            raise EcgmlError(f"{source}: multi-label spec without a threshold per output; re-log")
         return spec
+
+    @property
+    def is_regression(self) -> bool:
+        return self.task not in ("binary", "multilabel")
 
 
 def model_spec(
@@ -143,6 +173,34 @@ def scorer_of(model: nn.Module) -> BeatProbabilityModel:
     return BeatProbabilityModel(backbone).cpu().eval()
 
 
+def task_model_spec(
+    cfg: DictConfig, seq_len: int, fs: float, r_index: int | None, model: nn.Module,
+    evaluation: Any,
+) -> ModelSpec:  # fmt: skip
+    """The spec of a multi-label or regression model: output names, and per output the
+    threshold and calibration its evaluation chose on validation (multi-label), or the
+    training targets' standardization (regression)."""
+    # ``threshold`` is the binary field: a multi-label model's are in ``thresholds``
+    base = model_spec(cfg, seq_len, fs, r_index, 0.5, ensemble=n_ensemble_members(model))
+    outputs = [str(o) for o in getattr(model, "outputs", ())]
+    per = getattr(evaluation, "per_output", {})
+    return dataclasses.replace(
+        base, disorder=str(cfg.task.name), task=str(cfg.task.name), outputs=outputs,
+        thresholds={d: float(e.metrics["test/threshold"]) for d, e in per.items()},
+        calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
+        target_mean=float(getattr(model, "target_mean", 0.0)),
+        target_std=float(getattr(model, "target_std", 1.0)),
+    )  # fmt: skip
+
+
+def task_scorer_of(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    """The scorer whose tensors a multi-label or regression model is saved as (every output)."""
+    backbone = getattr(model, "backbone", model)
+    if spec.is_regression:
+        return BeatValueModel(backbone, spec.target_mean, spec.target_std).cpu().eval()
+    return BeatProbabilityModel(backbone).cpu().eval()
+
+
 def n_ensemble_members(model: nn.Module) -> int:
     members = getattr(getattr(model, "backbone", model), "members", None)
     return len(members) if members is not None else 1
@@ -157,9 +215,22 @@ def write_model_files(scorer: nn.Module, spec: ModelSpec, folder: Path) -> dict[
     return {"weights": str(folder / WEIGHTS_FILE), "spec": str(folder / SPEC_FILE)}
 
 
-def load_scorer(weights: Path, spec: ModelSpec, source: str) -> BeatProbabilityModel:
-    """The architecture of ``spec`` with the tensors of ``weights`` (no pickle anywhere)."""
-    scorer = scorer_from_config(spec.backbone, spec.seq_len, spec.ensemble, source)
+def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
+    """The architecture of ``spec`` with the tensors of ``weights`` (no pickle anywhere): a
+    :class:`BeatProbabilityModel` (output 0), or for another task its scorer of every output
+    (the backbone inside a probability or a value model)."""
+    if spec.task == "binary":
+        scorer: nn.Module = scorer_from_config(spec.backbone, spec.seq_len, spec.ensemble, source)
+    else:
+        backbone = backbone_from_config(
+            spec.backbone, spec.seq_len, spec.ensemble, source,
+            n_outputs=max(len(spec.outputs), 1), regression=spec.is_regression,
+        )  # fmt: skip
+        scorer = (
+            BeatValueModel(backbone, spec.target_mean, spec.target_std)
+            if spec.is_regression
+            else BeatProbabilityModel(backbone)
+        )
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
@@ -176,19 +247,54 @@ def load_scorer(weights: Path, spec: ModelSpec, source: str) -> BeatProbabilityM
 
 
 def read_model_files(weights: Path, spec_file: Path, uri: str) -> LoadedModel:
-    """A :class:`LoadedModel` from the two artifact files."""
+    """A :class:`LoadedModel` from the two artifact files (a binary model)."""
+    models = read_task_files(weights, spec_file, uri)
+    if len(models) != 1 or read_spec(spec_file, uri).task != "binary":
+        raise EcgmlError(
+            f"{uri} is a task={read_spec(spec_file, uri).task} model, not one disorder's: "
+            "ecgml.predict uses it as a champion of its task"
+        )
+    return next(iter(models.values()))
+
+
+def read_spec(spec_file: Path, uri: str) -> ModelSpec:
+    """The :class:`ModelSpec` of a logged model's ``ecgml_model.json``."""
     try:
         data = json.loads(spec_file.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise EcgmlError(f"{uri}: cannot read {spec_file.name} ({err}); re-log the model") from None
     if not isinstance(data, dict):
         raise EcgmlError(f"{uri}: {spec_file.name} is not a JSON object; re-log the model")
-    spec = ModelSpec.from_dict(data, uri)
-    return LoadedModel(
-        disorder=spec.disorder, model=load_scorer(weights, spec, uri), seq_len=spec.seq_len,
-        fs=spec.fs, r_index=spec.r_index, align=spec.align, threshold=spec.threshold, uri=uri,
-        calibration=spec.calibration, baseline=spec.baseline,
-    )  # fmt: skip
+    return ModelSpec.from_dict(data, uri)
+
+
+def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, LoadedModel]:
+    """One :class:`LoadedModel` per output, by name: the disorder of a binary model; each
+    disorder of a multi-label model (sharing one network, each with its own threshold and
+    calibration); the serum value (``potassium`` / ``sodium``) of a regression."""
+    spec = read_spec(spec_file, uri)
+    scorer = load_scorer(weights, spec, uri)
+    common = {"seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index,
+              "align": spec.align, "uri": uri, "baseline": spec.baseline}  # fmt: skip
+    if spec.task == "binary":
+        return {spec.disorder: LoadedModel(
+            disorder=spec.disorder, model=scorer, threshold=spec.threshold,
+            calibration=spec.calibration, **common,
+        )}  # fmt: skip
+    if spec.is_regression:
+        return {spec.task: LoadedModel(disorder=spec.task, model=scorer,
+                                       threshold=float("nan"), **common)}  # fmt: skip
+    backbone = scorer.backbone
+    return {
+        name: LoadedModel(
+            disorder=name,
+            model=BeatProbabilityModel(backbone, k).eval(),
+            threshold=spec.thresholds[name],
+            calibration=spec.calibrations.get(name, {"method": "none"}),
+            **common,
+        )
+        for k, name in enumerate(spec.outputs)
+    }
 
 
 def read_model_dir(folder: Path, uri: str) -> LoadedModel:
@@ -197,12 +303,20 @@ def read_model_dir(folder: Path, uri: str) -> LoadedModel:
     return read_model_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)
 
 
+def read_task_dir(folder: Path, uri: str) -> dict[str, LoadedModel]:
+    """A downloaded logged model folder of any task: one :class:`LoadedModel` per output."""
+    artifacts = Path(folder) / "artifacts"
+    return read_task_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)
+
+
 def is_beat_model_dir(folder: Path) -> bool:
     return (Path(folder) / "artifacts" / SPEC_FILE).is_file()
 
 
-def serving_signature(disorder: str) -> Any:
-    """The served model's request and response columns (the documented schema)."""
+def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bool = False
+                      ) -> Any:  # fmt: skip
+    """The served model's request and response columns (the documented schema): per disorder
+    ``<d>``, ``<d>_raw``, ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
@@ -211,12 +325,18 @@ def serving_signature(disorder: str) -> Any:
         ColSpec(DataType.long, "r_index", required=False),
         ColSpec(DataType.double, "fs", required=False),
     ])  # fmt: skip
-    outputs = Schema([
-        ColSpec(DataType.double, disorder),
-        ColSpec(DataType.double, f"{disorder}_raw"),
-        ColSpec(DataType.boolean, f"{disorder}_decision"),
-    ])  # fmt: skip
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    if regression:
+        return ModelSignature(
+            inputs=inputs, outputs=Schema([ColSpec(DataType.double, f"{disorder}_mmol_l")])
+        )
+    columns = []
+    for name in outputs or [disorder]:
+        columns += [
+            ColSpec(DataType.double, name),
+            ColSpec(DataType.double, f"{name}_raw"),
+            ColSpec(DataType.boolean, f"{name}_decision"),
+        ]
+    return ModelSignature(inputs=inputs, outputs=Schema(columns))
 
 
 def request_example(spec: ModelSpec) -> pd.DataFrame:
@@ -230,9 +350,11 @@ def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: Model
     """Log ``model`` (a ``BeatClassifier``, an ensemble or a bare backbone) with ``spec`` as the
     run's MLflow model; returns the logged model's id."""
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
-        artifacts = write_model_files(scorer_of(model), spec, Path(tmp))
+        scorer = scorer_of(model) if spec.task == "binary" else task_scorer_of(model, spec)
+        artifacts = write_model_files(scorer, spec, Path(tmp))
+        signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression)
         return log_python_model(
-            tracking_uri, run_id, ENTRY_FILE, artifacts, serving_signature(spec.disorder),
+            tracking_uri, run_id, ENTRY_FILE, artifacts, signature,
             spec.to_dict(),
             pip_requirements=[f"ecgml=={ecgml.__version__}",
                               f"torch=={torch.__version__.split('+')[0]}"],
@@ -335,13 +457,25 @@ def as_frame(model_input: Any) -> pd.DataFrame:
 def predict_frame(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     """``<disorder>`` (recalibrated probability), ``<disorder>_raw`` (the network's own) and
     ``<disorder>_decision`` (probability ≥ the validation threshold), one row per beat."""
-    beats, rs, fs = parse_request(frame, model)
-    x = prepare_beats(beats, rs, fs, model)
-    raw = model.score(x)
-    prob = Calibrator.from_dict(model.calibration).apply(raw)
-    d = model.disorder
-    return pd.DataFrame({d: prob, f"{d}_raw": raw.astype(np.float64),
-                         f"{d}_decision": prob >= model.threshold})  # fmt: skip
+    return predict_outputs({model.disorder: model}, frame)
+
+
+def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`predict_frame`'s columns for every output of a model, by name (a regression's
+    ``<name>_mmol_l``); the beats are parsed and prepared once."""
+    first = next(iter(models.values()))
+    beats, rs, fs = parse_request(frame, first)
+    x = prepare_beats(beats, rs, fs, first)
+    columns: dict[str, Any] = {}
+    for name, model in models.items():
+        raw = model.score(x)
+        if model.disorder in SERUM_OUTPUTS:
+            columns[f"{name}_mmol_l"] = raw.astype(np.float64)
+            continue
+        prob = Calibrator.from_dict(model.calibration).apply(raw)
+        columns.update({name: prob, f"{name}_raw": raw.astype(np.float64),
+                        f"{name}_decision": prob >= model.threshold})  # fmt: skip
+    return pd.DataFrame(columns)
 
 
 class EcgmlBeatModel(import_mlflow().pyfunc.PythonModel):  # type: ignore[misc,name-defined]
@@ -352,17 +486,21 @@ class EcgmlBeatModel(import_mlflow().pyfunc.PythonModel):  # type: ignore[misc,n
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        model = read_model_files(
+        models = read_task_files(
             Path(context.artifacts["weights"]), Path(context.artifacts["spec"]), "served model"
         )
         # Conv+BatchNorm folded, as ecgml.predict scores (same outputs, ~1.7x faster)
-        self.model = dataclasses.replace(model, model=fused_for_inference(model.model))
+        self.models = {
+            name: dataclasses.replace(m, model=fused_for_inference(m.model))
+            for name, m in models.items()
+        }
+        self.model = next(iter(self.models.values()))
 
     def predict(self, context, model_input, params=None):
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         try:
-            return predict_frame(self.model, as_frame(model_input))
+            return predict_outputs(self.models, as_frame(model_input))
         except BadRequest as err:
             raise MlflowException(str(err), error_code=INVALID_PARAMETER_VALUE) from None

@@ -24,12 +24,13 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ecgml.beatstore import BeatStore
-from ecgml.data.datamodule import fold_names, load_store
-from ecgml.data.labels import binary_labels
+from ecgml.data.datamodule import fold_names, load_store, task_labels
 from ecgml.data.splits import build_split
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.evaluation import METRICS, TABLES, evaluate_with_config
 from ecgml.evaluation.clinical import GIVEN
 from ecgml.evaluation.predictions import metrics_for_frame
+from ecgml.evaluation.tasks import REGRESSION_METRICS, evaluate_task
 from ecgml.pipeline.run import RunResult, run_one
 from ecgml.tracking import (
     ensure_experiment,
@@ -40,6 +41,7 @@ from ecgml.tracking import (
     tracked_run,
 )
 from ecgml.tracking import resolve_store as resolve_tracking_store
+from ecgml.tracking.runs import run_subject
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = tuple(f"test/{m}" for m in METRICS)
@@ -71,7 +73,7 @@ def with_fold(cfg: DictConfig, fold: Any) -> DictConfig:
 
 
 def parent_run_name(cfg: DictConfig) -> str:
-    base = cfg.logger.run_name or f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    base = cfg.logger.run_name or f"{run_subject(cfg)}-{cfg.model.name}-s{cfg.seed}"
     return f"{base}-{cfg.split.name}"
 
 
@@ -90,10 +92,21 @@ def pool_predictions(fold_predictions: list[pd.DataFrame], folds: list[Any]) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def fold_summary(fold_metrics: list[dict[str, float]]) -> dict[str, float]:
+def summary_keys(task: TaskSpec | None = None) -> tuple[str, ...]:
+    """The test metrics summarized over folds (``cv/<metric>_mean``, ``_sd``) for ``task``."""
+    if task is None or task.is_binary:
+        return SUMMARY_KEYS
+    if task.kind == "multilabel":
+        return ("test/macro_auroc", *(f"test/{d}/auroc" for d in task.outputs))
+    return tuple(f"test/{m}" for m in REGRESSION_METRICS)
+
+
+def fold_summary(
+    fold_metrics: list[dict[str, float]], keys: Sequence[str] = SUMMARY_KEYS
+) -> dict[str, float]:
     """Mean and SD over folds of each test metric (NaN folds ignored)."""
     summary: dict[str, float] = {}
-    for key in SUMMARY_KEYS:
+    for key in keys:
         values = np.array([m.get(key, np.nan) for m in fold_metrics], dtype=float)
         finite = values[np.isfinite(values)]
         name = key.removeprefix("test/")
@@ -142,14 +155,14 @@ def cross_validate(
 ) -> CrossValResult:
     """Train every fold as a child run (:func:`run_one`) and evaluate the pooled predictions."""
     store = store or load_store(cfg)
-    labelled, _ = binary_labels(
-        store.meta, cfg.disorder.positive, cfg.disorder.negative, source=str(store.root)
-    )
+    task = task_spec(cfg)
+    labelled, _ = task_labels(store.meta, task, cfg.disorder, str(store.root))
     folds = fold_names(labelled, cfg.split)
     tracking = resolve_tracking_store(cfg.logger.tracking_uri)
     client = MlflowClient(tracking.tracking_uri)
     experiment_id = ensure_experiment(tracking, experiment_name(cfg))
-    tags = {**git_state(), "dataset.digest": store.digest, "disorder": cfg.disorder.name}
+    tags = {**git_state(), "dataset.digest": store.digest,
+            "disorder": task.subject(cfg.disorder.name), "task": task.name}  # fmt: skip
     parent = client.create_run(experiment_id, run_name=parent_run_name(cfg), tags=tags)
     run_id = parent.info.run_id
     with tracked_run(client, run_id):
@@ -169,6 +182,14 @@ def evaluate_pooled(
     """Evaluate the pooled out-of-fold predictions and log them to the parent run."""
     pooled = pool_predictions([r.predictions for r in results], folds)
     out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
+    task = task_spec(cfg)
+    if not task.is_binary:
+        title = f"{task.name} ({cfg.model.name}, {len(folds)}-fold out-of-fold)"
+        found = evaluate_task(task, pooled, cfg.evaluation, out, title, calibration=GIVEN)
+        metrics = {**found.metrics, **fold_summary([r.metrics for r in results],
+                                                   summary_keys(task))}  # fmt: skip
+        log_parent(client, run_id, cfg, metrics, found.predictions, results, folds, out, [])
+        return metrics, found.predictions
     evaluation = evaluate_with_config(
         pooled,
         cfg.evaluation,
@@ -204,12 +225,19 @@ def log_parent(
     splits.assign(split="test").to_csv(out / "splits.csv", index=False)
     per_fold = pd.DataFrame(
         [
-            {"fold": f, "run_id": r.run_id, **{k: r.metrics.get(k) for k in SUMMARY_KEYS}}
+            {
+                "fold": f,
+                "run_id": r.run_id,
+                **{k: r.metrics.get(k) for k in summary_keys(task_spec(cfg))},
+            }
             for f, r in zip(folds, results, strict=True)
         ]
     )
     per_fold.to_csv(out / "results_folds.csv", index=False)
     names = ["config.yaml", "predictions.csv", "splits.csv", *TABLES, "results_folds.csv"]
     for path in [*(out / n for n in names), *extra_files]:
-        client.log_artifact(run_id, str(path))
-    client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
+        if path.is_file():  # a multi-label or regression run writes results.* only
+            client.log_artifact(run_id, str(path))
+    for folder in ("figures", "per_disorder"):
+        if (out / folder).is_dir():
+            client.log_artifacts(run_id, str(out / folder), artifact_path=folder)

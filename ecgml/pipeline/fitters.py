@@ -26,10 +26,12 @@ from sklearn.pipeline import Pipeline
 
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatDataModule, BeatTable
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.models import BeatClassifier, build_backbone
-from ecgml.models.ensemble import MeanProbabilityEnsemble
+from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
 from ecgml.models.features_lr import build_classifier, feature_matrix, prediction_frame
+from ecgml.models.task_modules import BeatRegressor, MultiLabelClassifier
 from ecgml.pipeline.pretrained import load_pretrained_encoder
 from ecgml.tracking import RunTerminated
 
@@ -63,14 +65,18 @@ def loss_pos_weight(setting: Any, balanced: float) -> float | None:
 
 
 def build_model(
-    cfg: DictConfig, seq_len: int, pos_weight: float, pretrained: bool = True
-) -> BeatClassifier:
-    """The configured backbone inside the shared LightningModule.
+    cfg: DictConfig, seq_len: int, pos_weight: float | Sequence[float] | None,
+    pretrained: bool = True, targets: Sequence[float] = (),
+) -> BeatClassifier:  # fmt: skip
+    """The configured backbone inside the task's LightningModule.
 
     ``model.init_from`` (a ``task=pretrain`` run or its encoder file) initializes every weight
     but the head; ``pretrained=False`` skips it (a checkpoint is about to overwrite them).
+    ``pos_weight`` is one number (binary) or one per output (multi-label); ``targets`` are the
+    training targets a regression standardizes by.
     """
-    backbone = build_backbone(cfg.model, in_channels=1, n_outputs=1, seq_len=seq_len)
+    task = task_spec(cfg)
+    backbone = build_backbone(cfg.model, in_channels=1, n_outputs=task.n_outputs, seq_len=seq_len)
     if pretrained and cfg.model.get("init_from"):  # configs logged before the key existed
         load_pretrained_encoder(
             backbone,
@@ -81,7 +87,31 @@ def build_model(
         )
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.scheduler else None
-    return BeatClassifier(backbone, optimizer, scheduler, pos_weight=pos_weight)
+    return task_module(task, backbone, optimizer, scheduler, pos_weight, targets, cfg)
+
+
+def task_module(
+    task: TaskSpec, backbone: torch.nn.Module, optimizer: Any, scheduler: Any,
+    pos_weight: float | Sequence[float] | None, targets: Sequence[float], cfg: DictConfig,
+) -> BeatClassifier:  # fmt: skip
+    """The LightningModule of ``task`` around ``backbone``."""
+    if task.kind == "multilabel":
+        weights = None if pos_weight is None else [float(w) for w in np.atleast_1d(pos_weight)]
+        return MultiLabelClassifier(backbone, optimizer, scheduler, weights, task.outputs)
+    if task.kind == "regression":
+        values = np.asarray(targets, dtype=float)
+        mean, std = (float(values.mean()), float(values.std())) if values.size else (0.0, 1.0)
+        delta = float(cfg.task.get("huber_delta", 1.0))
+        return BeatRegressor(backbone, optimizer, scheduler, mean, std, delta, task.outputs)
+    weight = None if pos_weight is None else float(np.atleast_1d(pos_weight)[0])
+    return BeatClassifier(backbone, optimizer, scheduler, pos_weight=weight)
+
+
+def module_class(task: TaskSpec) -> type[BeatClassifier]:
+    """The LightningModule class a checkpoint of ``task`` loads into."""
+    return {"multilabel": MultiLabelClassifier, "regression": BeatRegressor}.get(
+        task.kind, BeatClassifier
+    )
 
 
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
@@ -188,8 +218,9 @@ class LightningFitter:
         if index:
             L.seed_everything(seed, workers=True, verbose=False)
         data = self._datamodule(table, seed)
-        pos_weight = loss_pos_weight(cfg.training.pos_weight, data.pos_weight)
-        model = build_model(cfg, table.seq_len, pos_weight or 0.0)
+        model = build_model(
+            cfg, table.seq_len, member_pos_weight(cfg, data), targets=training_targets(table)
+        )
         folder = self.out / "checkpoints" / (f"member{index}" if index else "")
         callbacks = build_callbacks(cfg, folder) + (
             self._member0_callbacks(folder) if index == 0 else []
@@ -204,9 +235,11 @@ class LightningFitter:
         if not path:
             return model
         self.checkpoints.append(Path(path))
-        return BeatClassifier.load_from_checkpoint(
+        reloaded = type(model).load_from_checkpoint(
             path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=True
         )
+        check_outputs(reloaded, getattr(model, "outputs", ()), path)
+        return reloaded
 
     def _member0_callbacks(self, folder: Path) -> list[L.Callback]:
         """The caller's callbacks, and the per-epoch ``checkpoints/last.ckpt`` upload."""
@@ -215,24 +248,83 @@ class LightningFitter:
         return [*self.extra, LogLastCheckpoint(self.logger, folder / "last.ckpt")]
 
     def _ensemble(self, members: list[BeatClassifier]) -> BeatClassifier:
+        """One module whose output is the members' mean probability (the mean value for a
+        regression: the members share the training targets' standardization)."""
+        first = members[0]
+        if isinstance(first, BeatRegressor):
+            backbone: torch.nn.Module = MeanOutputEnsemble([m.backbone for m in members])
+            return BeatRegressor(
+                backbone, first.optimizer_factory, None, first.target_mean, first.target_std,
+                outputs=first.outputs,
+            ).eval()  # fmt: skip
         backbone = MeanProbabilityEnsemble([m.backbone for m in members])
-        return BeatClassifier(backbone, members[0].optimizer_factory).eval()
+        if isinstance(first, MultiLabelClassifier):
+            return MultiLabelClassifier(
+                backbone, first.optimizer_factory, outputs=first.outputs
+            ).eval()
+        return BeatClassifier(backbone, first.optimizer_factory).eval()
 
     def predict(self, split: str) -> pd.DataFrame:
         frame = self.datamodule.prediction_frame(split)
-        if frame.empty:
-            return frame.assign(y_prob=np.zeros(0))
-        frame["y_prob"] = self._probabilities(self.datamodule._loader(split, shuffle=False))
-        return frame
+        return with_outputs(frame, self.model, self._outputs(split, len(frame)))
+
+    def _outputs(self, split: str, n_rows: int) -> np.ndarray:
+        if n_rows == 0:
+            return np.zeros((0, len(getattr(self.model, "outputs", ())) or 1))
+        return self._values(self.datamodule._loader(split, shuffle=False))
 
     @torch.inference_mode()
-    def _probabilities(self, loader: Any) -> np.ndarray:
+    def _values(self, loader: Any) -> np.ndarray:
         """Every batch of ``loader`` scored in eval mode (not ``trainer.predict``, which a
         ``fast_dev_run`` trainer would stop after one batch)."""
         model = self.model.eval()
         device = next(model.parameters()).device
-        batches = [torch.sigmoid(model(x.to(device))).float().cpu() for x, _ in loader]
+        batches = [model.predict_values(x.to(device)).float().cpu() for x, _ in loader]
         return torch.cat(batches).numpy()
+
+
+def with_outputs(frame: pd.DataFrame, model: BeatClassifier, values: np.ndarray) -> pd.DataFrame:
+    """``predictions.csv`` columns from the model's outputs: ``y_prob`` (binary),
+    ``y_prob_<disorder>`` (multi-label, by output name), ``y_pred`` in mmol/L (regression)."""
+    frame = frame.copy()
+    if isinstance(model, MultiLabelClassifier):
+        values = values.reshape(len(frame), len(model.outputs))
+        for k, name in enumerate(model.outputs):
+            frame[f"y_prob_{name}"] = values[:, k]
+    elif isinstance(model, BeatRegressor):
+        frame["y_pred"] = values.reshape(-1)
+    else:
+        frame["y_prob"] = values.reshape(-1)
+    return frame
+
+
+def check_outputs(model: BeatClassifier, expected: Sequence[str], source: str) -> None:
+    """Refuse a multi-output model whose named outputs differ from the task's (order included):
+    a swapped output would silently report one disorder under another's name."""
+    found = tuple(getattr(model, "outputs", ()))
+    if expected and found != tuple(expected):
+        raise EcgmlError(
+            f"{source}: the model's outputs are {list(found)} but the task expects "
+            f"{list(expected)}: load it with the task it was trained for"
+        )
+
+
+def member_pos_weight(cfg: DictConfig, data: BeatDataModule) -> float | list[float] | None:
+    """``training.pos_weight`` for this task: one weight, one per output, or none (regression)."""
+    task = task_spec(cfg)
+    if task.kind == "regression":
+        return None
+    if task.kind == "multilabel":
+        weights = [loss_pos_weight(cfg.training.pos_weight, w) for w in data.pos_weights]
+        return None if weights[0] is None else [float(w or 0.0) for w in weights]
+    return loss_pos_weight(cfg.training.pos_weight, data.pos_weight) or 0.0
+
+
+def training_targets(table: BeatTable) -> np.ndarray:
+    """The training split's regression targets (empty for classification tasks)."""
+    if "target" not in table.meta.columns:
+        return np.zeros(0)
+    return table.meta.loc[table.meta["split"] == "train", "target"].to_numpy(dtype=float)
 
 
 class SklearnFitter:
@@ -272,5 +364,10 @@ def make_fitter(
 ) -> Fitter:  # fmt: skip
     """The fitter of ``cfg.model.kind`` (``sklearn``), else Lightning (from ``resume_from``)."""
     if cfg.model.get("kind") == "sklearn":  # only sklearn models carry the key
+        if not task_spec(cfg).is_binary:
+            raise EcgmlError(
+                f"model={cfg.model.name} supports task=binary only: pick a neural backbone "
+                f"(e.g. model=cnn1d) for task={cfg.task.name}"
+            )
         return SklearnFitter(cfg)
     return LightningFitter(cfg, logger, out, extra, resume_from)

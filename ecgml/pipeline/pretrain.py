@@ -44,9 +44,9 @@ DEFAULT_EXPERIMENT = "ecgml-pretrain"
 
 
 def task_name(cfg: DictConfig) -> str:
-    """``cfg.task.name``; a config without ``task`` is the classification task."""
+    """``cfg.task.name``; a config without ``task`` is the binary classification task."""
     task = cfg.get("task")
-    return str(task.get("name", "classify")) if task else "classify"
+    return str(task.get("name", "binary")) if task else "binary"
 
 
 @dataclass

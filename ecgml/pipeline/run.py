@@ -27,14 +27,22 @@ from omegaconf import DictConfig, OmegaConf
 from ecgml.beatstore import BeatStore
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_table, resolve_store_path
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.evaluation.predictions import clinical_settings
 from ecgml.evaluation.subgroups import resolve_subgroup_columns
+from ecgml.evaluation.tasks import evaluate_task, output_frame
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
-from ecgml.pipeline.beat_model import log_beat_model, model_spec, n_ensemble_members
+from ecgml.models.task_modules import OutputSelector
+from ecgml.pipeline.beat_model import (
+    log_beat_model,
+    model_spec,
+    n_ensemble_members,
+    task_model_spec,
+)
 from ecgml.pipeline.fitters import (
     Fitter,
     LightningFitter,
@@ -226,7 +234,9 @@ def run_one(
             read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
         out = run_dir()
         if resume is None:
-            tags = {"dataset.digest": table.digest, "disorder": cfg.disorder.name}
+            task = task_spec(cfg)
+            tags = {"dataset.digest": table.digest, "disorder": task.subject(cfg.disorder.name),
+                    "task": task.name}  # fmt: skip
             logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
             logger.log_hyperparams(flatten_config(cfg))
             log_config_files(logger, cfg, out)
@@ -242,6 +252,9 @@ def run_one(
 def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
                fitter: Fitter, overrides: list[str], new_run: bool = True,
                ) -> RunResult:  # fmt: skip
+    task = task_spec(cfg)
+    if not task.is_binary:
+        return _task_lifecycle(cfg, logger, table, out, fitter, overrides, new_run, task)
     if new_run:
         log_datasets(cfg, logger, table)
     fitter.fit(table)
@@ -263,6 +276,101 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
         logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
         fitter.fit_metrics,
     )  # fmt: skip
+
+
+def _task_lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
+                    fitter: Fitter, overrides: list[str], new_run: bool, task: TaskSpec,
+                    ) -> RunResult:  # fmt: skip
+    """:func:`_lifecycle` of a multi-label or regression task (:mod:`ecgml.evaluation.tasks`):
+    its own metric keys, ``predictions.csv`` columns, figures and ``per_disorder/`` tables."""
+    if new_run:
+        log_datasets(cfg, logger, table)
+    fitter.fit(table)
+    predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
+    title = f"{task.name} ({cfg.model.name})"
+    evaluation = evaluate_task(task, predictions, cfg.evaluation, out_dir=out, title=title)
+    metrics: dict[str, Any] = evaluation.metrics
+    logger.log_metrics(finite_metrics(metrics))
+    log_run_files(logger, cfg, out, table, fitter, evaluation.predictions, overrides)
+    if (out / "per_disorder").is_dir():
+        logger.experiment.log_artifacts(
+            logger.run_id, str(out / "per_disorder"), artifact_path="per_disorder"
+        )
+    log_task_model(cfg, fitter, table, logger.run_id, evaluation)
+    metrics.update(explain_outputs(cfg, logger, fitter, table, evaluation.predictions, out, task))
+    logger.experiment.set_tag(logger.run_id, NOTE_TAG, task_description(cfg, task, metrics))
+    return RunResult(
+        logger.run_id, logger.experiment_id, metrics, evaluation.predictions, fitter.checkpoint,
+        fitter.fit_metrics,
+    )  # fmt: skip
+
+
+def log_task_model(cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str,
+                   evaluation: Any) -> None:  # fmt: skip
+    """The MLflow model of a multi-label or regression run (what ``ecgml.promote`` registers as
+    ``ecgml-<task>``): every output by name, with its validation threshold and calibration."""
+    if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
+        return
+    spec = task_model_spec(cfg, table.seq_len, table.fs, table.r_index, fitter.model, evaluation)
+    log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
+
+
+def explain_outputs(
+    cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
+    predictions: pd.DataFrame, out: Path, task: TaskSpec,
+) -> dict[str, float]:  # fmt: skip
+    """Saliency per output under ``explain/<disorder>/`` with the study's statistics: each
+    disorder's output of a multi-label model; for a regression, the estimate (negated for a
+    low state) on that disorder's and the normal patients' test beats."""
+    if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
+        return {}
+    beats, meta = table.subset("test")
+    test = predictions.set_index("beat_id").loc[meta["beat_id"]].reset_index()
+    metrics: dict[str, float] = {}
+    for disorder, model, frame in output_views(fitter.model, test, task):
+        keep = frame.index.to_numpy()
+        folder = out / "explain" / disorder
+        found = explain_model(
+            model, beats[keep], frame.reset_index(drop=True), table.fs, table.r_index,
+            cfg.explain, folder,
+        )  # fmt: skip
+        metrics.update({k.replace("explain/", f"explain/{disorder}/", 1): v
+                        for k, v in found.items()})  # fmt: skip
+    logger.log_metrics(finite_metrics(metrics))
+    if (out / "explain").is_dir():
+        logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), "explain")
+    return metrics
+
+
+def output_views(
+    model: Any, test: pd.DataFrame, task: TaskSpec
+) -> list[tuple[str, Any, pd.DataFrame]]:
+    """(disorder, a ``(batch,)``-scoring view of ``model``, that disorder's test rows in the
+    binary ``predictions.csv`` layout) for every output :func:`explain_outputs` maps."""
+    if task.kind == "multilabel":
+        return [
+            (d, OutputSelector(model, k), output_frame(test, d)) for k, d in enumerate(task.outputs)
+        ]
+    views = []
+    for disorder, direction in task.serum["disorders"].items():
+        rows = test[test["group"].isin([disorder, "normal"])].copy()
+        rows["y_true"] = (rows["group"] == disorder).astype(int)
+        rows = rows.drop(columns=["y_pred"])
+        sign = 1.0 if direction == "high" else -1.0
+        views.append((disorder, OutputSelector(model, None, sign), rows))
+    return views
+
+
+def task_description(cfg: DictConfig, task: TaskSpec, metrics: dict[str, Any]) -> str:
+    """The run page's one line for a multi-label or regression run."""
+    key = "test/macro_auroc" if task.kind == "multilabel" else "test/mae"
+    value = metrics.get(key, float("nan"))
+    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
+    ci = f" (95% CI {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
+    return (
+        f"task {task.name} · model {cfg.model.name} · split {cfg.split.name} · "
+        f"{key} {value:.3f}{ci}"
+    )
 
 
 def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResult:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 from omegaconf import DictConfig
 
+from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.pipeline.crossval import CrossValResult
 from ecgml.pipeline.run import RunResult
 from ecgml.tracking import resolve_store
+from ecgml.tracking.runs import run_subject
 
 
 def _ci(m: dict[str, float], key: str, pct: bool) -> str:
@@ -36,14 +38,27 @@ def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds:
         if "cv/n_folds" in m
         else []
     )
-    experiment = cfg.logger.experiment_name or f"ecgml-{cfg.disorder.name}"
+    experiment = cfg.logger.experiment_name or f"ecgml-{run_subject(cfg)}"
+    task = task_spec(cfg)
+    if not task.is_binary:
+        return "\n".join(
+            [
+                "",
+                f"ecgml train: task={task.name}, model={cfg.model.name}, "
+                f"split={cfg.split.name}, seed={cfg.seed} ({seconds:.0f} s)",
+                *task_lines(task, m),
+                f"  experiment: {experiment}",
+                f"  open the UI: {ui}   (tracking URI {store.tracking_uri})",
+                f"run_id: {result.run_id}",
+            ]
+        )
     return "\n".join(
         [
             "",
             f"ecgml train: {cfg.disorder.positive} vs {cfg.disorder.negative}, "
             f"model={cfg.model.name}, split={cfg.split.name}, seed={cfg.seed} "
             f"({seconds:.0f} s)",
-            f"  test beats {int(m.get('test/n_beats', 0))} from "
+            f"  test {unit_word(cfg)} {int(m.get('test/n_beats', 0))} from "
             f"{int(m.get('test/n_patients', 0))} patients, "
             f"threshold {m.get('test/threshold', np.nan):.3f} "
             f"({cfg.evaluation.threshold_rule} on validation)",
@@ -55,3 +70,27 @@ def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds:
             f"run_id: {result.run_id}",
         ]
     )
+
+
+def task_lines(task: TaskSpec, m: dict[str, float]) -> list[str]:
+    """The headline test metrics of a multi-label or regression run."""
+    if task.kind == "multilabel":
+        lines = [f"  test macro AUROC      {_ci(m, 'test/macro_auroc', pct=False)}"]
+        lines += [f"  test {d:<16} {_ci(m, f'test/{d}/auroc', pct=False)}" for d in task.outputs]
+        return lines
+    lines = [
+        f"  test beats {int(m.get('test/n_beats', 0))} from "
+        f"{int(m.get('test/n_patients', 0))} patients",
+        f"  test MAE (mmol/L)     {_ci(m, 'test/mae', pct=False)}",
+        f"  test Pearson r        {_ci(m, 'test/pearson_r', pct=False)}",
+    ]
+    lines += [
+        f"  test {d} AUROC {_ci(m, f'test/{d}_auroc', pct=False)}" for d in task.serum["disorders"]
+    ]
+    return lines
+
+
+def unit_word(cfg: DictConfig) -> str:
+    """What one scored row is: a beat, or a whole record (``data.unit=record``)."""
+    record = cfg.data.get("unit") == "record" or cfg.data.get("source") == "records"
+    return "records" if record else "beats"

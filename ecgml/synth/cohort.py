@@ -33,6 +33,7 @@ from tqdm import tqdm
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
 from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
+from ecgml.recordstore import write_records_csv
 from ecgml.signal import extract_windows
 from ecgml.synth.physiology import sample_patient
 from ecgml.synth.render import TWELVE_LEADS, render_ecg
@@ -42,7 +43,7 @@ from ecgml.synth.waveform import synthesize
 log = logging.getLogger("ecgml.synth")
 
 #: Bump when the generator's output changes for the same config (invalidates cached cohorts).
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3  # 3: serum K/Na per patient, effects coupled to them
 COHORT_JSON = "cohort.json"
 CREATED_BY = "ecgml.synth"
 #: Below this many patients a process pool costs more than it saves.
@@ -153,6 +154,10 @@ def build_patient(task: PatientTask) -> dict[str, Any]:
     if cfg["twelve_lead"]:
         _write_twelve_lead(out / "signals12" / f"{task.patient_id}.csv", recording.leads, fs)
     beats, beat_rows = _select_beats(cfg, task, recording.lead_ii, recording.r_indices, rng)
+    if cfg.get("serum") is not None:  # the patient's serum values on every beat (mmol/L)
+        for row in beat_rows:
+            row["potassium"] = patient.potassium_mmol_l
+            row["sodium"] = patient.sodium_mmol_l
     image_row = None
     if cfg["images"]:
         image_row = _render_patient(cfg, task, recording.leads, fs, rng)
@@ -331,6 +336,7 @@ def _build_into(
     patients = pd.DataFrame([r["patient"] for r in results])
     patients = patients[_patient_columns(patients)]
     patients.to_csv(folder / "patients.csv", index=False, float_format="%.6g")
+    write_records_csv(folder, patients, bool(cfg["twelve_lead"]))  # the record store
     if cfg["images"]:
         images = pd.DataFrame([r["image"] for r in results])
         images.to_csv(folder / "images" / "images.csv", index=False, float_format="%.6g")
@@ -355,7 +361,9 @@ def _build_into(
 
 
 def _patient_columns(patients: pd.DataFrame) -> list[str]:
-    first = ["patient_id", "group", "center", "device", "heart_rate", "severity", "signs"]
+    first = ["patient_id", "group", "center", "device", "heart_rate", "severity"]
+    first += ["potassium_mmol_l", "sodium_mmol_l", "serum_multiplier", "signs"]
+    first = [c for c in first if c in patients.columns]
     return first + [c for c in patients.columns if c not in first]
 
 

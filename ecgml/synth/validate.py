@@ -7,8 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from ecgml import DISORDERS, GROUPS
+from ecgml.beatstore import SERUM_BOUNDS
 from ecgml.errors import EcgmlError
-from ecgml.synth.physiology import KNOWN_SIGNS, SPEC_KEYS
+from ecgml.synth.physiology import (
+    KNOWN_SIGNS,
+    SERUM_DECIMALS,
+    SERUM_KEYS,
+    SERUM_OF,
+    SPEC_KEYS,
+)
 from ecgml.synth.render import (
     BOTTOM_MM,
     DISTORTION_KEYS,
@@ -95,6 +102,8 @@ def validate_cohort_config(cfg: Mapping[str, Any]) -> None:
     _validate_recording(cfg)
     _validate_baseline(cfg)
     _validate_effects(cfg)
+    if cfg.get("serum") is not None:
+        _validate_serum(cfg)
     _validate_render(cfg["render"])
     if cfg["images"]:
         _validate_image_size(float(cfg["duration_s"]), float(cfg["render"]["dpi"][1]))
@@ -202,6 +211,83 @@ def _validate_effects(cfg: Mapping[str, Any]) -> None:
             for name, value in sign_spec.items():
                 if name != "p":
                     _range(f"{key}.{name}", value, low=-1e-12)
+
+
+SERUM_DISORDER_KEYS = ("edge", "shape", "scale", "max_distance", "slope", "presence")
+
+
+def _validate_serum(cfg: Mapping[str, Any]) -> None:
+    """The optional ``serum`` section: distributions inside plausible mmol/L, knobs in range."""
+    serum = cfg["serum"]
+    if not isinstance(serum, Mapping):
+        raise _fail("serum", "must be a mapping", "copy it from conf/cohort/default.yaml")
+    known = ("coupling", "comorbid", "normal", *DISORDERS)
+    for key in serum:
+        if key not in known:
+            raise _fail(f"serum.{key}", "unknown key", f"use {', '.join(known)}")
+    for key in ("coupling", "comorbid", "normal"):
+        if key not in serum:
+            raise _fail(f"serum.{key}", "missing", "copy it from conf/cohort/default.yaml")
+    coupling = _number({}, "serum.coupling", serum["coupling"])
+    if not 0 <= coupling <= 10:
+        raise _fail("serum.coupling", f"{coupling} is outside 0–10", "1 = default, 0 = none")
+    _probability("serum.comorbid", serum["comorbid"])
+    for electrolyte in SERUM_KEYS:
+        key = f"serum.normal.{electrolyte}"
+        spec = serum["normal"].get(electrolyte) if isinstance(serum["normal"], Mapping) else None
+        if not isinstance(spec, Mapping) or {"mean", "sd", "range"} - set(spec):
+            raise _fail(key, "must be {mean, sd, range}", "copy it from conf/cohort/default.yaml")
+        low, high = SERUM_BOUNDS[electrolyte]
+        _range(f"{key}.range", spec["range"], low=low - 1e-9, high=high)
+        lo, hi = (float(v) for v in spec["range"])
+        if lo == hi or not lo <= _number({}, f"{key}.mean", spec["mean"]) <= hi:
+            raise _fail(f"{key}.mean", f"{spec['mean']} must lie in range {lo}–{hi}", "fix it")
+        if not _number({}, f"{key}.sd", spec["sd"]) > 0:
+            raise _fail(f"{key}.sd", f"{spec['sd']} must be > 0", "e.g. 0.35 for K")
+    needed = {g for g, n in cfg["groups"].items() if g in DISORDERS and int(n) > 0}
+    needed |= {"hyponatremia"} if float(serum["comorbid"]) > 0 else set()
+    for disorder in DISORDERS:
+        if disorder not in serum:
+            if disorder in needed:
+                raise _fail(f"serum.{disorder}", "missing", "copy it from conf/cohort/default.yaml")
+            continue
+        _validate_serum_disorder(serum[disorder], disorder)
+
+
+def _validate_serum_disorder(spec: Any, disorder: str) -> None:
+    key = f"serum.{disorder}"
+    if not isinstance(spec, Mapping) or set(SERUM_DISORDER_KEYS) - set(spec):
+        raise _fail(key, f"needs {', '.join(SERUM_DISORDER_KEYS)}", "copy it from the default")
+    bad = [k for k in spec if k not in SERUM_DISORDER_KEYS]
+    if bad:
+        raise _fail(f"{key}.{bad[0]}", "unknown key", f"use {', '.join(SERUM_DISORDER_KEYS)}")
+    for name in ("shape", "scale", "max_distance"):
+        if not _number({}, f"{key}.{name}", spec[name]) > 0:
+            raise _fail(f"{key}.{name}", f"{spec[name]} must be > 0", "fix it")
+    slope = _number({}, f"{key}.slope", spec["slope"])
+    if not 0 <= slope <= 1:
+        raise _fail(f"{key}.slope", f"{slope} is outside 0–1", "0.5 = half the effect tracks it")
+    electrolyte, direction = SERUM_OF[disorder]
+    unit = 10.0 ** -SERUM_DECIMALS[electrolyte]
+    if float(spec["max_distance"]) < unit:
+        raise _fail(f"{key}.max_distance", f"must be ≥ {unit:g} mmol/L (lab precision)", "raise it")
+    low, high = SERUM_BOUNDS[electrolyte]
+    edge = _number({}, f"{key}.edge", spec["edge"])
+    far = edge + direction * float(spec["max_distance"])
+    if not (low <= min(edge, far) and max(edge, far) <= high):
+        raise _fail(
+            f"{key}.edge/max_distance",
+            f"{electrolyte} would reach {far:g} mmol/L, outside {low:g}–{high:g}",
+            "lower max_distance",
+        )
+    presence = spec["presence"]
+    if not isinstance(presence, Mapping):
+        raise _fail(f"{key}.presence", f"{presence!r} is not a mapping", "e.g. {u_wave: 2.0}")
+    for sign, power in presence.items():
+        if sign not in KNOWN_SIGNS:
+            raise _fail(f"{key}.presence.{sign}", "unknown sign", f"use {', '.join(KNOWN_SIGNS)}")
+        if not 0 <= _number({}, f"{key}.presence.{sign}", power) <= 5:
+            raise _fail(f"{key}.presence.{sign}", f"power {power} is outside 0–5", "e.g. 1 or 2")
 
 
 def _validate_render(render: Mapping[str, Any]) -> None:

@@ -155,16 +155,25 @@ def end_dead_runs(client: MlflowClient) -> list[str]:
     return ended
 
 
+def run_subject(cfg: DictConfig) -> str:
+    """What a run is about: its disorder (binary task), else the task (``multilabel``,
+    ``potassium``, ``sodium``)."""
+    task = cfg.get("task")
+    name = str(task.get("name", "binary")) if task else "binary"
+    return str(cfg.disorder.name) if name in ("binary", "classify", "pretrain") else name
+
+
 def experiment_name(cfg: DictConfig) -> str:
-    """``logger.experiment_name``, else the enclosing sweep's experiment, else ecgml-<disorder>."""
+    """``logger.experiment_name``, else the enclosing sweep's experiment, else
+    ``ecgml-<disorder>`` (binary task) or ``ecgml-<task>``."""
     _, sweep_experiment = parent_run()
-    return cfg.logger.experiment_name or sweep_experiment or f"ecgml-{cfg.disorder.name}"
+    return cfg.logger.experiment_name or sweep_experiment or f"ecgml-{run_subject(cfg)}"
 
 
 def run_name(cfg: DictConfig) -> str:
     if cfg.logger.run_name:
         return str(cfg.logger.run_name)
-    name = f"{cfg.disorder.name}-{cfg.model.name}-s{cfg.seed}"
+    name = f"{run_subject(cfg)}-{cfg.model.name}-s{cfg.seed}"
     if cfg.split.name == "group_kfold":
         name += f"-fold{cfg.split.fold}"
     elif cfg.split.name == "leave_center_out":

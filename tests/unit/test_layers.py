@@ -88,7 +88,7 @@ def test_layers_are_the_documented_stack() -> None:
         "models",
         "data",
         "digitize | synth",
-        "beatstore | outputs",
+        "beatstore | outputs | recordstore",
         "signal",
         "errors | schemas",
     ]

@@ -17,7 +17,7 @@ from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.onnx_export import export_model
 from ecgml.models.export import SlicedAdaptivePool1d
-from ecgml.models.factory import available_backbones, build_backbone
+from ecgml.models.factory import beat_backbones, build_backbone
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.tracking.registry import LoadedModel
 from tests.conftest import compose_once
@@ -41,7 +41,7 @@ def loaded(name: str, calibration: dict) -> LoadedModel:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", available_backbones())
+@pytest.mark.parametrize("name", beat_backbones())
 def test_every_backbone_exports_and_onnxruntime_matches_torch(name: str, tmp_path: Path) -> None:
     calibration = {"method": "temperature", "params": {"temperature": 1.7}}
     model = loaded(name, calibration)

@@ -144,7 +144,7 @@ def test_the_cli_dispatches_task_pretrain(pretrained, tmp_path: Path, capsys) ->
     _, uri = pretrained  # the same store: one MLflow database set-up per module
     store = write_toy_store(tmp_path / "store", n_positive=3, n_negative=3)
     cfg = pretrain_cfg(store, tmp_path, uri, "task.max_epochs=1", "task.val_fraction=0.2")
-    assert task_name(cfg) == "pretrain" and task_name(compose_once()) == "classify"
+    assert task_name(cfg) == "pretrain" and task_name(compose_once()) == "binary"
     val_loss = train(cfg)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     run_id = line.rsplit("run_id: ", 1)[1]

@@ -1,0 +1,399 @@
+"""From a record store to Lightning: every beat of each recording, and the whole strip.
+
+Each record is cut into beats by ecgml's own R-peak detection and quality filter
+(:func:`ecgml.signal.extract_beats`, the code ``ecgml.beats`` uses, on lead II when present),
+and the same R-peaks cut every selected lead, so a record becomes an array
+``(n_beats, n_leads, L)`` with the R-peak at one column (``r_index``); ``n_beats`` varies by
+record. The strip (the selected leads over the whole recording, resampled to ``strip_fs`` and
+padded/cropped to ``strip_s``) feeds the whole-strip models. Batches pad the beat axis and carry
+a ``mask`` (True: a real beat). Labels and the patient-level split are those of the beat path
+(:func:`ecgml.data.datamodule.task_labels`, :func:`ecgml.data.splits.build_split`): a patient's
+records all fall into one subset.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as L
+import numpy as np
+import pandas as pd
+import torch
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Dataset
+
+from ecgml.data.datamodule import assign_splits, store_universe, task_labels
+from ecgml.data.labels import LabelSummary
+from ecgml.data.tasks import TaskSpec, task_spec
+from ecgml.errors import EcgmlError
+from ecgml.recordstore import (
+    LEADS,
+    RECORDS,
+    Record,
+    RecordStore,
+    SkippedRecord,
+    load_record_store,
+    reason_kind,
+    write_records_csv,
+)
+from ecgml.signal import (
+    DEFAULT_POST_R_MS,
+    DEFAULT_PRE_R_MS,
+    extract_beats,
+    extract_windows,
+    reference_beats,
+    resample_beat,
+)
+from ecgml.synth import ensure_cohort
+
+log = logging.getLogger(__name__)
+#: Beats kept per record at most (the first ones): a 10 s strip holds 8-20.
+DEFAULT_MAX_BEATS = 40
+DEFAULT_STRIP_FS = 100.0
+DEFAULT_STRIP_S = 10.0
+
+
+def record_unit(cfg: Any) -> bool:
+    """True when the run's unit is a whole record (``data=records`` or ``data.unit=record``)."""
+    data = cfg.data
+    return str(data.get("unit", "beat")) == "record" or str(data.source) == "records"
+
+
+def resolve_leads(leads: Any) -> tuple[str, ...]:
+    """``data.leads``: ``[II]`` (default), a list of lead names, or ``all`` (the 12)."""
+    if leads is None:
+        return ("II",)
+    if isinstance(leads, str):
+        leads = list(LEADS) if leads == "all" else [leads]
+    names = tuple(str(lead) for lead in leads)
+    unknown = [n for n in names if n not in LEADS]
+    if unknown or not names:
+        raise EcgmlError(
+            f"data.leads={list(names)!r} is not valid: use all, or a list of {', '.join(LEADS)}"
+        )
+    return names
+
+
+def resolve_record_store(data_cfg: Any) -> Path:
+    """The record store of ``data=records`` (``data.path``) or of the synthetic cohort."""
+    if str(data_cfg.source) == "synthetic":
+        folder = ensure_cohort(data_cfg.cohort, Path(data_cfg.cache_dir))
+        if not (folder / RECORDS).is_file():  # a cohort cached before records.csv existed
+            patients = pd.read_csv(folder / "patients.csv", dtype={"patient_id": str})
+            write_records_csv(folder, patients, (folder / "signals12").is_dir())
+        return folder
+    if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.get("path"):
+        raise EcgmlError("data=records needs data.path=/folder/with/records.csv")
+    return Path(str(data_cfg.path)).expanduser().resolve()
+
+
+# --------------------------------------------------------------------------- cutting
+
+
+@dataclass
+class RecordBeats:
+    """One record's beats ``(n, n_leads, L)`` (R at column ``r_offset``) and its strip."""
+
+    beats: np.ndarray
+    strip: np.ndarray
+    r_offset: int
+    n_rejected: int
+
+
+def cut_record(
+    record: Record,
+    leads: tuple[str, ...],
+    baseline: str = "none",
+    strip_fs: float = DEFAULT_STRIP_FS,
+    strip_s: float = DEFAULT_STRIP_S,
+    max_beats: int = DEFAULT_MAX_BEATS,
+) -> RecordBeats:
+    """Beats of ``record`` at ecgml's R-peaks (detected on lead II when the record has it, else
+    on the first selected lead), interference beats rejected; ``ValueError`` when none is left."""
+    detect_on = "II" if "II" in record.leads else leads[0]
+    found = extract_beats(record.lead(detect_on), record.fs)
+    if len(found) == 0:
+        raise ValueError(f"no detectable beats ({len(found.rejected)} rejected)")
+    r = found.r_indices[:max_beats]
+    per_lead = []
+    for name in leads:
+        windows, kept = extract_windows(
+            record.lead(name), r, record.fs, DEFAULT_PRE_R_MS, DEFAULT_POST_R_MS
+        )
+        assert len(kept) == len(r)  # same R-peaks, same signal length: every window fits
+        if baseline != "none":
+            windows = np.stack(reference_beats(list(windows), [found.r_offset] * len(r),
+                                               record.fs, baseline))  # fmt: skip
+        per_lead.append(windows)
+    beats = np.stack(per_lead, axis=1).astype(np.float32)
+    return RecordBeats(beats, make_strip(record, leads, strip_fs, strip_s), found.r_offset,
+                       len(found.rejected))  # fmt: skip
+
+
+def make_strip(
+    record: Record, leads: tuple[str, ...], strip_fs: float, strip_s: float
+) -> np.ndarray:
+    """The selected leads ``(n_leads, round(strip_s * strip_fs))`` at ``strip_fs``, each minus its
+    median (the recorder's offset), zero-padded or cropped at the end."""
+    width = round(strip_s * strip_fs)
+    out = np.zeros((len(leads), width), dtype=np.float32)
+    for k, name in enumerate(leads):
+        signal = record.lead(name)
+        if abs(record.fs - strip_fs) > 1e-6:
+            signal = resample_beat(signal, record.fs, strip_fs)
+        signal = signal[:width] - np.median(signal)
+        out[k, : len(signal)] = signal
+    return out
+
+
+# --------------------------------------------------------------------------- the table
+
+
+@dataclass
+class RecordTable:
+    """Per record: beats ``(n_beats, n_leads, L)`` and a strip ``(n_leads, S)``, with one
+    ``meta`` row each (record_id, patient_id, group, targets, split, n_beats)."""
+
+    beats: list[np.ndarray]
+    strips: np.ndarray
+    meta: pd.DataFrame
+    fs: float
+    leads: tuple[str, ...]
+    r_index: int
+    strip_fs: float
+    summary: LabelSummary
+    splits: pd.DataFrame
+    task: TaskSpec
+    digest: str = ""
+    skipped: list[SkippedRecord] = field(default_factory=list)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.beats[0].shape[-1])
+
+    @property
+    def strip_len(self) -> int:
+        return int(self.strips.shape[-1])
+
+    @property
+    def n_leads(self) -> int:
+        return len(self.leads)
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        return self.task.target_columns
+
+    def rows(self, split: str) -> np.ndarray:
+        return np.flatnonzero((self.meta["split"] == split).to_numpy())
+
+    def skip_reasons(self) -> dict[str, int]:
+        """How many records were skipped for each kind of reason (the run's tags)."""
+        counts: dict[str, int] = {}
+        for item in self.skipped:
+            kind = reason_kind(item.reason)
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+
+def cut_store(
+    store: RecordStore, leads: tuple[str, ...], data_cfg: Any
+) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]]:
+    """Every record of ``store`` cut into beats; records without beats skipped with a reason."""
+    options = record_options(data_cfg)
+    rows, cut, skipped = [], [], list(store.skipped)
+    for k, record in enumerate(store.records):
+        try:
+            item = cut_record(record, leads, str(data_cfg.get("baseline", "none")), **options)
+        except ValueError as err:
+            row = int(store.meta["source_row"].iloc[k])
+            skipped.append(SkippedRecord(row, record.record_id, record.patient_id, str(err)))
+            log.warning("record %s skipped: %s", record.record_id, err)
+            continue
+        rows.append(k)
+        cut.append(item)
+    if not cut:
+        first = min(skipped, key=lambda s: s.row)
+        raise EcgmlError(
+            f"{store.root / RECORDS}: none of its records is usable (line {first.row + 2}, "
+            f"{first.record_id}: {first.reason}): fix the record files"
+        )
+    meta = store.meta.iloc[rows].reset_index(drop=True)
+    meta["n_beats"] = [len(item.beats) for item in cut]
+    meta["n_rejected_beats"] = [item.n_rejected for item in cut]
+    return meta, cut, sorted(skipped, key=lambda s: s.row)
+
+
+def record_options(data_cfg: Any) -> dict[str, Any]:
+    return {
+        "strip_fs": float(data_cfg.get("strip_fs", DEFAULT_STRIP_FS) or DEFAULT_STRIP_FS),
+        "strip_s": float(data_cfg.get("strip_s", DEFAULT_STRIP_S) or DEFAULT_STRIP_S),
+        "max_beats": int(data_cfg.get("max_beats", DEFAULT_MAX_BEATS) or DEFAULT_MAX_BEATS),
+    }
+
+
+def train_beats(data_cfg: Any) -> int | None:
+    """``data.train_beats``: beats drawn per training record and epoch (null: all of them)."""
+    value = data_cfg.get("train_beats")
+    return int(value) if value else None
+
+
+def build_record_table(
+    store: RecordStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any, task: TaskSpec
+) -> RecordTable:
+    """Cut, label and split the records of ``store`` for ``task`` (patient-level split)."""
+    leads = resolve_leads(data_cfg.get("leads"))
+    meta, cut, skipped = cut_store(store, leads, data_cfg)
+    meta["beat_id"] = meta["record_id"]  # the labels/split helpers key rows by beat_id
+    selected, summary = task_labels(meta, task, disorder_cfg, str(store.root / RECORDS))
+    splits = assign_splits(selected, split_cfg, store_universe(meta))
+    selected = selected.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
+    position = pd.Series(np.arange(len(meta)), index=meta["record_id"])
+    keep = position.loc[selected["record_id"]].to_numpy()
+    cut = [cut[k] for k in keep]
+    log.info(
+        "%d records from %d patients (%s), %d skipped, %.1f beats per record, leads %s",
+        len(selected), summary.n_patients, task.name, len(skipped),
+        float(selected["n_beats"].mean()), ",".join(leads),
+    )  # fmt: skip
+    return RecordTable(
+        beats=[item.beats for item in cut],
+        strips=np.stack([item.strip for item in cut]),
+        meta=selected,
+        fs=store.fs,
+        leads=leads,
+        r_index=cut[0].r_offset,
+        strip_fs=record_options(data_cfg)["strip_fs"],
+        summary=summary,
+        splits=splits,
+        task=task,
+        digest=f"records-{len(selected)}",
+        skipped=skipped,
+    )
+
+
+def load_record_table(cfg: Any, store: RecordStore | None = None) -> RecordTable:
+    """The configured record store, cut, labelled and split (one line, exit 2, when unusable)."""
+    leads = resolve_leads(cfg.data.get("leads"))
+    store = store or load_record_store(resolve_record_store(cfg.data), leads)
+    return build_record_table(store, cfg.disorder, cfg.split, cfg.data, task_spec(cfg))
+
+
+# --------------------------------------------------------------------------- batches
+
+
+class RecordDataset(Dataset):
+    """``(beats (n, C, L), strip (C, S), target)`` per record."""
+
+    def __init__(
+        self,
+        beats: list[np.ndarray],
+        strips: np.ndarray,
+        y: np.ndarray,
+        sample_beats: int | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.beats = [torch.from_numpy(np.ascontiguousarray(b, np.float32)) for b in beats]
+        self.strips = torch.from_numpy(np.ascontiguousarray(strips, np.float32))
+        self.y = torch.from_numpy(np.asarray(y, dtype=np.float32))
+        self.sample_beats = sample_beats
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        beats = self.beats[index]
+        k = self.sample_beats
+        if k and len(beats) > k:  # training: a random subset of the record's beats each time
+            keep = torch.randperm(len(beats), generator=self.generator)[:k].sort().values
+            beats = beats[keep]
+        return beats, self.strips[index], self.y[index]
+
+
+def collate_records(
+    items: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """``({"beats": (B, N, C, L), "mask": (B, N), "strip": (B, C, S)}, y)``: beats zero-padded
+    at the end to the batch's largest count, ``mask`` True on real beats."""
+    n_max = max(len(b) for b, _, _ in items)
+    first = items[0][0]
+    beats = torch.zeros((len(items), n_max, *first.shape[1:]), dtype=first.dtype)
+    mask = torch.zeros((len(items), n_max), dtype=torch.bool)
+    for k, (b, _, _) in enumerate(items):
+        beats[k, : len(b)] = b
+        mask[k, : len(b)] = True
+    strips = torch.stack([s for _, s, _ in items])
+    y = torch.stack([t for _, _, t in items])
+    return {"beats": beats, "mask": mask, "strip": strips}, y
+
+
+class RecordDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a :class:`RecordTable`."""
+
+    def __init__(self, table: RecordTable, batch_size: int = 16, num_workers: int = 0,
+                 seed: int = 0, train_beats: int | None = None) -> None:  # fmt: skip
+        super().__init__()
+        self.table, self.batch_size, self.num_workers, self.seed = (
+            table, batch_size, num_workers, seed,
+        )  # fmt: skip
+        #: Beats drawn per training record and epoch (None: all); evaluation reads all.
+        self.train_beats = train_beats
+
+    @property
+    def pos_weight(self) -> float:
+        return float(self.pos_weights[0])
+
+    @property
+    def pos_weights(self) -> np.ndarray:
+        """n_negative / n_positive training records of each output."""
+        train = self.table.meta.loc[self.table.meta["split"] == "train"]
+        y = train[list(self.table.target_columns)].to_numpy(dtype=float)
+        return (y == 0).sum(axis=0) / np.maximum((y == 1).sum(axis=0), 1)
+
+    def targets(self, rows: np.ndarray) -> np.ndarray:
+        columns = list(self.table.target_columns)
+        values = self.table.meta.iloc[rows][columns].to_numpy(dtype=np.float32)
+        return values[:, 0] if len(columns) == 1 else values
+
+    def dataset(self, split: str) -> RecordDataset:
+        rows = self.table.rows(split)
+        beats = [self.table.beats[k] for k in rows]
+        sample = self.train_beats if split == "train" else None
+        return RecordDataset(beats, self.table.strips[rows], self.targets(rows), sample, self.seed)
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=collate_records,
+            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+    def prediction_frame(self, split: str) -> pd.DataFrame:
+        """``predictions.csv``'s first columns: one row per record (``beat_id`` = record_id,
+        so :func:`ecgml.evaluation.evaluate_with_config` reads records as its rows)."""
+        meta = self.table.meta.iloc[self.table.rows(split)].reset_index(drop=True)
+        extra = [c for c in ("center", "device", "source_image") if c in meta.columns]
+        frame = meta[["patient_id", "record_id", "split", "group", "n_beats", *extra]].copy()
+        frame.insert(1, "beat_id", meta["record_id"].to_numpy())
+        task = self.table.task
+        if task.kind == "multilabel":
+            for name, column in zip(task.outputs, task.target_columns, strict=True):
+                frame[f"y_true_{name}"] = meta[column].to_numpy()
+        else:
+            frame["y_true"] = meta[task.target_columns[0]].to_numpy()
+        return frame

@@ -1,0 +1,386 @@
+"""The record store: ``records.csv`` + one signal CSV per recording (10 s strips, 1 or 12 leads).
+
+A record store holds whole recordings where the beat store holds single beats: the synthetic
+cohort writes one beside its ``signals/`` (``records.csv``), and a user's folder of signal CSVs
+in the format ``ecgml.digitize`` / ``ecgml.synth`` write is one with a ``records.csv`` added.
+
+- ``records.csv``: ``record_file, patient_id, group`` required; ``record_id, center, device,
+  potassium, sodium, source_image`` optional (``record_id`` defaults to ``record_file``).
+- each record file: a ``time_s`` column and either ``mv`` (lead II) or columns named after the
+  12 standard leads (:data:`LEADS`; ``mv`` counts as ``II``).
+
+Reading is strict for the table (one :class:`~ecgml.errors.EcgmlError` line naming file, line
+and column and the fix) and lenient per record: a record shorter than :data:`MIN_DURATION_S`,
+with non-uniform time steps, an unknown lead name, unreadable samples, a missing file or a
+sampling rate that differs from the store's is skipped with its reason
+(:class:`SkippedRecord`); a store whose every record fails stops with one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ecgml import GROUPS
+from ecgml.errors import EcgmlError
+
+log = logging.getLogger(__name__)
+
+RECORDS = "records.csv"
+REQUIRED_COLUMNS = ("record_file", "patient_id", "group")
+OPTIONAL_COLUMNS = ("record_id", "center", "device", "potassium", "sodium", "source_image")
+#: The 12 standard leads, in the usual order; ``mv`` in a one-lead file is lead II.
+LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+SERUM_BOUNDS = {"potassium": (1.0, 10.0), "sodium": (100.0, 180.0)}
+VALID_GROUPS = (*GROUPS, "unknown")
+#: Plausible sampling rates (Hz), as for beat stores.
+MIN_FS, MAX_FS = 50.0, 10_000.0
+SEPARATORS = (";", "\t", "|")
+#: Shortest usable record (s): the R-peak detector needs at least this much signal.
+MIN_DURATION_S = 2.0
+#: Largest record file read (bytes): ~10 min of 12 leads at 500 Hz.
+MAX_RECORD_BYTES = 64 << 20
+#: Time steps may deviate this much (relative) from their median before a record is refused.
+STEP_TOLERANCE = 0.01
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A record left out, with why (``row``: its 0-based position in ``records.csv``)."""
+
+    row: int
+    record_id: str
+    patient_id: str
+    reason: str
+
+
+@dataclass
+class Record:
+    """One recording: ``signal`` ``(n_leads, n_samples)`` in mV, leads named in ``leads``."""
+
+    record_id: str
+    patient_id: str
+    fs: float
+    leads: tuple[str, ...]
+    signal: np.ndarray
+
+    def lead(self, name: str) -> np.ndarray:
+        return self.signal[self.leads.index(name)]
+
+    @property
+    def duration_s(self) -> float:
+        return self.signal.shape[1] / self.fs
+
+
+@dataclass
+class RecordStore:
+    """A loaded record store: one ``meta`` row per kept record, its :class:`Record` alike."""
+
+    root: Path
+    meta: pd.DataFrame
+    records: list[Record]
+    fs: float
+    skipped: list[SkippedRecord] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+#: Why records are skipped, as short tags (``records.skipped.<kind>``): first match wins.
+REASON_KINDS = (
+    ("shorter than", "too_short"),
+    ("non-uniform time steps", "non_uniform_time"),
+    ("unknown lead name", "unknown_lead"),
+    ("differs from the store", "sampling_rate"),
+    ("no detectable beats", "no_beats"),
+    ("lacks lead", "missing_lead"),
+    ("missing", "missing_file"),
+)
+
+
+def reason_kind(reason: str) -> str:
+    """The short tag of a skip reason (``unreadable`` for anything else)."""
+    return next((kind for text, kind in REASON_KINDS if text in reason), "unreadable")
+
+
+class RecordProblem(ValueError):
+    """Why one record cannot be used (the record is skipped, the reason logged)."""
+
+
+class StorePathError(EcgmlError):
+    """A ``records.csv`` path that leaves its store: never skipped, always fatal (exit 2)."""
+
+
+# The record store sits beside the beat store (one import-linter layer, independent siblings):
+# these few helpers mirror ecgml.beatstore's rather than importing them.
+
+
+def one_line(err: BaseException) -> str:
+    """An exception's message on one line."""
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def guess_separator(header: str) -> str | None:
+    """The separator a one-column CSV header seems to use instead of a comma."""
+    counts = {sep: header.count(sep) for sep in SEPARATORS}
+    sep, count = max(counts.items(), key=lambda item: item[1])
+    return sep if count else None
+
+
+def check_regular(path: Path, max_bytes: int) -> None:
+    """A regular file of at most ``max_bytes`` (``stat`` only: a FIFO is never opened)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise RecordProblem("file listed in records.csv but missing") from None
+    except OSError as err:
+        raise RecordProblem(f"file cannot be read ({err.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise RecordProblem("not a regular file (a folder, device, FIFO or socket)")
+    if info.st_size > max_bytes:
+        raise RecordProblem(f"{info.st_size} bytes, more than a record may take ({max_bytes})")
+
+
+# --------------------------------------------------------------------------- records.csv
+
+
+def read_records_table(root: Path | str) -> pd.DataFrame:
+    """Read and validate ``root/records.csv``: one row per record, ``record_id`` filled."""
+    root = Path(root)
+    if not root.is_dir():
+        raise EcgmlError(f"record store {root} is not a folder: pass the folder holding {RECORDS}")
+    path = root / RECORDS
+    if not path.is_file():
+        raise EcgmlError(
+            f"{path} is missing: a record store needs a {RECORDS} with columns "
+            f"{', '.join(REQUIRED_COLUMNS)} (docs/contracts.md, 'Record store')"
+        )
+    try:
+        table = pd.read_csv(path, dtype={"patient_id": str, "record_id": str, "record_file": str})
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise EcgmlError(f"{path} is not a readable CSV ({one_line(err)}): fix it") from None
+    return validate_records_table(table, path)
+
+
+def validate_records_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Columns, groups, unique record ids and serum values checked; a cleaned copy."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        sep = guess_separator(str(table.columns[0])) if len(table.columns) == 1 else None
+        if sep is not None:
+            raise EcgmlError(
+                f"{path}: the separator looks like {sep!r}, not a comma: save {RECORDS} "
+                "comma-separated"
+            )
+        raise EcgmlError(
+            f"{path} lacks column(s) {', '.join(missing)}: required are "
+            f"{', '.join(REQUIRED_COLUMNS)}"
+        )
+    if table.empty:
+        raise EcgmlError(f"{path} lists no records: add one row per record CSV")
+    table = table.copy()
+    for column in REQUIRED_COLUMNS:
+        blank = table[column].isna() | (table[column].astype(str).str.strip() == "")
+        if blank.any():
+            line = int(np.flatnonzero(blank.to_numpy())[0]) + 2
+            raise EcgmlError(
+                f"{path} line {line}: column {column} is empty: every record needs one"
+            )
+        table[column] = table[column].astype(str).str.strip()
+    table["group"] = table["group"].str.lower()
+    bad = ~table["group"].isin(VALID_GROUPS)
+    if bad.any():
+        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
+        raise EcgmlError(
+            f"{path} line {line}: column group holds {table['group'][bad].iloc[0]!r}: use one "
+            f"of {', '.join(VALID_GROUPS)}"
+        )
+    if "record_id" not in table.columns:
+        table["record_id"] = table["record_file"]
+    table["record_id"] = table["record_id"].fillna(table["record_file"]).astype(str)
+    dup = table["record_id"].duplicated()
+    if dup.any():
+        line = int(np.flatnonzero(dup.to_numpy())[0]) + 2
+        raise EcgmlError(
+            f"{path} line {line}: column record_id {table['record_id'][dup].iloc[0]!r} appears "
+            "twice: record ids must be unique"
+        )
+    for column, (low, high) in SERUM_BOUNDS.items():
+        if column in table.columns:
+            table[column] = _serum(table[column], column, low, high, path)
+    return table.reset_index(drop=True)
+
+
+def _serum(column: pd.Series, name: str, low: float, high: float, path: Path) -> pd.Series:
+    text = column.astype("string").str.strip()
+    given = (text.fillna("") != "").to_numpy()
+    numbers = pd.to_numeric(text.where(given), errors="coerce").to_numpy(float, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = given & ~(np.isfinite(numbers) & (numbers >= low) & (numbers <= high))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise EcgmlError(
+            f"{path} line {row + 2}: column {name} holds {column.iloc[row]!r}: give serum {name} "
+            f"in mmol/L between {low:g} and {high:g}, or leave the cell empty"
+        )
+    return pd.Series(numbers, index=column.index, name=name)
+
+
+def record_path(root: Path, record_file: str) -> Path:
+    """``root/record_file``, refused (fatal) when it resolves outside ``root``."""
+    path = root / record_file
+    try:
+        inside = path.resolve().is_relative_to(root.resolve())
+    except (RuntimeError, OSError, ValueError) as err:
+        raise EcgmlError(f"record file {path} cannot be resolved ({err}): fix the link") from None
+    if not inside:
+        raise StorePathError(
+            f"record file {path} (record_file {record_file!r} in {root / RECORDS}) lies outside "
+            f"the record store {root}: list files inside the store folder, relative to it"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- one record
+
+
+def read_record_csv(path: Path) -> tuple[float, tuple[str, ...], np.ndarray]:
+    """``(fs, leads, signal (n_leads, n))`` of one record file; :class:`RecordProblem` when it
+    cannot be used."""
+    check_regular(path, MAX_RECORD_BYTES)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise RecordProblem(f"not a readable CSV ({one_line(err)})") from None
+    columns = [str(c).strip() for c in frame.columns]
+    if "time_s" not in columns:
+        raise RecordProblem("no time_s column: a record CSV needs time_s and mv (or lead columns)")
+    leads = [("II" if c == "mv" else c) for c in columns if c != "time_s"]
+    unknown = [c for c in leads if c not in LEADS]
+    if unknown:
+        raise RecordProblem(
+            f"unknown lead name {unknown[0]!r}: name lead columns {', '.join(LEADS)} (or mv)"
+        )
+    if not leads:
+        raise RecordProblem("no signal column: add mv (lead II) or lead columns")
+    if len(set(leads)) != len(leads):
+        raise RecordProblem("a lead appears twice (mv counts as II)")
+    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    if not np.all(np.isfinite(values)):
+        raise RecordProblem("non-numeric, empty, NaN or infinite samples")
+    time = values[:, columns.index("time_s")]
+    if len(time) < 2:
+        raise RecordProblem(f"{len(time)} sample(s): shorter than {MIN_DURATION_S:g} s")
+    steps = np.diff(time)
+    step = float(np.median(steps))
+    if step <= 0 or np.max(np.abs(steps - step)) > STEP_TOLERANCE * step:
+        raise RecordProblem(
+            "non-uniform time steps (the sampling rate differs between rows): resample it to "
+            "one rate"
+        )
+    fs = round(1.0 / step, 6)
+    if not MIN_FS <= fs <= MAX_FS:
+        raise RecordProblem(f"sampling rate {fs:g} Hz outside {MIN_FS:g}-{MAX_FS:g} Hz")
+    duration = len(time) / fs
+    if duration < MIN_DURATION_S:
+        raise RecordProblem(f"{duration:.2f} s long: shorter than {MIN_DURATION_S:g} s")
+    signal = np.stack([values[:, columns.index(c)] for c in columns if c != "time_s"])
+    return fs, tuple(leads), signal.astype(np.float32)
+
+
+def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> RecordStore:
+    """Every usable record of the store at ``root`` (``leads``: those every record must hold).
+
+    Records that cannot be used are skipped with a logged reason; the store's sampling rate is
+    the most common one, and records at another rate are skipped. A store where no record is
+    usable raises one :class:`EcgmlError` line naming the first reason.
+    """
+    root = Path(root)
+    table = read_records_table(root)
+    kept: list[tuple[int, Record]] = []
+    skipped: list[SkippedRecord] = []
+    for row, item in enumerate(table.itertuples(index=False)):
+        path = record_path(root, item.record_file)
+        try:
+            fs, names, signal = read_record_csv(path)
+            if leads is not None:
+                missing = [name for name in leads if name not in names]
+                if missing:
+                    raise RecordProblem(f"lacks lead(s) {', '.join(missing)} (data.leads)")
+        except RecordProblem as problem:
+            skipped.append(SkippedRecord(row, item.record_id, item.patient_id, str(problem)))
+            continue
+        kept.append((row, Record(item.record_id, item.patient_id, fs, names, signal)))
+    fs = _store_fs([record for _, record in kept])
+    consistent = []
+    for row, record in kept:
+        if abs(record.fs - fs) > 1e-6 * fs:
+            reason = f"sampling rate {record.fs:g} Hz differs from the store's {fs:g} Hz"
+            skipped.append(SkippedRecord(row, record.record_id, record.patient_id, reason))
+        else:
+            consistent.append((row, record))
+    for item in skipped:
+        log.warning("record %s skipped: %s", item.record_id, item.reason)
+    if not consistent:
+        first = min(skipped, key=lambda s: s.row)
+        raise EcgmlError(
+            f"{root / RECORDS}: none of its {len(table)} record(s) is usable (line "
+            f"{first.row + 2}, {first.record_id}: {first.reason}): fix the record files"
+        )
+    rows = [row for row, _ in consistent]
+    meta = table.iloc[rows].reset_index(drop=True)
+    meta["source_row"] = rows
+    return RecordStore(
+        root, meta, [record for _, record in consistent], fs, sorted(skipped, key=lambda s: s.row)
+    )
+
+
+def _store_fs(records: Sequence[Record]) -> float:
+    if not records:
+        return 0.0
+    counts = Counter(round(r.fs, 6) for r in records)
+    return float(counts.most_common(1)[0][0])
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def records_table(
+    patients: pd.DataFrame, folder: str = "signals", serum: bool = True
+) -> pd.DataFrame:
+    """``records.csv`` rows for a cohort's ``patients.csv`` (one record per patient)."""
+    table = pd.DataFrame(
+        {
+            "record_file": [f"{folder}/{p}.csv" for p in patients["patient_id"]],
+            "patient_id": patients["patient_id"].astype(str).to_numpy(),
+            "group": patients["group"].to_numpy(),
+            "record_id": patients["patient_id"].astype(str).to_numpy(),
+        }
+    )
+    for column in ("center", "device"):
+        if column in patients.columns:
+            table[column] = patients[column].to_numpy()
+    for column in ("potassium", "sodium"):
+        source = f"{column}_mmol_l"
+        if serum and source in patients.columns:
+            table[column] = patients[source].to_numpy()
+    return table
+
+
+def write_records_csv(folder: Path, patients: pd.DataFrame, twelve_lead: bool = False) -> Path:
+    """Write ``folder/records.csv`` for the cohort at ``folder`` (12-lead records point at
+    ``signals12/`` when they exist); written to a temporary name and renamed (atomic)."""
+    table = records_table(patients, "signals12" if twelve_lead else "signals")
+    path = folder / RECORDS
+    tmp = folder / f".{RECORDS}.{os.getpid()}.tmp"
+    table.to_csv(tmp, index=False, float_format="%.6g")
+    tmp.replace(path)
+    return path

@@ -1,0 +1,103 @@
+"""End to end: ``python -m ecgml.train data=records …`` trains a record model and writes one
+prediction row per record; a store where every record fails exits 2 with one line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ecgml import PROJECT_ROOT
+from tests.unit.records.toy import effect_store, write_record, write_store
+
+pytestmark = pytest.mark.slow
+
+
+def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    command = [
+        sys.executable,
+        "-m",
+        "ecgml.train",
+        "disorder=hyperkalemia",
+        f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        "trainer.max_epochs=2",
+        "trainer.enable_progress_bar=false",
+        "evaluation.n_bootstrap=20",
+        *overrides,
+    ]
+    return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("model", ["set_cnn1d", "strip_cnn1d"])
+def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
+    root = effect_store(tmp_path / "records", 12, 12)
+    write_record(root / "flat.csv", np.zeros(5000))
+    rows = pd.read_csv(root / "records.csv")
+    rows.loc[len(rows)] = {
+        "record_file": "flat.csv",
+        "patient_id": "PX",
+        "group": "normal",
+        "record_id": "flat",
+        "center": "C0",
+    }
+    rows.to_csv(root / "records.csv", index=False)
+    run = _train(
+        tmp_path,
+        "data=records",
+        f"data.path={root}",
+        f"model={model}",
+        "++model.backbone.encoder_overrides.channels=[4,8]",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "test AUROC" in run.stdout
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    assert {"patient_id", "record_id", "split", "y_true", "y_prob", "y_pred", "n_beats"} <= set(
+        predictions.columns
+    )
+    assert predictions["record_id"].is_unique and set(predictions["split"]) == {"val", "test"}
+    assert "flat" not in set(predictions["record_id"])
+    skipped = pd.read_csv(tmp_path / "out" / "skipped_records.csv")
+    assert list(skipped["record_id"]) == ["flat"]
+    if model == "set_cnn1d":  # saliency back to the beats: one attention weight per beat
+        assert predictions["beat_weights"].str.count(";").add(1).eq(predictions["n_beats"]).all()
+    else:  # and to the strip: one saliency share per second of the 10 s strip
+        assert predictions["segment_weights"].str.count(";").eq(9).all()
+        assert predictions["top_segment_s"].between(0, 9).all()
+
+
+def test_cross_validation_pools_every_fold(tmp_path: Path) -> None:
+    """split=group_kfold split.fold=null: every fold trained, one run, each patient tested once."""
+    root = effect_store(tmp_path / "records", 10, 15)
+    run = _train(
+        tmp_path,
+        "data=records",
+        f"data.path={root}",
+        "model=strip_cnn1d",
+        "split=group_kfold",
+        "split.n_splits=3",
+        "trainer.max_epochs=1",
+        "++model.backbone.encoder_overrides.channels=[4,8]",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    test = predictions[predictions["split"] == "test"]
+    assert test["patient_id"].is_unique and len(test) == 25
+    assert sorted(test["fold"].unique()) == [0, 1, 2]
+
+
+def test_a_store_where_every_record_fails_exits_2(tmp_path: Path) -> None:
+    write_record(tmp_path / "records" / "short.csv", np.zeros(200))
+    root = write_store(
+        tmp_path / "records", [{"record_file": "short.csv", "patient_id": "P1", "group": "normal"}]
+    )
+    run = _train(tmp_path, "data=records", f"data.path={root}", "model=set_cnn1d")
+    assert run.returncode == 2, run.stderr[-2000:]
+    # MLflow's own lines as it creates the fresh tracking database aside, one line
+    lines = [line for line in run.stderr.splitlines() if line.strip() and "mlflow" not in line]
+    assert len(lines) == 1 and "records.csv" in lines[0] and "shorter than 2 s" in lines[0]

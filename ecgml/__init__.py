@@ -32,6 +32,8 @@ CONF_DIR = PROJECT_ROOT / "conf"
 
 DISORDERS = ("hyperkalemia", "hypokalemia", "hyponatremia")
 GROUPS = ("normal", *DISORDERS)
+#: The 12 standard ECG leads, in the usual order (record stores, digitized pages, renders).
+TWELVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
 def _job_output_dir() -> str:

@@ -190,11 +190,11 @@ def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
         manifest["r_index"] = _whole_r_index(manifest["r_index"], path)
     for column, bounds in SERUM_BOUNDS.items():
         if column in manifest.columns:
-            manifest[column] = _serum_values(manifest[column], column, bounds, path)
+            manifest[column] = serum_values(manifest[column], column, bounds, path)
     return manifest.reset_index(drop=True)
 
 
-def _serum_values(
+def serum_values(
     column: pd.Series, name: str, bounds: tuple[float, float], path: Path
 ) -> pd.Series:
     """A serum column as floats in mmol/L (NaN: unknown); text and implausible values refused."""

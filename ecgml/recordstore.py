@@ -29,7 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgml import GROUPS
+from ecgml import TWELVE_LEADS
+from ecgml.beatstore import (
+    MAX_FS,
+    MIN_FS,
+    SERUM_BOUNDS,
+    VALID_GROUPS,
+    guess_separator,
+    one_line,
+    serum_values,
+)
 from ecgml.errors import EcgmlError
 
 log = logging.getLogger(__name__)
@@ -38,12 +47,7 @@ RECORDS = "records.csv"
 REQUIRED_COLUMNS = ("record_file", "patient_id", "group")
 OPTIONAL_COLUMNS = ("record_id", "center", "device", "potassium", "sodium", "source_image")
 #: The 12 standard leads, in the usual order; ``mv`` in a one-lead file is lead II.
-LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
-SERUM_BOUNDS = {"potassium": (1.0, 10.0), "sodium": (100.0, 180.0)}
-VALID_GROUPS = (*GROUPS, "unknown")
-#: Plausible sampling rates (Hz), as for beat stores.
-MIN_FS, MAX_FS = 50.0, 10_000.0
-SEPARATORS = (";", "\t", "|")
+LEADS = TWELVE_LEADS
 #: Shortest usable record (s): the R-peak detector needs at least this much signal.
 MIN_DURATION_S = 2.0
 #: Largest record file read (bytes): ~10 min of 12 leads at 500 Hz.
@@ -117,22 +121,6 @@ class RecordProblem(ValueError):
 
 class StorePathError(EcgmlError):
     """A ``records.csv`` path that leaves its store: never skipped, always fatal (exit 2)."""
-
-
-# The record store sits beside the beat store (one import-linter layer, independent siblings):
-# these few helpers mirror ecgml.beatstore's rather than importing them.
-
-
-def one_line(err: BaseException) -> str:
-    """An exception's message on one line."""
-    return " ".join(str(err).split()) or type(err).__name__
-
-
-def guess_separator(header: str) -> str | None:
-    """The separator a one-column CSV header seems to use instead of a comma."""
-    counts = {sep: header.count(sep) for sep in SEPARATORS}
-    sep, count = max(counts.items(), key=lambda item: item[1])
-    return sep if count else None
 
 
 def check_regular(path: Path, max_bytes: int) -> None:
@@ -213,25 +201,10 @@ def validate_records_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
             f"{path} line {line}: column record_id {table['record_id'][dup].iloc[0]!r} appears "
             "twice: record ids must be unique"
         )
-    for column, (low, high) in SERUM_BOUNDS.items():
+    for column, bounds in SERUM_BOUNDS.items():
         if column in table.columns:
-            table[column] = _serum(table[column], column, low, high, path)
+            table[column] = serum_values(table[column], column, bounds, path)
     return table.reset_index(drop=True)
-
-
-def _serum(column: pd.Series, name: str, low: float, high: float, path: Path) -> pd.Series:
-    text = column.astype("string").str.strip()
-    given = (text.fillna("") != "").to_numpy()
-    numbers = pd.to_numeric(text.where(given), errors="coerce").to_numpy(float, na_value=np.nan)
-    with np.errstate(invalid="ignore"):
-        bad = given & ~(np.isfinite(numbers) & (numbers >= low) & (numbers <= high))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise EcgmlError(
-            f"{path} line {row + 2}: column {name} holds {column.iloc[row]!r}: give serum {name} "
-            f"in mmol/L between {low:g} and {high:g}, or leave the cell empty"
-        )
-    return pd.Series(numbers, index=column.index, name=name)
 
 
 def record_path(root: Path, record_file: str) -> Path:

@@ -25,6 +25,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from ecgml import TWELVE_LEADS
 from ecgml.beatstore import VALID_GROUPS, export_beat_store
 from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
@@ -46,7 +47,7 @@ REPORT_COLUMNS = (
     "leads_left_out",
     "calibration",
 )
-LEAD_ORDER = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+LEAD_ORDER = TWELVE_LEADS
 LABEL_COLUMNS = ("patient_id", "group", "center", "device", "layout", "potassium", "sodium")
 CREATED_BY = "ecgml.digitize"
 #: One image to process: its path and layout.

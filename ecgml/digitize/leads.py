@@ -18,6 +18,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.signal import find_peaks
 
+from ecgml import TWELVE_LEADS
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.grid import GAIN_MM_MV, PAPER_SPEED_MM_S, Calibration
 from ecgml.digitize.trace import (
@@ -29,7 +30,6 @@ from ecgml.digitize.trace import (
     trace_mask,
 )
 
-TWELVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 PAGE_ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 LAYOUT_ROWS: dict[str, tuple[tuple[str, ...], ...]] = {
     "strip": (("II",),),

@@ -16,12 +16,12 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ecgml import TWELVE_LEADS
 from ecgml.errors import EcgmlError
 
 PAPER_SPEED_MM_S = 25.0
 GAIN_MM_MV = 10.0
 LAYOUTS = ("strip", "page", "3x4", "6x2", "12x1")
-TWELVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 PAGE_ROWS = (("I", "aVR", "V1", "V4"), ("II", "aVL", "V2", "V5"), ("III", "aVF", "V3", "V6"))
 #: Lead rows per page layout (each row's leads share its width); rhythm strips come below.
 LAYOUT_ROWS: dict[str, tuple[tuple[str, ...], ...]] = {

@@ -88,7 +88,8 @@ def test_layers_are_the_documented_stack() -> None:
         "models",
         "data",
         "digitize | synth",
-        "beatstore | outputs | recordstore",
+        "recordstore",
+        "beatstore | outputs",
         "signal",
         "errors | schemas",
     ]

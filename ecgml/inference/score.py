@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,30 +47,33 @@ TABLE_ROWS = 40
 def score_entries(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[np.ndarray]]:
-    """Per disorder, each entry's beat probabilities (every beat of every input in one pass)."""
-    counts = [e.n_beats for e in entries]
-    splits = np.cumsum(counts)[:-1]
-    scores: dict[str, list[np.ndarray]] = {}
-    for disorder, model in models.items():
-        prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
-        x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
-        calibrated = Calibrator.from_dict(model.calibration).apply(model.score(x))
-        scores[disorder] = np.split(calibrated, splits)
-    return scores
+    """Per disorder, each entry's recalibrated beat probabilities."""
+    return _per_entry(
+        entries, models, lambda m, raw: Calibrator.from_dict(m.calibration).apply(raw)
+    )
 
 
 def score_values(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[np.ndarray]]:
     """Per serum model (``potassium`` / ``sodium``), each entry's beat estimates in mmol/L."""
-    counts = [e.n_beats for e in entries]
-    splits = np.cumsum(counts)[:-1]
-    values: dict[str, list[np.ndarray]] = {}
+    return _per_entry(entries, models, lambda _, raw: raw.astype(np.float64))
+
+
+def _per_entry(
+    entries: Sequence[BeatInput],
+    models: Mapping[str, LoadedModel],
+    finish: Callable[[LoadedModel, np.ndarray], np.ndarray],
+) -> dict[str, list[np.ndarray]]:
+    """Per model, ``finish(model, scores)`` of every beat of every entry (scored in one pass),
+    split back into one array per entry."""
+    splits = np.cumsum([e.n_beats for e in entries])[:-1]
+    out: dict[str, list[np.ndarray]] = {}
     for name, model in models.items():
         prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
         x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
-        values[name] = np.split(model.score(x).astype(np.float64), splits)
-    return values
+        out[name] = np.split(finish(model, model.score(x)), splits)
+    return out
 
 
 def model_source(model: LoadedModel) -> str:

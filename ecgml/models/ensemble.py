@@ -16,25 +16,6 @@ from torch import nn
 _EPS = 1e-7
 
 
-class MeanProbabilityEnsemble(nn.Module):
-    """Members' sigmoid outputs averaged; returned as a logit of shape ``(batch, n_outputs)``."""
-
-    def __init__(self, members: Sequence[nn.Module]) -> None:
-        super().__init__()
-        if not members:
-            raise ValueError("an ensemble needs at least one member")
-        self.members = nn.ModuleList(members)
-        self.seq_len = getattr(members[0], "seq_len", None)
-
-    def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
-        """``(n_members, batch, n_outputs)`` probabilities."""
-        return torch.stack([torch.sigmoid(member(x)) for member in self.members])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mean = self.member_probabilities(x).mean(dim=0).clamp(_EPS, 1 - _EPS)
-        return torch.logit(mean)
-
-
 class MeanOutputEnsemble(nn.Module):
     """Members' raw outputs averaged (regression: the mean estimate)."""
 
@@ -47,3 +28,15 @@ class MeanOutputEnsemble(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.stack([member(x) for member in self.members]).mean(dim=0)
+
+
+class MeanProbabilityEnsemble(MeanOutputEnsemble):
+    """Members' sigmoid outputs averaged; returned as a logit of shape ``(batch, n_outputs)``."""
+
+    def member_probabilities(self, x: torch.Tensor) -> torch.Tensor:
+        """``(n_members, batch, n_outputs)`` probabilities."""
+        return torch.stack([torch.sigmoid(member(x)) for member in self.members])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self.member_probabilities(x).mean(dim=0).clamp(_EPS, 1 - _EPS)
+        return torch.logit(mean)

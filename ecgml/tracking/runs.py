@@ -24,6 +24,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from mlflow.entities import Metric, Param, ViewType
@@ -59,7 +60,31 @@ class RunTerminated(SystemExit):
         super().__init__(128 + signum)
 
 
-def _raise_terminated(signum: int, _frame: object) -> None:
+# Modules a SIGTERM must not interrupt: an exception raised inside a database transaction can
+# leave its connection holding SQLite's write lock, and then marking the run KILLED fails with
+# "database is locked".
+_UNINTERRUPTIBLE = ("sqlalchemy", "sqlite3", "alembic", "psycopg", "mlflow.store")
+_RESEND_DELAY_S = 0.05
+
+
+def inside_uninterruptible_call(frame: FrameType | None) -> bool:
+    """True when any frame on the stack runs code of a module in :data:`_UNINTERRUPTIBLE`."""
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith(_UNINTERRUPTIBLE):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    """Raise :class:`RunTerminated`, unless a database call is under way: then deliver the signal
+    again a moment later, once the transaction is through."""
+    if inside_uninterruptible_call(frame):
+        timer = threading.Timer(_RESEND_DELAY_S, os.kill, (os.getpid(), signum))
+        timer.daemon = True
+        timer.start()
+        return
     raise RunTerminated(signum)
 
 

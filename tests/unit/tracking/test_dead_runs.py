@@ -125,3 +125,47 @@ def test_sigterm_inside_a_tracked_run_exits_143_and_kills_it() -> None:
     assert stopped.value.code == 143
     assert statuses == ["KILLED"]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored
+
+
+def _send_sigterm_then_wait_from(module: str) -> list[str]:
+    """Run ``os.kill(self, SIGTERM)`` followed by a short wait as code of ``module``; report
+    whether the wait ran to its end, as a database call would have to."""
+    finished: list[str] = []
+    namespace = {"__name__": module, "os": os, "signal": signal, "time": time, "done": finished}
+    exec(  # the code runs as a module of that name: what the handler inspects
+        "def call():\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    time.sleep(0.3)\n"
+        "    done.append('finished')\n",
+        namespace,
+    )
+    namespace["call"]()  # type: ignore[operator]
+    return finished
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM is handled already"
+)
+def test_sigterm_waits_for_a_database_call_to_finish() -> None:
+    """A SIGTERM landing inside SQLAlchemy must not break the transaction (its connection would
+    keep SQLite's write lock and the KILLED status could not be written): it is delivered again
+    once the call has returned."""
+    client, statuses = _recording_client()
+    finished: list[str] = []
+    with pytest.raises(SystemExit) as stopped, tracked_run(client, "r"):  # type: ignore[arg-type]
+        finished += _send_sigterm_then_wait_from("sqlalchemy.engine.fake")
+        time.sleep(5)  # the re-sent signal raises before this ends
+    assert finished == ["finished"]
+    assert stopped.value.code == 143
+    assert statuses == ["KILLED"]
+
+
+@pytest.mark.skipif(
+    signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM is handled already"
+)
+def test_sigterm_outside_a_database_call_stops_at_once() -> None:
+    client, _ = _recording_client()
+    finished: list[str] = []
+    with pytest.raises(SystemExit), tracked_run(client, "r"):  # type: ignore[arg-type]
+        finished += _send_sigterm_then_wait_from("ecgml.training")
+    assert finished == []

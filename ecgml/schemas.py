@@ -55,6 +55,12 @@ class CalibrationMethod(StrEnum):
     isotonic = "isotonic"
 
 
+class PatientAggregate(StrEnum):
+    mean = "mean"
+    median = "median"
+    max = "max"
+
+
 class ThresholdRule(StrEnum):
     fixed = "fixed"
     youden = "youden"
@@ -144,6 +150,7 @@ class EvaluationConfig:
     operating_sensitivities: list[float] = MISSING
     subgroups: Optional[list[str]] = MISSING
     min_subgroup_patients: int = MISSING
+    aggregate: PatientAggregate = MISSING
 
 
 @dataclass

@@ -6,11 +6,11 @@
 For each disorder and cohort scale (Table 1 × scale), patient-level 5-fold cross-validation
 (``split=group_kfold``): every fold trains the configured model with ecgml's own fitter (the
 product's code path, without MLflow) and scores its test patients (patient level = mean beat
-probability). The **oracle** is a logistic regression on the generator's true per-patient
-morphology (``patients.csv``: baseline × applied effects — PR, P, QRS, QTc, P/Q/R/S/T/U
-amplitudes, ST level, T width and asymmetry, heart rate), fitted on the same fold's training
-patients only. Pooled out-of-fold AUROCs with a patient-level stratified bootstrap CI (2,000
-resamples, the same resamples for both, so the ratio gets a paired CI too).
+probability, or ``evaluation.aggregate=median|max``). The **oracle** is a logistic regression on
+the generator's true per-patient morphology (``patients.csv``: baseline × applied effects — PR,
+P, QRS, QTc, P/Q/R/S/T/U amplitudes, ST level, T width and asymmetry, heart rate), fitted on the
+same fold's training patients only. Pooled out-of-fold AUROCs with a patient-level stratified
+bootstrap CI (2,000 resamples, the same resamples for both, so the ratio gets a paired CI too).
 
 Extra ``key=value`` arguments are Hydra overrides for every model run (e.g. ``data.augment=none``),
 so each lever of the small-data issue gets its own row. Results are appended to
@@ -132,7 +132,8 @@ def run_fold(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame]:
     out = Path(tempfile.mkdtemp(prefix="ecgml-limit-gap-"))
     fitter = make_fitter(cfg, logger=False, out=out)  # type: ignore[arg-type]
     fitter.fit(table)
-    scores = patient_level(fitter.predict("test"))[["patient_id", "y_true", "y_prob"]]
+    aggregate = cfg.evaluation.get("aggregate", "mean")  # evaluation.aggregate=max etc.
+    scores = patient_level(fitter.predict("test"), aggregate)[["patient_id", "y_true", "y_prob"]]
     scores["fold"] = job.fold
     return scores, table.splits
 

@@ -29,6 +29,7 @@ from ecgml.evaluation.calibration import (
     plot_reliability,
 )
 from ecgml.evaluation.figures import save_figure
+from ecgml.evaluation.patients import check_aggregate
 from ecgml.evaluation.subgroups import (
     MIN_PATIENTS,
     plot_subgroups,
@@ -64,8 +65,10 @@ class ClinicalSettings:
     sensitivities: tuple[float, ...] = DEFAULT_SENSITIVITIES
     subgroups: tuple[str, ...] | None = None
     min_patients: int = MIN_PATIENTS
+    aggregate: str = "mean"  # patient level: mean / median / max of the beats' probabilities
 
     def __post_init__(self) -> None:
+        check_aggregate(self.aggregate)
         object.__setattr__(self, "prevalences", check_prevalences(self.prevalences))
         if self.calibration != GIVEN:
             check_calibration_method(self.calibration)

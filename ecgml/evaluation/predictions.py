@@ -133,15 +133,17 @@ def _validated_frame(predictions: pd.DataFrame, rule: str) -> pd.DataFrame:
 
 
 def _results_by_prefix(
-    df: pd.DataFrame, threshold: float, plan: BootstrapPlan | None, ci: Uncertainty
-) -> dict[str, dict[str, float]]:
-    """Metrics of the test beats (bootstrap ``plan``), test patients and validation beats."""
+    df: pd.DataFrame, threshold: float, plan: BootstrapPlan | None, ci: Uncertainty,
+    aggregate: str = "mean",
+) -> dict[str, dict[str, float]]:  # fmt: skip
+    """Metrics of the test beats (bootstrap ``plan``), test patients (their beats' ``aggregate``)
+    and validation beats."""
     test = df[df["split"] == "test"]
     settings = (ci.n_bootstrap, ci.seed, ci.level)
     return {
         "test": metrics_for_frame(test, threshold, plan, *settings, "test"),
         "test_patient": metrics_for_frame(
-            patient_level(test), threshold, None, *settings, "test_patient"
+            patient_level(test, aggregate), threshold, None, *settings, "test_patient"
         ),
         "val_final": metrics_for_frame(
             df[df["split"] == "val"], threshold, None, *settings, "val_final"
@@ -226,7 +228,7 @@ def evaluate_full(
         plan = patient_bootstrap_indices(
             test["patient_id"], test["y_true"], ci.n_bootstrap, ci.seed
         )
-    results = _results_by_prefix(df, threshold, plan, ci)
+    results = _results_by_prefix(df, threshold, plan, ci, settings.aggregate)
     clinical = clinical_results(
         val, test, threshold, plan, calibrator, settings, ci.n_bootstrap, ci.seed, ci.level
     )
@@ -359,6 +361,7 @@ def clinical_settings(evaluation_cfg: Any, calibration: str | None = None) -> Cl
         sensitivities=tuple(ev.get("operating_sensitivities", ClinicalSettings().sensitivities)),
         subgroups=tuple(subgroups) if subgroups else None,
         min_patients=int(ev.get("min_subgroup_patients", ClinicalSettings().min_patients)),
+        aggregate=str(ev.get("aggregate", "mean")),  # configs logged before the key existed
     )
 
 

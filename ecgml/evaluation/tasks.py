@@ -36,6 +36,7 @@ from ecgml.evaluation.bootstrap import (
 )
 from ecgml.evaluation.figures import plot_roc, save_figure
 from ecgml.evaluation.intervals import percentile_interval
+from ecgml.evaluation.patients import aggregate_beats
 from ecgml.evaluation.predictions import PREFIXES, Evaluation, evaluate_with_config, metric_keys
 from ecgml.evaluation.report import format_results_table
 
@@ -128,7 +129,9 @@ def _macro_auroc(
     )
     parts = {
         "test": frame[frame["split"] == "test"],
-        "test_patient": multilabel_patient_level(frame[frame["split"] == "test"], outputs),
+        "test_patient": multilabel_patient_level(
+            frame[frame["split"] == "test"], outputs, evaluation_cfg.get("aggregate", "mean")
+        ),
         "val_final": frame[frame["split"] == "val"],
     }
     out: dict[str, float] = {}
@@ -139,11 +142,14 @@ def _macro_auroc(
     return out
 
 
-def multilabel_patient_level(frame: pd.DataFrame, outputs: Sequence[str]) -> pd.DataFrame:
-    """One row per patient: labels of its first beat, mean probability per disorder."""
+def multilabel_patient_level(
+    frame: pd.DataFrame, outputs: Sequence[str], aggregate: str = "mean"
+) -> pd.DataFrame:
+    """One row per patient: labels of its first beat, the ``aggregate`` (mean, median, max) of
+    its beats' probability per disorder."""
     grouped = frame.groupby("patient_id", sort=False)
     labels = grouped[[f"y_true_{d}" for d in outputs]].first()
-    probs = grouped[[f"y_prob_{d}" for d in outputs]].mean()
+    probs = aggregate_beats(grouped, [f"y_prob_{d}" for d in outputs], aggregate)
     return pd.concat([labels, probs], axis=1).reset_index()
 
 
@@ -292,11 +298,11 @@ def regression_metrics(
     return out
 
 
-def regression_patient_level(frame: pd.DataFrame) -> pd.DataFrame:
-    """One row per patient: its measured value and mean estimate over its beats."""
+def regression_patient_level(frame: pd.DataFrame, aggregate: str = "mean") -> pd.DataFrame:
+    """One row per patient: its measured value and the ``aggregate`` of its beats' estimates."""
     grouped = frame.groupby("patient_id", sort=False)
     out = grouped[["y_true", "group"]].first()
-    out["y_pred"] = grouped["y_pred"].mean()
+    out["y_pred"] = aggregate_beats(grouped, ["y_pred"], aggregate)["y_pred"]
     return out.reset_index()
 
 
@@ -336,7 +342,8 @@ def evaluate_regression(
         float(evaluation_cfg.ci_level),
     )
     test = predictions[predictions["split"] == "test"]
-    parts = {"test": test, "test_patient": regression_patient_level(test),
+    aggregate = evaluation_cfg.get("aggregate", "mean")
+    parts = {"test": test, "test_patient": regression_patient_level(test, aggregate),
              "val_final": predictions[predictions["split"] == "val"]}  # fmt: skip
     metrics: dict[str, float] = {}
     for prefix, part in parts.items():

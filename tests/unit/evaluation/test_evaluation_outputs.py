@@ -187,6 +187,32 @@ def test_patient_level_means_beats_per_patient() -> None:
         patient_level(df.assign(y_true=[1, 0, 1, 1, 1]))
 
 
+@pytest.mark.parametrize(("aggregate", "expected"), [("max", [0.9, 0.4, 0.6]),
+                                                    ("median", [0.7, 0.3, 0.6])])  # fmt: skip
+def test_patient_level_other_aggregates(aggregate: str, expected: list[float]) -> None:
+    df = pd.DataFrame({"patient_id": ["b", "a", "b", "a", "c", "b"], "y_true": [1, 0, 1, 0, 1, 1],
+                       "y_prob": [0.9, 0.2, 0.5, 0.4, 0.6, 0.7]})  # fmt: skip
+    np.testing.assert_allclose(patient_level(df, aggregate).y_prob, expected)
+    with pytest.raises(EcgmlError, match="evaluation.aggregate='mode' is not known"):
+        patient_level(df, "mode")
+
+
+def test_evaluation_aggregate_changes_only_the_patient_level(predictions) -> None:
+    """``evaluation.aggregate=max`` scores each test patient by its most abnormal beat: the
+    beat-level keys stay as they are, ``test_patient/auroc`` is the max-aggregated AUROC."""
+    mean_metrics, _ = evaluate_predictions(predictions, n_bootstrap=0)
+    max_metrics, _ = evaluate_predictions(
+        predictions, n_bootstrap=0, clinical=ClinicalSettings(aggregate="max")
+    )
+    assert max_metrics["test/auroc"] == mean_metrics["test/auroc"]
+    test = predictions[predictions["split"] == "test"]
+    # the recalibration is monotone, so the raw probabilities rank patients the same way
+    by_max = test.groupby("patient_id").agg(y_true=("y_true", "first"), y_prob=("y_prob", "max"))
+    expected = roc_auc_score(by_max["y_true"], by_max["y_prob"])
+    assert max_metrics["test_patient/auroc"] == pytest.approx(expected)
+    assert max_metrics["test_patient/auroc"] != pytest.approx(mean_metrics["test_patient/auroc"])
+
+
 def test_results_table_formats_like_the_study() -> None:
     hyperkalemia = {
         "accuracy": 0.8947,

@@ -23,7 +23,9 @@ from ecgml.evaluation.tasks import (
     evaluate_multilabel,
     evaluate_regression,
     multilabel_metric_keys,
+    multilabel_patient_level,
     regression_metric_keys,
+    regression_patient_level,
 )
 from ecgml.models.task_modules import BeatRegressor, MultiLabelClassifier
 from ecgml.pipeline.fitters import check_outputs, with_outputs
@@ -289,3 +291,15 @@ def test_a_logged_potassium_model_answers_in_mmol_per_litre(tmp_path: Path, comp
     assert loaded["potassium"].score(x) == pytest.approx(expected, abs=1e-5)
     frame = predict_outputs(loaded, pd.DataFrame({"beat": list(x.astype(float)), "r_index": R}))
     assert list(frame.columns) == ["potassium_mmol_l"]
+
+
+def test_task_patient_levels_follow_evaluation_aggregate() -> None:
+    frame = pd.DataFrame({"patient_id": ["a", "a", "b"], "group": ["hypokalemia"] * 2 + ["normal"],
+                          "y_true_hypokalemia": [1, 1, 0], "y_prob_hypokalemia": [0.2, 0.8, 0.4],
+                          "y_true": [3.0, 3.0, 4.2], "y_pred": [3.1, 3.5, 4.0]})  # fmt: skip
+    multi = multilabel_patient_level(frame, ["hypokalemia"], "max")
+    np.testing.assert_allclose(multi["y_prob_hypokalemia"], [0.8, 0.4])
+    np.testing.assert_allclose(regression_patient_level(frame, "median")["y_pred"], [3.3, 4.0])
+    np.testing.assert_allclose(regression_patient_level(frame)["y_pred"], [3.3, 4.0])
+    with pytest.raises(EcgmlError, match="evaluation.aggregate='last' is not known"):
+        multilabel_patient_level(frame, ["hypokalemia"], "last")

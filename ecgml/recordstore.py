@@ -351,7 +351,13 @@ def records_table(
 def write_records_csv(folder: Path, patients: pd.DataFrame, twelve_lead: bool = False) -> Path:
     """Write ``folder/records.csv`` for the cohort at ``folder`` (12-lead records point at
     ``signals12/`` when they exist); written to a temporary name and renamed (atomic)."""
-    table = records_table(patients, "signals12" if twelve_lead else "signals")
+    return save_records_table(
+        folder, records_table(patients, "signals12" if twelve_lead else "signals")
+    )
+
+
+def save_records_table(folder: Path, table: pd.DataFrame) -> Path:
+    """``table`` as ``folder/records.csv``, written to a temporary name and renamed (atomic)."""
     path = folder / RECORDS
     tmp = folder / f".{RECORDS}.{os.getpid()}.tmp"
     table.to_csv(tmp, index=False, float_format="%.6g")

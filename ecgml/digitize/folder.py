@@ -31,6 +31,7 @@ from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
 from ecgml.errors import EcgmlError
 from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
+from ecgml.recordstore import save_records_table
 
 log = logging.getLogger("ecgml.digitize")
 
@@ -218,7 +219,8 @@ def _lane_result(future: Future, path: Path) -> ImageResult:
 def write_outputs(
     tmp: Path, results: Sequence[ImageResult], labels: pd.DataFrame, fs: float
 ) -> pd.DataFrame:
-    """signals/, leads/, the beat store and report.csv into ``tmp``; returns the report."""
+    """signals/, leads/, the beat store, records.csv (the record store: one lead-II record per
+    digitized image) and report.csv into ``tmp``; returns the report."""
     (tmp / "signals").mkdir(parents=True)
     (tmp / "leads").mkdir()
     recordings = []
@@ -243,6 +245,7 @@ def write_outputs(
         recordings.append((result.beats, meta))
     if recordings:
         export_beat_store(tmp, recordings)
+        save_records_table(tmp, records_rows([meta for _, meta in recordings]))
     report = pd.DataFrame(
         [
             (r.image_file, r.status, r.error, r.n_beats, round(r.seconds, 4), *_lead_cells(r))
@@ -252,6 +255,14 @@ def write_outputs(
     )
     report.to_csv(tmp / REPORT_FILE, index=False)
     return report
+
+
+def records_rows(metas: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """``records.csv`` rows: each image's lead-II signal (``signals/<stem>.csv``) as a record,
+    with the labels and provenance of its beats."""
+    table = pd.DataFrame(list(metas))
+    table.insert(0, "record_file", [f"signals/{m['record_id']}.csv" for m in metas])
+    return table
 
 
 def write_leads(path: Path, leads: dict[str, np.ndarray], fs: float) -> None:

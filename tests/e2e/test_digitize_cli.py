@@ -14,6 +14,7 @@ import pytest
 from ecgml.beatstore import load_beat_store
 from ecgml.digitize.folder import digitize_folder, read_labels
 from ecgml.errors import EcgmlError
+from ecgml.recordstore import load_record_store
 from ecgml.synth.render import render_ecg
 
 FS = 500
@@ -91,6 +92,12 @@ def test_digitize_folder_writes_signals_beats_and_report(image_dir: Path, tmp_pa
     assert set(store.meta["group"]) == {"normal", "hyperkalemia"}
     assert set(store.meta["source_image"]) == {"a.png", "b.jpg"}
     assert store.info.fs == FS
+    records = load_record_store(out)  # records.csv: each digitized image's lead-II signal
+    assert sorted(r.record_id for r in records.records) == ["a", "b"]
+    by_id = {r.record_id: r for r in records.records}
+    groups = dict(zip(records.meta["record_id"], records.meta["group"], strict=True))
+    assert groups == {"a": "normal", "b": "hyperkalemia"} and by_id["a"].patient_id == "p1"
+    np.testing.assert_allclose(by_id["a"].lead("II"), signal["mv"], atol=1e-5)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp left
     with pytest.raises(EcgmlError, match="not empty"):
         digitize_folder(image_dir, out, progress=False)

@@ -73,7 +73,7 @@ class InputOptions:
 
     window: Window = Window()
     image_fs: float = 500.0
-    layout: str = "strip"
+    layout: str = "auto"
     dpi: float | None = None
     beat_fs: float | None = None  # fs of bare beat CSVs (None: the model's)
     max_beat_s: float = DEFAULT_MAX_BEAT_S  # longer beats are refused before any padding

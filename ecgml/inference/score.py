@@ -5,7 +5,9 @@ model's ``fs`` when needed and laid out by :func:`ecgml.signal.align_beats` (tra
 alignment) with the model's ``r_index`` and ``seq_len``. Each beat's probability is the network's,
 recalibrated by the calibrator stored with the model. A patient's probability is
 the mean of its beats' (as in the evaluation's patient level); the decision is
-``probability >= threshold`` with the threshold chosen on validation.
+``probability >= threshold`` with the threshold chosen on validation. A record champion (a set
+model, ``unit: record`` in its spec) instead reads all of an input's beats together: one
+probability per recording, each beat's attention weight in the JSON's ``contributions``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,15 @@ log = logging.getLogger("ecgml.inference")
 TABLE_ROWS = 40
 
 
+@dataclasses.dataclass(frozen=True)
+class RecordScore:
+    """A record model's answer for one input: its recalibrated probability (None without a
+    usable beat) and each beat's weight in it."""
+
+    probability: float | None
+    weights: np.ndarray
+
+
 def score_entries(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[np.ndarray]]:
@@ -51,6 +62,26 @@ def score_entries(
     return _per_entry(
         entries, models, lambda m, raw: Calibrator.from_dict(m.calibration).apply(raw)
     )
+
+
+def score_records(
+    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+) -> dict[str, list[RecordScore]]:
+    """Per record model, each entry's beats read together as one recording."""
+    out: dict[str, list[RecordScore]] = {}
+    for name, model in models.items():
+        calibrator = Calibrator.from_dict(model.calibration)
+        scores = []
+        for entry in entries:
+            if not entry.n_beats:
+                scores.append(RecordScore(None, np.zeros(0)))
+                continue
+            raw, weights = model.score_record(
+                prepare_beats(entry.beats, entry.r_indices, entry.fs, model)
+            )
+            scores.append(RecordScore(float(calibrator.apply(np.array([raw]))[0]), weights))
+        out[name] = scores
+    return out
 
 
 def score_values(
@@ -86,21 +117,30 @@ def entry_result(
     entry: BeatInput, probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
     serum: Mapping[str, np.ndarray] | None = None,
     serum_models: Mapping[str, LoadedModel] | None = None,
+    records: Mapping[str, RecordScore] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The JSON object of one input (or one beat-store patient); with serum models, their
-    mean estimate over the beats as ``<name>_mmol_l`` (and per beat)."""
-    serum, serum_models = serum or {}, serum_models or {}
+    mean estimate over the beats as ``<name>_mmol_l`` (and per beat). A beat model's
+    probability is the mean of the beats'; a record model's (``records``) is its one decision
+    from all of them, each beat's weight in it under ``contributions``."""
+    serum, serum_models, records = serum or {}, serum_models or {}, records or {}
     per_beat = [
         {
             "beat_id": beat_id,
             "r_peak_s": r_peak_s,
-            "probabilities": {d: float(probs[d][k]) for d in models},
+            "probabilities": {d: float(probs[d][k]) for d in models if d in probs},
+            **({"contributions": {d: float(r.weights[k]) for d, r in records.items()}}
+               if records else {}),
             **{f"{n}_mmol_l": float(serum[n][k]) for n in serum},
         }
         for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
-    ]
+    ]  # fmt: skip
     usable = entry.n_beats > 0
-    patient = {d: float(np.mean(probs[d])) if usable else None for d in models}
+    patient = {
+        d: records[d].probability if d in records else
+        (float(np.mean(probs[d])) if usable else None)
+        for d in models
+    }  # fmt: skip
     return {
         "input": entry.input,
         "patient_id": entry.patient_id,
@@ -111,6 +151,7 @@ def entry_result(
             for d, p in patient.items()
         },
         "thresholds": {d: m.threshold for d, m in models.items()},
+        "units": {d: m.unit for d, m in models.items()},
         "calibration": {
             d: Calibrator.from_dict(m.calibration).describe() for d, m in models.items()
         },
@@ -132,15 +173,18 @@ def predict_entries(
 ) -> list[dict[str, Any]]:
     """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
     serum_models = serum_models or {}
-    scores = score_entries(entries, models)
+    record_models = {d: m for d, m in models.items() if m.unit == "record"}
+    scores = score_entries(entries, {d: m for d, m in models.items() if d not in record_models})
+    records = score_records(entries, record_models)
     values = score_values(entries, serum_models)
     results = [
         entry_result(
             entry,
-            {d: scores[d][k] for d in models},
+            {d: scores[d][k] for d in scores},
             models,
             {n: values[n][k] for n in serum_models},
             serum_models,
+            {d: records[d][k] for d in records},
         )
         for k, entry in enumerate(entries)
     ]
@@ -282,7 +326,7 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     image = cfg.get("image") or {}
     options = InputOptions(
         image_fs=float(image.get("fs", 500)),
-        layout=str(image.get("layout", "strip")),
+        layout=str(image.get("layout", "auto")),
         dpi=image.get("dpi"),
         beat_fs=beat_fs,
         allow_implausible_amplitude=bool(cfg.get("allow_implausible_amplitude", False)),

@@ -44,6 +44,22 @@ def available_backbones() -> list[str]:
     return names
 
 
+def pinned_backbone(backbone_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
+    """``backbone_cfg`` as a plain dict, a record model's named ``encoder`` spelled out: every
+    hyper-parameter of ``conf/model/<encoder>.yaml`` under its ``encoder_overrides``, so a logged
+    model rebuilds the encoder it was trained with even after those defaults change."""
+    backbone = OmegaConf.to_container(OmegaConf.create(backbone_cfg), resolve=True)
+    assert isinstance(backbone, dict)
+    encoder = backbone.get("encoder")
+    if not isinstance(encoder, str):
+        return backbone
+    defaults = OmegaConf.to_container(_model_config(encoder).backbone, resolve=True)
+    assert isinstance(defaults, dict)
+    defaults.pop("_target_", None)
+    backbone["encoder_overrides"] = {**defaults, **dict(backbone.get("encoder_overrides") or {})}
+    return backbone
+
+
 def beat_backbones() -> list[str]:
     """The backbones of single beats: :func:`available_backbones` but the record models
     (``input: beats`` or ``strip`` in their config: a record's set of beats, or its strip),

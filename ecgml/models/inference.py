@@ -19,7 +19,8 @@ def fused_for_inference(module: nn.Module) -> nn.Module:
     from torch.fx.experimental.optimization import fuse
 
     model = copy.deepcopy(module).eval()
-    if not getattr(module, "fx_traceable", True):  # input-type branches fx would freeze
+    if not all(getattr(m, "fx_traceable", True) for m in module.modules()):
+        # a module (or one inside it) branches on its input type: fx would freeze one branch
         return model
     try:
         return fuse(model)

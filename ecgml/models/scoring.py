@@ -20,7 +20,7 @@ from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
 from ecgml.models.factory import build_backbone
 
 #: The only classes a logged model may name as its backbone.
-TRUSTED_BACKBONES = "ecgml.models.backbones."
+TRUSTED_BACKBONES = ("ecgml.models.backbones.", "ecgml.models.record_models.")
 
 
 class BeatProbabilityModel(nn.Module):
@@ -60,7 +60,8 @@ def check_trusted_backbone(backbone_cfg: Mapping[str, Any], source: str) -> None
     if not target.startswith(TRUSTED_BACKBONES):
         raise EcgmlError(
             f"{source}: backbone class {target!r} is not one of ecgml's backbones "
-            f"({TRUSTED_BACKBONES}*): refusing to build it; re-log the model with ecgml.train"
+            f"({'*, '.join(TRUSTED_BACKBONES)}*): refusing to build it; re-log the model with "
+            "ecgml.train"
         )
     nested = [d for d in _directives(backbone_cfg) if d != "backbone._target_"]
     if nested:

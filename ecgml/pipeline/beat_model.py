@@ -62,6 +62,8 @@ ENTRY_FILE = Path(__file__).with_name("beat_model_entry.py")
 INPUT_COLUMNS = ("beat", "r_index", "fs")
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
 MAX_BEAT_SECONDS = 4.0
+#: What one decision of a logged model reads: one beat, or every beat of a recording.
+UNITS = ("beat", "record")
 #: Outputs that are serum values (mmol/L), not disorder probabilities.
 SERUM_OUTPUTS = ("potassium", "sodium")
 
@@ -91,6 +93,9 @@ class ModelSpec:
     calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_mean: float = 0.0
     target_std: float = 1.0
+    #: ``beat`` (one score per beat; a patient's is their mean) or ``record`` (a set model:
+    #: one decision from every beat of a recording, :class:`~ecgml.models.record_models.SetModel`).
+    unit: str = "beat"
     ecgml_version: str = ecgml.__version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -124,6 +129,7 @@ class ModelSpec:
                               for k, v in (data.get("calibrations") or {}).items()},
                 target_mean=float(data.get("target_mean", 0.0)),
                 target_std=float(data.get("target_std", 1.0)),
+                unit=str(data.get("unit", "beat")),
                 ecgml_version=str(data.get("ecgml_version", "?")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )  # fmt: skip
@@ -132,6 +138,8 @@ class ModelSpec:
                 f"{source}: model spec is damaged ({type(err).__name__}: {err}); re-log the "
                 "model with ecgml.train"
             ) from None
+        if spec.unit not in UNITS:
+            raise EcgmlError(f"{source}: unit {spec.unit!r} is not one of {UNITS}; re-log it")
         if spec.seq_len < 1 or not math.isfinite(spec.fs) or spec.fs <= 0:
             raise EcgmlError(f"{source}: implausible seq_len/fs in the model spec; re-log it")
         if spec.task == "multilabel" and (
@@ -275,7 +283,8 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
     spec = read_spec(spec_file, uri)
     scorer = load_scorer(weights, spec, uri)
     common = {"seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index,
-              "align": spec.align, "uri": uri, "baseline": spec.baseline}  # fmt: skip
+              "align": spec.align, "uri": uri, "baseline": spec.baseline,
+              "unit": spec.unit}  # fmt: skip
     if spec.task == "binary":
         return {spec.disorder: LoadedModel(
             disorder=spec.disorder, model=scorer, threshold=spec.threshold,

@@ -13,6 +13,7 @@ runs every fold and evaluates the pooled out-of-fold predictions (one MLflow run
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,9 +41,10 @@ from ecgml.data.tasks import task_spec
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, evaluate_with_config
 from ecgml.evaluation.tasks import evaluate_task
-from ecgml.models.factory import build_backbone
+from ecgml.models.factory import build_backbone, pinned_backbone
 from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
+from ecgml.pipeline.beat_model import log_beat_model, model_spec
 from ecgml.pipeline.fitters import (
     build_callbacks,
     fit_trainer,
@@ -60,6 +62,7 @@ from ecgml.tracking import (
     preserved_tracking_uri,
     tracked_run,
 )
+from ecgml.tracking.store import resolve_store
 
 __all__ = ["fit_record_model", "predict_records", "record_fold", "record_unit", "run_records"]
 
@@ -156,8 +159,8 @@ def record_fold(
     logger: Any = False,
     out: Path | None = None,
     callbacks: Sequence[L.Callback] = (),
-) -> tuple[RecordTable, pd.DataFrame, dict[str, float]]:
-    """Table, val+test predictions and fit metrics of one fold (``fold=None``: ``cfg.split``)."""
+) -> tuple[RecordTable, pd.DataFrame, FittedRecords]:
+    """Table, val+test predictions and fitted model of one fold (``fold=None``: ``cfg.split``)."""
     split = build_split(cfg.split)
     if fold is not None:
         split = split.with_fold(fold)
@@ -165,7 +168,7 @@ def record_fold(
     fitted = fit_record_model(cfg, table, logger, out, callbacks)
     predictions = pd.concat([predict_records(fitted, s) for s in ("val", "test")],
                             ignore_index=True)  # fmt: skip
-    return table, predictions, fitted.fit_metrics
+    return table, predictions, fitted
 
 
 def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResult:
@@ -188,10 +191,10 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
         logger = make_logger(cfg, tags=tags)
         logger.log_hyperparams(flatten_config(cfg))
         with tracked_run(logger.experiment, logger.run_id):
-            frames, fit_metrics, table = [], {}, None
+            frames, fitted, table = [], None, None
             for fold in folds:
                 first = fold in (None, folds[0])  # the first fold logs its curves to the run
-                table, predictions, fit_metrics = record_fold(
+                table, predictions, fitted = record_fold(
                     cfg,
                     store,
                     fold,
@@ -202,13 +205,47 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
                 if fold is not None:
                     predictions["fold"] = fold
                 frames.append(predictions)
-            assert table is not None
+            assert table is not None and fitted is not None
             predictions = pd.concat(frames, ignore_index=True)
-            return _evaluate_and_log(cfg, logger, table, predictions, fit_metrics, out)
+            servable = fitted if folds == [None] else None  # k fold models: none is the model
+            return _evaluate_and_log(cfg, logger, table, predictions, fitted.fit_metrics, out,
+                                     servable)  # fmt: skip
+
+
+def unservable_reason(cfg: DictConfig, table: RecordTable) -> str | None:
+    """Why a record run's model is not logged for ``ecgml.predict`` (None: it is)."""
+    if not cfg.training.get("log_model", True):
+        return "training.log_model=false"
+    if not table.task.is_binary:
+        return f"task={table.task.name}: only binary record models are served yet"
+    if model_input(cfg.model) != "beats":
+        return f"model={cfg.model.name} reads the strip: only set models are served yet"
+    if table.leads != ("II",):
+        return f"data.leads={list(table.leads)}: only lead-II record models are served yet"
+    return None
+
+
+def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
+                     evaluation: Any, run_id: str) -> None:  # fmt: skip
+    """Log a binary lead-II set model as the run's MLflow model (``unit: record`` in its spec):
+    ``ecgml.promote`` registers it like a beat model and ``ecgml.predict`` then reads every
+    beat of a recording together (served by ``mlflow models serve``, each request row is a
+    recording of one beat)."""
+    spec = model_spec(
+        cfg,
+        table.seq_len,
+        table.fs,
+        table.r_index,
+        float(evaluation.metrics["test/threshold"]),
+        evaluation.calibrator.to_dict(),
+    )
+    spec = dataclasses.replace(spec, unit="record", backbone=pinned_backbone(cfg.model.backbone))
+    log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitted.model, spec)
 
 
 def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predictions: pd.DataFrame,
-                      fit_metrics: dict[str, float], out: Path) -> RunResult:  # fmt: skip
+                      fit_metrics: dict[str, float], out: Path,
+                      fitted: FittedRecords | None = None) -> RunResult:  # fmt: skip
     task = table.task
     title = f"{task.subject(cfg.disorder.name)} ({cfg.model.name}, records)"
     if task.is_binary:
@@ -237,6 +274,12 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
             client.log_artifact(run_id, str(out / name))
     if (out / "figures").is_dir():
         client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
+    reason = "split.fold=null: one model per fold" if fitted is None else unservable_reason(
+        cfg, table)  # fmt: skip
+    if reason is None and fitted is not None:
+        log_record_model(cfg, table, fitted, evaluation, run_id)
+    else:
+        log.info("record run %s: no model logged for ecgml.predict (%s)", run_id, reason)
     auroc = metrics.get("test/auroc", metrics.get("test/macro_auroc", float("nan")))
     client.set_tag(run_id, NOTE_TAG, f"records · model {cfg.model.name} · leads "
                    f"{','.join(table.leads)} · test AUROC {auroc:.3f}")  # fmt: skip

@@ -138,6 +138,7 @@ class LoadedModel:
     baseline: str = "none"  # ecgml.signal.reference_beats method the model was trained with
     run_id: str | None = None
     version: str | None = None
+    unit: str = "beat"  # "record": one decision from all of a recording's beats (a set model)
 
     @property
     def pre_r_ms(self) -> float | None:
@@ -159,6 +160,25 @@ class LoadedModel:
                 chunk = torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1)
                 out[start : start + len(chunk)] = self.model(chunk).float().numpy()
         return out
+
+    def score_record(self, beats: np.ndarray) -> tuple[float, np.ndarray]:
+        """A record model's probability from one recording's prepared beats ``(n, seq_len)``
+        read together, and each beat's weight in that decision (its attention; ``1/n`` each
+        under mean pooling)."""
+        beats = np.ascontiguousarray(beats, dtype=np.float32)
+        if beats.ndim != 2 or beats.shape[1] != self.seq_len or len(beats) == 0:
+            raise ValueError(f"beats must have shape (n >= 1, {self.seq_len}), got {beats.shape}")
+        batch = {"beats": torch.from_numpy(beats)[None, :, None, :],
+                 "mask": torch.ones(1, len(beats), dtype=torch.bool)}  # fmt: skip
+        with torch.inference_mode():
+            probability = float(self.model(batch)[0])
+            attention = getattr(getattr(self.model, "backbone", None), "attention", None)
+            weights = (
+                attention(batch)[0].double().numpy()
+                if callable(attention)
+                else np.full(len(beats), 1.0 / len(beats))
+            )
+        return probability, weights
 
 
 def _quiet_downloads() -> contextlib.AbstractContextManager[None]:

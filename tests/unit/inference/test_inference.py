@@ -20,6 +20,7 @@ from ecgml.inference.inputs import InputOptions, Window, list_inputs, read_input
 from ecgml.inference.preprocess import prepare_beats
 from ecgml.inference.score import (
     format_table,
+    fused_models,
     predict_entries,
     predict_path,
     write_json_atomic,
@@ -134,6 +135,40 @@ def test_score_equals_the_module_applied_directly(models) -> None:
     with torch.no_grad():
         direct = torch.sigmoid(model.model.backbone(torch.from_numpy(x[:, None]))).numpy().ravel()
     np.testing.assert_allclose(model.score(x, batch_size=1000), direct, rtol=1e-5, atol=1e-6)
+
+
+def test_a_multilabel_network_is_fused_once_and_run_once(small_store) -> None:
+    """Three disorders answered by one multi-label network: predict fuses it once, runs it once
+    per batch of beats, and each disorder's probabilities equal its own output scored alone."""
+    torch.manual_seed(3)
+    network = build_backbone("cnn1d", in_channels=1, n_outputs=3, seq_len=SEQ_LEN).eval()
+    names = ("hyperkalemia", "hypokalemia", "hyponatremia")
+    layout = {"seq_len": SEQ_LEN, "fs": FS, "r_index": PRE, "align": "r_peak"}
+    loaded = {
+        d: LoadedModel(
+            d,
+            BeatProbabilityModel(network, k).eval(),
+            threshold=0.5,
+            uri="test:multilabel",
+            **layout,
+        )
+        for k, d in enumerate(names)
+    }
+    fused = fused_models(loaded)
+    backbones = {id(m.model.backbone) for m in fused.values()}
+    assert len(backbones) == 1 and id(network) not in backbones  # one fused copy, shared
+    calls = []
+    next(iter(fused.values())).model.backbone.register_forward_hook(lambda *_: calls.append(1))
+    entries = read_inputs(list_inputs(small_store), InputOptions(), progress=False)
+    results = predict_entries(entries, fused)
+    assert len(calls) == 1  # all beats of every entry in one batch, one pass for 3 outputs
+    for d in names:
+        for entry, result in zip(entries, results, strict=True):
+            alone = loaded[d].score(
+                prepare_beats(entry.beats, entry.r_indices, entry.fs, loaded[d])
+            )
+            got = [b["probabilities"][d] for b in result["per_beat"]]
+            np.testing.assert_allclose(got, alone, rtol=1e-4, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- inputs

@@ -59,6 +59,11 @@ class PeakModel:
     threshold: float = 0.5
     calibration: dict = field(default_factory=lambda: {"method": "none"})
     unit: str = "beat"
+    model: object = None  # no network: scored through score()
+
+    @property
+    def layout_key(self) -> tuple:
+        return (self.seq_len, self.fs, self.r_index, self.baseline)
 
     def score(self, x: np.ndarray) -> np.ndarray:
         return np.clip(x.max(axis=1), 0.0, 1.0)

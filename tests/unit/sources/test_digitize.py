@@ -19,6 +19,8 @@ from ecgml.digitize.image import deskew, estimate_skew, load_image, rotate, to_g
 from ecgml.digitize.pipeline import digitize_image, process_image
 from ecgml.digitize.pulse import calibration_from_pulses, find_pulses
 from ecgml.digitize.trace import (
+    COLUMN_STEP,
+    _stroke_width,
     column_values,
     find_contours,
     isoelectric_row,
@@ -151,9 +153,53 @@ def test_column_values_follow_a_drawn_curve() -> None:
     cv2.polylines(canvas, [np.round(points * 16).astype(np.int32)], False, 255, 2, cv2.LINE_8, 4)
     y, cols = column_values(canvas)
     assert cols[0] == 0 and cols[-1] == 599
-    error = y - y_true[cols]
+    error = y - np.interp(cols, x, y_true)
     assert np.sqrt(np.mean(error**2)) < 1.0
     assert abs(y[np.argmax(y)] - y_true.max()) < 2.0  # the sharp peak keeps its height
+
+
+@pytest.mark.parametrize("apex_x", [100.0, 100.3, 100.5, 100.8])
+def test_column_values_keep_a_tall_narrow_spike(apex_x: float) -> None:
+    """An R wave 120 px tall and 8 columns wide (as MIT-BIH 208's at 200 DPI): both strokes
+    leave the steep stretch through its bottom row, which holds two runs and is no nadir;
+    every column keeps its value (the old reading put a nadir mid-spike: errors of 34-83 px),
+    and on the sub-column grid the apex keeps its height wherever it lies between columns
+    (whole columns cut it by up to 20 px)."""
+    canvas = np.zeros((260, 200), np.uint8)
+    x = np.arange(0.0, 200.0, 0.4)
+    y_true = 230.0 - 120.0 * np.clip(1 - np.abs(x - apex_x) / 4.0, 0, None)
+    points = np.round(np.stack([x, y_true], axis=1) * 16).astype(np.int32)
+    cv2.polylines(canvas, [points], False, 255, 2, cv2.LINE_AA, 4)
+    y, cols = column_values(np.where(canvas > 115, 255, 0).astype(np.uint8), COLUMN_STEP)
+    error = y - np.interp(cols, x, y_true)
+    assert np.abs(error).max() < 12.0
+    assert np.sqrt(np.mean(error**2)) < 1.5
+    assert abs(y.min() - 110.0) < 4.0  # the apex row
+
+
+@pytest.mark.parametrize("apex_x", [100.0, 100.3, 100.5, 100.8])
+def test_column_values_keep_a_blurred_narrow_spike(apex_x: float) -> None:
+    """A blurred 3 px line (a scan): the up- and down-strokes of a narrow R wave merge over
+    most of its height, so the runs' median overstates one stroke's width and placed the
+    strokes too far inward (the wave too narrow: rms 5-6 px); the line's thickness bounds it."""
+    canvas = np.zeros((260, 200), np.uint8)
+    x = np.arange(0.0, 200.0, 0.4)
+    y_true = 230.0 - 120.0 * np.clip(1 - np.abs(x - apex_x) / 4.0, 0, None) + 3 * np.sin(x / 7)
+    points = np.round(np.stack([x, y_true], axis=1) * 16).astype(np.int32)
+    cv2.polylines(canvas, [points], False, 255, 3, cv2.LINE_AA, 4)
+    canvas = cv2.GaussianBlur(canvas, (0, 0), 1.2)
+    y, cols = column_values(np.where(canvas > 115, 255, 0).astype(np.uint8), COLUMN_STEP)
+    error = y - np.interp(cols, x, y_true)
+    assert np.sqrt(np.mean(error**2)) < 2.5
+
+
+def test_one_strokes_width_is_read_where_the_strokes_run_apart() -> None:
+    """Ten rows of a merged apex (one 8 px run each) and four rows with the two strokes apart
+    (3 px each): one stroke is 3 px, not the runs' median (8) nor the line's 5 px vertical run."""
+    rows = np.concatenate([np.arange(10), np.repeat(np.arange(10, 14), 2)])
+    width = np.concatenate([np.full(10, 8.0), np.full(8, 3.0)])
+    assert _stroke_width(rows, width, thickness=5.0) == 3.0
+    assert _stroke_width(np.arange(10), np.full(10, 8.0), thickness=5.0) == 5.0  # none apart
 
 
 def test_column_values_bridge_gaps_and_refuse_a_fragmented_trace() -> None:
@@ -172,9 +218,14 @@ def test_isoelectric_row_and_to_signal_scale() -> None:
     y = np.full(1000, 300.0)
     y[100:110] = 220.0  # a QRS 80 px = 1 mV up at 8 px/mm
     assert isoelectric_row(y) == pytest.approx(300.0)
-    signal = to_signal(y, calibration_from_dpi(25.4 * 8), FS, 300.0)
+    calibration = calibration_from_dpi(25.4 * 8)
+    signal = to_signal(y, calibration, FS, 300.0)
     assert signal.max() == pytest.approx(1.0)
     assert len(signal) == pytest.approx(999 / 200 * FS, abs=1)
+    # On a sub-column grid (columns 50, 50.25, …) the time axis is the same: 200 px per s.
+    columns = 50 + np.arange(4 * 999 + 1) * 0.25
+    fine = to_signal(np.interp(columns - 50, np.arange(1000), y), calibration, FS, 300.0, columns)
+    assert len(fine) == len(signal) and np.allclose(fine, signal, atol=1e-6)
 
 
 # --------------------------------------------------------------------------- pipeline

@@ -18,7 +18,8 @@ table; a patient whose record yields no beat is left out everywhere):
 Every unit is trained with ecgml's own code (the beat fitter, :mod:`ecgml.pipeline.records`),
 without MLflow. Pooled out-of-fold AUROCs with a patient-level stratified bootstrap 95% CI
 (2,000 resamples, the same for every unit). ``key=value`` arguments are Hydra overrides for
-every run; ``record:key=value`` ones only for the record models. Writes ``unit_comparison.md`` /
+every run; ``record:key=value`` ones only for the record models (``set:`` / ``strip:`` only for
+the set / whole-strip model). Writes ``unit_comparison.md`` /
 ``.csv`` / ``.png`` under ``--out``.
 """
 
@@ -138,8 +139,11 @@ def unit_names(lead_sets: list[tuple[str, ...]], beats: bool = True) -> list[str
 
 
 def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
-    common = [o for o in args.overrides if not o.startswith("record:")]
+    prefixes = ("record:", "set:", "strip:")
+    common = [o for o in args.overrides if not o.startswith(prefixes)]
     record_only = [o.removeprefix("record:") for o in args.overrides if o.startswith("record:")]
+    set_only = [o.removeprefix("set:") for o in args.overrides if o.startswith("set:")]
+    strip_only = [o.removeprefix("strip:") for o in args.overrides if o.startswith("strip:")]
     lead_sets = [resolve_leads("all" if s == "all" else s.split(",")) for s in args.leads]
     union = tuple(lead for lead in LEADS if any(lead in s for s in lead_sets))
     base = compose_cfg(disorder, [*common, f"data.leads=[{','.join(lead_sets[0])}]"])
@@ -152,8 +156,8 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
         names = [u for u in units if u.startswith(("set model", "whole strip"))]
         if len(lead_sets) > 1:
             names = [n for n in names if n.endswith(f"[{lead_label(leads)}]")]
-        rec_cfg[names[0]] = with_model(base, "set_cnn1d", args.epochs, extra)
-        rec_cfg[names[1]] = with_model(base, "strip_cnn1d", args.epochs, extra)
+        rec_cfg[names[0]] = with_model(base, "set_cnn1d", args.epochs, [*extra, *set_only])
+        rec_cfg[names[1]] = with_model(base, "strip_cnn1d", args.epochs, [*extra, *strip_only])
     beat_cfg = with_model(base, "cnn1d", args.beat_epochs, common)
     features = oracle_features(pd.read_csv(record_store.root / "patients.csv"))
     scores: dict[str, list[pd.DataFrame]] = {u: [] for u in units}
@@ -265,7 +269,8 @@ def main() -> None:
     parser.add_argument(
         "overrides",
         nargs="*",
-        help="Hydra overrides for every run ('record:key=value': record models only)",
+        help="Hydra overrides for every run ('record:key=value': record models only; "
+        "'set:' / 'strip:': that record model only)",
     )
     parser.add_argument("--replot", action="store_true", help="redraw from the saved CSV")
     args = parser.parse_args()

@@ -274,12 +274,12 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
             client.log_artifact(run_id, str(out / name))
     if (out / "figures").is_dir():
         client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
-    reason = "split.fold=null: one model per fold" if fitted is None else unservable_reason(
-        cfg, table)  # fmt: skip
-    if reason is None and fitted is not None:
-        log_record_model(cfg, table, fitted, evaluation, run_id)
-    else:
+    if fitted is None:
+        log.info("record run %s: no model logged (split.fold=null: one model per fold)", run_id)
+    elif (reason := unservable_reason(cfg, table)) is not None:
         log.info("record run %s: no model logged for ecgml.predict (%s)", run_id, reason)
+    else:
+        log_record_model(cfg, table, fitted, evaluation, run_id)
     auroc = metrics.get("test/auroc", metrics.get("test/macro_auroc", float("nan")))
     client.set_tag(run_id, NOTE_TAG, f"records · model {cfg.model.name} · leads "
                    f"{','.join(table.leads)} · test AUROC {auroc:.3f}")  # fmt: skip

@@ -70,6 +70,7 @@ def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
     else:  # and to the strip: one saliency share per second of the 10 s strip
         assert predictions["segment_weights"].str.count(";").eq(9).all()
         assert predictions["top_segment_s"].between(0, 9).all()
+        assert "reads the strip: only set models are served yet" in run.stderr + run.stdout
 
 
 def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, predictions) -> None:

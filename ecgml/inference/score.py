@@ -70,17 +70,16 @@ def score_records(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[RecordScore]]:
     """Per record model, each entry's beats read together as one recording."""
+    shared = SharedScorer(entries)
     out: dict[str, list[RecordScore]] = {}
     for name, model in models.items():
         calibrator = Calibrator.from_dict(model.calibration)
         scores = []
-        for entry in entries:
-            if not entry.n_beats:
+        for beats in shared.per_entry(shared.prepared(model)):
+            if not len(beats):
                 scores.append(RecordScore(None, np.zeros(0)))
                 continue
-            raw, weights = model.score_record(
-                prepare_beats(entry.beats, entry.r_indices, entry.fs, model)
-            )
+            raw, weights = model.score_record(beats)
             scores.append(RecordScore(float(calibrator.apply(np.array([raw]))[0]), weights))
         out[name] = scores
     return out
@@ -100,9 +99,9 @@ def _per_entry(
 ) -> dict[str, list[np.ndarray]]:
     """Per model, ``finish(model, scores)`` of every beat of every entry (scored in one pass),
     split back into one array per entry."""
-    splits = np.cumsum([e.n_beats for e in entries])[:-1]
-    raw = SharedScorer(entries).raw_scores(models)
-    return {name: np.split(finish(model, raw[name]), splits) for name, model in models.items()}
+    shared = SharedScorer(entries)
+    raw = shared.raw_scores(models)
+    return {name: shared.per_entry(finish(model, raw[name])) for name, model in models.items()}
 
 
 class SharedScorer:
@@ -115,6 +114,10 @@ class SharedScorer:
         self.entries = entries
         self._prepared: dict[tuple, np.ndarray] = {}
         self._logits: dict[tuple, np.ndarray] = {}
+
+    def per_entry(self, values: np.ndarray) -> list[np.ndarray]:
+        """``values`` of every beat (entries in order) split into one array per entry."""
+        return np.split(values, np.cumsum([e.n_beats for e in self.entries])[:-1])
 
     def prepared(self, model: LoadedModel) -> np.ndarray:
         key = model.layout_key
@@ -333,7 +336,9 @@ def fused_models(models: Mapping[str, LoadedModel]) -> dict[str, LoadedModel]:
     for name, model in models.items():
         net = model.model
         if isinstance(net, BeatProbabilityModel):
-            backbone = fused.setdefault(id(net.backbone), fused_for_inference(net.backbone))
+            if id(net.backbone) not in fused:
+                fused[id(net.backbone)] = fused_for_inference(net.backbone)
+            backbone = fused[id(net.backbone)]
             out[name] = dataclasses.replace(
                 model, model=BeatProbabilityModel(backbone, net.index).eval()
             )

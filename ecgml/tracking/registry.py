@@ -17,7 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,15 +151,8 @@ class LoadedModel:
 
     def score(self, beats: np.ndarray, batch_size: int = SCORE_BATCH) -> np.ndarray:
         """Probabilities ``(n,)`` for prepared beats ``(n, seq_len)``."""
-        beats = np.ascontiguousarray(beats, dtype=np.float32)
-        if beats.ndim != 2 or beats.shape[1] != self.seq_len:
-            raise ValueError(f"beats must have shape (n, {self.seq_len}), got {beats.shape}")
-        out = np.empty(len(beats), dtype=np.float32)
-        with torch.inference_mode():
-            for start in range(0, len(beats), batch_size):
-                chunk = torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1)
-                out[start : start + len(chunk)] = self.model(chunk).float().numpy()
-        return out
+        chunks = self._in_batches(self.model, beats, batch_size)
+        return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
 
     @property
     def layout_key(self) -> tuple[int, float, int | None, str]:
@@ -170,14 +163,24 @@ class LoadedModel:
     def logits(self, beats: np.ndarray, batch_size: int = SCORE_BATCH) -> np.ndarray:
         """Every output's logit ``(n, n_outputs)`` of the network inside a probability model
         (``model.backbone``), for prepared beats ``(n, seq_len)``."""
-        beats = np.ascontiguousarray(beats, dtype=np.float32)
         backbone = self.model.backbone
-        chunks = []
-        with torch.inference_mode():
-            for start in range(0, len(beats), batch_size):
-                chunk = torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1)
-                chunks.append(backbone(chunk).flatten(1).float().numpy())
+        chunks = self._in_batches(lambda x: backbone(x).flatten(1), beats, batch_size)
         return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
+
+    def _in_batches(
+        self, network: Callable[[torch.Tensor], torch.Tensor], beats: np.ndarray, batch_size: int
+    ) -> list[np.ndarray]:
+        """``network`` applied to prepared beats ``(n, seq_len)`` in batches of ``(b, 1, L)``."""
+        beats = np.ascontiguousarray(beats, dtype=np.float32)
+        if beats.ndim != 2 or beats.shape[1] != self.seq_len:
+            raise ValueError(f"beats must have shape (n, {self.seq_len}), got {beats.shape}")
+        with torch.inference_mode():
+            return [
+                network(torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1))
+                .float()
+                .numpy()
+                for start in range(0, len(beats), batch_size)
+            ]
 
     def score_record(self, beats: np.ndarray) -> tuple[float, np.ndarray]:
         """A record model's probability from one recording's prepared beats ``(n, seq_len)``

@@ -118,25 +118,37 @@ class BeatStore:
 # --------------------------------------------------------------------------- reading
 
 
-def read_manifest(root: Path | str) -> pd.DataFrame:
-    """Read and validate ``root/manifest.csv``; returns one row per beat, ``beat_id`` filled."""
+def read_store_csv(
+    root: Path | str, filename: str, kind: str, required: Sequence[str], docs: str,
+    dtype: Mapping[str, type],
+) -> tuple[pd.DataFrame, Path]:  # fmt: skip
+    """``root/filename``, the table of a ``kind`` folder (a beat or record store), and its path:
+    a missing folder or file, or a CSV pandas cannot parse, is one line naming it."""
     root = Path(root)
     if not root.exists():
-        raise EcgmlError(f"beat store folder {root} does not exist: pass an existing folder")
+        raise EcgmlError(f"{kind} folder {root} does not exist: pass an existing folder")
     if not root.is_dir():
-        raise EcgmlError(f"beat store {root} is not a folder: pass the folder holding {MANIFEST}")
-    path = root / MANIFEST
+        raise EcgmlError(f"{kind} {root} is not a folder: pass the folder holding {filename}")
+    path = root / filename
     if not path.is_file():
         raise EcgmlError(
-            f"{path} is missing: a beat store needs a {MANIFEST} with columns "
-            f"{', '.join(REQUIRED_COLUMNS)} (see README, 'Bring your own data')"
+            f"{path} is missing: a {kind} needs a {filename} with columns "
+            f"{', '.join(required)} ({docs})"
         )
     try:
-        manifest = pd.read_csv(path, dtype={"patient_id": str, "beat_id": str, "record_id": str})
+        return pd.read_csv(path, dtype=dict(dtype)), path
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise EcgmlError(
             f"{path} is not a readable CSV ({one_line(err)}): fix or regenerate it"
         ) from None
+
+
+def read_manifest(root: Path | str) -> pd.DataFrame:
+    """Read and validate ``root/manifest.csv``; returns one row per beat, ``beat_id`` filled."""
+    manifest, path = read_store_csv(
+        root, MANIFEST, "beat store", REQUIRED_COLUMNS, "see README, 'Bring your own data'",
+        {"patient_id": str, "beat_id": str, "record_id": str},
+    )  # fmt: skip
     return validate_manifest(manifest, path)
 
 

@@ -37,6 +37,7 @@ from ecgml.beatstore import (
     VALID_GROUPS,
     guess_separator,
     one_line,
+    read_store_csv,
     serum_values,
 )
 from ecgml.errors import EcgmlError
@@ -142,19 +143,10 @@ def check_regular(path: Path, max_bytes: int) -> None:
 
 def read_records_table(root: Path | str) -> pd.DataFrame:
     """Read and validate ``root/records.csv``: one row per record, ``record_id`` filled."""
-    root = Path(root)
-    if not root.is_dir():
-        raise EcgmlError(f"record store {root} is not a folder: pass the folder holding {RECORDS}")
-    path = root / RECORDS
-    if not path.is_file():
-        raise EcgmlError(
-            f"{path} is missing: a record store needs a {RECORDS} with columns "
-            f"{', '.join(REQUIRED_COLUMNS)} (docs/contracts.md, 'Record store')"
-        )
-    try:
-        table = pd.read_csv(path, dtype={"patient_id": str, "record_id": str, "record_file": str})
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise EcgmlError(f"{path} is not a readable CSV ({one_line(err)}): fix it") from None
+    table, path = read_store_csv(
+        root, RECORDS, "record store", REQUIRED_COLUMNS, "docs/contracts.md, 'Record store'",
+        {"patient_id": str, "record_id": str, "record_file": str},
+    )  # fmt: skip
     return validate_records_table(table, path)
 
 

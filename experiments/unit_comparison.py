@@ -34,11 +34,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
 from matplotlib.figure import Figure
 from omegaconf import DictConfig
 
-from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
+from ecgml import DISORDERS, PROJECT_ROOT
 from ecgml.data.datamodule import build_beat_table, load_store
 from ecgml.data.records import build_record_table, resolve_leads, resolve_record_store
 from ecgml.data.splits import PatientSplit, build_split
@@ -48,6 +47,7 @@ from ecgml.evaluation.predictions import patient_level
 from ecgml.recordstore import LEADS, load_record_store
 
 sys.path.insert(0, str(PROJECT_ROOT))
+from experiments.limit_gap import compose_cfg as limit_gap_cfg
 from experiments.limit_gap import oracle_features, oracle_scores
 
 N_BOOTSTRAP = 2000
@@ -67,16 +67,9 @@ class FixedSplit(PatientSplit):
 
 
 def compose_cfg(disorder: str, overrides: list[str]) -> DictConfig:
-    base = [
-        f"disorder={disorder}",
-        "split=group_kfold",
-        "trainer.enable_progress_bar=false",
-        "explain.enabled=false",
-        "training.log_model=false",
-        "training.log_checkpoint=false",
-    ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="train", overrides=[*base, *overrides])
+    """limit_gap's cross-validation config at Table-1 size (``data.cohort.scale=…`` among
+    ``overrides`` still wins: the last value of a key is the one Hydra keeps)."""
+    return limit_gap_cfg(disorder, 1.0, overrides)
 
 
 def with_model(cfg: DictConfig, model: str, epochs: int, extra: list[str]) -> DictConfig:

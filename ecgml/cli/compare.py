@@ -20,6 +20,7 @@ from ecgml.cli import hydra_entry
 from ecgml.cli.evaluate import fetch_predictions
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.compare import compare_predictions, comparison_markdown
+from ecgml.evaluation.patients import check_aggregate
 from ecgml.tracking import check_store, finite_metrics, git_state
 
 
@@ -32,6 +33,12 @@ def run_pair(run_ids: object) -> tuple[str, str]:
             "(copy them from the `run_id:` lines train printed or from the MLflow UI)"
         )
     return ids[0], ids[1]
+
+
+def run_aggregate(client: MlflowClient, run_id: str) -> str:
+    """How the run combined a patient's beats for its ``test_patient/*`` (its logged
+    ``evaluation.aggregate``; runs from before that option: the mean)."""
+    return check_aggregate(client.get_run(run_id).data.params.get("evaluation.aggregate", "mean"))
 
 
 def threshold_probabilities(values: object) -> tuple[float, ...]:
@@ -98,8 +105,9 @@ def compare(cfg: DictConfig) -> str:
     client = MlflowClient(store.tracking_uri)
     a = fetch_predictions(client, run_a, store.tracking_uri)
     b = fetch_predictions(client, run_b, store.tracking_uri)
+    aggregates = (run_aggregate(client, run_a), run_aggregate(client, run_b))
     table = compare_predictions(a, b, int(cfg.n_bootstrap), int(cfg.seed),
-                                float(cfg.ci_level), thresholds)  # fmt: skip
+                                float(cfg.ci_level), thresholds, aggregates)  # fmt: skip
     report = comparison_markdown(table, run_a, run_b, float(cfg.ci_level))
     run_id = log_comparison(client, run_a, run_b, table, report)
     print(report, flush=True)

@@ -166,7 +166,7 @@ def clinical_results(
     columns = resolve_subgroup_columns(test, settings.subgroups)
     groups = subgroup_table(
         test, columns, threshold, n_bootstrap=n_bootstrap, seed=seed, level=level,
-        min_patients=settings.min_patients,
+        min_patients=settings.min_patients, aggregate=settings.aggregate,
     )  # fmt: skip
     return ClinicalResults(metrics, calibrator, curve, points, groups)
 

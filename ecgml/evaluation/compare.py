@@ -2,7 +2,8 @@
 
 Both runs' test predictions are restricted to what both tested: the beats both scored (joined
 on ``beat_id``) for the beat-level metrics, the patients both scored for the patient-level
-AUROC (a patient's probability is the mean of its beats'). Every resample draws the same
+AUROC (a patient's probability is the mean of its beats', or each run's own
+``evaluation.aggregate``: median or max, as its ``test_patient/*``). Every resample draws the same
 patients for both runs, so the difference's CI accounts for their correlation — unpaired CIs
 that overlap say nothing about the difference. Reported: AUROC (beat and patient level), Brier
 score and net benefit at the given threshold probabilities, each as A, B, B − A with a
@@ -60,12 +61,18 @@ def _check_same_labels(frame: pd.DataFrame, what: str) -> None:
         )
 
 
-def pair_test_predictions(a: pd.DataFrame, b: pd.DataFrame) -> PairedTest:
-    """The test beats and patients both runs scored, with each run's probability."""
+def pair_test_predictions(
+    a: pd.DataFrame, b: pd.DataFrame, aggregates: tuple[str, str] = ("mean", "mean")
+) -> PairedTest:
+    """The test beats and patients both runs scored, with each run's probability (a patient's:
+    the ``aggregates`` of run A's / run B's beats)."""
     ta, tb = _test_rows(a, "a"), _test_rows(b, "b")
     beats = ta.merge(tb, on=["patient_id", "beat_id"], suffixes=("_a", "_b"))
     _check_same_labels(beats.set_index("beat_id"), "shared test beats")
-    pa, pb = (patient_level(t).set_index("patient_id") for t in (ta, tb))
+    pa, pb = (
+        patient_level(t, how).set_index("patient_id")
+        for t, how in zip((ta, tb), aggregates, strict=True)
+    )
     patients = pa.join(pb, how="inner", lsuffix="_a", rsuffix="_b")
     if patients.empty:
         raise EcgmlError(
@@ -128,9 +135,11 @@ def compare_predictions(
     seed: int = 0,
     level: float = 0.95,
     thresholds: Sequence[float] = DEFAULT_NET_BENEFIT_THRESHOLDS,
+    aggregates: tuple[str, str] = ("mean", "mean"),
 ) -> pd.DataFrame:
-    """The paired comparison table (:data:`COLUMNS`) of two runs' ``predictions.csv``."""
-    paired = pair_test_predictions(a, b)
+    """The paired comparison table (:data:`COLUMNS`) of two runs' ``predictions.csv``
+    (``aggregates``: how each run combines a patient's beats, its ``evaluation.aggregate``)."""
+    paired = pair_test_predictions(a, b, aggregates)
     rows: list[dict] = []
     patients = paired.patients
     y = patients["y_true"].to_numpy().astype(int)
@@ -152,7 +161,7 @@ def compare_predictions(
     )  # fmt: skip
     table = pd.DataFrame(rows, columns=list(COLUMNS))
     table.attrs.update(n_beats=len(paired.beats), n_patients=len(patients),
-                       n_positive_patients=int(y.sum()))  # fmt: skip
+                       n_positive_patients=int(y.sum()), aggregates=tuple(aggregates))  # fmt: skip
     return table
 
 
@@ -165,7 +174,8 @@ def comparison_markdown(table: pd.DataFrame, run_a: str, run_b: str, level: floa
         f"{table.attrs.get('n_patients', 0)} patients "
         f"({table.attrs.get('n_positive_patients', 0)} positive). Paired patient-level "
         f"bootstrap (the same resamples for both runs); {level:.0%} CI of B − A. Higher is "
-        "better for AUROC and net benefit, lower for Brier.",
+        "better for AUROC and net benefit, lower for Brier. A patient's probability: the "
+        "{} of its beats' in A, the {} in B.".format(*table.attrs.get("aggregates", ("mean",) * 2)),
         "",
         "| metric | level | A | B | B − A (CI) | p |",
         "|---|---|---|---|---|---|",

@@ -81,11 +81,14 @@ def subgroup_values(series: pd.Series) -> pd.Series:
     return series.astype(object).where(series.notna(), MISSING).astype(str)
 
 
-def patient_groups(test: pd.DataFrame, column: str) -> tuple[pd.DataFrame, str]:
-    """(one row per patient — ``patient_id, y_true, y_prob`` (mean over beats), ``group`` —,
-    a note when some patient has beats with several values of ``column``: its first is kept)."""
+def patient_groups(
+    test: pd.DataFrame, column: str, aggregate: str = "mean"
+) -> tuple[pd.DataFrame, str]:
+    """(one row per patient — ``patient_id, y_true, y_prob`` (``aggregate`` over beats: mean,
+    median or max, as ``evaluation.aggregate``), ``group`` —, a note when some patient has beats
+    with several values of ``column``: its first is kept)."""
 
-    patients = patient_level(test[["patient_id", "y_true", "y_prob"]])
+    patients = patient_level(test[["patient_id", "y_true", "y_prob"]], aggregate)
     per_patient = subgroup_values(test[column]).groupby(test["patient_id"], sort=False)
     patients["group"] = patients["patient_id"].map(per_patient.first())
     n_values = per_patient.nunique()
@@ -131,16 +134,17 @@ def pool_small_cells(patients: pd.DataFrame, min_patients: int) -> tuple[pd.Data
 
 
 def heterogeneity_test(
-    test: pd.DataFrame, column: str, min_patients: int = 0
+    test: pd.DataFrame, column: str, min_patients: int = 0, aggregate: str = "mean"
 ) -> tuple[float, float, int, str]:
     """(LR statistic, p-value, dof, note): does the score-outcome relation differ by subgroup?
 
     Full ``y ~ z + C(g) + z:C(g)`` vs reduced ``y ~ z + C(g)`` (``z`` = logit of the patient's
-    mean probability, clipped to [1e-6, 1 − 1e-6]); chi-squared with dof = the difference in
-    parameters. With ``min_patients``, cells smaller than that are first pooled into one level
+    probability, the ``aggregate`` of its beats' as for ``test_patient/*``, clipped to
+    [1e-6, 1 − 1e-6]); chi-squared with dof = the difference in parameters. With
+    ``min_patients``, cells smaller than that are first pooled into one level
     (:func:`pool_small_cells`). NaN with the reason in the note where the test is not possible.
     """
-    patients, note = patient_groups(test, column)
+    patients, note = patient_groups(test, column, aggregate)
     patients, pooled_note = pool_small_cells(patients, min_patients)
     note = "; ".join(t for t in (note, pooled_note) if t)
     if patients["group"].nunique() < 2:
@@ -224,14 +228,16 @@ def subgroup_table(
     seed: int = 0,
     level: float = 0.95,
     min_patients: int = MIN_PATIENTS,
+    aggregate: str = "mean",
 ) -> pd.DataFrame:
     """One row per (column, value) of the test beats (:data:`TABLE_COLUMNS`): patient and beat
     counts, ``small`` (< ``min_patients`` patients), the eight metrics with CIs at
-    ``threshold``, and the column's heterogeneity test (the same on each of its rows)."""
+    ``threshold``, and the column's heterogeneity test on patient scores (``aggregate`` of
+    their beats; the same on each of the column's rows)."""
     rows = []
     for column in columns:
         values = subgroup_values(test[column])
-        stat, p, dof, note = heterogeneity_test(test, column, min_patients)
+        stat, p, dof, note = heterogeneity_test(test, column, min_patients, aggregate)
         for value in sorted(values.unique()):
             row = _cell_row(
                 test[values == value], column, value, threshold, (n_bootstrap, seed, level),

@@ -196,6 +196,28 @@ def test_heterogeneity_test_finds_a_score_that_works_in_one_center_only():
     assert math.isnan(heterogeneity_test(frame.assign(center="A"), "center")[1])
 
 
+def test_the_heterogeneity_test_scores_patients_as_evaluation_aggregate_says():
+    """Two beats per patient: the second is noise, so the max of the two differs from the mean
+    and the test's statistic follows ``aggregate`` (the logit of that patient score)."""
+    frame = subgroup_frame(5, score_works_in_b=False)
+    rng = np.random.default_rng(0)
+    noise = frame.assign(y_prob=rng.uniform(0.01, 0.99, len(frame)))
+    beats = pd.concat([frame, noise], ignore_index=True)
+    import statsmodels.formula.api as smf
+
+    for aggregate, how in (("mean", "mean"), ("max", "max")):
+        stat, _, dof, _ = heterogeneity_test(beats, "center", aggregate=aggregate)
+        patients = beats.groupby("patient_id").agg(
+            y=("y_true", "first"), p=("y_prob", how), g=("center", "first")
+        )
+        data = patients.assign(z=logit(patients.p))
+        full = smf.logit("y ~ z * C(g)", data).fit(disp=0)
+        reduced = smf.logit("y ~ z + C(g)", data).fit(disp=0)
+        assert stat == pytest.approx(2 * (full.llf - reduced.llf)) and dof == 1, aggregate
+    mean_stat = heterogeneity_test(beats, "center")[0]
+    assert mean_stat != pytest.approx(heterogeneity_test(beats, "center", aggregate="max")[0])
+
+
 def test_small_cells_are_pooled_so_the_heterogeneity_test_runs():
     frame = subgroup_frame(0, score_works_in_b=False)
     # center B split into 60 centers of 5 patients: several have one class only

@@ -62,3 +62,16 @@ def test_only_shared_patients_are_compared_and_disjoint_runs_are_refused() -> No
     flipped = a.assign(y_true=1 - a["y_true"])
     with pytest.raises(EcgmlError, match="different label"):
         compare_predictions(a, flipped, n_bootstrap=50)
+
+
+def test_each_run_scores_its_patients_with_its_own_aggregate() -> None:
+    a = predictions(90, seed=0, noise=2.0)
+    table = compare_predictions(a, a.copy(), n_bootstrap=50, aggregates=("mean", "max"))
+    patients = a.groupby("patient_id").agg(y=("y_true", "first"), mean=("y_prob", "mean"),
+                                           max=("y_prob", "max"))  # fmt: skip
+    auroc = row(table, "auroc", "patient")
+    assert auroc["run_a"] == pytest.approx(roc_auc_score(patients["y"], patients["mean"]))
+    assert auroc["run_b"] == pytest.approx(roc_auc_score(patients["y"], patients["max"]))
+    assert auroc["difference"] != 0.0
+    assert row(table, "auroc")["difference"] == 0.0  # beat level: the same probabilities
+    assert "the mean of its beats' in A, the max in B" in comparison_markdown(table, "a", "b", 0.95)

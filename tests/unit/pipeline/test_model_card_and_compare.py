@@ -60,11 +60,13 @@ def test_compare_logs_a_paired_comparison_run(trained_run, session_tracking_uri,
     client = MlflowClient(session_tracking_uri)
     perfect = result.predictions.assign(y_prob=result.predictions["y_true"] * 0.98 + 0.01)
     better = fake_run(client, result.experiment_id, perfect, tmp_path)
+    client.log_param(better, "evaluation.aggregate", "max")  # B's patients: their max beat
     cfg = compose_once(f"run_ids=[{result.run_id},{better}]", "n_bootstrap=200",
                        f"tracking_uri={session_tracking_uri}", name="compare")  # fmt: skip
     comparison = compare(cfg)
     out = capsys.readouterr().out
     assert f"comparison run_id: {comparison}" in out and "| auroc | beat |" in out
+    assert "the mean of its beats' in A, the max in B" in out
     run = client.get_run(comparison)
     assert run.info.status == "FINISHED" and run.info.experiment_id == result.experiment_id
     assert run.data.tags["ecgml.compare.run_a"] == result.run_id

@@ -57,9 +57,13 @@ def export(cfg: DictConfig) -> ExportReport:
     tracking_uri = check_store(cfg.tracking_uri).tracking_uri
     check_exportable(cfg, tracking_uri)
     uri = model_uri_of(cfg, tracking_uri)
-    report = export_model(
-        load_model_uri(uri, tracking_uri), out, int(cfg.check_beats), float(cfg.tolerance)
-    )
+    model = load_model_uri(uri, tracking_uri)
+    if model.unit != "beat":
+        raise EcgmlError(
+            f"{uri} is a record model (unit {model.unit}): the ONNX contract is one beat in, one "
+            "probability out; serve it with mlflow models serve or ecgml.predict"
+        )
+    report = export_model(model, out, int(cfg.check_beats), float(cfg.tolerance))
     inside = "inside the graph" if report.calibration_in_graph else "NOT in the graph (isotonic)"
     print(
         f"wrote {report.path} from {uri}: onnxruntime = torch within {report.max_abs_diff:.1e} "

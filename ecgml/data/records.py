@@ -44,8 +44,8 @@ from ecgml.signal import (
     DEFAULT_PRE_R_MS,
     extract_beats,
     extract_windows,
+    prepare_strip,
     reference_beats,
-    resample_beat,
 )
 from ecgml.synth import ensure_cohort
 
@@ -137,16 +137,11 @@ def make_strip(
     record: Record, leads: tuple[str, ...], strip_fs: float, strip_s: float
 ) -> np.ndarray:
     """The selected leads ``(n_leads, round(strip_s * strip_fs))`` at ``strip_fs``, each minus its
-    median (the recorder's offset), zero-padded or cropped at the end."""
+    median (the recorder's offset), zero-padded or cropped at the end (:func:`prepare_strip`,
+    which ``ecgml.predict`` applies to a served strip model's input too)."""
     width = round(strip_s * strip_fs)
-    out = np.zeros((len(leads), width), dtype=np.float32)
-    for k, name in enumerate(leads):
-        signal = record.lead(name)
-        if abs(record.fs - strip_fs) > 1e-6:
-            signal = resample_beat(signal, record.fs, strip_fs)
-        signal = signal[:width] - np.median(signal)
-        out[k, : len(signal)] = signal
-    return out
+    return np.stack([prepare_strip(record.lead(name), record.fs, strip_fs, width)
+                     for name in leads])  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the table

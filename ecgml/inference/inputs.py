@@ -97,6 +97,10 @@ class BeatInput:
     beat_ids: list[str] = field(default_factory=list)
     r_peak_s: list[float | None] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    #: The lead-II recording the beats were cut from (mV at ``signal_fs``), for whole-strip
+    #: models; ``None`` for inputs that are beats already (beat files, beat stores).
+    signal: np.ndarray | None = None
+    signal_fs: float | None = None
 
     @property
     def n_beats(self) -> int:
@@ -110,7 +114,8 @@ def beats_from_signal(
     signal: np.ndarray, fs: float, source: str, patient_id: str, window: Window
 ) -> BeatInput:
     """R-peaks (NeuroKit2), one window per beat, interference beats dropped (ecgml.signal)."""
-    entry = BeatInput(source, patient_id, fs=float(fs))
+    entry = BeatInput(source, patient_id, fs=float(fs), signal=np.asarray(signal, np.float64),
+                      signal_fs=float(fs))  # fmt: skip
     beat_set = extract_beats(signal, fs, pre_r_ms=window.pre_r_ms, post_r_ms=window.post_r_ms)
     add_beat_set(entry, beat_set, offset_s=0.0)
     if not entry.beats:
@@ -246,6 +251,8 @@ def read_image(path: Path, options: InputOptions) -> BeatInput:
         entry.warnings.append(f"digitization failed: {result.error}")
         return entry
     add_beat_set(entry, result.beats, offset_s=0.0)
+    if result.digitized is not None:
+        entry.signal, entry.signal_fs = result.digitized.signal, float(result.digitized.fs)
     return entry
 
 

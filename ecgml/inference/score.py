@@ -38,7 +38,7 @@ from ecgml.inference.inputs import (
     window_for,
 )
 from ecgml.inference.loading import load_models, load_serum_models
-from ecgml.inference.preprocess import prepare_beats
+from ecgml.inference.preprocess import prepare_beats, prepare_strip
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.tracking.registry import CHAMPION, LoadedModel
@@ -51,7 +51,8 @@ TABLE_ROWS = 40
 @dataclasses.dataclass(frozen=True)
 class RecordScore:
     """A record model's answer for one input: its recalibrated probability (None without a
-    usable beat) and each beat's weight in it."""
+    usable beat, or for a strip model without a recording) and each beat's weight in it (a set
+    model's attention; empty for a strip model)."""
 
     probability: float | None
     weights: np.ndarray
@@ -82,6 +83,26 @@ def score_records(
             raw, weights = model.score_record(beats)
             scores.append(RecordScore(float(calibrator.apply(np.array([raw]))[0]), weights))
         out[name] = scores
+    return out
+
+
+def score_strips(
+    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+) -> dict[str, list[RecordScore]]:
+    """Per whole-strip model, each entry's recording read as one strip (``None`` where the
+    input holds beats only: a beat file or a beat store's patient)."""
+    out: dict[str, list[RecordScore]] = {}
+    for name, model in models.items():
+        calibrator = Calibrator.from_dict(model.calibration)
+        rows = [k for k, e in enumerate(entries) if e.signal is not None and e.signal.size]
+        strips = [
+            prepare_strip(entries[k].signal, entries[k].signal_fs or model.fs, model.fs,
+                          model.seq_len)
+            for k in rows
+        ]  # fmt: skip
+        raw = model.score(np.stack(strips)) if strips else np.zeros(0)
+        probability = dict(zip(rows, calibrator.apply(raw).tolist(), strict=True))
+        out[name] = [RecordScore(probability.get(k), np.zeros(0)) for k in range(len(entries))]
     return out
 
 
@@ -166,8 +187,9 @@ def entry_result(
             "beat_id": beat_id,
             "r_peak_s": r_peak_s,
             "probabilities": {d: float(probs[d][k]) for d in models if d in probs},
-            **({"contributions": {d: float(r.weights[k]) for d, r in records.items()}}
-               if records else {}),
+            **({"contributions": weights} if (weights := {
+                d: float(r.weights[k]) for d, r in records.items() if len(r.weights)
+            }) else {}),
             **{f"{n}_mmol_l": float(serum[n][k]) for n in serum},
         }
         for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
@@ -211,8 +233,16 @@ def predict_entries(
     """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
     serum_models = serum_models or {}
     record_models = {d: m for d, m in models.items() if m.unit == "record"}
-    scores = score_entries(entries, {d: m for d, m in models.items() if d not in record_models})
-    records = score_records(entries, record_models)
+    strip_models = {d: m for d, m in models.items() if m.unit == "strip"}
+    beat_models = {d: m for d, m in models.items() if m.unit == "beat"}
+    scores = score_entries(entries, beat_models)
+    records = {**score_records(entries, record_models), **score_strips(entries, strip_models)}
+    for entry in entries if strip_models else ():
+        if entry.signal is None:
+            entry.warnings.append(
+                f"{', '.join(strip_models)}: a whole-strip model reads the recording, and this "
+                "input holds beats only: send the signal, image or WFDB record"
+            )
     values = score_values(entries, serum_models)
     results = [
         entry_result(
@@ -230,10 +260,11 @@ def predict_entries(
         from ecgml.inference.saliency import write_overlay
 
         used: set[str] = set()
+        beat_read = {d: m for d, m in models.items() if m.unit != "strip"}  # overlays: beats
         for entry, result in zip(entries, results, strict=True):
-            if entry.n_beats:
+            if entry.n_beats and beat_read:
                 path = saliency_dir / f"{unique_stem(entry, used)}.png"
-                result["saliency_png"] = str(write_overlay(entry, result, models, path))
+                result["saliency_png"] = str(write_overlay(entry, result, beat_read, path))
     return results
 
 

@@ -47,7 +47,7 @@ from ecgml.models.scoring import (
     backbone_from_config,
     scorer_from_config,
 )
-from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats
+from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats, prepare_strip
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
 
 FORMAT = "ecgml-beat-model"
@@ -62,8 +62,11 @@ ENTRY_FILE = Path(__file__).with_name("beat_model_entry.py")
 INPUT_COLUMNS = ("beat", "r_index", "fs")
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
 MAX_BEAT_SECONDS = 4.0
-#: What one decision of a logged model reads: one beat, or every beat of a recording.
-UNITS = ("beat", "record")
+#: What one decision of a logged model reads: one beat, every beat of a recording (a set
+#: model), or the recording itself (a whole-strip model).
+UNITS = ("beat", "record", "strip")
+#: Longest recording a request may send to a whole-strip model (seconds at its ``fs``).
+MAX_STRIP_SECONDS = 60.0
 #: Outputs that are serum values (mmol/L), not disorder probabilities.
 SERUM_OUTPUTS = ("potassium", "sodium")
 
@@ -93,8 +96,10 @@ class ModelSpec:
     calibrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     target_mean: float = 0.0
     target_std: float = 1.0
-    #: ``beat`` (one score per beat; a patient's is their mean) or ``record`` (a set model:
-    #: one decision from every beat of a recording, :class:`~ecgml.models.record_models.SetModel`).
+    #: ``beat`` (one score per beat; a patient's is their mean), ``record`` (a set model: one
+    #: decision from every beat of a recording, :class:`~ecgml.models.record_models.SetModel`)
+    #: or ``strip`` (a whole-strip model: one decision from the recording's first
+    #: ``seq_len / fs`` seconds at ``fs``, :func:`~ecgml.signal.prepare_strip`).
     unit: str = "beat"
     ecgml_version: str = ecgml.__version__
     format: str = FORMAT
@@ -349,8 +354,11 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
 
 
 def request_example(spec: ModelSpec) -> pd.DataFrame:
-    """One request row (a flat beat of the model's own length): MLflow stores it as the
-    model's input example and checks that the served model answers it."""
+    """One request row (a flat beat of the model's own length; a strip model's: a flat
+    recording): MLflow stores it as the model's input example and checks that the served model
+    answers it."""
+    if spec.unit == "strip":
+        return pd.DataFrame({"beat": [np.zeros(spec.seq_len).tolist()], "fs": [spec.fs]})
     r_index = spec.r_index or 0
     return pd.DataFrame({"beat": [np.zeros(spec.seq_len).tolist()], "r_index": [r_index]})
 
@@ -469,12 +477,44 @@ def predict_frame(model: LoadedModel, frame: pd.DataFrame) -> pd.DataFrame:
     return predict_outputs({model.disorder: model}, frame)
 
 
+def parse_strip_request(frame: pd.DataFrame, spec: LoadedModel) -> tuple[list[np.ndarray], float]:
+    """(recordings, fs) of a request to a whole-strip model: each row's ``beat`` is a lead-II
+    recording (``r_index`` is ignored); :class:`BadRequest` names the first bad row."""
+    if "beat" not in frame.columns:
+        raise BadRequest(f"request has no 'beat' column (columns: {list(frame.columns)})")
+    if len(frame) == 0:
+        raise BadRequest("empty batch: send at least one recording")
+    signals, rates = [], []
+    for row, (value, fs) in enumerate(
+        zip(frame["beat"].tolist(), _column(frame, "fs", len(frame)), strict=True)
+    ):
+        signal, rate = _beat_array(value, row), _fs_of(fs, spec, row)
+        if signal.size > MAX_STRIP_SECONDS * rate:
+            raise BadRequest(
+                f"row {row}: recording of {signal.size} samples is longer than "
+                f"{MAX_STRIP_SECONDS:g} s at {rate:g} Hz: send one recording per row"
+            )
+        signals.append(signal)
+        rates.append(rate)
+    if len(set(rates)) > 1:
+        raise BadRequest("rows have different fs: send one sampling rate per request")
+    return signals, rates[0]
+
+
+def prepared_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
+    """The request's rows laid out as ``model`` reads them: beats, or whole recordings."""
+    if model.unit == "strip":
+        signals, fs = parse_strip_request(frame, model)
+        return np.stack([prepare_strip(s, fs, model.fs, model.seq_len) for s in signals])
+    beats, rs, fs = parse_request(frame, model)
+    return prepare_beats(beats, rs, fs, model)
+
+
 def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`predict_frame`'s columns for every output of a model, by name (a regression's
-    ``<name>_mmol_l``); the beats are parsed and prepared once."""
+    ``<name>_mmol_l``); the beats (a strip model's recordings) are parsed and prepared once."""
     first = next(iter(models.values()))
-    beats, rs, fs = parse_request(frame, first)
-    x = prepare_beats(beats, rs, fs, first)
+    x = prepared_request(frame, first)
     columns: dict[str, Any] = {}
     for name, model in models.items():
         raw = model.score(x)

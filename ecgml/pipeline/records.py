@@ -218,8 +218,6 @@ def unservable_reason(cfg: DictConfig, table: RecordTable) -> str | None:
         return "training.log_model=false"
     if not table.task.is_binary:
         return f"task={table.task.name}: only binary record models are served yet"
-    if model_input(cfg.model) != "beats":
-        return f"model={cfg.model.name} reads the strip: only set models are served yet"
     if table.leads != ("II",):
         return f"data.leads={list(table.leads)}: only lead-II record models are served yet"
     return None
@@ -227,19 +225,23 @@ def unservable_reason(cfg: DictConfig, table: RecordTable) -> str | None:
 
 def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
                      evaluation: Any, run_id: str) -> None:  # fmt: skip
-    """Log a binary lead-II set model as the run's MLflow model (``unit: record`` in its spec):
-    ``ecgml.promote`` registers it like a beat model and ``ecgml.predict`` then reads every
-    beat of a recording together (served by ``mlflow models serve``, each request row is a
-    recording of one beat)."""
-    spec = model_spec(
-        cfg,
-        table.seq_len,
-        table.fs,
-        table.r_index,
-        float(evaluation.metrics["test/threshold"]),
-        evaluation.calibrator.to_dict(),
-    )
-    spec = dataclasses.replace(spec, unit="record", backbone=pinned_backbone(cfg.model.backbone))
+    """Log a binary lead-II record model as the run's MLflow model: ``ecgml.promote`` registers
+    it like a beat model and ``ecgml.predict`` then reads each recording whole.
+
+    A set model (``unit: record``) reads every beat of a recording together (served by
+    ``mlflow models serve``, each request row is a recording of one beat). A whole-strip model
+    (``unit: strip``) reads the recording itself: its layout is the strip's (``seq_len`` samples
+    at ``fs`` = ``data.strip_fs``, start-aligned), prepared by
+    :func:`~ecgml.signal.prepare_strip` in training and serving alike."""
+    threshold = float(evaluation.metrics["test/threshold"])
+    calibration = evaluation.calibrator.to_dict()
+    if model_input(cfg.model) == "strip":
+        spec = model_spec(cfg, table.strip_len, table.strip_fs, None, threshold, calibration)
+        spec = dataclasses.replace(spec, unit="strip", baseline="none")
+    else:
+        spec = model_spec(cfg, table.seq_len, table.fs, table.r_index, threshold, calibration)
+        spec = dataclasses.replace(spec, unit="record")
+    spec = dataclasses.replace(spec, backbone=pinned_backbone(cfg.model.backbone))
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitted.model, spec)
 
 

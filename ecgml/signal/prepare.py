@@ -4,6 +4,7 @@ Training lays beats out with :func:`~ecgml.signal.align_beats` (after the option
 referencing); a logged model records that layout (``seq_len``, ``fs``, ``r_index``,
 ``baseline``). :func:`prepare_beats` repeats it on new beats — resampled to the model's rate
 when needed — for ``ecgml.predict`` and for the served MLflow model alike.
+:func:`prepare_strip` does the same for a whole-strip model's input (``unit: strip``).
 """
 
 from __future__ import annotations
@@ -48,3 +49,17 @@ def prepare_beats(
     align = "start" if layout.r_index is None else "r_peak"
     x, _ = align_beats(rows, rs, layout.seq_len, align=align, r_column=layout.r_index)
     return x
+
+
+def prepare_strip(signal: np.ndarray, fs: float, strip_fs: float, width: int) -> np.ndarray:
+    """One lead of a recording as a whole-strip model reads it: resampled to ``strip_fs``, its
+    first ``width`` samples minus the signal's median (the recorder's offset), zero-padded at
+    the end; float32 ``(width,)``. Training (record stores) and serving share it."""
+    signal = np.asarray(signal, dtype=np.float64)
+    if abs(float(fs) - float(strip_fs)) > FS_TOLERANCE:
+        signal = resample_beat(signal, float(fs), float(strip_fs))
+    out = np.zeros(int(width), dtype=np.float32)
+    if signal.size:
+        kept = signal[: int(width)] - np.median(signal)
+        out[: kept.size] = kept
+    return out

@@ -138,7 +138,9 @@ class LoadedModel:
     baseline: str = "none"  # ecgml.signal.reference_beats method the model was trained with
     run_id: str | None = None
     version: str | None = None
-    unit: str = "beat"  # "record": one decision from all of a recording's beats (a set model)
+    # "record": one decision from all of a recording's beats (a set model); "strip": from the
+    # recording itself (``seq_len`` samples at ``fs``, ecgml.signal.prepare_strip)
+    unit: str = "beat"
 
     @property
     def pre_r_ms(self) -> float | None:

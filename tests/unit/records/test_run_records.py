@@ -70,7 +70,61 @@ def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
     else:  # and to the strip: one saliency share per second of the 10 s strip
         assert predictions["segment_weights"].str.count(";").eq(9).all()
         assert predictions["top_segment_s"].between(0, 9).all()
-        assert "reads the strip: only set models are served yet" in run.stderr + run.stdout
+        _predict_with_the_logged_strip_model(tmp_path, root, predictions)
+
+
+def _logged_model_uri(tmp_path: Path) -> tuple[str, str]:
+    """(models:/<id> of the run's logged model, the tracking URI)."""
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    [logged] = client.search_logged_models(experiment_ids=experiments)
+    return f"models:/{logged.model_id}", uri
+
+
+def _logged_model(tmp_path: Path):
+    from ecgml.inference.loading import load_model_uri
+
+    return load_model_uri(*_logged_model_uri(tmp_path))
+
+
+def _predict_with_the_logged_strip_model(tmp_path: Path, root: Path, predictions) -> None:
+    """The run logged its whole-strip model (``unit: strip``): ecgml.predict on one of the
+    store's recordings and the served pyfunc on the same samples both give that recording's
+    probability; an input of beats only gets no strip answer and says why."""
+    from ecgml.inference.inputs import InputOptions, read_signal_csv
+    from ecgml.inference.score import predict_path
+    from ecgml.pipeline.beat_model import predict_frame
+
+    model = _logged_model(tmp_path)
+    assert model.unit == "strip" and model.r_index is None and model.seq_len == 1000
+    row = predictions[predictions["split"] == "test"].iloc[0]
+    record_file = root / pd.read_csv(root / "records.csv").set_index("record_id").loc[
+        row["record_id"], "record_file"]  # fmt: skip
+    [entry] = predict_path(record_file, {"hyperkalemia": model}, InputOptions())
+    assert entry["units"] == {"hyperkalemia": "strip"}
+    assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
+    assert all("contributions" not in beat for beat in entry["per_beat"])
+    signal, fs = read_signal_csv(record_file)
+    served = predict_frame(model, pd.DataFrame({"beat": [signal.tolist()], "fs": [fs]}))
+    assert served["hyperkalemia"].iloc[0] == pytest.approx(row["y_prob"], abs=1e-4)
+    beat_file = tmp_path / "one_beat.csv"
+    pd.DataFrame({"mv": signal[:400]}).to_csv(beat_file, index=False)
+    [beats_only] = predict_path(beat_file, {"hyperkalemia": model}, InputOptions(beat_fs=fs))
+    assert beats_only["probabilities"]["hyperkalemia"] is None
+    assert any("reads the recording" in w for w in beats_only["warnings"])
+    from ecgml.cli.export import export
+    from ecgml.errors import EcgmlError
+    from tests.conftest import compose_once
+
+    model_uri, tracking_uri = _logged_model_uri(tmp_path)
+    cfg = compose_once(f"model_uri={model_uri}", f"out={tmp_path / 'strip.onnx'}",
+                       f"tracking_uri={tracking_uri}", name="export")  # fmt: skip
+    with pytest.raises(EcgmlError, match="is a record model .unit strip."):
+        export(cfg)
+    assert not (tmp_path / "strip.onnx").exists()
 
 
 def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, predictions) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from scipy.special import expit
 
 from ecgml import DISORDERS
@@ -40,6 +41,7 @@ from ecgml.inference.inputs import (
 from ecgml.inference.loading import load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats, prepare_strip
 from ecgml.models.inference import fused_for_inference
+from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.tracking.registry import CHAMPION, LoadedModel
 
@@ -56,6 +58,8 @@ class RecordScore:
 
     probability: float | None
     weights: np.ndarray
+    #: A strip model's decision share per second of the strip (empty for a set model).
+    seconds: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
 def score_entries(
@@ -102,8 +106,21 @@ def score_strips(
         ]  # fmt: skip
         raw = model.score(np.stack(strips)) if strips else np.zeros(0)
         probability = dict(zip(rows, calibrator.apply(raw).tolist(), strict=True))
-        out[name] = [RecordScore(probability.get(k), np.zeros(0)) for k in range(len(entries))]
+        shares = dict(zip(rows, strip_shares(model, strips), strict=True))
+        out[name] = [
+            RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
+            for k in range(len(entries))
+        ]
     return out
+
+
+def strip_shares(model: LoadedModel, strips: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Each strip's |gradient × input| share per second (training's ``segment_weights``:
+    :func:`~ecgml.models.record_models.strip_saliency`), one array summing to 1 per strip."""
+    if not strips:
+        return []
+    x = torch.from_numpy(np.stack(strips).astype(np.float32)).unsqueeze(1)
+    return list(strip_saliency(model.model, x, model.fs).double().numpy())
 
 
 def score_values(
@@ -220,6 +237,17 @@ def entry_result(
             **{n: model_source(m) for n, m in serum_models.items()},
         },
         "per_beat": per_beat,
+        **(
+            {"strip_contributions": strips}
+            if (
+                strips := {
+                    d: [round(float(v), 6) for v in r.seconds]
+                    for d, r in records.items()
+                    if len(r.seconds)
+                }
+            )
+            else {}
+        ),
         "warnings": list(entry.warnings),
     }
 

@@ -107,6 +107,8 @@ def _predict_with_the_logged_strip_model(tmp_path: Path, root: Path, predictions
     assert entry["units"] == {"hyperkalemia": "strip"}
     assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
     assert all("contributions" not in beat for beat in entry["per_beat"])
+    shares = entry["strip_contributions"]["hyperkalemia"]  # per second, as training's
+    assert shares == pytest.approx([float(v) for v in row["segment_weights"].split(";")], abs=1e-3)
     signal, fs = read_signal_csv(record_file)
     served = predict_frame(model, pd.DataFrame({"beat": [signal.tolist()], "fs": [fs]}))
     assert served["hyperkalemia"].iloc[0] == pytest.approx(row["y_prob"], abs=1e-4)

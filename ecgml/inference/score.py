@@ -39,7 +39,7 @@ from ecgml.inference.inputs import (
     window_for,
 )
 from ecgml.inference.loading import load_models, load_serum_models
-from ecgml.inference.preprocess import prepare_beats, prepare_strip
+from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
@@ -95,18 +95,20 @@ def score_strips(
 ) -> dict[str, list[RecordScore]]:
     """Per whole-strip model, each entry's recording read as one strip (``None`` where the
     input holds beats only: a beat file or a beat store's patient)."""
+    rows = [k for k, e in enumerate(entries) if e.signal is not None and e.signal.size]
+    signals = [entries[k].signal for k in rows]
+    strips: dict[tuple[int, float], np.ndarray] = {}  # prepared once per strip layout
     out: dict[str, list[RecordScore]] = {}
     for name, model in models.items():
-        calibrator = Calibrator.from_dict(model.calibration)
-        rows = [k for k, e in enumerate(entries) if e.signal is not None and e.signal.size]
-        strips = [
-            prepare_strip(entries[k].signal, entries[k].signal_fs or model.fs, model.fs,
-                          model.seq_len)
-            for k in rows
-        ]  # fmt: skip
-        raw = model.score(np.stack(strips)) if strips else np.zeros(0)
-        probability = dict(zip(rows, calibrator.apply(raw).tolist(), strict=True))
-        shares = dict(zip(rows, strip_shares(model, strips), strict=True))
+        layout = (model.seq_len, model.fs)
+        if layout not in strips:
+            rates = [entries[k].signal_fs or model.fs for k in rows]
+            strips[layout] = prepare_strips(signals, rates, model)
+        x = strips[layout]
+        raw = model.score(x) if len(x) else np.zeros(0)
+        probability = dict(zip(rows, Calibrator.from_dict(model.calibration).apply(raw).tolist(),
+                               strict=True))  # fmt: skip
+        shares = dict(zip(rows, strip_shares(model, x), strict=True))
         out[name] = [
             RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
             for k in range(len(entries))
@@ -114,12 +116,13 @@ def score_strips(
     return out
 
 
-def strip_shares(model: LoadedModel, strips: Sequence[np.ndarray]) -> list[np.ndarray]:
-    """Each strip's |gradient × input| share per second (training's ``segment_weights``:
-    :func:`~ecgml.models.record_models.strip_saliency`), one array summing to 1 per strip."""
-    if not strips:
+def strip_shares(model: LoadedModel, strips: np.ndarray) -> list[np.ndarray]:
+    """Each prepared strip's (``(n, seq_len)``) |gradient × input| share per second (training's
+    ``segment_weights``: :func:`~ecgml.models.record_models.strip_saliency`), one array summing
+    to 1 per strip."""
+    if not len(strips):
         return []
-    x = torch.from_numpy(np.stack(strips).astype(np.float32)).unsqueeze(1)
+    x = torch.from_numpy(np.ascontiguousarray(strips, dtype=np.float32)).unsqueeze(1)
     return list(strip_saliency(model.model, x, model.fs).double().numpy())
 
 
@@ -265,12 +268,11 @@ def predict_entries(
     beat_models = {d: m for d, m in models.items() if m.unit == "beat"}
     scores = score_entries(entries, beat_models)
     records = {**score_records(entries, record_models), **score_strips(entries, strip_models)}
-    for entry in entries if strip_models else ():
-        if entry.signal is None:
-            entry.warnings.append(
-                f"{', '.join(strip_models)}: a whole-strip model reads the recording, and this "
-                "input holds beats only: send the signal, image or WFDB record"
-            )
+    for entry in (e for e in entries if strip_models and e.signal is None):
+        entry.warnings.append(
+            f"{', '.join(strip_models)}: a whole-strip model reads the recording, and this "
+            "input holds beats only: send the signal, image or WFDB record"
+        )
     values = score_values(entries, serum_models)
     results = [
         entry_result(

@@ -47,7 +47,7 @@ from ecgml.models.scoring import (
     backbone_from_config,
     scorer_from_config,
 )
-from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats, prepare_strip
+from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats, prepare_strips
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
 
 FORMAT = "ecgml-beat-model"
@@ -505,7 +505,7 @@ def prepared_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
     """The request's rows laid out as ``model`` reads them: beats, or whole recordings."""
     if model.unit == "strip":
         signals, fs = parse_strip_request(frame, model)
-        return np.stack([prepare_strip(s, fs, model.fs, model.seq_len) for s in signals])
+        return prepare_strips(signals, fs, model)
     beats, rs, fs = parse_request(frame, model)
     return prepare_beats(beats, rs, fs, model)
 

@@ -13,7 +13,7 @@ This layer imports nothing from ecgml but ``ecgml.errors`` and the package const
 from ecgml.signal.align import Align, Mode, align_beats, beat_layout, resample_beat
 from ecgml.signal.baseline import BASELINES, Baseline, reference_beat, reference_beats
 from ecgml.signal.delineate import WAVES, DelineationError, delineate_record
-from ecgml.signal.prepare import BeatLayout, prepare_beats, prepare_strip
+from ecgml.signal.prepare import BeatLayout, prepare_beats, prepare_strip, prepare_strips
 from ecgml.signal.rpeaks import detect_rpeaks
 from ecgml.signal.windows import (
     DEFAULT_MAX_AMPLITUDE_RATIO,
@@ -49,6 +49,7 @@ __all__ = [
     "extract_windows",
     "prepare_beats",
     "prepare_strip",
+    "prepare_strips",
     "reference_beat",
     "reference_beats",
     "resample_beat",

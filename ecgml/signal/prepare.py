@@ -63,3 +63,15 @@ def prepare_strip(signal: np.ndarray, fs: float, strip_fs: float, width: int) ->
         kept = signal[: int(width)] - np.median(signal)
         out[: kept.size] = kept
     return out
+
+
+def prepare_strips(
+    signals: Sequence[np.ndarray], fs: Sequence[float] | float, layout: BeatLayout
+) -> np.ndarray:
+    """Recordings ``(n, layout.seq_len)`` float32 for a whole-strip model (its ``fs`` is the
+    strip's rate, start-aligned): :func:`prepare_strip` of each, at its own rate ``fs``."""
+    rates = [float(fs)] * len(signals) if isinstance(fs, int | float) else [float(f) for f in fs]
+    rows = [
+        prepare_strip(s, f, layout.fs, layout.seq_len) for s, f in zip(signals, rates, strict=True)
+    ]
+    return np.stack(rows) if rows else np.zeros((0, layout.seq_len), dtype=np.float32)

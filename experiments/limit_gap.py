@@ -25,6 +25,7 @@ import copy
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
-from ecgml.data.datamodule import fold_names, load_store, load_table
+from ecgml.data.datamodule import BeatTable, fold_names, load_store, load_table
 from ecgml.data.labels import binary_labels
 from ecgml.evaluation.bootstrap import bootstrap_auroc, patient_bootstrap_indices
 from ecgml.evaluation.predictions import patient_level
@@ -114,6 +115,9 @@ class FoldJob:
     cfg: DictConfig
     fold: int
     threads: int
+    #: Changes the fold's table before training (a picklable function: another experiment's
+    #: variation of the training data on these same folds); ``None`` trains on it as built.
+    table_hook: Callable[[BeatTable, DictConfig], BeatTable] | None = None
 
 
 def run_fold(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -129,6 +133,8 @@ def run_fold(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame]:
         cfg.split.fold = job.fold
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     table = load_table(cfg)
+    if job.table_hook is not None:
+        table = job.table_hook(table, cfg)
     out = Path(tempfile.mkdtemp(prefix="ecgml-limit-gap-"))
     fitter = make_fitter(cfg, logger=False, out=out)  # type: ignore[arg-type]
     fitter.fit(table)

@@ -1,20 +1,23 @@
 """Turn what a user points ``predict`` at into beats: one :class:`BeatInput` per input.
 
 Accepted: an ECG image (digitized with :func:`ecgml.digitize.pipeline.process_image`), a signal
-CSV (``time_s,mv``), a WFDB record (``.hea``; lead II by name ``II``/``MLII``, else the first
-channel with a warning), a single-beat CSV (one numeric column), a beat-store folder with
+CSV (``time_s,mv``, or ``time_s`` and one column per lead), a WFDB record (``.hea``; every
+channel named after a standard lead, R-peaks on ``II``/``MLII``, else on the first channel with
+a warning), a single-beat CSV (one numeric column), a beat-store folder with
 ``manifest.csv`` (one entry per ``patient_id``), or a folder of any of these. A file that cannot
 be used becomes an entry with a warning and no beats; it never stops the other inputs, and neither
 does one unusable beat of a beat store (it is skipped with a warning). Only regular files are read
 (never a device or FIFO), beats are bounded in length, and an input whose median R amplitude is
 implausible for mV (a µV or V signal) is refused unless ``allow_implausible_amplitude``.
+A recording's other leads are cut at lead II's R-peaks (``BeatInput.lead_beats``) for
+multi-lead record models.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from ecgml import TWELVE_LEADS
 from ecgml.beatstore import (
     DEFAULT_MAX_BEAT_S,
     MANIFEST,
@@ -55,6 +59,8 @@ WFDB_COMPANIONS = {".dat", ".atr", ".qrs", ".ecg", ".xws", ".mat"}
 MAX_FS_JITTER = 0.01
 #: Largest input file read (a signal CSV: about 10 h of ``time_s,mv`` at 500 Hz).
 MAX_INPUT_BYTES = 256 << 20
+#: Longest gap in a digitized page's lead that is filled (longer: the lead is not used).
+MAX_LEAD_GAP_S = 0.1
 #: Sampling rate assumed for bounding bare beat CSVs when ``fs`` is not given.
 DEFAULT_BEAT_FS = 500.0
 
@@ -101,21 +107,55 @@ class BeatInput:
     #: models; ``None`` for inputs that are beats already (beat files, beat stores).
     signal: np.ndarray | None = None
     signal_fs: float | None = None
+    #: Every standard lead the input holds over the whole recording (mV at ``signal_fs``, lead
+    #: II included when the input names it), for multi-lead record models; empty for beats.
+    lead_signals: dict[str, np.ndarray] = field(default_factory=dict)
+    #: Each lead of ``lead_signals`` cut at the beats' R-peaks with their window: beat ``k``
+    #: of every lead is ``beats[k]``'s stretch of the recording.
+    lead_beats: dict[str, list[np.ndarray]] = field(default_factory=dict)
 
     @property
     def n_beats(self) -> int:
         return len(self.beats)
+
+    def beats_of(self, leads: Sequence[str]) -> list[list[np.ndarray]] | None:
+        """The beats of each lead in ``leads`` (``[II]``: :attr:`beats`, whatever the input), or
+        None when the input lacks one of them (:meth:`missing_leads`)."""
+        if tuple(leads) == ("II",):
+            return [self.beats]
+        if self.missing_leads(leads):
+            return None
+        return [self.lead_beats[name] for name in leads]
+
+    def missing_leads(self, leads: Sequence[str]) -> list[str]:
+        """The leads of ``leads`` this input does not hold (lead II alone is never missing:
+        single-lead inputs are read as lead II)."""
+        if tuple(leads) == ("II",):
+            return []
+        return [name for name in leads if name not in self.lead_beats]
+
+    def clear_beats(self) -> None:
+        for values in (self.beats, self.r_indices, self.beat_ids, self.r_peak_s):
+            values.clear()
+        self.lead_beats.clear()
 
 
 # --------------------------------------------------------------------------- signals
 
 
 def beats_from_signal(
-    signal: np.ndarray, fs: float, source: str, patient_id: str, window: Window
+    signal: np.ndarray,
+    fs: float,
+    source: str,
+    patient_id: str,
+    window: Window,
+    leads: Mapping[str, np.ndarray] | None = None,
 ) -> BeatInput:
-    """R-peaks (NeuroKit2), one window per beat, interference beats dropped (ecgml.signal)."""
+    """R-peaks (NeuroKit2) on ``signal`` (lead II), one window per beat, interference beats
+    dropped (ecgml.signal); every lead of ``leads`` (same length as ``signal``) is cut at the
+    same R-peaks."""
     entry = BeatInput(source, patient_id, fs=float(fs), signal=np.asarray(signal, np.float64),
-                      signal_fs=float(fs))  # fmt: skip
+                      signal_fs=float(fs), lead_signals=dict(leads or {}))  # fmt: skip
     beat_set = extract_beats(signal, fs, pre_r_ms=window.pre_r_ms, post_r_ms=window.post_r_ms)
     add_beat_set(entry, beat_set, offset_s=0.0)
     if not entry.beats:
@@ -127,7 +167,8 @@ def beats_from_signal(
 
 
 def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
-    """Append a recording's beats to ``entry`` (R at ``beat_set.r_offset`` in each)."""
+    """Append a recording's beats to ``entry`` (R at ``beat_set.r_offset`` in each), and the
+    same stretch of every lead in ``entry.lead_signals``."""
     r_offset = beat_set.r_offset
     kept = zip(beat_set.beats, beat_set.r_indices, beat_set.beat_index, strict=True)
     for beat, r, k in kept:
@@ -135,40 +176,80 @@ def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
         entry.r_indices.append(int(r_offset))
         entry.beat_ids.append(f"{entry.patient_id}_{int(k):03d}")
         entry.r_peak_s.append(round(offset_s + float(r) / float(entry.fs), 4))
+        start = int(r) - int(r_offset)
+        for name, lead in entry.lead_signals.items():
+            piece = lead[start : start + len(beat)]
+            entry.lead_beats.setdefault(name, []).append(np.asarray(piece, dtype=np.float32))
+
+
+def lead_name(name: str) -> str | None:
+    """A column or channel name as one of the 12 standard leads (case and spaces ignored;
+    ``MLII`` and a CSV's ``mv`` are lead II), else None."""
+    key = name.strip().lower()
+    if key in (*LEAD_II_NAMES, "mv"):
+        return "II"
+    return next((lead for lead in TWELVE_LEADS if lead.lower() == key), None)
 
 
 def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
-    """A ``time_s,mv`` CSV → ``(signal, fs)``; uniform sampling in seconds is required."""
+    """A signal CSV's lead II (else its first lead) and ``fs``: :func:`read_signal_leads`."""
+    leads, fs, _ = read_signal_leads(path)
+    return leads.get("II", next(iter(leads.values()))), fs
+
+
+def read_signal_leads(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
+    """A signal CSV → ``(leads, fs, warnings)``: ``time_s`` in seconds (uniform sampling) and
+    ``mv`` (lead II) or columns named after the 12 leads (``I, II, … V6``, ``MLII``), as record
+    stores hold them; other columns are ignored with a warning."""
     try:
         frame = pd.read_csv(path)
     except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
         raise EcgmlError(
             f"{path.name} is not a readable CSV ({one_line(err)}): save it as time_s,mv"
         ) from None
-    columns = {c.strip().lower(): c for c in frame.columns}
-    if "time_s" not in columns or "mv" not in columns:
+    time_column = next((c for c in frame.columns if str(c).strip().lower() == "time_s"), None)
+    named = {c: lead_name(str(c)) for c in frame.columns if c != time_column}
+    lead_columns = {c: n for c, n in named.items() if n is not None}
+    if time_column is None or not lead_columns:
         sep = guess_separator(str(frame.columns[0])) if len(frame.columns) == 1 else None
         if sep is not None:
             raise EcgmlError(
                 f"{path.name}: the separator looks like {sep!r}, not a comma: save the signal "
                 "CSV comma-separated with the columns time_s,mv"
             )
-        raise EcgmlError(f"{path.name}: a signal CSV needs the columns time_s,mv")
-    time_s = pd.to_numeric(frame[columns["time_s"]], errors="coerce").to_numpy(float)
-    mv = pd.to_numeric(frame[columns["mv"]], errors="coerce").to_numpy(float)
-    if len(mv) < 2 or not (np.isfinite(time_s).all() and np.isfinite(mv).all()):
-        raise EcgmlError(f"{path.name}: time_s/mv hold non-numeric or missing values")
+        raise EcgmlError(
+            f"{path.name}: a signal CSV needs the columns time_s,mv (or time_s and lead columns "
+            f"{', '.join(TWELVE_LEADS)})"
+        )
+    if len(set(lead_columns.values())) != len(lead_columns):
+        raise EcgmlError(f"{path.name}: a lead appears twice (mv and MLII count as II): keep one")
+    time_s = pd.to_numeric(frame[time_column], errors="coerce").to_numpy(float)
+    values = {n: pd.to_numeric(frame[c], errors="coerce").to_numpy(float)
+              for c, n in lead_columns.items()}  # fmt: skip
+    if len(time_s) < 2 or not all(np.isfinite(v).all() for v in (time_s, *values.values())):
+        raise EcgmlError(
+            f"{path.name}: {'/'.join(map(str, [time_column, *lead_columns]))} hold non-numeric "
+            "or missing values"
+        )
+    fs = uniform_fs(path, time_s)
+    with np.errstate(over="ignore"):
+        leads = {n: v.astype(np.float32) for n, v in values.items()}
+    if not all(np.isfinite(v).all() for v in leads.values()):
+        raise EcgmlError(f"{path.name}: a lead holds values beyond any plausible mV signal")
+    ignored = [str(c) for c, n in named.items() if n is None]
+    warnings = [f"columns {', '.join(ignored)} are not lead names: ignored"] if ignored else []
+    return leads, fs, warnings
+
+
+def uniform_fs(path: Path, time_s: np.ndarray) -> float:
+    """The sampling rate of ``time_s`` (seconds, equal steps), or a one-line error."""
     with np.errstate(over="ignore", invalid="ignore"):  # huge times: refused as non-uniform
         steps = np.diff(time_s)
     step = float(np.median(steps))
     uniform = np.isfinite(steps).all() and step > 0
     if not uniform or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
         raise EcgmlError(f"{path.name}: time_s must increase in equal steps (uniform sampling)")
-    with np.errstate(over="ignore"):
-        signal = mv.astype(np.float32)
-    if not np.isfinite(signal).all():
-        raise EcgmlError(f"{path.name}: mv holds values beyond any plausible mV signal")
-    return signal, signal_fs(path, step)
+    return signal_fs(path, step)
 
 
 def signal_fs(path: Path, step: float) -> float:
@@ -187,8 +268,9 @@ def signal_fs(path: Path, step: float) -> float:
     )
 
 
-def read_wfdb(path: Path) -> tuple[np.ndarray, float, list[str]]:
-    """Lead II (``II``/``MLII`` by name) of a WFDB record, else its first channel (warned)."""
+def read_wfdb(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
+    """Every channel of a WFDB record named after a standard lead (``MLII`` is II), in mV;
+    a record without any is read from its first channel as lead II (warned)."""
     import wfdb
 
     record = wfdb.rdrecord(str(path.with_suffix("")))
@@ -196,20 +278,48 @@ def read_wfdb(path: Path) -> tuple[np.ndarray, float, list[str]]:
     units = [str(u) for u in (record.units or [])]
     if record.p_signal is None or record.p_signal.ndim != 2 or record.p_signal.shape[1] == 0:
         raise EcgmlError(f"{path.name}: the WFDB record holds no signal")
+    channels = {}
+    for k in range(record.p_signal.shape[1]):
+        name = lead_name(names[k]) if k < len(names) else None
+        if name is not None and name not in channels:
+            channels[name] = k
     warnings: list[str] = []
-    lead = next((k for k, n in enumerate(names) if n.strip().lower() in LEAD_II_NAMES), None)
-    if lead is None:
-        lead = 0
+    if not channels:
         first = names[0] if names else "channel 0"
-        warnings.append(f"no lead II/MLII in the record ({', '.join(names)}): used {first}")
-    signal = np.asarray(record.p_signal[:, lead], dtype=np.float64)
-    unit = units[lead].strip().lower() if lead < len(units) else "mv"
+        warnings.append(f"no standard lead name in the record ({', '.join(names)}): {first} "
+                        "read as lead II")  # fmt: skip
+        channels = {"II": 0}
+    leads = {name: wfdb_channel_mv(record.p_signal[:, k], units[k] if k < len(units) else "mv")
+             for name, k in channels.items()}  # fmt: skip
+    return leads, float(record.fs), warnings
+
+
+def wfdb_channel_mv(values: np.ndarray, unit: str) -> np.ndarray:
+    """One WFDB channel in mV (µV and V converted; gaps, NaN in WFDB, set to 0)."""
+    signal = np.asarray(values, dtype=np.float64)
+    unit = unit.strip().lower()
     if unit in ("uv", "µv", "microvolt"):
         signal = signal / 1000.0
     elif unit == "v":
         signal = signal * 1000.0
-    signal = np.nan_to_num(signal)  # WFDB marks gaps as NaN
-    return signal.astype(np.float32), float(record.fs), warnings
+    return np.nan_to_num(signal).astype(np.float32)
+
+
+def beats_from_leads(
+    leads: Mapping[str, np.ndarray], fs: float, path: Path, window: Window, warnings: list[str]
+) -> BeatInput:
+    """A recording's beats: R-peaks on lead II (else its first lead, warned), every lead cut
+    at them."""
+    if "II" in leads:
+        signal = leads["II"]
+    else:
+        first = next(iter(leads))
+        signal = leads[first]
+        warnings = [*warnings, f"no lead II in the recording: R-peaks and single-beat models "
+                               f"read {first}"]  # fmt: skip
+    entry = beats_from_signal(signal, fs, str(path), path.stem, window, leads)
+    entry.warnings[:0] = warnings
+    return entry
 
 
 # --------------------------------------------------------------------------- files
@@ -250,10 +360,56 @@ def read_image(path: Path, options: InputOptions) -> BeatInput:
     if result.status != "ok" or result.beats is None:
         entry.warnings.append(f"digitization failed: {result.error}")
         return entry
-    add_beat_set(entry, result.beats, offset_s=0.0)
     if result.digitized is not None:
         entry.signal, entry.signal_fs = result.digitized.signal, float(result.digitized.fs)
+        entry.lead_signals = page_leads(
+            result.digitized.signal, result.digitized.leads, float(result.digitized.fs)
+        )
+    add_beat_set(entry, result.beats, offset_s=0.0)
     return entry
+
+
+def page_leads(
+    signal: np.ndarray, leads: Mapping[str, np.ndarray], fs: float
+) -> dict[str, np.ndarray]:
+    """The leads of a digitized page that span the whole lead-II ``signal`` (a 12×1 page: all
+    twelve; a 6×2 page: the six beside lead II; a 3×4 page: none but lead II), on its samples;
+    gaps up to :data:`MAX_LEAD_GAP_S` (a trace the digitizer lost at the page's edge) are
+    filled linearly, a lead with a longer one is left out."""
+    ii = leads.get("II")
+    if ii is None:
+        return {}
+    span = np.isfinite(ii)
+    if int(span.sum()) != len(signal):
+        return {}
+    found = {}
+    for name, values in leads.items():
+        if len(values) != len(ii):
+            continue
+        filled = fill_short_gaps(
+            np.asarray(values[span], dtype=np.float64), round(MAX_LEAD_GAP_S * fs)
+        )
+        if filled is not None:
+            found[name] = filled.astype(np.float32)
+    return found
+
+
+def fill_short_gaps(values: np.ndarray, max_gap: int) -> np.ndarray | None:
+    """``values`` with NaN runs of at most ``max_gap`` samples interpolated (held at the ends),
+    or None when a run is longer or nothing is finite."""
+    missing = ~np.isfinite(values)
+    if not missing.any():
+        return values
+    if missing.all():
+        return None
+    edges = np.diff(np.r_[0, missing.astype(np.int8), 0])
+    runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    if runs.max() > max_gap:
+        return None
+    index = np.arange(len(values))
+    out = values.copy()
+    out[missing] = np.interp(index[missing], index[~missing], values[~missing])
+    return out
 
 
 def read_beat_file(path: Path, options: InputOptions) -> BeatInput:
@@ -281,16 +437,14 @@ def read_file(path: Path, options: InputOptions) -> BeatInput:
     if suffix in IMAGE_SUFFIXES:
         return read_image(path, options)
     if suffix == ".hea":
-        signal, fs, warnings = read_wfdb(path)
-        entry = beats_from_signal(signal, fs, str(path), path.stem, options.window)
-        entry.warnings[:0] = warnings
-        return entry
+        leads, fs, warnings = read_wfdb(path)
+        return beats_from_leads(leads, fs, path, options.window, warnings)
     if suffix == ".csv":
         with path.open("r", errors="replace") as handle:
             head = handle.read(256)
         if is_signal_csv(head):
-            signal, fs = read_signal_csv(path)
-            return beats_from_signal(signal, fs, str(path), path.stem, options.window)
+            leads, fs, warnings = read_signal_leads(path)
+            return beats_from_leads(leads, fs, path, options.window, warnings)
         return read_beat_file(path, options)
     raise EcgmlError(
         f"{path.name}: unsupported file type {suffix or '(none)'}: use an image "
@@ -434,10 +588,7 @@ def check_amplitude(entry: BeatInput, allow: bool) -> None:
     if allow:
         entry.warnings.append(f"{problem}: scored anyway (allow_implausible_amplitude=true)")
         return
-    entry.beats.clear()
-    entry.r_indices.clear()
-    entry.beat_ids.clear()
-    entry.r_peak_s.clear()
+    entry.clear_beats()
     entry.warnings.append(
         f"{problem}: not scored; fix the unit, or pass allow_implausible_amplitude=true to "
         "score it anyway"

@@ -43,6 +43,7 @@ from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
+from ecgml.pipeline.beat_model import SERUM_OUTPUTS, UNITS
 from ecgml.tracking.registry import CHAMPION, LoadedModel
 
 log = logging.getLogger("ecgml.inference")
@@ -52,9 +53,10 @@ TABLE_ROWS = 40
 
 @dataclasses.dataclass(frozen=True)
 class RecordScore:
-    """A record model's answer for one input: its recalibrated probability (None without a
-    usable beat, or for a strip model without a recording) and each beat's weight in it (a set
-    model's attention; empty for a strip model)."""
+    """A record model's answer for one input: its recalibrated probability, or a serum model's
+    estimate in mmol/L (None without a usable beat, for a strip model without a recording, or
+    for an input lacking a lead the model reads) and each beat's weight in it (a set model's
+    attention; empty for a strip model)."""
 
     probability: float | None
     weights: np.ndarray
@@ -74,40 +76,56 @@ def score_entries(
 def score_records(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[RecordScore]]:
-    """Per record model, each entry's beats read together as one recording."""
-    shared = SharedScorer(entries)
+    """Per record model, each entry's beats read together as one recording (every lead the
+    model reads; no answer for an entry lacking one of them)."""
     out: dict[str, list[RecordScore]] = {}
     for name, model in models.items():
-        calibrator = Calibrator.from_dict(model.calibration)
         scores = []
-        for beats in shared.per_entry(shared.prepared(model)):
-            if not len(beats):
+        for entry in entries:
+            beats = record_beats(entry, model)
+            if beats is None or not len(beats):
                 scores.append(RecordScore(None, np.zeros(0)))
                 continue
             raw, weights = model.score_record(beats)
-            scores.append(RecordScore(float(calibrator.apply(np.array([raw]))[0]), weights))
+            scores.append(RecordScore(float(finished(model, np.array([raw]))[0]), weights))
         out[name] = scores
     return out
+
+
+def finished(model: LoadedModel, raw: np.ndarray) -> np.ndarray:
+    """A model's outputs as answered: a disorder's probability recalibrated, a serum
+    model's estimate (mmol/L) as it is."""
+    if model.disorder in SERUM_OUTPUTS:
+        return raw.astype(np.float64)
+    return Calibrator.from_dict(model.calibration).apply(raw)
+
+
+def record_beats(entry: BeatInput, model: LoadedModel) -> np.ndarray | None:
+    """``entry``'s beats of each lead ``model`` reads, laid out as in training (every lead by
+    :func:`prepare_beats`, at the same R-peaks): ``(n, leads, seq_len)``; None when the input
+    lacks a lead."""
+    per_lead = entry.beats_of(model.leads)
+    if per_lead is None:
+        return None
+    prepared = [prepare_beats(beats, entry.r_indices, entry.fs, model) for beats in per_lead]
+    return np.stack(prepared, axis=1)
 
 
 def score_strips(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[RecordScore]]:
     """Per whole-strip model, each entry's recording read as one strip (``None`` where the
-    input holds beats only: a beat file or a beat store's patient)."""
-    rows = [k for k, e in enumerate(entries) if e.signal is not None and e.signal.size]
-    signals = [entries[k].signal for k in rows]
-    strips: dict[tuple[int, float], np.ndarray] = {}  # prepared once per strip layout
+    input holds beats only, a beat file or a beat store's patient, or lacks a lead the model
+    reads)."""
+    strips: dict[tuple, tuple[list[int], np.ndarray]] = {}  # prepared once per strip layout
     out: dict[str, list[RecordScore]] = {}
     for name, model in models.items():
-        layout = (model.seq_len, model.fs)
+        layout = (model.seq_len, model.fs, model.leads)
         if layout not in strips:
-            rates = [entries[k].signal_fs or model.fs for k in rows]
-            strips[layout] = prepare_strips(signals, rates, model)
-        x = strips[layout]
+            strips[layout] = strip_inputs(entries, model)
+        rows, x = strips[layout]
         raw = model.score(x) if len(x) else np.zeros(0)
-        probability = dict(zip(rows, Calibrator.from_dict(model.calibration).apply(raw).tolist(),
-                               strict=True))  # fmt: skip
+        probability = dict(zip(rows, finished(model, raw).tolist(), strict=True))
         shares = dict(zip(rows, strip_shares(model, x), strict=True))
         out[name] = [
             RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
@@ -116,13 +134,39 @@ def score_strips(
     return out
 
 
+def strip_inputs(entries: Sequence[BeatInput], model: LoadedModel) -> tuple[list[int], np.ndarray]:
+    """The entries a whole-strip model can read (a recording holding its leads) and their
+    strips ``(n, leads, seq_len)`` (:func:`prepare_strips` of each lead)."""
+    found = {k: strip_signals(e, model.leads) for k, e in enumerate(entries)}
+    readable = {k: signals for k, signals in found.items() if signals is not None}
+    rows = list(readable)
+    rates = [entries[k].signal_fs or model.fs for k in rows]
+    per_lead = [
+        prepare_strips([readable[k][c] for k in rows], rates, model)
+        for c in range(len(model.leads))
+    ]
+    return rows, np.stack(per_lead, axis=1)
+
+
+def strip_signals(entry: BeatInput, leads: Sequence[str]) -> list[np.ndarray] | None:
+    """The recording of each lead in ``leads`` (``[II]``: the input's lead-II signal), or None
+    when the input has no recording or lacks a lead."""
+    if entry.signal is None or not entry.signal.size:
+        return None
+    if tuple(leads) == ("II",):
+        return [entry.signal]
+    if any(name not in entry.lead_signals for name in leads):
+        return None
+    return [entry.lead_signals[name] for name in leads]
+
+
 def strip_shares(model: LoadedModel, strips: np.ndarray) -> list[np.ndarray]:
-    """Each prepared strip's (``(n, seq_len)``) |gradient × input| share per second (training's
-    ``segment_weights``: :func:`~ecgml.models.record_models.strip_saliency`), one array summing
-    to 1 per strip."""
+    """Each prepared strip's (``(n, leads, seq_len)``) |gradient × input| share per second
+    (training's ``segment_weights``: :func:`~ecgml.models.record_models.strip_saliency`), one
+    array summing to 1 per strip."""
     if not len(strips):
         return []
-    x = torch.from_numpy(np.ascontiguousarray(strips, dtype=np.float32)).unsqueeze(1)
+    x = torch.from_numpy(model.channels_first(strips))
     return list(strip_saliency(model.model, x, model.fs).double().numpy())
 
 
@@ -198,9 +242,10 @@ def entry_result(
     records: Mapping[str, RecordScore] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The JSON object of one input (or one beat-store patient); with serum models, their
-    mean estimate over the beats as ``<name>_mmol_l`` (and per beat). A beat model's
-    probability is the mean of the beats'; a record model's (``records``) is its one decision
-    from all of them, each beat's weight in it under ``contributions``."""
+    mean estimate over the beats as ``<name>_mmol_l`` (and per beat; a serum record model's
+    one estimate from the recording). A beat model's probability is the mean of the beats'; a
+    record model's (``records``) is its one decision from all of them, each beat's weight in it
+    under ``contributions``."""
     serum, serum_models, records = serum or {}, serum_models or {}, records or {}
     per_beat = [
         {
@@ -235,6 +280,7 @@ def entry_result(
             d: Calibrator.from_dict(m.calibration).describe() for d, m in models.items()
         },
         **{f"{n}_mmol_l": (float(np.mean(v)) if usable else None) for n, v in serum.items()},
+        **{f"{n}_mmol_l": records[n].probability for n in serum_models if n in records},
         "models": {
             **{d: model_source(m) for d, m in models.items()},
             **{n: model_source(m) for n, m in serum_models.items()},
@@ -263,23 +309,23 @@ def predict_entries(
 ) -> list[dict[str, Any]]:
     """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
     serum_models = serum_models or {}
-    record_models = {d: m for d, m in models.items() if m.unit == "record"}
-    strip_models = {d: m for d, m in models.items() if m.unit == "strip"}
-    beat_models = {d: m for d, m in models.items() if m.unit == "beat"}
-    scores = score_entries(entries, beat_models)
-    records = {**score_records(entries, record_models), **score_strips(entries, strip_models)}
-    for entry in (e for e in entries if strip_models and e.signal is None):
+    every = {**models, **serum_models}
+    units = {unit: {d: m for d, m in every.items() if m.unit == unit} for unit in UNITS}
+    beat_scores = score_entries(entries, {d: m for d, m in units["beat"].items() if d in models})
+    values = score_values(entries, {n: m for n, m in units["beat"].items() if n in serum_models})
+    records = {**score_records(entries, units["record"]), **score_strips(entries, units["strip"])}
+    for entry in (e for e in entries if units["strip"] and e.signal is None):
         entry.warnings.append(
-            f"{', '.join(strip_models)}: a whole-strip model reads the recording, and this "
+            f"{', '.join(units['strip'])}: a whole-strip model reads the recording, and this "
             "input holds beats only: send the signal, image or WFDB record"
         )
-    values = score_values(entries, serum_models)
+    warn_missing_leads(entries, {**units["record"], **units["strip"]})
     results = [
         entry_result(
             entry,
-            {d: scores[d][k] for d in scores},
+            {d: beat_scores[d][k] for d in beat_scores},
             models,
-            {n: values[n][k] for n in serum_models},
+            {n: values[n][k] for n in values},
             serum_models,
             {d: records[d][k] for d in records},
         )
@@ -290,12 +336,33 @@ def predict_entries(
         from ecgml.inference.saliency import write_overlay
 
         used: set[str] = set()
-        beat_read = {d: m for d, m in models.items() if m.unit != "strip"}  # overlays: beats
+        # overlays: the models that read lead-II beats (a strip model reads the recording; a
+        # multi-lead model's beats are explained by their weights under ``contributions``)
+        beat_read = {d: m for d, m in models.items() if m.unit != "strip" and m.leads == ("II",)}
         for entry, result in zip(entries, results, strict=True):
             if entry.n_beats and beat_read:
                 path = saliency_dir / f"{unique_stem(entry, used)}.png"
                 result["saliency_png"] = str(write_overlay(entry, result, beat_read, path))
     return results
+
+
+def warn_missing_leads(entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:
+    """Say, on each input that lacks a lead a multi-lead model reads, which and how to fix it
+    (that model gives the input no answer)."""
+    for entry in entries:
+        if not entry.n_beats:
+            continue
+        for name, model in models.items():
+            if model.unit == "strip" and entry.signal is None:
+                continue  # already told: a strip model reads the recording
+            missing = entry.missing_leads(model.leads)
+            if missing:
+                held = ", ".join(entry.lead_signals) or "lead II only"
+                entry.warnings.append(
+                    f"{name}: the model reads leads {', '.join(model.leads)} and this input "
+                    f"lacks {', '.join(missing)} (it holds {held}): send a signal CSV or WFDB "
+                    "record with those leads, or a page whose leads span the whole strip (12×1)"
+                )
 
 
 def unique_stem(entry: BeatInput, used: set[str]) -> str:

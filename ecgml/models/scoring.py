@@ -86,16 +86,18 @@ class BeatValueModel(nn.Module):
 
 def backbone_from_config(
     backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model",
-    n_outputs: int = 1, regression: bool = False,
+    n_outputs: int = 1, regression: bool = False, in_channels: int = 1,
 ) -> nn.Module:  # fmt: skip
     """An untrained backbone of the logged architecture (``ensemble`` members combined as in
-    training: mean probability, or mean value for a regression), ready for its weights."""
+    training: mean probability, or mean value for a regression; ``in_channels`` leads), ready
+    for its weights."""
     check_trusted_backbone(backbone_cfg, source)
     if int(ensemble) < 1:
         raise EcgmlError(f"{source}: ensemble size {ensemble} must be >= 1; re-log the model")
     model_cfg = {"name": source, "backbone": dict(backbone_cfg)}
     members = [
-        build_backbone(model_cfg, 1, int(n_outputs), int(seq_len)) for _ in range(int(ensemble))
+        build_backbone(model_cfg, int(in_channels), int(n_outputs), int(seq_len))
+        for _ in range(int(ensemble))
     ]
     if len(members) == 1:
         return members[0]
@@ -103,10 +105,11 @@ def backbone_from_config(
 
 
 def scorer_from_config(
-    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model"
-) -> BeatProbabilityModel:
+    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model",
+    in_channels: int = 1,
+) -> BeatProbabilityModel:  # fmt: skip
     """An untrained :class:`BeatProbabilityModel` of the logged architecture (``ensemble``
     members averaged as in training), ready for ``load_state_dict``."""
     return BeatProbabilityModel(
-        backbone_from_config(backbone_cfg, seq_len, ensemble, source)
+        backbone_from_config(backbone_cfg, seq_len, ensemble, source, in_channels=in_channels)
     ).eval()

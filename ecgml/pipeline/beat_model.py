@@ -37,6 +37,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import ecgml
+from ecgml import TWELVE_LEADS
 from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
@@ -101,6 +102,9 @@ class ModelSpec:
     #: or ``strip`` (a whole-strip model: one decision from the recording's first
     #: ``seq_len / fs`` seconds at ``fs``, :func:`~ecgml.signal.prepare_strip`).
     unit: str = "beat"
+    #: The leads the model reads, one input channel each in this order (a multi-lead record
+    #: model's ``data.leads``); every other model reads lead II.
+    leads: list[str] = field(default_factory=lambda: ["II"])
     ecgml_version: str = ecgml.__version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -135,6 +139,7 @@ class ModelSpec:
                 target_mean=float(data.get("target_mean", 0.0)),
                 target_std=float(data.get("target_std", 1.0)),
                 unit=str(data.get("unit", "beat")),
+                leads=[str(lead) for lead in data.get("leads") or ["II"]],
                 ecgml_version=str(data.get("ecgml_version", "?")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )  # fmt: skip
@@ -145,6 +150,12 @@ class ModelSpec:
             ) from None
         if spec.unit not in UNITS:
             raise EcgmlError(f"{source}: unit {spec.unit!r} is not one of {UNITS}; re-log it")
+        if not set(spec.leads) <= set(TWELVE_LEADS) or len(set(spec.leads)) != len(spec.leads):
+            raise EcgmlError(
+                f"{source}: leads {spec.leads} are not distinct standard leads; re-log"
+            )
+        if spec.leads != ["II"] and spec.unit == "beat":
+            raise EcgmlError(f"{source}: a beat model reads lead II only (leads {spec.leads})")
         if spec.seq_len < 1 or not math.isfinite(spec.fs) or spec.fs <= 0:
             raise EcgmlError(f"{source}: implausible seq_len/fs in the model spec; re-log it")
         if spec.task == "multilabel" and (
@@ -233,11 +244,14 @@ def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
     :class:`BeatProbabilityModel` (output 0), or for another task its scorer of every output
     (the backbone inside a probability or a value model)."""
     if spec.task == "binary":
-        scorer: nn.Module = scorer_from_config(spec.backbone, spec.seq_len, spec.ensemble, source)
+        scorer: nn.Module = scorer_from_config(
+            spec.backbone, spec.seq_len, spec.ensemble, source, in_channels=len(spec.leads)
+        )
     else:
         backbone = backbone_from_config(
             spec.backbone, spec.seq_len, spec.ensemble, source,
             n_outputs=max(len(spec.outputs), 1), regression=spec.is_regression,
+            in_channels=len(spec.leads),
         )  # fmt: skip
         scorer = (
             BeatValueModel(backbone, spec.target_mean, spec.target_std)
@@ -289,7 +303,7 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
     scorer = load_scorer(weights, spec, uri)
     common = {"seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index,
               "align": spec.align, "uri": uri, "baseline": spec.baseline,
-              "unit": spec.unit}  # fmt: skip
+              "unit": spec.unit, "leads": tuple(spec.leads)}  # fmt: skip
     if spec.task == "binary":
         return {spec.disorder: LoadedModel(
             disorder=spec.disorder, model=scorer, threshold=spec.threshold,
@@ -327,15 +341,17 @@ def is_beat_model_dir(folder: Path) -> bool:
     return (Path(folder) / "artifacts" / SPEC_FILE).is_file()
 
 
-def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bool = False
-                      ) -> Any:  # fmt: skip
-    """The served model's request and response columns (the documented schema): per disorder
-    ``<d>``, ``<d>_raw``, ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
+def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bool = False,
+                      leads: Sequence[str] = ("II",)) -> Any:  # fmt: skip
+    """The served model's request and response columns (the documented schema): ``beat``, or
+    for a multi-lead model one column per lead; per disorder ``<d>``, ``<d>_raw``,
+    ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import Array, ColSpec, DataType, Schema
 
+    columns = ["beat"] if tuple(leads) == ("II",) else list(leads)
     inputs = Schema([
-        ColSpec(Array(DataType.double), "beat"),
+        *(ColSpec(Array(DataType.double), name) for name in columns),
         ColSpec(DataType.long, "r_index", required=False),
         ColSpec(DataType.double, "fs", required=False),
     ])  # fmt: skip
@@ -357,10 +373,11 @@ def request_example(spec: ModelSpec) -> pd.DataFrame:
     """One request row (a flat beat of the model's own length; a strip model's: a flat
     recording): MLflow stores it as the model's input example and checks that the served model
     answers it."""
+    columns = ["beat"] if spec.leads == ["II"] else spec.leads
+    flat = {name: [np.zeros(spec.seq_len).tolist()] for name in columns}
     if spec.unit == "strip":
-        return pd.DataFrame({"beat": [np.zeros(spec.seq_len).tolist()], "fs": [spec.fs]})
-    r_index = spec.r_index or 0
-    return pd.DataFrame({"beat": [np.zeros(spec.seq_len).tolist()], "r_index": [r_index]})
+        return pd.DataFrame({**flat, "fs": [spec.fs]})
+    return pd.DataFrame({**flat, "r_index": [spec.r_index or 0]})
 
 
 def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: ModelSpec) -> str:
@@ -369,7 +386,7 @@ def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: Model
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
         scorer = scorer_of(model) if spec.task == "binary" else task_scorer_of(model, spec)
         artifacts = write_model_files(scorer, spec, Path(tmp))
-        signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression)
+        signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression, spec.leads)
         return log_python_model(
             tracking_uri, run_id, ENTRY_FILE, artifacts, signature,
             spec.to_dict(),
@@ -502,7 +519,41 @@ def parse_strip_request(frame: pd.DataFrame, spec: LoadedModel) -> tuple[list[np
 
 
 def prepared_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
-    """The request's rows laid out as ``model`` reads them: beats, or whole recordings."""
+    """The request's rows laid out as ``model`` reads them: beats, or whole recordings (a
+    multi-lead model: ``(n, leads, L)``, :func:`prepared_lead_request`)."""
+    if model.leads != ("II",):
+        return prepared_lead_request(frame, model)
+    return prepared_lead(frame, model)
+
+
+def prepared_lead_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
+    """A multi-lead model's request: one column per lead it reads, named after the lead, each
+    row the same beat (set model; one ``r_index`` for every lead) or recording (strip model)
+    of every lead; each lead is laid out as a lead-II request is."""
+    missing = [lead for lead in model.leads if lead not in frame.columns]
+    if missing:
+        raise BadRequest(
+            f"request has no column {', '.join(missing)}: this model reads leads "
+            f"{', '.join(model.leads)}, one column per lead (each row the same beat or recording "
+            "of every lead)"
+        )
+    lengths = [[np.size(v) for v in frame[lead].tolist()] for lead in model.leads]
+    for row, sizes in enumerate(zip(*lengths, strict=True)):
+        if len(set(sizes)) > 1:
+            raise BadRequest(
+                f"row {row}: the leads have different lengths ({', '.join(map(str, sizes))} "
+                "samples): send the same stretch of every lead"
+            )
+    others = [c for c in frame.columns if c not in ("beat", *model.leads)]
+    per_lead = [
+        prepared_lead(frame[[lead, *others]].rename(columns={lead: "beat"}), model)
+        for lead in model.leads
+    ]
+    return np.stack(per_lead, axis=1)
+
+
+def prepared_lead(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
+    """One lead of a request (column ``beat``) laid out as ``model`` reads it."""
     if model.unit == "strip":
         signals, fs = parse_strip_request(frame, model)
         return prepare_strips(signals, fs, model)

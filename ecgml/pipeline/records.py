@@ -44,7 +44,7 @@ from ecgml.evaluation.tasks import evaluate_task
 from ecgml.models.factory import build_backbone, pinned_backbone
 from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
-from ecgml.pipeline.beat_model import log_beat_model, model_spec
+from ecgml.pipeline.beat_model import log_beat_model, model_spec, task_model_spec
 from ecgml.pipeline.fitters import (
     build_callbacks,
     fit_trainer,
@@ -212,36 +212,40 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
                                      servable)  # fmt: skip
 
 
-def unservable_reason(cfg: DictConfig, table: RecordTable) -> str | None:
+def unservable_reason(cfg: DictConfig) -> str | None:
     """Why a record run's model is not logged for ``ecgml.predict`` (None: it is)."""
     if not cfg.training.get("log_model", True):
         return "training.log_model=false"
-    if not table.task.is_binary:
-        return f"task={table.task.name}: only binary record models are served yet"
-    if table.leads != ("II",):
-        return f"data.leads={list(table.leads)}: only lead-II record models are served yet"
     return None
 
 
 def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
                      evaluation: Any, run_id: str) -> None:  # fmt: skip
-    """Log a binary lead-II record model as the run's MLflow model: ``ecgml.promote`` registers
-    it like a beat model and ``ecgml.predict`` then reads each recording whole.
+    """Log a record model as the run's MLflow model, its ``data.leads`` and task in the spec:
+    ``ecgml.promote`` registers it like a beat model of its task (``ecgml-<disorder>``,
+    ``ecgml-multilabel``, ``ecgml-potassium``…) and ``ecgml.predict`` then reads each
+    recording whole, every lead the model reads.
 
     A set model (``unit: record``) reads every beat of a recording together (served by
     ``mlflow models serve``, each request row is a recording of one beat). A whole-strip model
     (``unit: strip``) reads the recording itself: its layout is the strip's (``seq_len`` samples
     at ``fs`` = ``data.strip_fs``, start-aligned), prepared by
     :func:`~ecgml.signal.prepare_strip` in training and serving alike."""
-    threshold = float(evaluation.metrics["test/threshold"])
-    calibration = evaluation.calibrator.to_dict()
-    if model_input(cfg.model) == "strip":
-        spec = model_spec(cfg, table.strip_len, table.strip_fs, None, threshold, calibration)
-        spec = dataclasses.replace(spec, unit="strip", baseline="none")
+    strip = model_input(cfg.model) == "strip"
+    layout = (table.strip_len, table.strip_fs, None) if strip else (
+        table.seq_len, table.fs, table.r_index)  # fmt: skip
+    if table.task.is_binary:
+        threshold = float(evaluation.metrics["test/threshold"])
+        spec = model_spec(cfg, *layout, threshold, evaluation.calibrator.to_dict())
     else:
-        spec = model_spec(cfg, table.seq_len, table.fs, table.r_index, threshold, calibration)
-        spec = dataclasses.replace(spec, unit="record")
-    spec = dataclasses.replace(spec, backbone=pinned_backbone(cfg.model.backbone))
+        spec = task_model_spec(cfg, *layout, fitted.model, evaluation)
+    spec = dataclasses.replace(
+        spec,
+        unit="strip" if strip else "record",
+        baseline="none" if strip else spec.baseline,
+        backbone=pinned_backbone(cfg.model.backbone),
+        leads=list(table.leads),
+    )
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitted.model, spec)
 
 
@@ -278,7 +282,7 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
         client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
     if fitted is None:
         log.info("record run %s: no model logged (split.fold=null: one model per fold)", run_id)
-    elif (reason := unservable_reason(cfg, table)) is not None:
+    elif (reason := unservable_reason(cfg)) is not None:
         log.info("record run %s: no model logged for ecgml.predict (%s)", run_id, reason)
     else:
         log_record_model(cfg, table, fitted, evaluation, run_id)

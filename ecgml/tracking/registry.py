@@ -141,6 +141,9 @@ class LoadedModel:
     # "record": one decision from all of a recording's beats (a set model); "strip": from the
     # recording itself (``seq_len`` samples at ``fs``, ecgml.signal.prepare_strip)
     unit: str = "beat"
+    #: The leads the model reads (its input channels, in order); a multi-lead record model's
+    #: prepared input is ``(n, len(leads), seq_len)``, every other model's ``(n, seq_len)``.
+    leads: tuple[str, ...] = ("II",)
 
     @property
     def pre_r_ms(self) -> float | None:
@@ -169,29 +172,40 @@ class LoadedModel:
         chunks = self._in_batches(lambda x: backbone(x).flatten(1), beats, batch_size)
         return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
 
+    def channels_first(self, beats: np.ndarray) -> np.ndarray:
+        """Prepared input ``(n, seq_len)`` (one lead) or ``(n, len(leads), seq_len)`` as the
+        network reads it, ``(n, C, seq_len)`` float32; a wrong shape is a ValueError."""
+        beats = np.ascontiguousarray(beats, dtype=np.float32)
+        if beats.ndim == 2 and len(self.leads) == 1:
+            beats = beats[:, None, :]
+        expected = (len(self.leads), self.seq_len)
+        if beats.ndim != 3 or beats.shape[1:] != expected:
+            shape = (
+                f"(n, {self.seq_len})" if expected[0] == 1 else f"(n, {expected[0]}, {expected[1]})"
+            )
+            raise ValueError(f"beats must have shape {shape}, got {beats.shape}")
+        return beats
+
     def _in_batches(
         self, network: Callable[[torch.Tensor], torch.Tensor], beats: np.ndarray, batch_size: int
     ) -> list[np.ndarray]:
-        """``network`` applied to prepared beats ``(n, seq_len)`` in batches of ``(b, 1, L)``."""
-        beats = np.ascontiguousarray(beats, dtype=np.float32)
-        if beats.ndim != 2 or beats.shape[1] != self.seq_len:
-            raise ValueError(f"beats must have shape (n, {self.seq_len}), got {beats.shape}")
+        """``network`` applied to prepared input (:meth:`channels_first`) in batches of
+        ``(b, C, L)``."""
+        beats = self.channels_first(beats)
         with torch.inference_mode():
             return [
-                network(torch.from_numpy(beats[start : start + batch_size]).unsqueeze(1))
-                .float()
-                .numpy()
+                network(torch.from_numpy(beats[start : start + batch_size])).float().numpy()
                 for start in range(0, len(beats), batch_size)
             ]
 
     def score_record(self, beats: np.ndarray) -> tuple[float, np.ndarray]:
-        """A record model's probability from one recording's prepared beats ``(n, seq_len)``
-        read together, and each beat's weight in that decision (its attention; ``1/n`` each
-        under mean pooling)."""
-        beats = np.ascontiguousarray(beats, dtype=np.float32)
-        if beats.ndim != 2 or beats.shape[1] != self.seq_len or len(beats) == 0:
-            raise ValueError(f"beats must have shape (n >= 1, {self.seq_len}), got {beats.shape}")
-        batch = {"beats": torch.from_numpy(beats)[None, :, None, :],
+        """A record model's probability from one recording's prepared beats (``(n, seq_len)``,
+        or ``(n, len(leads), seq_len)``) read together, and each beat's weight in that decision
+        (its attention; ``1/n`` each under mean pooling)."""
+        beats = self.channels_first(beats)
+        if len(beats) == 0:
+            raise ValueError("a record needs at least one beat")
+        batch = {"beats": torch.from_numpy(beats)[None],
                  "mask": torch.ones(1, len(beats), dtype=torch.bool)}  # fmt: skip
         with torch.inference_mode():
             probability = float(self.model(batch)[0])

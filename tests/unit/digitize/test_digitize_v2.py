@@ -157,3 +157,28 @@ def test_an_ambiguous_layout_fails_with_the_reason(real_ecg: np.ndarray) -> None
     strip, _ = render_ecg(real_ecg, FS, dpi=120)
     with pytest.raises(DigitizeError, match="ambiguous layout"):
         digitize_image(np.vstack([strip, strip]))
+
+
+@pytest.mark.parametrize(
+    ("layout", "expected"),
+    [
+        ("12x1", ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")),
+        ("6x2", ("I", "II", "III", "aVR", "aVL", "aVF")),
+        ("3x4", ("II",)),
+    ],
+)
+def test_predict_reads_the_page_leads_that_span_the_lead_ii_strip(
+    tmp_path: Path, twelve: dict[str, np.ndarray], layout: str, expected: tuple[str, ...]
+) -> None:
+    """A multi-lead record model reads a page's leads cut at lead II's beats: every lead of a
+    12×1 page, the six beside lead II on a 6×2 page, none but the rhythm strip's II on 3×4."""
+    from ecgml.inference.inputs import InputOptions, read_image
+
+    image, _ = render_ecg(twelve, FS, layout=layout, dpi=120)
+    cv2.imwrite(str(tmp_path / "page.png"), image)
+    entry = read_image(tmp_path / "page.png", InputOptions())
+    assert entry.n_beats >= 3 and set(entry.lead_beats) == set(expected)
+    assert all(len(entry.lead_beats[name]) == entry.n_beats for name in expected)
+    for beats in entry.lead_beats.values():
+        assert [len(b) for b in beats] == [len(b) for b in entry.beats]
+    np.testing.assert_array_equal(np.array(entry.lead_beats["II"]), np.array(entry.beats))

@@ -207,7 +207,13 @@ def test_signal_csv_and_wfdb_record(tmp_path: Path, ecg_signal: np.ndarray, mode
     assert csv_entry.r_indices[0] == PRE
     np.testing.assert_allclose(lead_ii.beats[0], csv_entry.beats[0], atol=1e-3)  # lead II chosen
     assert not lead_ii.warnings
-    assert any("used V5" in w for w in first_channel.warnings)
+    # every lead cut at lead II's R-peaks: V1 (half of lead II here) beat for beat
+    assert sorted(lead_ii.lead_beats) == ["II", "V1"] and not csv_entry.missing_leads(["II"])
+    [v1, ii] = lead_ii.beats_of(["V1", "II"])
+    np.testing.assert_allclose(np.array(v1), 0.5 * np.array(ii), atol=1e-3)
+    assert csv_entry.beats_of(["II", "V1"]) is None and csv_entry.missing_leads(["V1"]) == ["V1"]
+    assert any("read V5" in w for w in first_channel.warnings)
+    assert first_channel.missing_leads(["II", "V5"]) == ["II"]
     r_s = np.array(csv_entry.r_peak_s)
     assert np.all(np.diff(r_s) > 0.5) and r_s[0] > PRE / FS
 
@@ -282,3 +288,13 @@ def test_predict_fs_is_checked_before_any_model_loads(value: str, tmp_path) -> N
         run_predict(OmegaConf.create(cfg))
     assert not (tmp_path / "no.db").exists()  # failed before the store was opened
     assert beat_rate(None) is None and beat_rate("250") == 250.0
+
+
+def test_short_gaps_in_a_digitized_lead_are_filled_and_long_ones_leave_it_out() -> None:
+    from ecgml.inference.inputs import fill_short_gaps
+
+    nan = np.nan
+    filled = fill_short_gaps(np.array([1.0, nan, 3.0, 4.0, nan, nan]), max_gap=2)
+    np.testing.assert_allclose(filled, [1.0, 2.0, 3.0, 4.0, 4.0, 4.0])  # ends held
+    assert fill_short_gaps(np.array([1.0, nan, nan, nan, 5.0]), max_gap=2) is None
+    assert fill_short_gaps(np.full(4, nan), max_gap=10) is None

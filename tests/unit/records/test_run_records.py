@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ecgml import PROJECT_ROOT
+from ecgml import PROJECT_ROOT, TWELVE_LEADS
 from tests.unit.records.toy import effect_store, write_record, write_store
 
 pytestmark = pytest.mark.slow
@@ -34,9 +34,11 @@ def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize("model", ["set_cnn1d", "strip_cnn1d"])
-def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
-    root = effect_store(tmp_path / "records", 12, 12)
+@pytest.mark.parametrize(
+    ("model", "leads"), [("set_cnn1d", "II"), ("strip_cnn1d", "II"), ("set_cnn1d", "all")]
+)
+def test_train_on_a_record_store(tmp_path: Path, model: str, leads: str) -> None:
+    root = effect_store(tmp_path / "records", 12, 12, twelve_lead=leads == "all")
     write_record(root / "flat.csv", np.zeros(5000))
     rows = pd.read_csv(root / "records.csv")
     rows.loc[len(rows)] = {
@@ -52,6 +54,7 @@ def test_train_on_a_record_store(tmp_path: Path, model: str) -> None:
         "data=records",
         f"data.path={root}",
         f"model={model}",
+        f"data.leads={leads}",
         "++model.backbone.encoder_overrides.channels=[4,8]",
     )
     assert run.returncode == 0, run.stderr[-3000:]
@@ -144,6 +147,8 @@ def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, prediction
     [logged] = client.search_logged_models(experiment_ids=experiments)
     model = load_model_uri(f"models:/{logged.model_id}", uri)
     assert model.unit == "record"
+    held = pd.read_csv(root / pd.read_csv(root / "records.csv")["record_file"].iloc[0]).columns
+    assert model.leads == (("II",) if "mv" in held else TWELVE_LEADS)  # data.leads, in order
     row = predictions[predictions["split"] == "test"].iloc[0]
     record_file = pd.read_csv(root / "records.csv").set_index("record_id").loc[
         row["record_id"], "record_file"]  # fmt: skip
@@ -152,6 +157,35 @@ def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, prediction
     assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
     weights = [b["contributions"]["hyperkalemia"] for b in entry["per_beat"]]
     assert sum(weights) == pytest.approx(1.0)
+
+
+def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None:
+    """task=potassium on a record store logs its set model (``task: potassium``, ``unit:
+    record``); ecgml.predict on one of the store's recordings gives that record's estimate."""
+    from ecgml.inference.inputs import InputOptions
+    from ecgml.inference.score import predict_path
+    from ecgml.pipeline.beat_model import read_task_dir
+    from ecgml.tracking.registry import downloaded_model
+
+    root = effect_store(tmp_path / "records", 10, 10)
+    rows = pd.read_csv(root / "records.csv")
+    jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(rows)).round(2)
+    rows["potassium"] = np.where(rows["group"] == "hyperkalemia", 6.0, 4.2) + jitter
+    rows.to_csv(root / "records.csv", index=False)
+    run = _train(
+        tmp_path, "data=records", f"data.path={root}", "model=set_cnn1d", "task=potassium",
+        "++model.backbone.encoder_overrides.channels=[4,8]",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    model_uri, tracking_uri = _logged_model_uri(tmp_path)
+    with downloaded_model(model_uri, tracking_uri) as (local, meta, _):
+        models = read_task_dir(local, model_uri)
+    assert meta["task"] == "potassium" and meta["unit"] == "record"
+    row = predictions[predictions["split"] == "test"].iloc[0]
+    record_file = rows.set_index("record_id").loc[row["record_id"], "record_file"]
+    [entry] = predict_path(root / record_file, {}, InputOptions(), serum_models=models)
+    assert entry["potassium_mmol_l"] == pytest.approx(row["y_pred"], abs=1e-3)
 
 
 def test_cross_validation_pools_every_fold(tmp_path: Path) -> None:

@@ -63,8 +63,10 @@ def effect_store(
     effect_beats: Sequence[int] = (2, 5, 8),
     records_per_patient: int = 1,
     seed: int = 0,
+    twelve_lead: bool = False,
 ) -> Path:
-    """Positives: tall T on ``effect_beats`` only; negatives: none. Heart rate varies."""
+    """Positives: tall T on ``effect_beats`` only; negatives: none. Heart rate varies.
+    ``twelve_lead``: every record holds the 12 leads (:func:`twelve_views` of lead II)."""
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n_positive + n_negative):
@@ -76,7 +78,7 @@ def effect_store(
                 heart_rate=float(rng.uniform(60, 90)),
                 effect_beats=effect_beats if positive else (),
             )
-            write_record(root / name, signal)
+            write_record(root / name, signal, leads=twelve_views(signal) if twelve_lead else None)
             rows.append(
                 {
                     "record_file": name,
@@ -87,3 +89,16 @@ def effect_store(
                 }
             )
     return write_store(root, rows)
+
+
+def twelve_views(ii: np.ndarray) -> dict[str, np.ndarray]:
+    """Twelve leads from lead II: each scaled (some inverted) and offset, odd leads lagged 14 ms,
+    so no lead is a plain copy of another."""
+    from ecgml import TWELVE_LEADS
+
+    gains = np.linspace(-1.0, 1.4, len(TWELVE_LEADS))
+    lagged = np.roll(ii, 7)
+    return {
+        name: ii if name == "II" else gains[k] * (ii if k % 2 else lagged) + 0.05 * k
+        for k, name in enumerate(TWELVE_LEADS)
+    }

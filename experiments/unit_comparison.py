@@ -1,7 +1,8 @@
 """Which unit should a model read? Single beat vs patient-aggregated beats vs set model vs strip.
 
     .venv/bin/python experiments/unit_comparison.py [--disorders ...] [--folds 0 1 2 3 4]
-        [--epochs 20] [--leads II] [--out experiments/results] [key=value ...]
+        [--epochs 20] [--leads II] [--record-models set strip] [--skip-beats]
+        [--out experiments/results] [key=value ...]
 
 For each disorder, on the default synthetic cohort (Table 1 size), patient-level 5-fold
 cross-validation with **the same folds for every unit** (the folds of the record path's patient
@@ -122,12 +123,16 @@ def lead_label(leads: tuple[str, ...]) -> str:
     return "12 leads" if len(leads) == 12 else "+".join(leads)
 
 
-def unit_names(lead_sets: list[tuple[str, ...]], beats: bool = True) -> list[str]:
+RECORD_MODELS = {"set": ("set model", "set_cnn1d"), "strip": ("whole strip", "strip_cnn1d")}
+
+
+def unit_names(lead_sets: list[tuple[str, ...]], beats: bool = True,
+               record_models: tuple[str, ...] = ("set", "strip")) -> list[str]:  # fmt: skip
     """The table's columns: beat units, each record model per lead set, the oracle."""
     names = ["single beat", "patient-aggregated beats"] if beats else []
     for leads in lead_sets:
         suffix = "" if len(lead_sets) == 1 and leads == ("II",) else f" [{lead_label(leads)}]"
-        names += [f"set model{suffix}", f"whole strip{suffix}"]
+        names += [f"{RECORD_MODELS[m][0]}{suffix}" for m in record_models]
     return [*names, "oracle"]
 
 
@@ -142,15 +147,18 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
     base = compose_cfg(disorder, [*common, f"data.leads=[{','.join(lead_sets[0])}]"])
     record_store = load_record_store(resolve_record_store(base.data), union)
     beat_store = None if args.skip_beats else load_store(base)
-    units = unit_names(lead_sets, beats=not args.skip_beats)
+    record_models = tuple(args.record_models)
+    units = unit_names(lead_sets, not args.skip_beats, record_models)
+    only = {"set": set_only, "strip": strip_only}
     rec_cfg = {}
     for leads in lead_sets:
         extra = [*common, f"data.leads=[{','.join(leads)}]", "data.unit=record", *record_only]
         names = [u for u in units if u.startswith(("set model", "whole strip"))]
         if len(lead_sets) > 1:
             names = [n for n in names if n.endswith(f"[{lead_label(leads)}]")]
-        rec_cfg[names[0]] = with_model(base, "set_cnn1d", args.epochs, [*extra, *set_only])
-        rec_cfg[names[1]] = with_model(base, "strip_cnn1d", args.epochs, [*extra, *strip_only])
+        for name, kind in zip(names, record_models, strict=True):
+            model = RECORD_MODELS[kind][1]
+            rec_cfg[name] = with_model(base, model, args.epochs, [*extra, *only[kind]])
     beat_cfg = with_model(base, "cnn1d", args.beat_epochs, common)
     features = oracle_features(pd.read_csv(record_store.root / "patients.csv"))
     scores: dict[str, list[pd.DataFrame]] = {u: [] for u in units}
@@ -257,6 +265,10 @@ def main() -> None:
         "sets train the record models once per set",
     )  # fmt: skip
     parser.add_argument("--skip-beats", action="store_true", help="record models only")
+    parser.add_argument(
+        "--record-models", nargs="+", default=["set", "strip"], choices=list(RECORD_MODELS),
+        help="which record models to train (default: both)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "experiments" / "results")
     parser.add_argument("--name", default="unit_comparison")
     parser.add_argument(

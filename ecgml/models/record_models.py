@@ -29,6 +29,43 @@ from ecgml.models.factory import build_backbone
 
 RecordBatch = Mapping[str, torch.Tensor] | torch.Tensor
 POOLINGS = ("attention", "mean")
+#: How a record model reads several leads: ``joint`` (the encoder's first layer mixes them, one
+#: input channel each) or ``shared`` (one encoder reads every lead alone, :class:`PerLeadEncoder`).
+LEAD_MODES = ("joint", "shared")
+
+
+class PerLeadEncoder(nn.Module):
+    """One encoder for every lead: each lead of ``(B, C, L)`` is encoded alone (in_channels 1)
+    into ``embed_dim`` features, and the leads' features are concatenated in lead order,
+    ``(B, C · embed_dim)``. The leads share every weight, so a small cohort's records teach the
+    encoder C times over (the same T wave or QT seen in each lead), and the head still knows
+    which lead said what."""
+
+    def __init__(self, encoder: str, n_leads: int, embed_dim: int, seq_len: int,
+                 overrides: Mapping[str, Any]) -> None:  # fmt: skip
+        super().__init__()
+        self.encoder = build_backbone(encoder, 1, embed_dim, seq_len, **dict(overrides))
+        self.n_leads, self.embed_dim = int(n_leads), int(embed_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, length = x.shape
+        h = torch.relu(self.encoder(x.reshape(b * c, 1, length)))
+        return h.reshape(b, c * self.embed_dim)
+
+
+def lead_encoder(encoder: str, in_channels: int, out_dim: int, seq_len: int,
+                 overrides: Mapping[str, Any], leads: str) -> nn.Module:  # fmt: skip
+    """``(B, C, L)`` → ``(B, out_dim)``: the encoder over all leads at once (``joint``, and
+    always for one lead), or :class:`PerLeadEncoder` then a linear map of the leads' features
+    (``shared``)."""
+    if leads not in LEAD_MODES:
+        raise ValueError(f"leads must be one of {', '.join(LEAD_MODES)}, got {leads!r}")
+    if leads == "joint" or in_channels == 1:
+        return build_backbone(encoder, in_channels, out_dim, seq_len, **dict(overrides))
+    return nn.Sequential(
+        PerLeadEncoder(encoder, in_channels, out_dim, seq_len, overrides),
+        nn.Linear(in_channels * out_dim, out_dim),
+    )
 
 
 def as_record_batch(x: RecordBatch) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,12 +94,13 @@ class SetModel(nn.Module):
         pooling: str = "attention",
         attention_dim: int = 32,
         dropout: float = 0.2,
+        leads: str = "joint",
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        self.encoder = build_backbone(
-            encoder, in_channels, embed_dim, seq_len, **dict(encoder_overrides or {})
+        self.encoder = lead_encoder(
+            encoder, in_channels, embed_dim, seq_len, encoder_overrides or {}, leads
         )
         self.pooling = pooling
         self.attention_v = nn.Linear(embed_dim, attention_dim)
@@ -114,12 +152,21 @@ class StripModel(nn.Module):
         encoder: str = "cnn1d",
         encoder_overrides: Mapping[str, Any] | None = None,
         dropout: float | None = None,
+        leads: str = "joint",
+        embed_dim: int = 32,
     ) -> None:
         super().__init__()
         overrides = dict(encoder_overrides or {})
         if dropout is not None:  # the backbone contract's common knob, handed to the encoder
             overrides["dropout"] = dropout
-        self.encoder = build_backbone(encoder, in_channels, n_outputs, seq_len, **overrides)
+        if leads == "shared" and in_channels > 1:  # each lead's features, a linear head on all
+            self.encoder: nn.Module = nn.Sequential(
+                PerLeadEncoder(encoder, in_channels, embed_dim, seq_len, overrides),
+                nn.Dropout(float(overrides.get("dropout", 0.0))),
+                nn.Linear(in_channels * embed_dim, n_outputs),
+            )
+        else:
+            self.encoder = lead_encoder(encoder, in_channels, n_outputs, seq_len, overrides, leads)
         self.seq_len = seq_len
 
     def forward(self, x: RecordBatch) -> torch.Tensor:

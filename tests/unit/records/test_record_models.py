@@ -19,7 +19,7 @@ from ecgml.data.records import (
     cut_record,
 )
 from ecgml.data.tasks import task_spec
-from ecgml.models.record_models import SetModel, StripModel, strip_saliency
+from ecgml.models.record_models import LEAD_MODES, SetModel, StripModel, strip_saliency
 from ecgml.recordstore import LEADS, Record, load_record_store
 from tests.unit.records.toy import FS, ecg, effect_store
 
@@ -198,3 +198,63 @@ def test_a_regression_task_trains_on_records(effect_root: Path, compose_cfg, tmp
     frame = predict_records(fitted, "test")
     assert len(frame) == (table.meta["split"] == "test").sum()
     assert frame["y_pred"].between(0, 20).all() and frame["y_true"].between(3.9, 6.3).all()
+
+
+def test_a_shared_lead_encoder_reads_every_lead_alone_with_the_same_weights() -> None:
+    """``leads=shared``: lead k's features are the one encoder's reading of lead k alone, so
+    swapping two leads swaps their feature blocks and nothing else."""
+    from ecgml.models.record_models import PerLeadEncoder
+
+    torch.manual_seed(0)
+    encoder = PerLeadEncoder("cnn1d", 3, 5, 450, SMALL).eval()
+    x = torch.randn(2, 3, 450, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        h = encoder(x)
+        alone = [torch.relu(encoder.encoder(x[:, k : k + 1])) for k in range(3)]
+        swapped = encoder(x[:, [2, 1, 0]])
+    assert h.shape == (2, 15)
+    for k in range(3):
+        torch.testing.assert_close(h[:, 5 * k : 5 * (k + 1)], alone[k])
+    torch.testing.assert_close(swapped[:, :5], h[:, 10:])
+    torch.testing.assert_close(swapped[:, 5:10], h[:, 5:10])
+    assert sum(p.numel() for p in encoder.parameters()) == sum(
+        p.numel() for p in PerLeadEncoder("cnn1d", 12, 5, 450, SMALL).parameters()
+    )  # the weights do not grow with the leads
+
+
+def _twelve_lead_model(model: str, leads: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if model == "set":
+        return SetModel(12, 1, 450, encoder_overrides=SMALL, embed_dim=8, leads=leads).eval()
+    return StripModel(12, 1, 1000, encoder_overrides=SMALL, leads=leads, embed_dim=8).eval()
+
+
+@pytest.mark.parametrize("model", ["set", "strip"])
+def test_record_models_read_twelve_leads_jointly_or_shared(model: str) -> None:
+    gen = torch.Generator().manual_seed(0)
+    if model == "set":
+        x = {"beats": torch.randn(2, 4, 12, 450, generator=gen),
+             "mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)}  # fmt: skip
+    else:
+        x = {"strip": torch.randn(2, 12, 1000, generator=gen)}
+    with torch.no_grad():
+        outputs = {leads: _twelve_lead_model(model, leads)(x) for leads in ("joint", "shared")}
+    assert all(o.shape == (2, 1) and torch.isfinite(o).all() for o in outputs.values())
+    with pytest.raises(ValueError, match="leads must be one of joint, shared"):
+        _twelve_lead_model(model, "mixed")
+
+
+@pytest.mark.parametrize("model", ["set", "strip"])
+def test_one_lead_is_read_the_same_whatever_the_lead_mode(model: str) -> None:
+    """``leads`` only says how several leads are read: a lead-II model is the same network."""
+    gen = torch.Generator().manual_seed(0)
+    if model == "set":
+        x = {"beats": torch.randn(2, 3, 1, 450, generator=gen), "mask": torch.ones(2, 3).bool()}
+        build = [SetModel(1, 1, 450, encoder_overrides=SMALL, leads=m) for m in LEAD_MODES]
+    else:
+        x = {"strip": torch.randn(2, 1, 1000, generator=gen)}
+        build = [StripModel(1, 1, 1000, encoder_overrides=SMALL, leads=m) for m in LEAD_MODES]
+    joint, shared = build
+    shared.load_state_dict(joint.state_dict())  # same architecture: the same tensors fit
+    with torch.no_grad():
+        torch.testing.assert_close(joint.eval()(x), shared.eval()(x))

@@ -28,6 +28,7 @@ from tqdm import tqdm
 from ecgml import TWELVE_LEADS
 from ecgml.beatstore import VALID_GROUPS, export_beat_store
 from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
+from ecgml.digitize.leads import page_leads
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
 from ecgml.errors import EcgmlError
 from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
@@ -219,11 +220,12 @@ def _lane_result(future: Future, path: Path) -> ImageResult:
 def write_outputs(
     tmp: Path, results: Sequence[ImageResult], labels: pd.DataFrame, fs: float
 ) -> pd.DataFrame:
-    """signals/, leads/, the beat store, records.csv (the record store: one lead-II record per
-    digitized image) and report.csv into ``tmp``; returns the report."""
+    """signals/, leads/, the beat store, records.csv (the record store: one record per digitized
+    image, with every lead that spans its strip: :func:`record_file`) and report.csv into
+    ``tmp``; returns the report."""
     (tmp / "signals").mkdir(parents=True)
     (tmp / "leads").mkdir()
-    recordings = []
+    recordings, record_files = [], []
     for result in results:
         if result.status != "ok" or result.digitized is None or result.beats is None:
             continue
@@ -243,9 +245,10 @@ def write_outputs(
             if key in row.index and isinstance(row[key], str) and row[key]:
                 meta[key] = row[key]
         recordings.append((result.beats, meta))
+        record_files.append(record_file(tmp, stem, signal, result.digitized.leads, fs))
     if recordings:
         export_beat_store(tmp, recordings)
-        save_records_table(tmp, records_rows([meta for _, meta in recordings]))
+        save_records_table(tmp, records_rows([meta for _, meta in recordings], record_files))
     report = pd.DataFrame(
         [
             (r.image_file, r.status, r.error, r.n_beats, round(r.seconds, 4), *_lead_cells(r))
@@ -257,12 +260,28 @@ def write_outputs(
     return report
 
 
-def records_rows(metas: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """``records.csv`` rows: each image's lead-II signal (``signals/<stem>.csv``) as a record,
-    with the labels and provenance of its beats."""
+def records_rows(metas: Sequence[dict[str, Any]], record_files: Sequence[str]) -> pd.DataFrame:
+    """``records.csv`` rows: each image's record file, with the labels and provenance of its
+    beats."""
     table = pd.DataFrame(list(metas))
-    table.insert(0, "record_file", [f"signals/{m['record_id']}.csv" for m in metas])
+    table.insert(0, "record_file", list(record_files))
     return table
+
+
+def record_file(tmp: Path, stem: str, signal: np.ndarray, leads: dict[str, np.ndarray],
+                fs: float) -> str:  # fmt: skip
+    """An image's record for the record store: ``signals/<stem>.csv`` (lead II), or, when other
+    leads span the whole strip (a 12×1 page: all twelve; 6×2: the six beside II; the same rule
+    as ``ecgml.predict``, :func:`~ecgml.digitize.leads.page_leads`), ``records/<stem>.csv``
+    with ``time_s`` and one column per such lead, in standard order."""
+    spanning = page_leads(signal, leads, fs)
+    if set(spanning) <= {"II"}:
+        return f"signals/{stem}.csv"
+    (tmp / "records").mkdir(exist_ok=True)
+    columns = {"time_s": np.arange(signal.size) / fs}
+    columns |= {name: spanning[name] for name in sorted(spanning, key=_lead_rank)}
+    pd.DataFrame(columns).to_csv(tmp / "records" / f"{stem}.csv", index=False, float_format="%.5f")
+    return f"records/{stem}.csv"
 
 
 def write_leads(path: Path, leads: dict[str, np.ndarray], fs: float) -> None:

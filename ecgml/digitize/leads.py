@@ -482,6 +482,53 @@ def blank_boxes(mask: np.ndarray, boxes: list[Box]) -> np.ndarray:
     return out
 
 
+#: Longest gap in a lead that :func:`page_leads` fills (longer: the lead is not used).
+MAX_LEAD_GAP_S = 0.1
+
+
+def page_leads(
+    signal: np.ndarray, leads: dict[str, np.ndarray], fs: float
+) -> dict[str, np.ndarray]:
+    """The leads of a digitized page that span the whole lead-II ``signal`` (a 12×1 page: all
+    twelve; a 6×2 page: the six beside lead II; a 3×4 page: none but lead II), on its samples;
+    gaps up to :data:`MAX_LEAD_GAP_S` (a trace the digitizer lost at the page's edge) are
+    filled linearly, a lead with a longer one is left out."""
+    ii = leads.get("II")
+    if ii is None:
+        return {}
+    span = np.isfinite(ii)
+    if int(span.sum()) != len(signal):
+        return {}
+    found = {}
+    for name, values in leads.items():
+        if len(values) != len(ii):
+            continue
+        filled = fill_short_gaps(
+            np.asarray(values[span], dtype=np.float64), round(MAX_LEAD_GAP_S * fs)
+        )
+        if filled is not None:
+            found[name] = filled.astype(np.float32)
+    return found
+
+
+def fill_short_gaps(values: np.ndarray, max_gap: int) -> np.ndarray | None:
+    """``values`` with NaN runs of at most ``max_gap`` samples interpolated (held at the ends),
+    or None when a run is longer or nothing is finite."""
+    missing = ~np.isfinite(values)
+    if not missing.any():
+        return values
+    if missing.all():
+        return None
+    edges = np.diff(np.r_[0, missing.astype(np.int8), 0])
+    runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
+    if runs.max() > max_gap:
+        return None
+    index = np.arange(len(values))
+    out = values.copy()
+    out[missing] = np.interp(index[missing], index[~missing], values[~missing])
+    return out
+
+
 __all__ = [
     "PAGE_LAYOUTS",
     "PAPER_SPEED_MM_S",
@@ -489,7 +536,9 @@ __all__ = [
     "Row",
     "blank_boxes",
     "decide_layout",
+    "fill_short_gaps",
     "find_rows",
+    "page_leads",
     "page_time_axis",
     "read_leads",
 ]

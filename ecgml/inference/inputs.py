@@ -42,6 +42,7 @@ from ecgml.beatstore import (
     read_beat_csv,
 )
 from ecgml.digitize.image import IMAGE_SUFFIXES
+from ecgml.digitize.leads import page_leads
 from ecgml.digitize.pipeline import process_image
 from ecgml.errors import EcgmlError
 from ecgml.signal import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
@@ -59,8 +60,6 @@ WFDB_COMPANIONS = {".dat", ".atr", ".qrs", ".ecg", ".xws", ".mat"}
 MAX_FS_JITTER = 0.01
 #: Largest input file read (a signal CSV: about 10 h of ``time_s,mv`` at 500 Hz).
 MAX_INPUT_BYTES = 256 << 20
-#: Longest gap in a digitized page's lead that is filled (longer: the lead is not used).
-MAX_LEAD_GAP_S = 0.1
 #: Sampling rate assumed for bounding bare beat CSVs when ``fs`` is not given.
 DEFAULT_BEAT_FS = 500.0
 
@@ -367,49 +366,6 @@ def read_image(path: Path, options: InputOptions) -> BeatInput:
         )
     add_beat_set(entry, result.beats, offset_s=0.0)
     return entry
-
-
-def page_leads(
-    signal: np.ndarray, leads: Mapping[str, np.ndarray], fs: float
-) -> dict[str, np.ndarray]:
-    """The leads of a digitized page that span the whole lead-II ``signal`` (a 12×1 page: all
-    twelve; a 6×2 page: the six beside lead II; a 3×4 page: none but lead II), on its samples;
-    gaps up to :data:`MAX_LEAD_GAP_S` (a trace the digitizer lost at the page's edge) are
-    filled linearly, a lead with a longer one is left out."""
-    ii = leads.get("II")
-    if ii is None:
-        return {}
-    span = np.isfinite(ii)
-    if int(span.sum()) != len(signal):
-        return {}
-    found = {}
-    for name, values in leads.items():
-        if len(values) != len(ii):
-            continue
-        filled = fill_short_gaps(
-            np.asarray(values[span], dtype=np.float64), round(MAX_LEAD_GAP_S * fs)
-        )
-        if filled is not None:
-            found[name] = filled.astype(np.float32)
-    return found
-
-
-def fill_short_gaps(values: np.ndarray, max_gap: int) -> np.ndarray | None:
-    """``values`` with NaN runs of at most ``max_gap`` samples interpolated (held at the ends),
-    or None when a run is longer or nothing is finite."""
-    missing = ~np.isfinite(values)
-    if not missing.any():
-        return values
-    if missing.all():
-        return None
-    edges = np.diff(np.r_[0, missing.astype(np.int8), 0])
-    runs = np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)
-    if runs.max() > max_gap:
-        return None
-    index = np.arange(len(values))
-    out = values.copy()
-    out[missing] = np.interp(index[missing], index[~missing], values[~missing])
-    return out
 
 
 def read_beat_file(path: Path, options: InputOptions) -> BeatInput:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from ecgml.digitize.errors import DigitizeError
@@ -182,3 +183,30 @@ def test_predict_reads_the_page_leads_that_span_the_lead_ii_strip(
     for beats in entry.lead_beats.values():
         assert [len(b) for b in beats] == [len(b) for b in entry.beats]
     np.testing.assert_array_equal(np.array(entry.lead_beats["II"]), np.array(entry.beats))
+
+
+def test_a_digitized_twelve_lead_page_becomes_a_twelve_lead_record(
+    tmp_path: Path, twelve: dict[str, np.ndarray]
+) -> None:
+    """records.csv points a 12×1 page at ``records/<stem>.csv`` (all twelve leads, lead II
+    equal to ``signals/<stem>.csv``) and a strip at its lead-II signal: ``data.leads=all``
+    trains on the page and skips the strip."""
+    from ecgml import TWELVE_LEADS
+    from ecgml.digitize.folder import digitize_folder
+    from ecgml.recordstore import load_record_store
+
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "page.png"), render_ecg(twelve, FS, layout="12x1", dpi=120)[0])
+    cv2.imwrite(str(images / "strip.png"), render_ecg(twelve["II"], FS, dpi=120)[0])
+    digitize_folder(images, tmp_path / "out", n_jobs=1, progress=False)
+    rows = pd.read_csv(tmp_path / "out" / "records.csv").set_index("record_id")
+    assert rows.loc["page", "record_file"] == "records/page.csv"
+    assert rows.loc["strip", "record_file"] == "signals/strip.csv"
+    twelve_leads = load_record_store(tmp_path / "out", TWELVE_LEADS)
+    [page] = twelve_leads.records
+    assert page.record_id == "page" and page.leads == TWELVE_LEADS
+    signal = pd.read_csv(tmp_path / "out" / "signals" / "page.csv")["mv"].to_numpy()
+    np.testing.assert_allclose(page.lead("II"), signal, atol=1e-4)
+    assert [s.record_id for s in twelve_leads.skipped] == ["strip"]
+    assert len(load_record_store(tmp_path / "out").records) == 2  # lead II: both

@@ -291,7 +291,7 @@ def test_predict_fs_is_checked_before_any_model_loads(value: str, tmp_path) -> N
 
 
 def test_short_gaps_in_a_digitized_lead_are_filled_and_long_ones_leave_it_out() -> None:
-    from ecgml.inference.inputs import fill_short_gaps
+    from ecgml.digitize.leads import fill_short_gaps
 
     nan = np.nan
     filled = fill_short_gaps(np.array([1.0, nan, 3.0, 4.0, nan, nan]), max_gap=2)

@@ -354,4 +354,25 @@ def log_dataset_inputs(
             )  # fmt: skip
         tags = [InputTag(key="mlflow.data.context", value=context)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
-    client.log_inputs(run_id, datasets=inputs)
+    log_inputs_racing(client, run_id, inputs)
+
+
+#: How many times :func:`log_inputs_racing` tries (MLflow's check-then-insert of a dataset).
+LOG_INPUTS_ATTEMPTS = 3
+
+
+def log_inputs_racing(client: MlflowClient, run_id: str, inputs: list[Any]) -> None:
+    """``client.log_inputs``, tried again when another run created the same dataset at the same
+    moment: MLflow's store looks a dataset up and then inserts it, so two trials of one sweep
+    logging the same split at once can both insert, and the loser fails on the unique key
+    (sqlite "UNIQUE constraint failed", PostgreSQL "duplicate key"). The retry finds the
+    dataset and only links it to the run."""
+    for attempt in range(1, LOG_INPUTS_ATTEMPTS + 1):
+        try:
+            client.log_inputs(run_id, datasets=inputs)
+            return
+        except MlflowException as err:
+            duplicate = any(k in str(err) for k in ("UNIQUE constraint", "duplicate key"))
+            if not duplicate or attempt == LOG_INPUTS_ATTEMPTS:
+                raise
+            log.info("dataset logged by another run at the same moment: linking it (%s)", run_id)

@@ -54,17 +54,20 @@ class PerLeadEncoder(nn.Module):
 
 
 def lead_encoder(encoder: str, in_channels: int, out_dim: int, seq_len: int,
-                 overrides: Mapping[str, Any], leads: str) -> nn.Module:  # fmt: skip
+                 overrides: Mapping[str, Any], leads: str, lead_dim: int | None = None,
+                 dropout: float = 0.0) -> nn.Module:  # fmt: skip
     """``(B, C, L)`` → ``(B, out_dim)``: the encoder over all leads at once (``joint``, and
-    always for one lead), or :class:`PerLeadEncoder` then a linear map of the leads' features
-    (``shared``)."""
+    always for one lead), or :class:`PerLeadEncoder` (``lead_dim`` features per lead, default
+    ``out_dim``), dropout, then a linear map of the leads' features (``shared``)."""
     if leads not in LEAD_MODES:
         raise ValueError(f"leads must be one of {', '.join(LEAD_MODES)}, got {leads!r}")
     if leads == "joint" or in_channels == 1:
         return build_backbone(encoder, in_channels, out_dim, seq_len, **dict(overrides))
+    lead_dim = out_dim if lead_dim is None else int(lead_dim)
     return nn.Sequential(
-        PerLeadEncoder(encoder, in_channels, out_dim, seq_len, overrides),
-        nn.Linear(in_channels * out_dim, out_dim),
+        PerLeadEncoder(encoder, in_channels, lead_dim, seq_len, overrides),
+        nn.Dropout(float(dropout)),
+        nn.Linear(in_channels * lead_dim, out_dim),
     )
 
 
@@ -159,14 +162,11 @@ class StripModel(nn.Module):
         overrides = dict(encoder_overrides or {})
         if dropout is not None:  # the backbone contract's common knob, handed to the encoder
             overrides["dropout"] = dropout
-        if leads == "shared" and in_channels > 1:  # each lead's features, a linear head on all
-            self.encoder: nn.Module = nn.Sequential(
-                PerLeadEncoder(encoder, in_channels, embed_dim, seq_len, overrides),
-                nn.Dropout(float(overrides.get("dropout", 0.0))),
-                nn.Linear(in_channels * embed_dim, n_outputs),
-            )
-        else:
-            self.encoder = lead_encoder(encoder, in_channels, n_outputs, seq_len, overrides, leads)
+        # shared: each lead's embed_dim features, the encoder's dropout, a linear head on all
+        self.encoder = lead_encoder(
+            encoder, in_channels, n_outputs, seq_len, overrides, leads, lead_dim=embed_dim,
+            dropout=float(overrides.get("dropout", 0.0)),
+        )  # fmt: skip
         self.seq_len = seq_len
 
     def forward(self, x: RecordBatch) -> torch.Tensor:

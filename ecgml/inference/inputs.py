@@ -126,6 +126,17 @@ class BeatInput:
             return None
         return [self.lead_beats[name] for name in leads]
 
+    def strip_of(self, leads: Sequence[str]) -> list[np.ndarray] | None:
+        """The recording of each lead in ``leads`` (``[II]``: :attr:`signal`), or None when
+        the input has no recording (beats only) or lacks one of the leads."""
+        if self.signal is None or not self.signal.size:
+            return None
+        if tuple(leads) == ("II",):
+            return [self.signal]
+        if any(name not in self.lead_signals for name in leads):
+            return None
+        return [self.lead_signals[name] for name in leads]
+
     def missing_leads(self, leads: Sequence[str]) -> list[str]:
         """The leads of ``leads`` this input does not hold (lead II alone is never missing:
         single-lead inputs are read as lead II)."""

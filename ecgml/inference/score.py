@@ -43,7 +43,7 @@ from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.pipeline.beat_model import SERUM_OUTPUTS, UNITS
+from ecgml.pipeline.beat_model import UNITS, answered
 from ecgml.tracking.registry import CHAMPION, LoadedModel
 
 log = logging.getLogger("ecgml.inference")
@@ -68,9 +68,7 @@ def score_entries(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[np.ndarray]]:
     """Per disorder, each entry's recalibrated beat probabilities."""
-    return _per_entry(
-        entries, models, lambda m, raw: Calibrator.from_dict(m.calibration).apply(raw)
-    )
+    return _per_entry(entries, models, answered)
 
 
 def score_records(
@@ -87,17 +85,9 @@ def score_records(
                 scores.append(RecordScore(None, np.zeros(0)))
                 continue
             raw, weights = model.score_record(beats)
-            scores.append(RecordScore(float(finished(model, np.array([raw]))[0]), weights))
+            scores.append(RecordScore(float(answered(model, np.array([raw]))[0]), weights))
         out[name] = scores
     return out
-
-
-def finished(model: LoadedModel, raw: np.ndarray) -> np.ndarray:
-    """A model's outputs as answered: a disorder's probability recalibrated, a serum
-    model's estimate (mmol/L) as it is."""
-    if model.disorder in SERUM_OUTPUTS:
-        return raw.astype(np.float64)
-    return Calibrator.from_dict(model.calibration).apply(raw)
 
 
 def record_beats(entry: BeatInput, model: LoadedModel) -> np.ndarray | None:
@@ -125,7 +115,7 @@ def score_strips(
             strips[layout] = strip_inputs(entries, model)
         rows, x = strips[layout]
         raw = model.score(x) if len(x) else np.zeros(0)
-        probability = dict(zip(rows, finished(model, raw).tolist(), strict=True))
+        probability = dict(zip(rows, answered(model, raw).tolist(), strict=True))
         shares = dict(zip(rows, strip_shares(model, x), strict=True))
         out[name] = [
             RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
@@ -137,7 +127,7 @@ def score_strips(
 def strip_inputs(entries: Sequence[BeatInput], model: LoadedModel) -> tuple[list[int], np.ndarray]:
     """The entries a whole-strip model can read (a recording holding its leads) and their
     strips ``(n, leads, seq_len)`` (:func:`prepare_strips` of each lead)."""
-    found = {k: strip_signals(e, model.leads) for k, e in enumerate(entries)}
+    found = {k: e.strip_of(model.leads) for k, e in enumerate(entries)}
     readable = {k: signals for k, signals in found.items() if signals is not None}
     rows = list(readable)
     rates = [entries[k].signal_fs or model.fs for k in rows]
@@ -146,18 +136,6 @@ def strip_inputs(entries: Sequence[BeatInput], model: LoadedModel) -> tuple[list
         for c in range(len(model.leads))
     ]
     return rows, np.stack(per_lead, axis=1)
-
-
-def strip_signals(entry: BeatInput, leads: Sequence[str]) -> list[np.ndarray] | None:
-    """The recording of each lead in ``leads`` (``[II]``: the input's lead-II signal), or None
-    when the input has no recording or lacks a lead."""
-    if entry.signal is None or not entry.signal.size:
-        return None
-    if tuple(leads) == ("II",):
-        return [entry.signal]
-    if any(name not in entry.lead_signals for name in leads):
-        return None
-    return [entry.lead_signals[name] for name in leads]
 
 
 def strip_shares(model: LoadedModel, strips: np.ndarray) -> list[np.ndarray]:
@@ -174,7 +152,7 @@ def score_values(
     entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
 ) -> dict[str, list[np.ndarray]]:
     """Per serum model (``potassium`` / ``sodium``), each entry's beat estimates in mmol/L."""
-    return _per_entry(entries, models, lambda _, raw: raw.astype(np.float64))
+    return _per_entry(entries, models, answered)
 
 
 def _per_entry(

@@ -561,6 +561,14 @@ def prepared_lead(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
     return prepare_beats(beats, rs, fs, model)
 
 
+def answered(model: LoadedModel, raw: np.ndarray) -> np.ndarray:
+    """A model's raw outputs as it answers them: a disorder's probability recalibrated (the
+    calibration it logged), a serum model's estimate (mmol/L) as it is."""
+    if model.disorder in SERUM_OUTPUTS:
+        return raw.astype(np.float64)
+    return Calibrator.from_dict(model.calibration).apply(raw)
+
+
 def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`predict_frame`'s columns for every output of a model, by name (a regression's
     ``<name>_mmol_l``); the beats (a strip model's recordings) are parsed and prepared once."""
@@ -570,9 +578,9 @@ def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> p
     for name, model in models.items():
         raw = model.score(x)
         if model.disorder in SERUM_OUTPUTS:
-            columns[f"{name}_mmol_l"] = raw.astype(np.float64)
+            columns[f"{name}_mmol_l"] = answered(model, raw)
             continue
-        prob = Calibrator.from_dict(model.calibration).apply(raw)
+        prob = answered(model, raw)
         columns.update({name: prob, f"{name}_raw": raw.astype(np.float64),
                         f"{name}_decision": prob >= model.threshold})  # fmt: skip
     return pd.DataFrame(columns)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -214,6 +215,13 @@ def test_signal_csv_and_wfdb_record(tmp_path: Path, ecg_signal: np.ndarray, mode
     assert csv_entry.beats_of(["II", "V1"]) is None and csv_entry.missing_leads(["V1"]) == ["V1"]
     assert any("read V5" in w for w in first_channel.warnings)
     assert first_channel.missing_leads(["II", "V5"]) == ["II"]
+    # whole recordings for strip models: lead order kept, a missing lead or beats only → None
+    [v1_strip, ii_strip] = lead_ii.strip_of(["V1", "II"])
+    np.testing.assert_allclose(v1_strip, 0.5 * ii_strip, atol=1e-3)
+    assert len(ii_strip) == len(ecg_signal)
+    assert csv_entry.strip_of(["II", "V1"]) is None and csv_entry.strip_of(["II"]) is not None
+    beats_only = dataclasses.replace(csv_entry, signal=None)
+    assert beats_only.strip_of(["II"]) is None
     r_s = np.array(csv_entry.r_peak_s)
     assert np.all(np.diff(r_s) > 0.5) and r_s[0] > PRE / FS
 

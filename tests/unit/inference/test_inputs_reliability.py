@@ -52,6 +52,7 @@ def a_beat(scale: float = 1.0) -> np.ndarray:
 class PeakModel:
     """A stand-in for a loaded model: the probability is the beat's peak, clipped to [0, 1]."""
 
+    disorder: str = "hyperkalemia"
     seq_len: int = SEQ_LEN
     fs: float = FS
     r_index: int | None = PRE

@@ -47,6 +47,19 @@ def test_defaults_are_the_documented_ones(compose_cfg) -> None:
     assert cfg.traceback is False
 
 
+def test_hyponatremia_defaults_to_the_linear_model_and_the_cli_or_an_experiment_wins(
+    compose_cfg,
+) -> None:
+    assert compose_cfg("disorder=hyponatremia").model.name == "linear1d"
+    assert compose_cfg("disorder=hyponatremia", "model=cnn1d").model.name == "cnn1d"
+    assert compose_cfg("model=resnet1d", "disorder=hyponatremia").model.name == "resnet1d"
+    # the study reproduction keeps the study's CNN for every disorder
+    table2 = compose_cfg("experiment=paper_table2", "disorder=hyponatremia")
+    assert table2.model.name == "cnn1d"
+    for disorder in ("hyperkalemia", "hypokalemia"):
+        assert compose_cfg(f"disorder={disorder}").model.name == "cnn1d"
+
+
 def test_overlays_apply(compose_cfg) -> None:
     assert compose_cfg("debug=fdr").trainer.fast_dev_run is True
     assert compose_cfg("debug=overfit").trainer.overfit_batches == 2

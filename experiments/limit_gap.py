@@ -15,7 +15,9 @@ bootstrap CI (2,000 resamples, the same resamples for both, so the ratio gets a 
 Extra ``key=value`` arguments are Hydra overrides for every model run (e.g. ``data.augment=none``),
 so each lever of the small-data issue gets its own row. Results are appended to
 ``limit_gap_history.csv`` (one row per label × disorder × scale) and the latest table and plot
-are written as ``limit_gap.md`` / ``limit_gap.png``.
+are written as ``limit_gap.md`` / ``limit_gap.png``. Each row also keeps ``model_val_auroc``:
+the folds' validation patients scored by their fold's model, pooled (patient level). That is
+the number a choice between settings reads; the test folds never choose anything.
 """
 
 from __future__ import annotations
@@ -120,8 +122,19 @@ class FoldJob:
     table_hook: Callable[[BeatTable, DictConfig], BeatTable] | None = None
 
 
-def run_fold(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Train one fold with the product's fitter; patient-level test scores + the fold's split."""
+@dataclass
+class FoldResult:
+    """One fold's patient-level scores: ``scores`` on its test patients (what the tables pool),
+    ``val_scores`` on its validation patients (what a choice between settings may look at:
+    the test folds never choose), and the fold's ``splits``."""
+
+    scores: pd.DataFrame
+    val_scores: pd.DataFrame
+    splits: pd.DataFrame
+
+
+def run_fold(job: FoldJob) -> FoldResult:
+    """Train one fold with the product's fitter; patient-level test and validation scores."""
     import lightning.pytorch as L
     import torch
 
@@ -139,9 +152,12 @@ def run_fold(job: FoldJob) -> tuple[pd.DataFrame, pd.DataFrame]:
     fitter = make_fitter(cfg, logger=False, out=out)  # type: ignore[arg-type]
     fitter.fit(table)
     aggregate = cfg.evaluation.get("aggregate", "mean")  # evaluation.aggregate=max etc.
-    scores = patient_level(fitter.predict("test"), aggregate)[["patient_id", "y_true", "y_prob"]]
-    scores["fold"] = job.fold
-    return scores, table.splits
+    scores, val_scores = (
+        patient_level(fitter.predict(split), aggregate)[["patient_id", "y_true", "y_prob"]]
+        for split in ("test", "val")
+    )
+    scores["fold"] = val_scores["fold"] = job.fold
+    return FoldResult(scores, val_scores, table.splits)
 
 
 def auroc_with_ci(plan, ids, y, score) -> tuple[float, float, float, np.ndarray]:
@@ -165,8 +181,9 @@ def evaluate_disorder(disorder: str, scale: float, args: argparse.Namespace) -> 
         results = [run_fold(j) for j in jobs]
     seconds = time.perf_counter() - start
     features = oracle_features(pd.read_csv(store.root.parent / "patients.csv"))
-    oracle = pd.concat([oracle_scores(features, splits) for _, splits in results])
-    pooled = pd.concat([scores for scores, _ in results]).merge(oracle, on="patient_id")
+    oracle = pd.concat([oracle_scores(features, result.splits) for result in results])
+    pooled = pd.concat([result.scores for result in results]).merge(oracle, on="patient_id")
+    val = pd.concat([result.val_scores for result in results])
     ids, y = pooled["patient_id"].to_numpy(), pooled["y_true"].to_numpy()
     plan = patient_bootstrap_indices(ids, y, N_BOOTSTRAP, seed=0)
     model_auc, model_lo, model_hi, model_dist = auroc_with_ci(plan, ids, y, pooled["y_prob"])
@@ -188,6 +205,7 @@ def evaluate_disorder(disorder: str, scale: float, args: argparse.Namespace) -> 
         "oracle_low": oracle_lo,
         "oracle_high": oracle_hi,
         "ratio": model_auc / oracle_auc,
+        "model_val_auroc": float(roc_auc_score(val["y_true"], val["y_prob"])),
         "ratio_low": float(ratio_lo),
         "ratio_high": float(ratio_hi),
         "oracle_beat_auroc": beat_auc,
@@ -279,7 +297,7 @@ def main() -> None:
             print(
                 f"{disorder} scale {scale:g}: model {row['model_auroc']:.3f} "
                 f"oracle {row['oracle_auroc']:.3f} ratio {row['ratio']:.3f} "
-                f"({row['train_seconds']:.0f} s)",
+                f"(validation {row['model_val_auroc']:.3f}; {row['train_seconds']:.0f} s)",
                 flush=True,
             )
     table = pd.DataFrame(rows)

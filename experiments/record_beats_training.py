@@ -77,8 +77,8 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_fold, jobs))
     features = oracle_features(pd.read_csv(store.root.parent / "patients.csv"))
-    oracle = pd.concat([oracle_scores(features, splits) for _, splits in results])
-    pooled = pd.concat([scores for scores, _ in results]).merge(oracle, on="patient_id")
+    oracle = pd.concat([oracle_scores(features, result.splits) for result in results])
+    pooled = pd.concat([result.scores for result in results]).merge(oracle, on="patient_id")
     model = roc_auc_score(pooled["y_true"], pooled["y_prob"])
     best = roc_auc_score(pooled["y_true"], pooled["oracle"])
     print(

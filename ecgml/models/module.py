@@ -27,9 +27,13 @@ class BeatClassifier(L.LightningModule):
         optimizer: OptimizerFactory,
         scheduler: Callable[..., Any] | None = None,
         pos_weight: float | None = None,
+        label_smoothing: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["backbone", "optimizer", "scheduler"])
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing={label_smoothing} must lie in [0, 1)")
+        self.label_smoothing = float(label_smoothing)
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -47,7 +51,14 @@ class BeatClassifier(L.LightningModule):
     def _step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = batch
         logits = self(x)
-        return self.loss_fn(logits, y), logits
+        return self.loss_fn(logits, self.loss_targets(y)), logits
+
+    def loss_targets(self, y: torch.Tensor) -> torch.Tensor:
+        """``y`` pulled towards 0.5 by ``label_smoothing`` while training (0 → 0.5ε, 1 → 1 − 0.5ε),
+        so that no beat is pushed to an extreme logit; validation keeps the hard labels."""
+        if not (self.training and self.label_smoothing):
+            return y
+        return y * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
         loss, logits = self._step(batch)

@@ -36,8 +36,9 @@ class MultiLabelClassifier(BeatClassifier):
         scheduler: Callable[..., Any] | None = None,
         pos_weight: Sequence[float] | None = None,
         outputs: Sequence[str] = (),
+        label_smoothing: float = 0.0,
     ) -> None:
-        super().__init__(backbone, optimizer, scheduler, pos_weight=None)
+        super().__init__(backbone, optimizer, scheduler, None, label_smoothing)
         self.outputs = tuple(str(o) for o in outputs)
         if not self.outputs:
             raise ValueError("a multi-label model needs its output names")

@@ -18,6 +18,7 @@ import lightning.pytorch as L
 import numpy as np
 import pandas as pd
 import torch
+from lightning.pytorch.callbacks import StochasticWeightAveraging
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -95,16 +96,29 @@ def task_module(
     pos_weight: float | Sequence[float] | None, targets: Sequence[float], cfg: DictConfig,
 ) -> BeatClassifier:  # fmt: skip
     """The LightningModule of ``task`` around ``backbone``."""
+    smoothing = label_smoothing(cfg, task)
     if task.kind == "multilabel":
         weights = None if pos_weight is None else [float(w) for w in np.atleast_1d(pos_weight)]
-        return MultiLabelClassifier(backbone, optimizer, scheduler, weights, task.outputs)
+        return MultiLabelClassifier(
+            backbone, optimizer, scheduler, weights, task.outputs, label_smoothing=smoothing
+        )
     if task.kind == "regression":
         values = np.asarray(targets, dtype=float)
         mean, std = (float(values.mean()), float(values.std())) if values.size else (0.0, 1.0)
         delta = float(cfg.task.get("huber_delta", 1.0))
         return BeatRegressor(backbone, optimizer, scheduler, mean, std, delta, task.outputs)
     weight = None if pos_weight is None else float(np.atleast_1d(pos_weight)[0])
-    return BeatClassifier(backbone, optimizer, scheduler, pos_weight=weight)
+    return BeatClassifier(backbone, optimizer, scheduler, weight, label_smoothing=smoothing)
+
+
+def label_smoothing(cfg: DictConfig, task: TaskSpec) -> float:
+    """``training.label_smoothing`` (0 ≤ ε < 1); 0 for a regression, which has no class labels."""
+    value = cfg.training.get("label_smoothing", 0.0)  # configs logged before the key existed
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise EcgmlError(
+            f"training.label_smoothing={value!r} is not valid: use a number in [0, 1), e.g. 0.1"
+        )
+    return 0.0 if task.kind == "regression" else float(value)
 
 
 def module_class(task: TaskSpec) -> type[BeatClassifier]:
@@ -123,7 +137,31 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
             {"dirpath": checkpoint_dir, "save_last": True} if name == "model_checkpoint" else {}
         )
         callbacks.append(hydra.utils.instantiate(node, **extra))
+    if averages_weights(callbacks) and cfg.callbacks.get("model_checkpoint", {}).get("monitor"):
+        raise EcgmlError(
+            "callbacks: stochastic weight averaging keeps the average of the last epochs, and "
+            "model_checkpoint keeps the best epoch on validation: use callbacks=swa (final "
+            "weights) or drop the swa callback"
+        )
     return callbacks
+
+
+def averages_weights(callbacks: Sequence[L.Callback]) -> bool:
+    """Whether one of ``callbacks`` is Lightning's stochastic weight averaging."""
+    return any(isinstance(c, StochasticWeightAveraging) for c in callbacks)
+
+
+def kept_checkpoint(trainer: L.Trainer) -> str:
+    """The checkpoint the fit's callbacks kept ("" when none).
+
+    Stochastic weight averaging copies the averaged weights into the module when training
+    ends, after the last checkpoint was written (for a model without BatchNorm, which gets no
+    extra statistics epoch), so that checkpoint is rewritten from the module.
+    """
+    path = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    if path and averages_weights(trainer.callbacks):
+        trainer.save_checkpoint(path)
+    return path
 
 
 class LogLastCheckpoint(L.Callback):
@@ -231,7 +269,7 @@ class LightningFitter:
         if index == 0:  # member 0 speaks for the fit: its curves, its loaders for predict
             self.fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
             self.datamodule = data
-        path = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        path = kept_checkpoint(trainer)
         if not path:
             return model
         self.checkpoints.append(Path(path))

@@ -48,6 +48,7 @@ from ecgml.pipeline.beat_model import log_beat_model, model_spec, task_model_spe
 from ecgml.pipeline.fitters import (
     build_callbacks,
     fit_trainer,
+    kept_checkpoint,
     member_pos_weight,
     task_module,
     with_outputs,
@@ -115,7 +116,7 @@ def fit_record_model(
     )
     fit_trainer(trainer, model, data)  # type: ignore[arg-type]  # a LightningDataModule too
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    path = getattr(trainer.checkpoint_callback, "best_model_path", "")
+    path = kept_checkpoint(trainer)
     if path:
         model = type(model).load_from_checkpoint(
             path, backbone=model.backbone, optimizer=model.optimizer_factory, weights_only=True

@@ -63,6 +63,7 @@ def test_hyponatremia_defaults_to_the_linear_model_and_the_cli_or_an_experiment_
 def test_overlays_apply(compose_cfg) -> None:
     assert compose_cfg("debug=fdr").trainer.fast_dev_run is True
     assert compose_cfg("debug=overfit").trainer.overfit_batches == 2
+    assert compose_cfg("debug=overfit").training.label_smoothing == 0.0
 
 
 def test_unknown_option_fails_with_hydras_list() -> None:

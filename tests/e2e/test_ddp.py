@@ -52,6 +52,12 @@ class RankProbe(L.Callback):
         path.write_text(json.dumps(record))
 
 
+def defined_keys(metrics: dict[str, float]) -> set[str]:
+    """Metric keys bar the calibration slope, which is left out where a run's test scores
+    separate the classes perfectly (undefined there): one of two toy models may, the other not."""
+    return {k for k in metrics if "calibration_slope" not in k}
+
+
 def probes(folder: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
 
@@ -88,7 +94,7 @@ def test_ddp_cpu_trains_one_run_like_a_single_process(
     run = runs[0]
     assert run.info.status == "FINISHED"
     reference = MlflowClient(single_cfg.logger.tracking_uri).get_run(single.run_id)
-    assert set(run.data.metrics) == set(reference.data.metrics)
+    assert defined_keys(run.data.metrics) == defined_keys(reference.data.metrics)
     # two ranks see half the beats per step each, so weights differ; the toy effect is clear
     assert run.data.metrics["test/auroc"] == pytest.approx(single.metrics["test/auroc"], abs=0.05)
 

@@ -8,8 +8,9 @@ For each disorder, on the default synthetic cohort (Table 1 size), patient-level
 cross-validation with **the same folds for every unit** (the folds of the record path's patient
 table; a patient whose record yields no beat is left out everywhere):
 
-- **single beat**: the default beat model (``model=cnn1d``) on the beat store (2–3 beats per
-  patient, the study's setting), scored per beat (AUROC over test beats);
+- **single beat**: the disorder's default beat model (``cnn1d``; ``linear1d`` for hyponatremia;
+  ``--beat-model`` picks another) on the beat store (2–3 beats per patient, the study's
+  setting), scored per beat (AUROC over test beats);
 - **patient-aggregated beats**: the same predictions, mean probability per patient;
 - **set model**: ``model=set_cnn1d`` on every beat of the patient's 10 s record (attention);
 - **whole strip**: ``model=strip_cnn1d`` on the 10 s signal;
@@ -73,11 +74,12 @@ def compose_cfg(disorder: str, overrides: list[str]) -> DictConfig:
     return limit_gap_cfg(disorder, 1.0, overrides)
 
 
-def with_model(cfg: DictConfig, model: str, epochs: int, extra: list[str]) -> DictConfig:
-    """``cfg`` with ``model=<model>`` composed in (and ``trainer.max_epochs``)."""
+def with_model(cfg: DictConfig, model: str | None, epochs: int, extra: list[str]) -> DictConfig:
+    """``cfg`` with ``model=<model>`` composed in (None: the disorder's default model) and
+    ``trainer.max_epochs``."""
     disorder = str(cfg.disorder.name)
-    out = compose_cfg(disorder, [f"model={model}", f"trainer.max_epochs={epochs}", *extra])
-    return out
+    chosen = [f"model={model}"] if model else []
+    return compose_cfg(disorder, [*chosen, f"trainer.max_epochs={epochs}", *extra])
 
 
 def beat_fold(cfg: DictConfig, store, split: PatientSplit) -> pd.DataFrame:
@@ -159,7 +161,7 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
         for name, kind in zip(names, record_models, strict=True):
             model = RECORD_MODELS[kind][1]
             rec_cfg[name] = with_model(base, model, args.epochs, [*extra, *only[kind]])
-    beat_cfg = with_model(base, "cnn1d", args.beat_epochs, common)
+    beat_cfg = with_model(base, args.beat_model, args.beat_epochs, common)
     features = oracle_features(pd.read_csv(record_store.root / "patients.csv"))
     scores: dict[str, list[pd.DataFrame]] = {u: [] for u in units}
     seconds: dict[str, float] = {u: 0.0 for u in units}
@@ -265,6 +267,9 @@ def main() -> None:
         "sets train the record models once per set",
     )  # fmt: skip
     parser.add_argument("--skip-beats", action="store_true", help="record models only")
+    parser.add_argument(
+        "--beat-model", default=None, help="single-beat model (default: the disorder's default)"
+    )
     parser.add_argument(
         "--record-models", nargs="+", default=["set", "strip"], choices=list(RECORD_MODELS),
         help="which record models to train (default: both)",

@@ -160,6 +160,13 @@ def run_fold(job: FoldJob) -> FoldResult:
     return FoldResult(scores, val_scores, table.splits)
 
 
+def pooled_with_oracle(results: list[FoldResult], patients_csv: Path) -> pd.DataFrame:
+    """Every fold's test scores, pooled, beside the oracles fitted on the same folds."""
+    features = oracle_features(pd.read_csv(patients_csv))
+    oracle = pd.concat([oracle_scores(features, result.splits) for result in results])
+    return pd.concat([result.scores for result in results]).merge(oracle, on="patient_id")
+
+
 def auroc_with_ci(plan, ids, y, score) -> tuple[float, float, float, np.ndarray]:
     dist = bootstrap_auroc(plan, ids, y, score)
     low, high = np.nanquantile(dist, [0.025, 0.975])
@@ -180,9 +187,7 @@ def evaluate_disorder(disorder: str, scale: float, args: argparse.Namespace) -> 
     else:
         results = [run_fold(j) for j in jobs]
     seconds = time.perf_counter() - start
-    features = oracle_features(pd.read_csv(store.root.parent / "patients.csv"))
-    oracle = pd.concat([oracle_scores(features, result.splits) for result in results])
-    pooled = pd.concat([result.scores for result in results]).merge(oracle, on="patient_id")
+    pooled = pooled_with_oracle(results, store.root.parent / "patients.csv")
     val = pd.concat([result.val_scores for result in results])
     ids, y = pooled["patient_id"].to_numpy(), pooled["y_true"].to_numpy()
     plan = patient_bootstrap_indices(ids, y, N_BOOTSTRAP, seed=0)

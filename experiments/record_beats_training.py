@@ -32,7 +32,7 @@ from ecgml.recordstore import load_record_store
 from ecgml.signal import align_beats
 
 sys.path.insert(0, str(PROJECT_ROOT))
-from experiments.limit_gap import FoldJob, compose_cfg, oracle_features, oracle_scores, run_fold
+from experiments.limit_gap import FoldJob, compose_cfg, pooled_with_oracle, run_fold
 
 
 def with_record_training_beats(table: BeatTable, cfg: DictConfig, source: str) -> BeatTable:
@@ -76,9 +76,7 @@ def main() -> None:
     start = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(run_fold, jobs))
-    features = oracle_features(pd.read_csv(store.root.parent / "patients.csv"))
-    oracle = pd.concat([oracle_scores(features, result.splits) for result in results])
-    pooled = pd.concat([result.scores for result in results]).merge(oracle, on="patient_id")
+    pooled = pooled_with_oracle(results, store.root.parent / "patients.csv")
     model = roc_auc_score(pooled["y_true"], pooled["y_prob"])
     best = roc_auc_score(pooled["y_true"], pooled["oracle"])
     print(

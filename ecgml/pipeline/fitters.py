@@ -18,7 +18,7 @@ import lightning.pytorch as L
 import numpy as np
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import StochasticWeightAveraging
+from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
@@ -137,7 +137,8 @@ def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
             {"dirpath": checkpoint_dir, "save_last": True} if name == "model_checkpoint" else {}
         )
         callbacks.append(hydra.utils.instantiate(node, **extra))
-    if averages_weights(callbacks) and cfg.callbacks.get("model_checkpoint", {}).get("monitor"):
+    best_on_validation = any(isinstance(c, ModelCheckpoint) and c.monitor for c in callbacks)
+    if averages_weights(callbacks) and best_on_validation:
         raise EcgmlError(
             "callbacks: stochastic weight averaging keeps the average of the last epochs, and "
             "model_checkpoint keeps the best epoch on validation: use callbacks=swa (final "

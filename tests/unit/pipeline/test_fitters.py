@@ -168,8 +168,8 @@ def test_swa_with_best_on_validation_checkpoints_is_refused(compose_cfg, tmp_pat
 def test_label_smoothing_softens_training_targets_only(compose_cfg) -> None:
     cfg = compose_cfg("training.label_smoothing=0.2", "training.pos_weight=none")
     backbone = build_backbone(cfg.model, in_channels=1, n_outputs=1, seq_len=400)
-    module = BeatClassifier(backbone, torch.optim.AdamW, label_smoothing=label_smoothing(
-        cfg, task_spec(cfg)))  # fmt: skip
+    smoothing = label_smoothing(cfg, task_spec(cfg))
+    module = BeatClassifier(backbone, torch.optim.AdamW, label_smoothing=smoothing)
     y = torch.tensor([0.0, 1.0])
     torch.testing.assert_close(module.train().loss_targets(y), torch.tensor([0.1, 0.9]))
     torch.testing.assert_close(module.eval().loss_targets(y), y)

@@ -47,7 +47,9 @@ from ecgml.pipeline.fitters import (
     Fitter,
     LightningFitter,
     SklearnFitter,
+    build_callbacks,
     ensemble_size,
+    label_smoothing,
     loss_pos_weight,
     make_fitter,
 )
@@ -227,6 +229,8 @@ def run_one(
         table = load_table(cfg, store)
         loss_pos_weight(cfg.training.pos_weight, 1.0)  # bad values fail before the run opens
         ensemble_size(cfg)
+        label_smoothing(cfg, task_spec(cfg))
+        build_callbacks(cfg, run_dir() / "checkpoints")  # conflicting callbacks fail here too
         AugmentSettings.from_config(cfg.data.get("augment"))
         settings = clinical_settings(cfg.evaluation)  # bad prevalences etc. fail before the run
         resolve_subgroup_columns(table.meta, settings.subgroups)

@@ -179,6 +179,15 @@ def test_bad_input_is_one_line_and_exit_2(
         (["evaluation.prevalence=[0.01,1.5]"], r"evaluation.prevalence=1.5 is not in \(0, 1\)"),
         (["evaluation.subgroups=[hospital]"], "column 'hospital' is not in the predictions"),
         (["evaluation.operating_sensitivities=[90]"], "is not in \\(0, 1\\]"),
+        (["training.label_smoothing=1.5"], "training.label_smoothing=1.5 is not valid"),
+        (
+            [
+                "callbacks=early_stopping",
+                "+callbacks.swa._target_=lightning.pytorch.callbacks.StochasticWeightAveraging",
+                "+callbacks.swa.swa_lrs=0.001",
+            ],
+            "use callbacks=swa",
+        ),
     ],
 )
 def test_bad_values_raise_user_errors_before_any_run(

@@ -19,7 +19,7 @@ import torch
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
 from ecgml.data.datamodule import load_table
@@ -27,6 +27,7 @@ from ecgml.errors import EcgmlError
 from ecgml.explain import as_dict, explain_model
 from ecgml.pipeline.fitters import build_model
 from ecgml.tracking import check_store, finite_metrics
+from ecgml.trust import read_stored_config
 
 log = logging.getLogger("ecgml.explain")
 
@@ -103,7 +104,8 @@ def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float
     run = fetch_run(client, run_id, uri)
     with tempfile.TemporaryDirectory(prefix="ecgml-explain-") as tmp:
         tmp_dir = Path(tmp)
-        run_cfg = OmegaConf.load(download(client, run_id, "config.yaml", tmp_dir))
+        stored = download(client, run_id, "config.yaml", tmp_dir)
+        run_cfg = read_stored_config(stored, f"run {run_id}")
         predictions = pd.read_csv(
             download(client, run_id, "predictions.csv", tmp_dir), dtype={"patient_id": str}
         )

@@ -10,16 +10,18 @@ with values ``train``, ``val``, ``test``.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 from typing import Any
 
-import hydra
 import numpy as np
 import pandas as pd
+from omegaconf import OmegaConf
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from ecgml.errors import EcgmlError
+from ecgml.trust import trusted_class
 
 MIN_PATIENTS_PER_CLASS_AND_SPLIT = 1
 
@@ -291,7 +293,19 @@ def build_split(split_cfg: Any) -> PatientSplit:
     """The :class:`PatientSplit` named in ``split_cfg._target_`` (a ``conf/split`` file)."""
     if isinstance(split_cfg, PatientSplit):
         return split_cfg
-    split = hydra.utils.instantiate(split_cfg, _convert_="all")
-    if not isinstance(split, PatientSplit):
-        raise EcgmlError(f"split._target_={split_cfg._target_!r} is not a PatientSplit")
-    return split
+    config = (
+        OmegaConf.to_container(split_cfg, resolve=True)
+        if OmegaConf.is_config(split_cfg)
+        else dict(split_cfg)
+    )
+    assert isinstance(config, dict)
+    # The class is checked before anything is called: only a split class of this module.
+    split_class = trusted_class(
+        config.get("_target_"), "split", "split._target_", within=(__name__,)
+    )
+    if not issubclass(split_class, PatientSplit) or inspect.isabstract(split_class):
+        raise EcgmlError(f"split._target_={config['_target_']!r} is not a PatientSplit")
+    directives = [k for k in config if k.startswith("_") and k.endswith("_") and k != "_target_"]
+    if directives:
+        raise EcgmlError(f"split: Hydra directive {directives[0]} is not supported in a split")
+    return split_class(**{k: v for k, v in config.items() if k != "_target_"})

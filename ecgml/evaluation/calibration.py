@@ -201,7 +201,27 @@ def _newton_logistic(
             break
     out = b if slope_free else a
     bad = ~np.isfinite(out) | (np.abs(out) > 50) | ~_rows_have_both(w, y)
+    if slope_free:  # no finite slope exists for separated scores, however far Newton got
+        bad |= _rows_separated(w, y, z)
     return np.where(bad, np.nan, out)
+
+
+def _rows_separated(w: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Per row of weights: every weighted positive scores above every weighted negative."""
+    present = w > 0
+    positive, negative = present & (y[None, :] > 0.5), present & (y[None, :] <= 0.5)
+    low_pos = np.where(positive, z[None, :], np.inf).min(axis=1)
+    high_neg = np.where(negative, z[None, :], -np.inf).max(axis=1)
+    return high_neg < low_pos
+
+
+def perfectly_separated(y_true: npt.ArrayLike, y_prob: npt.ArrayLike) -> bool:
+    """True when every positive scores above every negative (AUROC 1): the calibration slope is
+    then undefined and left out. The one definition the evaluation and its tests share."""
+    y, p = as_labels(y_true), as_probabilities(y_prob)
+    check_same_length(y_true=y, y_prob=p)
+    weights = np.ones((1, y.size))
+    return bool(_rows_separated(weights, y.astype(float), clipped_logit(p))[0])
 
 
 def _rows_have_both(w: np.ndarray, y: np.ndarray) -> np.ndarray:

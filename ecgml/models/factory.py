@@ -12,12 +12,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from ecgml import CONF_DIR
 from ecgml.errors import EcgmlError
+from ecgml.trust import check_backbone_config
 
 MODEL_CONF_DIR = CONF_DIR / "model"
 
@@ -83,13 +83,16 @@ def build_backbone(
     ``overrides`` replace hyper-parameters of the config (e.g. ``dropout=0.0`` in tests).
     """
     model_cfg = _model_config(model) if isinstance(model, str) else OmegaConf.create(model)
-    backbone_cfg = OmegaConf.merge(model_cfg.backbone, overrides)
-    if "_target_" not in backbone_cfg:
-        raise EcgmlError(f"model {model_cfg.get('name')!r} has no backbone._target_")
-    return hydra.utils.instantiate(
-        backbone_cfg,
-        in_channels=in_channels,
-        n_outputs=n_outputs,
-        seq_len=seq_len,
-        _convert_="all",
+    backbone_cfg = OmegaConf.to_container(
+        OmegaConf.merge(model_cfg.backbone, overrides), resolve=True
     )
+    assert isinstance(backbone_cfg, dict)
+    name = model_cfg.get("name")
+    if "_target_" not in backbone_cfg:
+        raise EcgmlError(f"model {name!r} has no backbone._target_")
+    # The class through the one gate (no attribute walk, no nested directive), then called.
+    backbone_class = check_backbone_config(backbone_cfg, f"model {name!r}")
+    if not issubclass(backbone_class, nn.Module):
+        raise EcgmlError(f"model {name!r}: backbone {backbone_class.__name__} is not a network")
+    hparams = {k: v for k, v in backbone_cfg.items() if k != "_target_"}
+    return backbone_class(in_channels=in_channels, n_outputs=n_outputs, seq_len=seq_len, **hparams)

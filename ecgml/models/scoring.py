@@ -3,8 +3,9 @@
 :class:`BeatProbabilityModel` turns a backbone's positive-class logit into a probability:
 beats ``(n, 1, seq_len)`` → ``(n,)``. A logged model stores its weights (safetensors) and the
 backbone's config; :func:`scorer_from_config` rebuilds the architecture from ecgml's own
-backbone classes only — a config naming any other class (``_target_``), or carrying Hydra
-directives that could call one, is refused, so loading a model can never run foreign code.
+backbone classes only: the config passes :func:`ecgml.trust.check_backbone_config` (the exact
+class of a backbone or record-model module, no other Hydra directive) before anything is built,
+so loading a model can never run foreign code.
 """
 
 from __future__ import annotations
@@ -18,9 +19,7 @@ from torch import nn
 from ecgml.errors import EcgmlError
 from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
 from ecgml.models.factory import build_backbone
-
-#: The only classes a logged model may name as its backbone.
-TRUSTED_BACKBONES = ("ecgml.models.backbones.", "ecgml.models.record_models.")
+from ecgml.trust import check_backbone_config
 
 
 class BeatProbabilityModel(nn.Module):
@@ -37,38 +36,6 @@ class BeatProbabilityModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(x))
-
-
-def _directives(node: Any, path: str = "backbone") -> list[str]:
-    """Every Hydra directive key (``_target_``, ``_partial_``, …) below ``node``'s top level."""
-    found = []
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            here = f"{path}.{key}"
-            if str(key).startswith("_") and str(key).endswith("_"):
-                found.append(here)
-            found += _directives(value, here)
-    elif isinstance(node, list | tuple):
-        for i, value in enumerate(node):
-            found += _directives(value, f"{path}[{i}]")
-    return found
-
-
-def check_trusted_backbone(backbone_cfg: Mapping[str, Any], source: str) -> None:
-    """Refuse a backbone config that would instantiate anything but an ecgml backbone."""
-    target = str(backbone_cfg.get("_target_", ""))
-    if not target.startswith(TRUSTED_BACKBONES):
-        raise EcgmlError(
-            f"{source}: backbone class {target!r} is not one of ecgml's backbones "
-            f"({'*, '.join(TRUSTED_BACKBONES)}*): refusing to build it; re-log the model with "
-            "ecgml.train"
-        )
-    nested = [d for d in _directives(backbone_cfg) if d != "backbone._target_"]
-    if nested:
-        raise EcgmlError(
-            f"{source}: backbone config carries Hydra directives {nested[:3]}: refusing to build "
-            "it (a logged model may only name its backbone class); re-log the model"
-        )
 
 
 class BeatValueModel(nn.Module):
@@ -91,7 +58,7 @@ def backbone_from_config(
     """An untrained backbone of the logged architecture (``ensemble`` members combined as in
     training: mean probability, or mean value for a regression; ``in_channels`` leads), ready
     for its weights."""
-    check_trusted_backbone(backbone_cfg, source)
+    check_backbone_config(backbone_cfg, source)
     if int(ensemble) < 1:
         raise EcgmlError(f"{source}: ensemble size {ensemble} must be >= 1; re-log the model")
     model_cfg = {"name": source, "backbone": dict(backbone_cfg)}

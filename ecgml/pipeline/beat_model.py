@@ -50,6 +50,7 @@ from ecgml.models.scoring import (
 )
 from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats, prepare_strips
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
+from ecgml.trust import check_backbone_config
 
 FORMAT = "ecgml-beat-model"
 FORMAT_VERSION = 2
@@ -148,6 +149,7 @@ class ModelSpec:
                 f"{source}: model spec is damaged ({type(err).__name__}: {err}); re-log the "
                 "model with ecgml.train"
             ) from None
+        check_backbone_config(spec.backbone, source)  # the gate, before anything is built
         if spec.unit not in UNITS:
             raise EcgmlError(f"{source}: unit {spec.unit!r} is not one of {UNITS}; re-log it")
         if not set(spec.leads) <= set(TWELVE_LEADS) or len(set(spec.leads)) != len(spec.leads):

@@ -68,6 +68,7 @@ from ecgml.tracking import (
     tracked_run,
 )
 from ecgml.tracking.runs import reopen_logger
+from ecgml.trust import read_stored_config, read_stored_overrides
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
 
@@ -396,12 +397,12 @@ def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResu
     original = download_artifact(client, run_id, "config.yaml", folder)
     if original is None:
         raise EcgmlError(f"resume={run_id}: the run has no config.yaml to resume with")
-    run_cfg = OmegaConf.create(original.read_text())
-    assert isinstance(run_cfg, DictConfig)
+    # Every class the stored config names passes the gate before anything is built.
+    run_cfg = read_stored_config(original, f"resume={run_id}")
     run_cfg.logger.tracking_uri = cfg.logger.tracking_uri
     overrides_file = download_artifact(client, run_id, "overrides.yaml", folder)
-    overrides = OmegaConf.load(overrides_file) if overrides_file else []
-    resume = Resume(run_id, checkpoint, [str(o) for o in overrides])
+    overrides = read_stored_overrides(overrides_file, f"resume={run_id}") if overrides_file else []
+    resume = Resume(run_id, checkpoint, overrides)
     return run_one(run_cfg, callbacks=callbacks, resume=resume)
 
 

@@ -13,6 +13,7 @@ the inference layer's job (no pickle on any path).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import tempfile
@@ -24,10 +25,12 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from torch import nn
 
 from ecgml.errors import EcgmlError
 from ecgml.tracking.store import preserved_tracking_uri, resolve_store
+from ecgml.trust import check_backbone_config
 
 log = logging.getLogger("ecgml.inference")
 
@@ -241,8 +244,36 @@ def downloaded_model(uri: str, tracking_uri: str) -> Iterator[tuple[Path, dict[s
                 f"model {uri} cannot be downloaded from {tracking_uri} "
                 f"({str(err).splitlines()[0]}): check the URI or the alias"
             ) from None
-        info = Model.load(local)
+        try:
+            info = Model.load(local)
+        except (MlflowException, OSError, ValueError, yaml.YAMLError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise EcgmlError(
+                f"model {uri}: its MLmodel file is not a plain MLflow model description "
+                f"({first[:120]}): re-log the model with ecgml.train"
+            ) from None
         yield local, dict(info.metadata or {}), dict(info.flavors or {})
+
+
+#: Where a logged ecgml model keeps its spec (``ecgml.pipeline.beat_model.SPEC_FILE``).
+SPEC_PATH = Path("artifacts") / "ecgml_model.json"
+
+
+def check_logged_model(uri: str, tracking_uri: str) -> None:
+    """Refuse a logged model whose spec names a class the gate refuses (nothing is built): what
+    ``promote`` checks before it points an alias at a model others will load or serve."""
+    with downloaded_model(uri, tracking_uri) as (local, meta, _):
+        spec_file = local / SPEC_PATH
+        if spec_file.is_file():
+            try:
+                spec = json.loads(spec_file.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                raise EcgmlError(f"model {uri}: its spec is not readable JSON; re-log it") from None
+            backbone = spec.get("backbone") if isinstance(spec, dict) else None
+        else:
+            backbone = meta.get("backbone")
+        if backbone is not None:
+            check_backbone_config(backbone, f"model {uri}")
 
 
 def promote_command(disorder: str) -> str:
@@ -334,6 +365,7 @@ def promote_run(run_id: str, alias: str = CHAMPION, tracking_uri: str | None = N
     uri_store = resolve_store(tracking_uri).tracking_uri
     client = MlflowClient(uri_store)
     run, model_id = run_model_id(client, run_id, uri_store)
+    check_logged_model(f"models:/{model_id}", uri_store)  # a tampered model is never promoted
     disorder = run.data.tags.get("disorder") or run.data.params.get("disorder.name")
     if not disorder:
         raise EcgmlError(f"run {run_id} has no 'disorder' tag: it was not logged by ecgml.train")

@@ -294,3 +294,18 @@ def test_clinical_table_formats_calibration_and_prevalence_columns():
     assert "| Hyperkalemia | 0.120 | 0.050 (0.030–0.080) |" in markdown
     assert "| 3.9% |" in markdown and "PPV at 1%" in markdown
     assert frame.loc[0, "ece"] == 0.05 and math.isnan(frame.loc[0, "brier"])
+
+
+def test_separated_scores_have_no_slope_however_few_and_close_they_are() -> None:
+    """Perfect separation leaves the slope undefined even where Newton's steps stay small
+    (two beats 0.01 apart); one beat on the wrong side makes it defined again."""
+    from ecgml.evaluation.calibration import perfectly_separated
+
+    y = np.array([0, 0, 0, 1, 1, 1])
+    p = np.array([0.30, 0.40, 0.495, 0.505, 0.60, 0.70])
+    assert perfectly_separated(y, p)
+    assert np.isnan(calibration_metrics(y, p)["calibration_slope"])
+    crossed = p.copy()
+    crossed[[2, 3]] = crossed[[3, 2]]
+    assert not perfectly_separated(y, crossed)
+    assert np.isfinite(calibration_metrics(y, crossed)["calibration_slope"])

@@ -112,10 +112,10 @@ def test_a_pickled_model_is_refused_and_its_payload_never_runs(store, tmp_path) 
 @pytest.mark.parametrize(
     ("backbone", "message"),
     [
-        ({"_target_": "os.system", "command": "touch /tmp/x"}, "not one of ecgml's backbones"),
+        ({"_target_": "os.system", "command": "touch /tmp/x"}, "is not a class of ecgml.models"),
         (
             {"_target_": "ecgml.models.backbones.cnn1d.CNN1D", "act": {"_target_": "os.system"}},
-            "carries Hydra directives",
+            "carries the Hydra directive",
         ),
     ],
 )

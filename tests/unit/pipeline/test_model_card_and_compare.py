@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from ecgml.cli.compare import compare
 from ecgml.errors import EcgmlError
+from ecgml.evaluation.calibration import perfectly_separated
 from tests.conftest import compose_once
 
 CLINICAL_ARTIFACTS = {
@@ -42,7 +43,11 @@ def test_run_logs_model_card_and_clinical_outputs(trained_run, session_tracking_
         assert key in metrics
     # the slope of y on logit(p) is undefined when the scores separate the classes perfectly
     # (the toy store's effect is that clear): then it is left out, never logged as a number
-    separated = m["test/auroc"] == 1.0
+    predictions = pd.read_csv(
+        client.download_artifacts(result.run_id, "predictions.csv", str(tmp_path))
+    )
+    test = predictions[predictions["split"] == "test"]
+    separated = perfectly_separated(test["y_true"], test["y_prob"])
     assert ("test/calibration_slope" in metrics) is not separated
     subgroups = pd.read_csv(
         client.download_artifacts(result.run_id, "subgroups.csv", str(tmp_path))

@@ -32,10 +32,11 @@ test-fast: install  ## the suite without the slow end-to-end tests
 fuzz: install  ## long fuzz + fault run (thousands of cases, train kill included; outside CI's budget)
 	ECGML_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)
 
-lint: install  ## ruff check + format check + the layer contracts (lint-imports)
+lint: install  ## ruff check + format check + the layer contracts (lint-imports) + types (mypy)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/mypy
 
 format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .

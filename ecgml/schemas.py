@@ -13,6 +13,7 @@ and script that composes ``conf/`` gets them. This module imports nothing of ecg
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Optional
@@ -258,3 +259,14 @@ def register_schemas() -> None:
     store = ConfigStore.instance()
     for group, name, node in SCHEMAS:
         store.store(group=group, name=name, node=node, provider="ecgml")
+
+
+def plain_dict(node: Any) -> dict[str, Any]:
+    """A config node (or any mapping) as a plain ``dict`` with string keys, interpolations
+    resolved: what code below the entry points receives instead of a ``DictConfig``."""
+    from omegaconf import OmegaConf
+
+    plain = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    if not isinstance(plain, Mapping):
+        raise TypeError(f"expected a mapping, got {type(plain).__name__}")
+    return {str(k): v for k, v in plain.items()}

@@ -235,7 +235,7 @@ def read_stored_config(path: Path, source: str) -> DictConfig:
         ) from None
     if not isinstance(loaded, DictConfig) or not isinstance(plain, dict):
         raise EcgmlError(f"{source}: {path.name} is not a YAML mapping; {_FIX}")
-    check_stored_config(plain, source)
+    check_stored_config({str(k): v for k, v in plain.items()}, source)
     return loaded
 
 

@@ -46,7 +46,7 @@ def threshold_probabilities(values: object) -> tuple[float, ...]:
     out = []
     for v in values if isinstance(values, ListConfig | list | tuple) else [values]:
         try:
-            t = float(v)
+            t = float(v)  # type: ignore[arg-type]  # anything: a non-number is refused below
         except (TypeError, ValueError):
             t = float("nan")
         if not 0.0 < t < 1.0:

@@ -16,10 +16,10 @@ import time
 from omegaconf import DictConfig
 
 from ecgml.cli import hydra_entry
-from ecgml.pipeline.crossval import cross_validate, runs_all_folds
+from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
 from ecgml.pipeline.records import record_unit, run_records
-from ecgml.pipeline.run import resume_run, run_one
+from ecgml.pipeline.run import RunResult, resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
 from ecgml.sweep.context import objective_value
@@ -41,6 +41,7 @@ def train(cfg: DictConfig) -> float:
         return run_pretrain(cfg)
     start = time.perf_counter()
     callbacks = trial_callbacks()
+    result: RunResult | CrossValResult
     if record_unit(cfg):  # one example = a whole recording (ecgml.pipeline.records)
         result = run_records(cfg, callbacks=callbacks)
     elif cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint

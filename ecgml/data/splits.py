@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from omegaconf import OmegaConf
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from ecgml.errors import EcgmlError
+from ecgml.schemas import plain_dict
 from ecgml.trust import trusted_class
 
 MIN_PATIENTS_PER_CLASS_AND_SPLIT = 1
@@ -293,12 +293,7 @@ def build_split(split_cfg: Any) -> PatientSplit:
     """The :class:`PatientSplit` named in ``split_cfg._target_`` (a ``conf/split`` file)."""
     if isinstance(split_cfg, PatientSplit):
         return split_cfg
-    config = (
-        OmegaConf.to_container(split_cfg, resolve=True)
-        if OmegaConf.is_config(split_cfg)
-        else dict(split_cfg)
-    )
-    assert isinstance(config, dict)
+    config = plain_dict(split_cfg)
     # The class is checked before anything is called: only a split class of this module.
     split_class = trusted_class(
         config.get("_target_"), "split", "split._target_", within=(__name__,)

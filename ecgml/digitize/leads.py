@@ -225,8 +225,8 @@ def _assign(contours: list, peaks: np.ndarray, edges: list[int]) -> list[tuple[l
     for contour, box in contours:
         reached = np.flatnonzero((peaks >= box.y) & (peaks < box.y_end))
         if reached.size >= 2:
-            for k in reached:
-                owned[k][1].append(box)
+            for shared in reached:
+                owned[shared][1].append(box)
             continue
         if reached.size == 1:
             k = int(reached[0])

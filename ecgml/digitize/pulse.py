@@ -52,7 +52,7 @@ def measure_pulse(mask: np.ndarray, box: Box) -> Pulse | None:
     top = np.argmax(crop, axis=0)
     centre = (crop * rows).sum(axis=0) / np.maximum(run, 1)
     inner = np.arange(int(np.ceil(left)) + 1, int(np.floor(right)))
-    inner = inner[present[inner] & (run[inner] < 0.5 * box.h)]
+    inner = inner[np.asarray(present)[inner] & (run[inner] < 0.5 * box.h)]
     outer = np.flatnonzero(present & (run < 0.5 * box.h))
     outer = outer[(outer < left) | (outer > right)]
     if inner.size < 2 or outer.size < 2:

@@ -39,7 +39,9 @@ class Sheet:
         width = max(np.linalg.norm(c[1] - c[0]), np.linalg.norm(c[2] - c[3]))
         height = max(np.linalg.norm(c[3] - c[0]), np.linalg.norm(c[2] - c[1]))
         size = (round(width), round(height))
-        target = np.float32([[0, 0], [size[0], 0], [size[0], size[1]], [0, size[1]]])
+        target = np.array(
+            [[0, 0], [size[0], 0], [size[0], size[1]], [0, size[1]]], dtype=np.float32
+        )
         matrix = cv2.getPerspectiveTransform(c.astype(np.float32), target)
         return matrix.astype(np.float64), size
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sized
 
 import numpy as np
 import numpy.typing as npt
@@ -55,9 +55,12 @@ def as_ids(ids: npt.ArrayLike, name: str = "patient_ids") -> np.ndarray:
     return values.astype(str)
 
 
-def check_same_length(**arrays: Sequence | np.ndarray) -> int:
+def check_same_length(**arrays: npt.ArrayLike) -> int:
     """The common length of the named arrays, or an error naming the mismatch."""
-    lengths = {name: len(array) for name, array in arrays.items()}
+    lengths = {
+        name: len(array) if isinstance(array, Sized) else int(np.size(array))
+        for name, array in arrays.items()
+    }
     if len(set(lengths.values())) > 1:
         listed = ", ".join(f"{name}={n}" for name, n in lengths.items())
         raise EcgmlError(f"inputs differ in length ({listed}): pass one value per beat")

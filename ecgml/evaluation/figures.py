@@ -36,9 +36,16 @@ DEFAULT_CLASS_NAMES = ("Normal", "Disorder")
 _FIGSIZE = (5.0, 4.5)
 
 
+def _figure_of(ax: Axes) -> Figure:
+    figure = ax.get_figure(root=True)
+    if not isinstance(figure, Figure):
+        raise ValueError("the axes belong to no figure")
+    return figure
+
+
 def _axes(ax: Axes | None, figsize: tuple[float, float] = _FIGSIZE) -> tuple[Figure, Axes]:
     if ax is not None:
-        return ax.get_figure(root=True), ax
+        return _figure_of(ax), ax
     fig = Figure(figsize=figsize, layout="constrained")
     return fig, fig.subplots()
 
@@ -191,7 +198,7 @@ def plot_calibration(
         fig = Figure(figsize=(5.0, 5.5), layout="constrained")
         ax, hist_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     else:
-        fig, hist_ax = ax.get_figure(root=True), None
+        fig, hist_ax = _figure_of(ax), None
     ax.plot([0, 1], [0, 1], ls=":", color="0.6", lw=1, label="perfectly calibrated")
     if truth.size:
         observed, predicted = calibration_curve(truth, scores, n_bins=n_bins, pos_label=1)

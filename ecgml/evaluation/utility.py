@@ -73,7 +73,7 @@ def net_benefit(
 
 
 def net_benefit_treat_all(y_true: npt.ArrayLike, thresholds: npt.ArrayLike) -> np.ndarray:
-    prevalence = float(np.mean(as_labels(y_true))) if len(y_true) else math.nan
+    prevalence = float(np.mean(as_labels(y_true))) if np.size(y_true) else math.nan
     return prevalence - (1.0 - prevalence) * _odds(thresholds)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -18,7 +19,15 @@ from scipy import stats
 
 MIN_PER_CLASS = 2
 SUMMARY_COLUMNS = ("peak_ms", "peak_saliency", "segment_start_ms", "segment_end_ms", "mass_T")
-TESTS: dict[str, Callable[..., object]] = {
+
+
+class _HasStatistic(Protocol):
+    statistic: float
+    pvalue: float
+
+
+#: The study's three tests over the per-class samples (each returns statistic and p-value).
+TESTS: dict[str, Callable[..., _HasStatistic]] = {
     "anova": stats.f_oneway,
     "kruskal": stats.kruskal,
     "levene": stats.levene,

@@ -185,7 +185,7 @@ def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
         entry.beats.append(np.asarray(beat, dtype=np.float32))
         entry.r_indices.append(int(r_offset))
         entry.beat_ids.append(f"{entry.patient_id}_{int(k):03d}")
-        entry.r_peak_s.append(round(offset_s + float(r) / float(entry.fs), 4))
+        entry.r_peak_s.append(round(offset_s + float(r) / float(entry.fs or 0.0), 4))
         start = int(r) - int(r_offset)
         for name, lead in entry.lead_signals.items():
             piece = lead[start : start + len(beat)]
@@ -525,12 +525,13 @@ def window_for(models: Iterable[LoadedModel]) -> Window:
     """The widest window any loaded model needs (start-aligned models: the default window)."""
     pre, post = [], []
     for model in models:
-        if model.r_index is None:
+        model_pre, model_post = model.pre_r_ms, model.post_r_ms
+        if model_pre is None or model_post is None:  # start-aligned: no R in the layout
             pre.append(DEFAULT_PRE_R_MS)
             post.append(DEFAULT_POST_R_MS)
         else:
-            pre.append(model.pre_r_ms)
-            post.append(model.post_r_ms)
+            pre.append(model_pre)
+            post.append(model_post)
     return Window(max(pre, default=DEFAULT_PRE_R_MS), max(post, default=DEFAULT_POST_R_MS))
 
 

@@ -48,7 +48,7 @@ class SlicedAdaptivePool1d(nn.Module):
         return torch.cat(parts, dim=-1)
 
 
-def _size(pool: nn.Module) -> int:
+def _size(pool: nn.AdaptiveAvgPool1d | nn.AdaptiveMaxPool1d) -> int:
     size = pool.output_size
     return int(size[0] if isinstance(size, tuple | list) else size)
 
@@ -71,6 +71,8 @@ class CalibratedScorer(nn.Module):
     def __init__(self, scorer: BeatProbabilityModel, slope: float = 1.0, bias: float = 0.0):
         super().__init__()
         self.scorer = scorer
+        self.slope: torch.Tensor
+        self.bias: torch.Tensor
         self.register_buffer("slope", torch.tensor(float(slope)))
         self.register_buffer("bias", torch.tensor(float(bias)))
 
@@ -91,11 +93,14 @@ def calibration_in_graph(calibration: dict) -> tuple[float, float] | None:
     return None
 
 
-def export_ready(scorer: BeatProbabilityModel, calibration: dict) -> tuple[nn.Module, bool]:
+def export_ready(scorer: nn.Module, calibration: dict) -> tuple[nn.Module, bool]:
     """(an exportable copy of ``scorer`` with the recalibration inside, whether it is inside)."""
     line = calibration_in_graph(calibration)
     slope, bias = line or (1.0, 0.0)
-    model = CalibratedScorer(with_sliced_pools(copy.deepcopy(scorer)).eval(), slope, bias)
+    sliced = with_sliced_pools(copy.deepcopy(scorer)).eval()
+    if not isinstance(sliced, BeatProbabilityModel):
+        raise TypeError(f"only a probability model exports, not {type(scorer).__name__}")
+    model = CalibratedScorer(sliced, slope, bias)
     return model.eval(), line is not None
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ecgml import CONF_DIR
 from ecgml.errors import EcgmlError
+from ecgml.schemas import plain_dict
 from ecgml.trust import check_backbone_config
 
 MODEL_CONF_DIR = CONF_DIR / "model"
@@ -38,7 +39,8 @@ def available_backbones() -> list[str]:
     """The ``conf/model/*.yaml`` whose ``backbone`` is a torch module (has ``_target_``)."""
     names = []
     for path in sorted(MODEL_CONF_DIR.glob("*.yaml")):
-        backbone = OmegaConf.load(path).get("backbone")
+        loaded = OmegaConf.load(path)
+        backbone = loaded.get("backbone") if isinstance(loaded, DictConfig) else None
         if isinstance(backbone, DictConfig) and "_target_" in backbone:
             names.append(path.stem)
     return names
@@ -48,13 +50,11 @@ def pinned_backbone(backbone_cfg: Mapping[str, Any] | DictConfig) -> dict[str, A
     """``backbone_cfg`` as a plain dict, a record model's named ``encoder`` spelled out: every
     hyper-parameter of ``conf/model/<encoder>.yaml`` under its ``encoder_overrides``, so a logged
     model rebuilds the encoder it was trained with even after those defaults change."""
-    backbone = OmegaConf.to_container(OmegaConf.create(backbone_cfg), resolve=True)
-    assert isinstance(backbone, dict)
+    backbone = plain_dict(backbone_cfg)
     encoder = backbone.get("encoder")
     if not isinstance(encoder, str):
         return backbone
-    defaults = OmegaConf.to_container(_model_config(encoder).backbone, resolve=True)
-    assert isinstance(defaults, dict)
+    defaults = plain_dict(_model_config(encoder).backbone)
     defaults.pop("_target_", None)
     backbone["encoder_overrides"] = {**defaults, **dict(backbone.get("encoder_overrides") or {})}
     return backbone
@@ -65,9 +65,7 @@ def beat_backbones() -> list[str]:
     (``input: beats`` or ``strip`` in their config: a record's set of beats, or its strip),
     which no beat model format (pyfunc, ONNX) serves."""
     return [
-        name
-        for name in available_backbones()
-        if OmegaConf.load(MODEL_CONF_DIR / f"{name}.yaml").get("input", "beat") == "beat"
+        name for name in available_backbones() if _model_config(name).get("input", "beat") == "beat"
     ]
 
 
@@ -82,11 +80,8 @@ def build_backbone(
 
     ``overrides`` replace hyper-parameters of the config (e.g. ``dropout=0.0`` in tests).
     """
-    model_cfg = _model_config(model) if isinstance(model, str) else OmegaConf.create(model)
-    backbone_cfg = OmegaConf.to_container(
-        OmegaConf.merge(model_cfg.backbone, overrides), resolve=True
-    )
-    assert isinstance(backbone_cfg, dict)
+    model_cfg = _model_config(model) if isinstance(model, str) else OmegaConf.create(dict(model))
+    backbone_cfg = plain_dict(OmegaConf.merge(model_cfg.backbone, overrides))
     name = model_cfg.get("name")
     if "_target_" not in backbone_cfg:
         raise EcgmlError(f"model {name!r} has no backbone._target_")

@@ -8,7 +8,7 @@ from typing import Any
 import lightning.pytorch as L
 import torch
 from torch import nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, Metric
 from torchmetrics.classification import BinaryAUROC
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -38,9 +38,10 @@ class BeatClassifier(L.LightningModule):
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         weight = torch.tensor([pos_weight]) if pos_weight else None
-        self.loss_fn = nn.BCEWithLogitsLoss(pos_weight=weight)
-        self.train_auroc = BinaryAUROC()
-        self.val_auroc = BinaryAUROC()
+        # a task's subclass swaps in its own loss and metrics (multi-label, serum)
+        self.loss_fn: nn.Module = nn.BCEWithLogitsLoss(pos_weight=weight)
+        self.train_auroc: Metric = BinaryAUROC()
+        self.val_auroc: Metric = BinaryAUROC()
         self.val_auroc_best = MaxMetric()
         self.val_auroc_best.persistent(True)  # in checkpoints: a resumed run keeps its best
 

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -48,6 +48,7 @@ from ecgml.models.scoring import (
     backbone_from_config,
     scorer_from_config,
 )
+from ecgml.schemas import plain_dict
 from ecgml.signal.prepare import FS_TOLERANCE, prepare_beats, prepare_strips
 from ecgml.tracking.registry import LoadedModel, import_mlflow, log_python_model
 from ecgml.trust import check_backbone_config
@@ -181,8 +182,7 @@ def model_spec(
     ensemble: int = 1,
 ) -> ModelSpec:
     """The spec of a model trained with the composed ``cfg``."""
-    backbone = OmegaConf.to_container(cfg.model.backbone, resolve=True)
-    assert isinstance(backbone, dict)
+    backbone = plain_dict(cfg.model.backbone)
     return ModelSpec(
         disorder=str(cfg.disorder.name), negative=str(cfg.disorder.negative),
         model_name=str(cfg.model.name), backbone=backbone, seq_len=int(seq_len), fs=float(fs),
@@ -303,9 +303,10 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
     calibration); the serum value (``potassium`` / ``sodium``) of a regression."""
     spec = read_spec(spec_file, uri)
     scorer = load_scorer(weights, spec, uri)
-    common = {"seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index,
-              "align": spec.align, "uri": uri, "baseline": spec.baseline,
-              "unit": spec.unit, "leads": tuple(spec.leads)}  # fmt: skip
+    common: dict[str, Any] = {
+        "seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index, "align": spec.align,
+        "uri": uri, "baseline": spec.baseline, "unit": spec.unit, "leads": tuple(spec.leads),
+    }  # fmt: skip
     if spec.task == "binary":
         return {spec.disorder: LoadedModel(
             disorder=spec.disorder, model=scorer, threshold=spec.threshold,
@@ -315,6 +316,7 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
         return {spec.task: LoadedModel(disorder=spec.task, model=scorer,
                                        threshold=float("nan"), **common)}  # fmt: skip
     backbone = scorer.backbone
+    assert isinstance(backbone, nn.Module)
     return {
         name: LoadedModel(
             disorder=name,
@@ -349,11 +351,11 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
     for a multi-lead model one column per lead; per disorder ``<d>``, ``<d>_raw``,
     ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, DataType, Schema
+    from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
 
-    columns = ["beat"] if tuple(leads) == ("II",) else list(leads)
+    names = ["beat"] if tuple(leads) == ("II",) else list(leads)
     inputs = Schema([
-        *(ColSpec(Array(DataType.double), name) for name in columns),
+        *(ColSpec(Array(DataType.double), name) for name in names),
         ColSpec(DataType.long, "r_index", required=False),
         ColSpec(DataType.double, "fs", required=False),
     ])  # fmt: skip
@@ -361,7 +363,7 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
         return ModelSignature(
             inputs=inputs, outputs=Schema([ColSpec(DataType.double, f"{disorder}_mmol_l")])
         )
-    columns = []
+    columns: list[ColSpec | TensorSpec] = []
     for name in outputs or [disorder]:
         columns += [
             ColSpec(DataType.double, name),
@@ -588,7 +590,7 @@ def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> p
     return pd.DataFrame(columns)
 
 
-class EcgmlBeatModel(import_mlflow().pyfunc.PythonModel):  # type: ignore[misc,name-defined]
+class EcgmlBeatModel(import_mlflow().pyfunc.PythonModel):  # type: ignore[misc]
     """The served model: raw beats in (:data:`INPUT_COLUMNS`), probabilities out."""
 
     #: MLflow would wrap ``predict`` and read its type hints as a schema (and warn that there

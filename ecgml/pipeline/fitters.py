@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, StochasticWeightAveraging
 from lightning.pytorch.loggers import MLFlowLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
@@ -34,7 +34,9 @@ from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
 from ecgml.models.features_lr import build_classifier, feature_matrix, prediction_frame
 from ecgml.models.task_modules import BeatRegressor, MultiLabelClassifier
 from ecgml.pipeline.pretrained import load_pretrained_encoder
+from ecgml.schemas import plain_dict
 from ecgml.tracking import RunTerminated
+from ecgml.tracking.runs import run_id_of
 
 
 class Fitter(Protocol):
@@ -67,7 +69,7 @@ def loss_pos_weight(setting: Any, balanced: float) -> float | None:
 
 def build_model(
     cfg: DictConfig, seq_len: int, pos_weight: float | Sequence[float] | None,
-    pretrained: bool = True, targets: Sequence[float] = (),
+    pretrained: bool = True, targets: Sequence[float] | np.ndarray = (),
 ) -> BeatClassifier:  # fmt: skip
     """The configured backbone inside the task's LightningModule.
 
@@ -84,7 +86,7 @@ def build_model(
             str(cfg.model.init_from),
             cfg.logger.tracking_uri,
             model_name=cfg.model.name,
-            backbone_cfg=OmegaConf.to_container(cfg.model.backbone, resolve=True),
+            backbone_cfg=plain_dict(cfg.model.backbone),
         )
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.scheduler else None
@@ -93,7 +95,8 @@ def build_model(
 
 def task_module(
     task: TaskSpec, backbone: torch.nn.Module, optimizer: Any, scheduler: Any,
-    pos_weight: float | Sequence[float] | None, targets: Sequence[float], cfg: DictConfig,
+    pos_weight: float | Sequence[float] | None, targets: Sequence[float] | np.ndarray,
+    cfg: DictConfig,
 ) -> BeatClassifier:  # fmt: skip
     """The LightningModule of ``task`` around ``backbone``."""
     smoothing = label_smoothing(cfg, task)
@@ -160,7 +163,7 @@ def kept_checkpoint(trainer: L.Trainer) -> str:
     extra statistics epoch), so that checkpoint is rewritten from the module.
     """
     path = getattr(trainer.checkpoint_callback, "best_model_path", "")
-    if path and averages_weights(trainer.callbacks):
+    if path and averages_weights(getattr(trainer, "callbacks", [])):
         trainer.save_checkpoint(path)
     return path
 
@@ -180,7 +183,7 @@ class LogLastCheckpoint(L.Callback):
         mtime = self.path.stat().st_mtime_ns
         if mtime != self.uploaded:
             self.logger.experiment.log_artifact(
-                self.logger.run_id, str(self.path), artifact_path="checkpoints"
+                run_id_of(self.logger), str(self.path), artifact_path="checkpoints"
             )
             self.uploaded = mtime
 

@@ -39,6 +39,7 @@ from ecgml.tracking import (
     preserved_tracking_uri,
     tracked_run,
 )
+from ecgml.tracking.runs import run_id_of
 
 DEFAULT_EXPERIMENT = "ecgml-pretrain"
 
@@ -191,7 +192,7 @@ def pretrain(cfg: DictConfig, store: BeatStore | None = None) -> PretrainResult:
         tags = {"dataset.digest": data.digest, "task": "pretrain"}
         logger = make_logger(tracking, tags=tags)
         logger.log_hyperparams(flatten_config(tracking))
-        with tracked_run(logger.experiment, logger.run_id):
+        with tracked_run(logger.experiment, run_id_of(logger)):
             return _fit_and_log(tracking, logger, model, data, run_dir())
 
 
@@ -210,7 +211,7 @@ def _fit_and_log(
     metrics = finite_metrics({k: float(v) for k, v in trainer.callback_metrics.items()}) | counts
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     paths = save_encoder(out / ARTIFACT_DIR, model.backbone, encoder_meta(cfg, data))
-    client, run_id = logger.experiment, logger.run_id
+    client, run_id = logger.experiment, run_id_of(logger)
     client.log_artifact(run_id, str(out / "config.yaml"))
     for path in paths:
         client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_DIR)

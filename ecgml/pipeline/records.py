@@ -39,8 +39,8 @@ from ecgml.data.records import (
 from ecgml.data.splits import build_split
 from ecgml.data.tasks import task_spec
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import TABLES, evaluate_with_config
-from ecgml.evaluation.tasks import evaluate_task
+from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
+from ecgml.evaluation.tasks import TaskEvaluation, evaluate_task
 from ecgml.models.factory import build_backbone, pinned_backbone
 from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
@@ -63,6 +63,7 @@ from ecgml.tracking import (
     preserved_tracking_uri,
     tracked_run,
 )
+from ecgml.tracking.runs import run_id_of
 from ecgml.tracking.store import resolve_store
 
 __all__ = ["fit_record_model", "predict_records", "record_fold", "record_unit", "run_records"]
@@ -191,7 +192,7 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
                 "ecgml.unit": "record", "ecgml.leads": ",".join(leads)}  # fmt: skip
         logger = make_logger(cfg, tags=tags)
         logger.log_hyperparams(flatten_config(cfg))
-        with tracked_run(logger.experiment, logger.run_id):
+        with tracked_run(logger.experiment, run_id_of(logger)):
             frames, fitted, table = [], None, None
             for fold in folds:
                 first = fold in (None, folds[0])  # the first fold logs its curves to the run
@@ -233,13 +234,16 @@ def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
     at ``fs`` = ``data.strip_fs``, start-aligned), prepared by
     :func:`~ecgml.signal.prepare_strip` in training and serving alike."""
     strip = model_input(cfg.model) == "strip"
-    layout = (table.strip_len, table.strip_fs, None) if strip else (
-        table.seq_len, table.fs, table.r_index)  # fmt: skip
+    seq_len, fs, r_index = (
+        (table.strip_len, table.strip_fs, None)
+        if strip
+        else (table.seq_len, table.fs, table.r_index)
+    )
     if table.task.is_binary:
         threshold = float(evaluation.metrics["test/threshold"])
-        spec = model_spec(cfg, *layout, threshold, evaluation.calibrator.to_dict())
+        spec = model_spec(cfg, seq_len, fs, r_index, threshold, evaluation.calibrator.to_dict())
     else:
-        spec = task_model_spec(cfg, *layout, fitted.model, evaluation)
+        spec = task_model_spec(cfg, seq_len, fs, r_index, fitted.model, evaluation)
     spec = dataclasses.replace(
         spec,
         unit="strip" if strip else "record",
@@ -255,6 +259,7 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
                       fitted: FittedRecords | None = None) -> RunResult:  # fmt: skip
     task = table.task
     title = f"{task.subject(cfg.disorder.name)} ({cfg.model.name}, records)"
+    evaluation: Evaluation | TaskEvaluation
     if task.is_binary:
         evaluation = evaluate_with_config(predictions, cfg.evaluation, out_dir=out, title=title)
     else:
@@ -263,7 +268,7 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
     metrics["test/n_records"] = float((predictions["split"] == "test").sum())
     metrics["records/skipped"] = float(len(table.skipped))
     metrics["records/mean_beats"] = float(table.meta["n_beats"].mean())
-    client, run_id = logger.experiment, logger.run_id
+    client, run_id = logger.experiment, run_id_of(logger)
     logger.log_metrics(finite_metrics(metrics))
     client.set_tag(run_id, "records.skipped", str(len(table.skipped)))
     for kind, count in table.skip_reasons().items():
@@ -291,4 +296,4 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
     client.set_tag(run_id, NOTE_TAG, f"records · model {cfg.model.name} · leads "
                    f"{','.join(table.leads)} · test AUROC {auroc:.3f}")  # fmt: skip
     log.info("record run %s: %d records, %d skipped", run_id, len(frame), len(table.skipped))
-    return RunResult(run_id, logger.experiment_id, metrics, frame, None, fit_metrics)
+    return RunResult(run_id, str(logger.experiment_id), metrics, frame, None, fit_metrics)

@@ -67,7 +67,7 @@ from ecgml.tracking import (
     resolve_store,
     tracked_run,
 )
-from ecgml.tracking.runs import reopen_logger
+from ecgml.tracking.runs import reopen_logger, run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
@@ -116,7 +116,7 @@ def log_config_files(logger: MLFlowLogger, cfg: DictConfig, out: Path) -> None:
     end keeps the config ``resume=`` needs (the end of the run logs them again, unchanged)."""
     write_config_files(cfg, out, hydra_overrides())
     for name in ("config.yaml", "overrides.yaml"):
-        logger.experiment.log_artifact(logger.run_id, str(out / name))
+        logger.experiment.log_artifact(run_id_of(logger), str(out / name))
 
 
 def log_run_files(
@@ -124,7 +124,7 @@ def log_run_files(
     predictions: pd.DataFrame, overrides: list[str],
 ) -> None:  # fmt: skip
     """The contract artifacts at the run root (and the evaluation's figures/results)."""
-    client, run_id = logger.experiment, logger.run_id
+    client, run_id = logger.experiment, run_id_of(logger)
     write_config_files(cfg, out, overrides)
     predictions.to_csv(out / "predictions.csv", index=False)
     table.splits.to_csv(out / "splits.csv", index=False)
@@ -172,7 +172,9 @@ def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table
         fitter.model, beats, test, table.fs, table.r_index, cfg.explain, out / "explain"
     )
     logger.log_metrics(finite_metrics(metrics))
-    logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), artifact_path="explain")
+    logger.experiment.log_artifacts(
+        run_id_of(logger), str(out / "explain"), artifact_path="explain"
+    )
     return metrics
 
 
@@ -184,7 +186,7 @@ def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> Non
               for s in ("train", "val", "test")}  # fmt: skip
     source = str(resolve_store_path(cfg.data))
     name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
-    log_dataset_inputs(logger.experiment, logger.run_id, splits, source, name, table.digest)
+    log_dataset_inputs(logger.experiment, run_id_of(logger), splits, source, name, table.digest)
 
 
 def run_description(cfg: DictConfig, metrics: dict[str, Any]) -> str:
@@ -203,12 +205,12 @@ def log_model_card(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable,
                    metrics: dict[str, Any], evaluation: Evaluation, out: Path) -> Path:  # fmt: skip
     """Write ``model_card.md`` from the run's own results and log it at the run root."""
     card = CardInputs(
-        cfg, logger.run_id, table, metrics, evaluation, clinical_settings(cfg.evaluation),
+        cfg, run_id_of(logger), table, metrics, evaluation, clinical_settings(cfg.evaluation),
         git_commit=git_state()["git.commit"],
     )  # fmt: skip
     path = out / MODEL_CARD
     path.write_text(model_card_markdown(card), encoding="utf-8")
-    logger.experiment.log_artifact(logger.run_id, str(path))
+    logger.experiment.log_artifact(run_id_of(logger), str(path))
     return path
 
 
@@ -249,7 +251,7 @@ def run_one(
             logger = reopen_logger(cfg, resume.run_id)
         checkpoint = resume.checkpoint if resume else None
         overrides = resume.overrides if resume else hydra_overrides()
-        with tracked_run(logger.experiment, logger.run_id):
+        with tracked_run(logger.experiment, run_id_of(logger)):
             fitter = make_fitter(cfg, logger, out, callbacks, checkpoint)
             return _lifecycle(cfg, logger, table, out, fitter, overrides, resume is None)
 
@@ -271,14 +273,18 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
     metrics: dict[str, Any] = evaluation.metrics
     predictions = evaluation.predictions
     logger.log_metrics(finite_metrics(metrics))
-    logger.experiment.set_tag(logger.run_id, "ecgml.calibration", evaluation.calibrator.describe())
+    logger.experiment.set_tag(
+        run_id_of(logger), "ecgml.calibration", evaluation.calibrator.describe()
+    )
     log_run_files(logger, cfg, out, table, fitter, predictions, overrides)
-    log_model(cfg, fitter, table, logger.run_id, metrics["test/threshold"], evaluation.calibrator)
+    log_model(
+        cfg, fitter, table, run_id_of(logger), metrics["test/threshold"], evaluation.calibrator
+    )
     metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
     log_model_card(cfg, logger, table, metrics, evaluation, out)
-    logger.experiment.set_tag(logger.run_id, NOTE_TAG, run_description(cfg, metrics))
+    logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, run_description(cfg, metrics))
     return RunResult(
-        logger.run_id, logger.experiment_id, metrics, predictions, fitter.checkpoint,
+        run_id_of(logger), str(logger.experiment_id), metrics, predictions, fitter.checkpoint,
         fitter.fit_metrics,
     )  # fmt: skip
 
@@ -299,14 +305,14 @@ def _task_lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out
     log_run_files(logger, cfg, out, table, fitter, evaluation.predictions, overrides)
     if (out / "per_disorder").is_dir():
         logger.experiment.log_artifacts(
-            logger.run_id, str(out / "per_disorder"), artifact_path="per_disorder"
+            run_id_of(logger), str(out / "per_disorder"), artifact_path="per_disorder"
         )
-    log_task_model(cfg, fitter, table, logger.run_id, evaluation)
+    log_task_model(cfg, fitter, table, run_id_of(logger), evaluation)
     metrics.update(explain_outputs(cfg, logger, fitter, table, evaluation.predictions, out, task))
-    logger.experiment.set_tag(logger.run_id, NOTE_TAG, task_description(cfg, task, metrics))
+    logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, task_description(cfg, task, metrics))
     return RunResult(
-        logger.run_id, logger.experiment_id, metrics, evaluation.predictions, fitter.checkpoint,
-        fitter.fit_metrics,
+        run_id_of(logger), str(logger.experiment_id), metrics, evaluation.predictions,
+        fitter.checkpoint, fitter.fit_metrics,
     )  # fmt: skip
 
 
@@ -343,7 +349,7 @@ def explain_outputs(
                         for k, v in found.items()})  # fmt: skip
     logger.log_metrics(finite_metrics(metrics))
     if (out / "explain").is_dir():
-        logger.experiment.log_artifacts(logger.run_id, str(out / "explain"), "explain")
+        logger.experiment.log_artifacts(run_id_of(logger), str(out / "explain"), "explain")
     return metrics
 
 

@@ -68,6 +68,7 @@ def align_beats(
         raise ValueError(f"align must be 'r_peak' or 'start', got {align!r}")
     rows = [np.asarray(b, dtype=np.float32).ravel() for b in beats]
     r = None if align == "start" else r_indices
+    r_col: int | None
     if r is not None and r_column is not None:
         if length is None:
             raise ValueError("an explicit r_column needs an explicit length")

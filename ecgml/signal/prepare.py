@@ -46,8 +46,10 @@ def prepare_beats(
         rows = [resample_beat(b, fs, layout.fs) for b in rows]
         rs = [round(r * layout.fs / fs) for r in rs]
     rows = reference_beats(rows, rs, layout.fs, layout.baseline)
-    align = "start" if layout.r_index is None else "r_peak"
-    x, _ = align_beats(rows, rs, layout.seq_len, align=align, r_column=layout.r_index)
+    if layout.r_index is None:
+        x, _ = align_beats(rows, rs, layout.seq_len, align="start")
+    else:
+        x, _ = align_beats(rows, rs, layout.seq_len, align="r_peak", r_column=layout.r_index)
     return x
 
 

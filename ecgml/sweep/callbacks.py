@@ -11,6 +11,7 @@ from __future__ import annotations
 import lightning.pytorch as L
 
 from ecgml.sweep import context
+from ecgml.tracking.runs import run_id_of
 
 
 class OptunaPruning(L.Callback):
@@ -50,7 +51,7 @@ class OptunaPruning(L.Callback):
             trainer.should_stop = True
             logger = trainer.logger
             if trainer.is_global_zero and logger is not None and hasattr(logger, "experiment"):
-                logger.experiment.set_tag(logger.run_id, "optuna.pruned_at_epoch", str(epoch))
+                logger.experiment.set_tag(run_id_of(logger), "optuna.pruned_at_epoch", str(epoch))
 
 
 def trial_callbacks() -> list[L.Callback]:

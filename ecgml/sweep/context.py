@@ -50,8 +50,11 @@ class ActiveTrial:
 class RunOutcome(Protocol):
     """What :func:`objective_value` reads of a run result (``ecgml.pipeline.RunResult``)."""
 
-    metrics: Mapping[str, Any]
-    fit_metrics: Mapping[str, Any]
+    @property
+    def metrics(self) -> Mapping[str, Any]: ...
+
+    @property
+    def fit_metrics(self) -> Mapping[str, Any]: ...
 
 
 _active: ActiveTrial | None = None

@@ -44,6 +44,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ecgml.errors import EcgmlError
+from ecgml.schemas import plain_dict
 from ecgml.sweep.context import ObjectiveMetricMissing, activate_trial
 from ecgml.sweep.search_space import SearchSpace, parse_search_space, trial_overrides
 from ecgml.sweep.shared import (
@@ -53,6 +54,7 @@ from ecgml.sweep.shared import (
     heartbeats,
     open_storage,
     redone_numbers,
+    study_direction,
     worker_id,
 )
 from ecgml.sweep.storage import SQLITE, storage_url, study_storage
@@ -231,7 +233,7 @@ class OptunaSweep:
                 sampler=sampler,
                 pruner=pruner,
                 study_name=s.study_name,
-                direction=s.direction,
+                direction=study_direction(s.direction),
                 load_if_exists=True,
             )
         if study.get_trials(deepcopy=False):
@@ -484,8 +486,7 @@ def study_summary(study: optuna.Study, objective: str) -> dict[str, Any]:
 
 
 def settings_from(conf: Mapping[str, Any]) -> SweepSettings:
-    raw = OmegaConf.to_container(OmegaConf.create(dict(conf)), resolve=True)
-    assert isinstance(raw, dict)
+    raw = plain_dict(OmegaConf.create(dict(conf)))
     raw.pop("_target_", None)
     known = set(SweepSettings.__dataclass_fields__)
     unknown = sorted(set(raw) - known)

@@ -70,13 +70,22 @@ def to_distribution(override: Override) -> BaseDistribution:
         values = list(override.sweep_iterator())
         if not values:
             raise EcgmlError(f"{override.input_line}: the range is empty; check start/stop/step")
-        if all(isinstance(v, int) for v in values):
-            return IntDistribution(values[0], values[-1], step=int(value.step), log=False)
-        return FloatDistribution(float(values[0]), float(values[-1]), step=float(value.step))
+        ends = (values[0], values[-1])
+        if (
+            isinstance(ends[0], int)
+            and isinstance(ends[1], int)
+            and all(isinstance(v, int) for v in values)
+        ):
+            return IntDistribution(ends[0], ends[1], step=int(value.step), log=False)
+        if not all(isinstance(v, int | float) for v in ends):
+            raise EcgmlError(f"{override.input_line}: a range needs numbers")
+        return FloatDistribution(float(ends[0]), float(ends[1]), step=float(value.step))  # type: ignore[arg-type]
     if isinstance(value, IntervalSweep):
         low, high = value.start, value.end
         if isinstance(low, int) and isinstance(high, int):
             return IntDistribution(low, high, log=log)
+        if low is None or high is None:
+            raise EcgmlError(f"{override.input_line}: an interval needs both ends")
         return FloatDistribution(float(low), float(high), log=log)
     raise EcgmlError(f"{override.input_line}: not a sweep (use choice, range or interval)")
 
@@ -98,7 +107,7 @@ def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> S
             distributions[key] = to_distribution(override)
         else:
             distributions.pop(key, None)
-            fixed[key] = override.input_line
+            fixed[key] = override.input_line or f"{key}={override.value()}"
     return SearchSpace(distributions, list(fixed.values()))
 
 

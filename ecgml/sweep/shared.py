@@ -158,6 +158,14 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def study_direction(direction: str) -> optuna.study.StudyDirection:
+    """``minimize`` / ``maximize`` as Optuna's direction (anything else: one-line error)."""
+    try:
+        return optuna.study.StudyDirection[str(direction).upper()]
+    except KeyError:
+        raise EcgmlError(f"direction={direction!r}: use minimize or maximize") from None
+
+
 def create_or_load(
     storage: RDBStorage, name: str, direction: str, **kwargs: Any
 ) -> tuple[optuna.Study, bool]:
@@ -165,8 +173,9 @@ def create_or_load(
     recorded as the study user attribute ``creator``). ``kwargs``: sampler, pruner."""
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=direction, load_if_exists=False, **kwargs
-        )
+            storage=storage, study_name=name, direction=study_direction(direction),
+            load_if_exists=False, **kwargs,
+        )  # fmt: skip
     except optuna.exceptions.DuplicatedStudyError:
         return optuna.load_study(study_name=name, storage=storage, **kwargs), False
     study.set_user_attr(CREATOR_ATTR, worker_id())

@@ -34,6 +34,7 @@ from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
 from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
 from ecgml.recordstore import write_records_csv
+from ecgml.schemas import plain_dict
 from ecgml.signal import extract_windows
 from ecgml.synth.physiology import sample_patient
 from ecgml.synth.render import TWELVE_LEADS, render_ecg
@@ -69,7 +70,7 @@ class PatientTask:
 def cohort_config(cohort_cfg: Mapping[str, Any] | DictConfig) -> dict[str, Any]:
     """A plain, resolved, validated copy of the generator config."""
     if isinstance(cohort_cfg, DictConfig):
-        cfg = OmegaConf.to_container(cohort_cfg, resolve=True)
+        cfg = plain_dict(cohort_cfg)
     else:
         cfg = json.loads(json.dumps(dict(cohort_cfg), default=_jsonable))
     assert isinstance(cfg, dict)

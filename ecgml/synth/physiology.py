@@ -148,8 +148,8 @@ def sample_patient(
     comorbid effects, so ``rng``'s draws are the same with or without a ``serum`` section.
     """
     base, beat, noise = cfg["baseline"], cfg["beat"], cfg["noise"]
-    values = {
-        key: (_log_uniform if key in AMPLITUDE_KEYS else _uniform)(rng, bounds)
+    values: dict[str, float] = {
+        str(key): (_log_uniform if key in AMPLITUDE_KEYS else _uniform)(rng, bounds)
         for key, bounds in base.items()
         if key != "t_axis_offset_deg"
     }
@@ -170,7 +170,7 @@ def sample_patient(
         powerline_hz=float(cfg["powerline_hz"]),
         gain=float(dev["gain"]) * _uniform(rng, noise["electrode_gain"]),
         lowpass_hz=float(dev["lowpass_hz"]),
-        **values,
+        **dict[str, Any](values),  # the waveform parameters, by their field names
     )
     serum_cfg = cfg.get("serum")
     draw = None
@@ -349,7 +349,7 @@ def _presence(cfg: Mapping[str, Any], disorder: str, x: float) -> dict[str, floa
     """Odds multipliers of the disorder's level-tied signs for a patient at ``x = d / E[d]``."""
     serum = cfg.get("serum")
     coupling = float(serum["coupling"]) if serum is not None else 0.0
-    if coupling == 0 or disorder not in serum:
+    if serum is None or coupling == 0 or disorder not in serum:
         return {}
     spec, tilts = serum[disorder], {}
     for sign, power in spec.get("presence", {}).items():

@@ -443,7 +443,8 @@ def apply_distortions(
         if not 1 <= quality <= 100:
             raise EcgmlError(f"distortion jpeg_quality must lie in 1–100, got {quality}")
         ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else out
+        decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+        out = decoded if decoded is not None else out
         applied["jpeg_quality"] = quality
     return out, applied, homography
 
@@ -529,12 +530,16 @@ def _warp(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rotation about the centre plus random corner displacement (``skew`` × image size)."""
     h, w = image.shape[:2]
-    corners = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
-    center = np.float32([w / 2, h / 2])
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
+    center = np.array([w / 2, h / 2], dtype=np.float32)
     theta = np.deg2rad(rotation_deg)
-    rot = np.float32([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    rot = np.array(
+        [[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]], dtype=np.float32
+    )
     moved = (corners - center) @ rot.T + center
-    moved += rng.uniform(-skew, skew, size=(4, 2)).astype(np.float32) * np.float32([w, h])
+    moved += rng.uniform(-skew, skew, size=(4, 2)).astype(np.float32) * np.array(
+        [w, h], dtype=np.float32
+    )
     homography = cv2.getPerspectiveTransform(corners, moved.astype(np.float32))
     warped = cv2.warpPerspective(
         image,
@@ -561,7 +566,7 @@ def _photo(
     camera), uneven light, lens blur and sensor noise; returns the image and the homography
     from sheet pixels to photo pixels (the ground truth stays exact through it)."""
     h, w = image.shape[:2]
-    corners = np.float64([[0, 0], [w, 0], [w, h], [0, h]])
+    corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
     squeeze = rng.uniform(0.3, 1.0) * PHOTO_MAX_KEYSTONE * strength
     if rng.random() < 0.5:  # the top or bottom edge is the far one
         far = (0, 1) if rng.random() < 0.5 else (3, 2)
@@ -577,7 +582,7 @@ def _photo(
     margin = PHOTO_MARGIN * max(w, h)
     moved -= moved.min(axis=0) - margin
     size = np.ceil(moved.max(axis=0) + margin).astype(int)
-    src = np.float32([[0, 0], [w, 0], [w, h], [0, h]])
+    src = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float32)
     homography = cv2.getPerspectiveTransform(src, moved.astype(np.float32)).astype(np.float64)
     table = np.array(rng.uniform([40, 55, 70], [90, 100, 120]), dtype=np.float32)
     out = np.empty((size[1], size[0], 3), np.uint8)

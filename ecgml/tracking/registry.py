@@ -172,6 +172,7 @@ class LoadedModel:
         """Every output's logit ``(n, n_outputs)`` of the network inside a probability model
         (``model.backbone``), for prepared beats ``(n, seq_len)``."""
         backbone = self.model.backbone
+        assert isinstance(backbone, nn.Module)
         chunks = self._in_batches(lambda x: backbone(x).flatten(1), beats, batch_size)
         return np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
 

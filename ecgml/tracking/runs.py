@@ -341,14 +341,14 @@ def log_dataset_inputs(
     """Each split's beat table (one row per beat: ids, group, label) as an MLflow dataset input
     with context ``train`` / ``val`` / ``test``, so the runs table's Dataset column and the run
     page show what the model saw. Digest: ``<store digest[:8]>-<the split's rows digest>``."""
-    import mlflow.data
+    from mlflow.data.pandas_dataset import from_pandas
     from mlflow.entities import DatasetInput, InputTag
 
     inputs = []
     for context, frame in splits.items():
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a path
             warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
-            dataset = mlflow.data.from_pandas(
+            dataset = from_pandas(
                 frame, source=source, name=f"{name}-{context}",
                 digest=f"{digest[:8]}-{_rows_digest(frame)}",
             )  # fmt: skip
@@ -376,3 +376,12 @@ def log_inputs_racing(client: MlflowClient, run_id: str, inputs: list[Any]) -> N
             if not duplicate or attempt == LOG_INPUTS_ATTEMPTS:
                 raise
             log.info("dataset logged by another run at the same moment: linking it (%s)", run_id)
+
+
+def run_id_of(logger: Any) -> str:
+    """The MLflow run id of a started ``MLFlowLogger`` (its ``run_id`` is typed optional: it is
+    None only before the logger created its run, which ours do on construction)."""
+    run_id = logger.run_id
+    if not run_id:
+        raise RuntimeError("the MLflow logger has no run yet")
+    return str(run_id)

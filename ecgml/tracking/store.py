@@ -145,7 +145,7 @@ def preserved_tracking_uri() -> Iterator[None]:
     try:
         yield
     finally:
-        mlflow.set_tracking_uri(previous_uri)
+        mlflow.set_tracking_uri(previous_uri)  # type: ignore[arg-type]  # None: back to unset
         if previous_env is None:
             os.environ.pop("MLFLOW_TRACKING_URI", None)
         else:

@@ -5,8 +5,9 @@ command-line face of this package; :mod:`ecgml.inference.loading` loads models w
 """
 
 from ecgml.inference.loading import load_disorder_model, load_model_uri, load_models
+from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.tracking.registry import CHAMPION, LoadedModel, promote_run, registered_name
+from ecgml.tracking.registry import CHAMPION, promote_run, registered_name
 
 __all__ = [
     "CHAMPION",

@@ -48,7 +48,7 @@ from ecgml.errors import EcgmlError
 from ecgml.signal import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
 
 if TYPE_CHECKING:
-    from ecgml.tracking.registry import LoadedModel
+    from ecgml.modelfile.loaded import LoadedModel
 
 log = logging.getLogger("ecgml.inference")
 

@@ -16,17 +16,13 @@ from typing import Any
 
 import ecgml.tracking.registry as registry_module
 from ecgml.errors import EcgmlError
+from ecgml.modelfile.files import read_model_dir, read_task_dir
+from ecgml.modelfile.loaded import LoadedModel
+from ecgml.modelfile.spec import SERUM_OUTPUTS, is_beat_model_dir
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.pipeline.beat_model import (
-    SERUM_OUTPUTS,
-    is_beat_model_dir,
-    read_model_dir,
-    read_task_dir,
-)
 from ecgml.tracking import resolve_store
 from ecgml.tracking.registry import (
     CHAMPION,
-    LoadedModel,
     ModelRef,
     downloaded_model,
     import_mlflow,

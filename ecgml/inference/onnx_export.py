@@ -21,8 +21,8 @@ import torch
 
 import ecgml
 from ecgml.errors import EcgmlError
+from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models.export import INPUT_NAME, OUTPUT_NAMES, export_onnx, export_ready
-from ecgml.tracking.registry import LoadedModel
 
 DEFAULT_CHECK_BEATS = 1000
 DEFAULT_TOLERANCE = 1e-5

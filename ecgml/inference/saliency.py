@@ -14,7 +14,7 @@ from ecgml.explain import compute_attributions
 from ecgml.explain.figures import saliency_band
 from ecgml.inference.inputs import BeatInput
 from ecgml.inference.preprocess import prepare_beats
-from ecgml.tracking.registry import LoadedModel
+from ecgml.modelfile.loaded import LoadedModel
 
 CMAP = "magma_r"
 SMOOTH_MS = 20.0

@@ -40,11 +40,13 @@ from ecgml.inference.inputs import (
 )
 from ecgml.inference.loading import load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
+from ecgml.modelfile.loaded import LoadedModel
+from ecgml.modelfile.serving import answered
+from ecgml.modelfile.spec import UNITS
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.pipeline.beat_model import UNITS, answered
-from ecgml.tracking.registry import CHAMPION, LoadedModel
+from ecgml.tracking.registry import CHAMPION
 
 log = logging.getLogger("ecgml.inference")
 

@@ -83,6 +83,7 @@ def test_layers_are_the_documented_stack() -> None:
         "cli",
         "sweep | inference",
         "pipeline",
+        "modelfile",
         "tracking",
         "evaluation | explain",
         "models",
@@ -126,6 +127,15 @@ def test_evaluation_importing_a_stage_breaks_its_contract() -> None:
 
 def test_tracking_importing_a_stage_breaks_its_contract() -> None:
     assert not _is_kept("tracking-no-stage", _graph_with("ecgml.tracking", "ecgml.models"))
+
+
+@pytest.mark.parametrize("imported", ["ecgml.pipeline", "ecgml.inference"])
+def test_the_logged_model_importing_training_or_inference_breaks_its_contract(imported) -> None:
+    assert not _is_kept("serving-light", _graph_with("ecgml.modelfile", imported))
+
+
+def test_inference_importing_the_pipeline_breaks_its_contract() -> None:
+    assert not _is_kept("inference-no-pipeline", _graph_with("ecgml.inference", "ecgml.pipeline"))
 
 
 def test_no_import_cycles_among_modules() -> None:

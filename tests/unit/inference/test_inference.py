@@ -26,11 +26,11 @@ from ecgml.inference.score import (
     predict_path,
     write_json_atomic,
 )
+from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models import build_backbone
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.signal import align_beats
 from ecgml.signal import prepare as signal_prepare
-from ecgml.tracking.registry import LoadedModel
 from tests.fakes import FS, PRE, write_toy_store
 
 SEQ_LEN = 150

@@ -16,10 +16,10 @@ from torch import nn
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.inference.onnx_export import export_model
+from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models.export import SlicedAdaptivePool1d
 from ecgml.models.factory import beat_backbones, build_backbone
 from ecgml.models.scoring import BeatProbabilityModel
-from ecgml.tracking.registry import LoadedModel
 from tests.conftest import compose_once
 
 SEQ, R = 450, 125

@@ -13,10 +13,10 @@ from ecgml.beatstore import load_beat_store
 from ecgml.data.datamodule import build_beat_table
 from ecgml.errors import EcgmlError
 from ecgml.inference.preprocess import prepare_beats
+from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models import build_backbone
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.signal import reference_beat, reference_beats
-from ecgml.tracking.registry import LoadedModel
 
 FS = 500.0
 R = 125  # 250 ms before R, 650 ms after: the synthetic cohort's window

@@ -1,0 +1,122 @@
+"""Writing and reading a logged model's two files: ``weights.safetensors`` (tensors, no
+pickle) and ``ecgml_model.json`` (:class:`~ecgml.modelfile.spec.ModelSpec`, its backbone class
+through the one gate of :mod:`ecgml.trust`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from ecgml.errors import EcgmlError
+from ecgml.modelfile.loaded import LoadedModel
+from ecgml.modelfile.spec import FORMAT, SPEC_FILE, WEIGHTS_FILE, ModelSpec, read_spec
+from ecgml.models.scoring import (
+    BeatProbabilityModel,
+    BeatValueModel,
+    backbone_from_config,
+    scorer_from_config,
+)
+
+
+def write_model_files(scorer: nn.Module, spec: ModelSpec, folder: Path) -> dict[str, str]:
+    """``weights.safetensors`` and ``ecgml_model.json`` in ``folder``; the pyfunc artifacts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in scorer.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": FORMAT})
+    (folder / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2), encoding="utf-8")
+    return {"weights": str(folder / WEIGHTS_FILE), "spec": str(folder / SPEC_FILE)}
+
+
+def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
+    """The architecture of ``spec`` with the tensors of ``weights`` (no pickle anywhere): a
+    :class:`BeatProbabilityModel` (output 0), or for another task its scorer of every output
+    (the backbone inside a probability or a value model)."""
+    if spec.task == "binary":
+        scorer: nn.Module = scorer_from_config(
+            spec.backbone, spec.seq_len, spec.ensemble, source, in_channels=len(spec.leads)
+        )
+    else:
+        backbone = backbone_from_config(
+            spec.backbone, spec.seq_len, spec.ensemble, source,
+            n_outputs=max(len(spec.outputs), 1), regression=spec.is_regression,
+            in_channels=len(spec.leads),
+        )  # fmt: skip
+        scorer = (
+            BeatValueModel(backbone, spec.target_mean, spec.target_std)
+            if spec.is_regression
+            else BeatProbabilityModel(backbone)
+        )
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError) as err:
+        raise EcgmlError(f"{source}: cannot read {weights.name} ({err}); re-log it") from None
+    try:
+        scorer.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1 if "\n" in str(err) else 0].strip()
+        raise EcgmlError(
+            f"{source}: {weights.name} does not match its config ({spec.model_name}, "
+            f"seq_len {spec.seq_len}): {first}; re-log the model with ecgml.train"
+        ) from None
+    return scorer.eval()
+
+
+def read_model_files(weights: Path, spec_file: Path, uri: str) -> LoadedModel:
+    """A :class:`LoadedModel` from the two artifact files (a binary model)."""
+    models = read_task_files(weights, spec_file, uri)
+    if len(models) != 1 or read_spec(spec_file, uri).task != "binary":
+        raise EcgmlError(
+            f"{uri} is a task={read_spec(spec_file, uri).task} model, not one disorder's: "
+            "ecgml.predict uses it as a champion of its task"
+        )
+    return next(iter(models.values()))
+
+
+def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, LoadedModel]:
+    """One :class:`LoadedModel` per output, by name: the disorder of a binary model; each
+    disorder of a multi-label model (sharing one network, each with its own threshold and
+    calibration); the serum value (``potassium`` / ``sodium``) of a regression."""
+    spec = read_spec(spec_file, uri)
+    scorer = load_scorer(weights, spec, uri)
+    common: dict[str, Any] = {
+        "seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index, "align": spec.align,
+        "uri": uri, "baseline": spec.baseline, "unit": spec.unit, "leads": tuple(spec.leads),
+    }  # fmt: skip
+    if spec.task == "binary":
+        return {spec.disorder: LoadedModel(
+            disorder=spec.disorder, model=scorer, threshold=spec.threshold,
+            calibration=spec.calibration, **common,
+        )}  # fmt: skip
+    if spec.is_regression:
+        return {spec.task: LoadedModel(disorder=spec.task, model=scorer,
+                                       threshold=float("nan"), **common)}  # fmt: skip
+    backbone = scorer.backbone
+    assert isinstance(backbone, nn.Module)
+    return {
+        name: LoadedModel(
+            disorder=name,
+            model=BeatProbabilityModel(backbone, k).eval(),
+            threshold=spec.thresholds[name],
+            calibration=spec.calibrations.get(name, {"method": "none"}),
+            **common,
+        )
+        for k, name in enumerate(spec.outputs)
+    }
+
+
+def read_model_dir(folder: Path, uri: str) -> LoadedModel:
+    """A downloaded logged model folder (``MLmodel`` + ``artifacts/``) as a :class:`LoadedModel`."""
+    artifacts = Path(folder) / "artifacts"
+    return read_model_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)
+
+
+def read_task_dir(folder: Path, uri: str) -> dict[str, LoadedModel]:
+    """A downloaded logged model folder of any task: one :class:`LoadedModel` per output."""
+    artifacts = Path(folder) / "artifacts"
+    return read_task_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)

@@ -10,34 +10,23 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml.cli import hydra_entry
 from ecgml.data.tasks import TaskSpec, task_spec
-from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, evaluate_with_config
 from ecgml.evaluation.tasks import evaluate_task
 from ecgml.tracking import check_store, finite_metrics
+from ecgml.tracking.artifacts import fetch_run, required_artifact
 
 
 def fetch_predictions(client: MlflowClient, run_id: str, tracking_uri: str) -> pd.DataFrame:
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise EcgmlError(
-            f"run_id={run_id} is not in the MLflow store {tracking_uri}: copy the id from the "
-            "UI or the `run_id:` line train printed, or set MLFLOW_TRACKING_URI"
-        ) from None
-    folder = tempfile.mkdtemp(prefix="ecgml-evaluate-")
-    try:
-        path = client.download_artifacts(run_id, "predictions.csv", folder)
-    except (MlflowException, OSError):
-        raise EcgmlError(
-            f"run {run_id} has no predictions.csv artifact: it did not finish training"
-        ) from None
-    return pd.read_csv(path, dtype={"patient_id": str, "beat_id": str})
+    fetch_run(client, run_id, tracking_uri)
+    with tempfile.TemporaryDirectory(prefix="ecgml-evaluate-") as folder:
+        why = "it did not finish training"
+        path = required_artifact(client, run_id, "predictions.csv", Path(folder), why)
+        return pd.read_csv(path, dtype={"patient_id": str, "beat_id": str})
 
 
 def reevaluate(cfg: DictConfig) -> dict[str, float]:

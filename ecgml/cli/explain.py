@@ -11,7 +11,6 @@ import logging
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,29 +26,15 @@ from ecgml.errors import EcgmlError
 from ecgml.explain import as_dict, explain_model
 from ecgml.pipeline.fitters import build_model
 from ecgml.tracking import check_store, finite_metrics
+from ecgml.tracking.artifacts import fetch_run, required_artifact
 from ecgml.trust import read_stored_config
 
 log = logging.getLogger("ecgml.explain")
 
 
-def fetch_run(client: MlflowClient, run_id: str, uri: str) -> Any:
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        raise EcgmlError(
-            f"run_id={run_id} is not a run in the MLflow store {uri}: copy the id from "
-            "`run_id: …` of ecgml.train (or set MLFLOW_TRACKING_URI to the store that holds it)"
-        ) from None
-
-
 def download(client: MlflowClient, run_id: str, path: str, into: Path) -> Path:
-    try:
-        return Path(client.download_artifacts(run_id, path, str(into)))
-    except (MlflowException, OSError):
-        raise EcgmlError(
-            f"run {run_id} has no artifact {path!r}: only runs of ecgml.train (with "
-            "training.log_checkpoint=true) can be explained again"
-        ) from None
+    why = "only runs of ecgml.train (with training.log_checkpoint=true) can be explained again"
+    return required_artifact(client, run_id, path, into, why)
 
 
 def checkpoint_path(client: MlflowClient, run_id: str) -> str:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from torch import nn
 
 from ecgml.errors import EcgmlError
 from ecgml.tracking import resolve_store
+from ecgml.tracking.artifacts import fetch_run, has_artifact, run_artifact
 
 log = logging.getLogger(__name__)
 
@@ -98,19 +98,11 @@ def _artifact_folder(path: Path) -> Path:
 def _download(run_id: str, tracking_uri: str | None, into: Path) -> Path:
     uri = resolve_store(tracking_uri).tracking_uri
     client = MlflowClient(uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException:
-        raise EcgmlError(
-            f"model.init_from={run_id} is not a run in the MLflow store {uri}: {_HINT} "
-            "(or set MLFLOW_TRACKING_URI to the store that holds it)"
-        ) from None
-    try:
-        listed = {f.path for f in client.list_artifacts(run_id, ARTIFACT_DIR)}
-        if f"{ARTIFACT_DIR}/{META_FILE}" in listed:
-            return Path(client.download_artifacts(run_id, ARTIFACT_DIR, str(into)))
-    except (MlflowException, OSError):
-        pass
+    fetch_run(client, run_id, uri, what="model.init_from")
+    if has_artifact(client, run_id, f"{ARTIFACT_DIR}/{META_FILE}"):
+        folder = run_artifact(client, run_id, ARTIFACT_DIR, into)
+        if folder is not None:
+            return folder
     raise EcgmlError(
         f"run {run_id} has no {ARTIFACT_DIR}/{META_FILE}: it is not an ecgml pretrain run "
         "(make one with `python -m ecgml.train task=pretrain`)"

@@ -20,7 +20,6 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.entities import Run
-from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
@@ -67,6 +66,7 @@ from ecgml.tracking import (
     resolve_store,
     tracked_run,
 )
+from ecgml.tracking.artifacts import fetch_run, run_artifact
 from ecgml.tracking.runs import reopen_logger, run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
@@ -394,19 +394,19 @@ def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResu
     resumable_run(client, run_id, uri)
     folder = run_dir() / "resume"
     folder.mkdir(parents=True, exist_ok=True)
-    checkpoint = download_artifact(client, run_id, "checkpoints/last.ckpt", folder)
+    checkpoint = run_artifact(client, run_id, "checkpoints/last.ckpt", folder)
     if checkpoint is None:
         raise EcgmlError(
             f"resume={run_id}: the run has no checkpoint to resume from (checkpoints/last.ckpt "
             "is logged every epoch when training.log_checkpoint=true)"
         )
-    original = download_artifact(client, run_id, "config.yaml", folder)
+    original = run_artifact(client, run_id, "config.yaml", folder)
     if original is None:
         raise EcgmlError(f"resume={run_id}: the run has no config.yaml to resume with")
     # Every class the stored config names passes the gate before anything is built.
     run_cfg = read_stored_config(original, f"resume={run_id}")
     run_cfg.logger.tracking_uri = cfg.logger.tracking_uri
-    overrides_file = download_artifact(client, run_id, "overrides.yaml", folder)
+    overrides_file = run_artifact(client, run_id, "overrides.yaml", folder)
     overrides = read_stored_overrides(overrides_file, f"resume={run_id}") if overrides_file else []
     resume = Resume(run_id, checkpoint, overrides)
     return run_one(run_cfg, callbacks=callbacks, resume=resume)
@@ -415,21 +415,10 @@ def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResu
 def resumable_run(client: MlflowClient, run_id: str, uri: str) -> Run:
     """The run ``resume=`` re-opens: it exists, and is neither finished nor still running."""
     end_dead_runs(client)  # a SIGKILLed run left RUNNING becomes KILLED
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise EcgmlError(f"resume={run_id}: no such run in the tracking store {uri}") from None
+    run = fetch_run(client, run_id, uri, what="resume")
     status = run.info.status
     if status == "FINISHED":
         raise EcgmlError(f"resume={run_id}: the run is already FINISHED; nothing to resume")
     if status == "RUNNING":
         raise EcgmlError(f"resume={run_id}: the run is still RUNNING in a live process")
     return run
-
-
-def download_artifact(client: MlflowClient, run_id: str, path: str, folder: Path) -> Path | None:
-    """``path`` of the run downloaded under ``folder``, or None when the run has no such file."""
-    try:
-        return Path(client.download_artifacts(run_id, path, str(folder)))
-    except (MlflowException, OSError):
-        return None

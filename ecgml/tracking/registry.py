@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from ecgml.errors import EcgmlError
+from ecgml.tracking.artifacts import fetch_run, run_artifact
 from ecgml.tracking.store import preserved_tracking_uri, resolve_store
 from ecgml.trust import check_backbone_config
 
@@ -235,15 +236,7 @@ def resolve_model_refs(
 
 def run_model_id(client: Any, run_id: str, tracking_uri: str) -> tuple[Any, str]:
     """``(run, model_id)`` of the model logged with ``run_id`` (the latest when several)."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        run = client.get_run(run_id)
-    except MlflowException:
-        raise EcgmlError(
-            f"run_id={run_id} is not in the MLflow store {tracking_uri}: copy the id from the UI "
-            "or the `run_id:` line train printed, or set MLFLOW_TRACKING_URI"
-        ) from None
+    run = fetch_run(client, run_id, tracking_uri)
     outputs = run.outputs.model_outputs if run.outputs else []
     models = [client.get_logged_model(o.model_id) for o in outputs]
     models = [m for m in models if m.name == MODEL_NAME]
@@ -307,12 +300,9 @@ def version_description(card: str, run_id: str, limit: int = MAX_DESCRIPTION) ->
 
 def run_model_card(client: Any, run_id: str) -> str | None:
     """The run's ``model_card.md`` text (``None`` for runs logged before model cards)."""
-    from mlflow.exceptions import MlflowException
-
     with tempfile.TemporaryDirectory(prefix="ecgml-card-") as tmp:
-        try:
-            path = client.download_artifacts(run_id, "model_card.md", tmp)
-        except (MlflowException, OSError):
+        path = run_artifact(client, run_id, "model_card.md", Path(tmp))
+        if path is None:
             log.warning("run %s has no model_card.md: the model version gets no description",
                         run_id)  # fmt: skip
             return None

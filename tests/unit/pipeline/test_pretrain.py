@@ -216,7 +216,7 @@ def test_bad_init_from_values_are_one_line_user_errors(pretrained, artifact, tmp
     other = client.create_run(client.get_run(result.run_id).info.experiment_id).info.run_id
     cases = [
         (str(tmp_path / "nope" / "encoder.pt"), "no such file or folder, and not a run id"),
-        ("0" * 32, "is not a run in the MLflow store"),
+        ("0" * 32, "is not in the MLflow store"),
         (other, "it is not an ecgml pretrain run"),
         (str(empty), "encoder.json is missing"),
     ]

@@ -1,0 +1,61 @@
+"""Reading a logged run back: the run itself, and its artifacts, each with one-line errors.
+
+Every command that reads a finished run (``evaluate``, ``explain``, ``resume=``,
+``model.init_from``, ``promote``) finds it and downloads its files through these functions, so
+a wrong id or a missing file reads the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ecgml.errors import EcgmlError
+
+#: What a user does about an unknown run id.
+RUN_ID_HINT = (
+    "copy the id from the `run_id:` line ecgml.train printed or from the MLflow UI (or set "
+    "MLFLOW_TRACKING_URI to the store that holds it)"
+)
+
+
+def fetch_run(client: Any, run_id: str, tracking_uri: str, what: str = "run_id") -> Any:
+    """The MLflow run ``run_id`` (``what`` names the setting that gave it, for the message)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise EcgmlError(
+            f"{what}={run_id} is not in the MLflow store {tracking_uri}: {RUN_ID_HINT}"
+        ) from None
+
+
+def run_artifact(client: Any, run_id: str, path: str, into: Path) -> Path | None:
+    """The run's artifact ``path`` (a file or a folder) downloaded under ``into``, or None when
+    the run has no such artifact."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return Path(client.download_artifacts(run_id, path, str(into)))
+    except (MlflowException, OSError):
+        return None
+
+
+def required_artifact(client: Any, run_id: str, path: str, into: Path, why: str) -> Path:
+    """:func:`run_artifact`, or a one-line error saying the run has no ``path`` and ``why``."""
+    found = run_artifact(client, run_id, path, into)
+    if found is None:
+        raise EcgmlError(f"run {run_id} has no artifact {path!r}: {why}")
+    return found
+
+
+def has_artifact(client: Any, run_id: str, path: str) -> bool:
+    """Whether the run lists the file ``path`` (no download)."""
+    from mlflow.exceptions import MlflowException
+
+    folder = path.rsplit("/", 1)[0] if "/" in path else None
+    try:
+        return path in {f.path for f in client.list_artifacts(run_id, folder)}
+    except (MlflowException, OSError):
+        return False

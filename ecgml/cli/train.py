@@ -15,6 +15,7 @@ import time
 
 from omegaconf import DictConfig
 
+from ecgml.bounds import check_bounds
 from ecgml.cli import hydra_entry
 from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
@@ -36,6 +37,8 @@ def run_pretrain(cfg: DictConfig) -> float:
 
 
 def train(cfg: DictConfig) -> float:
+    if not cfg.get("resume"):  # resume= checks the run's own stored config
+        check_bounds(cfg)  # before a run opens or any data is read
     check_store(cfg.logger.tracking_uri)  # a bad store fails in seconds, before data is loaded
     if task_name(cfg) == "pretrain":
         return run_pretrain(cfg)

@@ -282,7 +282,7 @@ class EcgmlBeatModel(PythonModel):
         }
         self.model = next(iter(self.models.values()))
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context: Any, model_input: Any, params: Any = None) -> pd.DataFrame:
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 

@@ -24,6 +24,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml.beatstore import BeatStore
+from ecgml.bounds import check_bounds
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_table, resolve_store_path
 from ecgml.data.tasks import TaskSpec, task_spec
@@ -405,6 +406,7 @@ def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResu
         raise EcgmlError(f"resume={run_id}: the run has no config.yaml to resume with")
     # Every class the stored config names passes the gate before anything is built.
     run_cfg = read_stored_config(original, f"resume={run_id}")
+    check_bounds(run_cfg, f"resume={run_id}")
     run_cfg.logger.tracking_uri = cfg.logger.tracking_uri
     overrides_file = run_artifact(client, run_id, "overrides.yaml", folder)
     overrides = read_stored_overrides(overrides_file, f"resume={run_id}") if overrides_file else []

@@ -92,7 +92,7 @@ def test_layers_are_the_documented_stack() -> None:
         "recordstore",
         "beatstore | outputs",
         "signal",
-        "trust",
+        "trust | bounds",
         "errors | schemas",
     ]
     assert set(layers[0].split(" | ")) == {

@@ -26,6 +26,7 @@ from omegaconf import DictConfig
 
 from ecgml import CONF_DIR
 from ecgml.errors import EcgmlError
+from ecgml.outputs.files import storage_error
 
 HYDRA_VERSION_BASE = "1.3"
 _DEBUG_FLAGS = {"true": "true", "false": "false", "1": "true", "0": "false"}
@@ -80,6 +81,13 @@ def entry_point(
             log.debug("user error", exc_info=True)
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(err.exit_code)
+        except OSError as err:  # a full disk or a read-only folder is the user's to fix
+            known = storage_error(err)
+            if known is None or debug_enabled(cfg):
+                raise
+            log.debug("storage error", exc_info=True)
+            print(f"error: {known}", file=sys.stderr, flush=True)
+            sys.exit(known.exit_code)
 
     return wrapper
 

@@ -31,7 +31,14 @@ from ecgml.digitize.image import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES
 from ecgml.digitize.leads import page_leads
 from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
 from ecgml.errors import EcgmlError
-from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
+from ecgml.outputs import (
+    check_replaceable,
+    init_worker,
+    move_into_place,
+    new_temp,
+    stop_pool,
+    storage_error,
+)
 from ecgml.recordstore import save_records_table
 
 log = logging.getLogger("ecgml.digitize")
@@ -380,6 +387,11 @@ def digitize_folder(
         results.sort(key=lambda r: order[r.image_file])
         report = write_outputs(tmp, results, labels, float(fs))
         move_into_place(tmp, target)
+    except OSError as err:  # a full disk: one line, and the temporary folder goes below
+        known = storage_error(err, output_dir)
+        if known is None:
+            raise
+        raise known from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -46,6 +45,7 @@ from ecgml.modelfile.spec import UNITS
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
+from ecgml.outputs import check_output_file, write_text_atomic
 from ecgml.tracking.registry import CHAMPION
 
 log = logging.getLogger("ecgml.inference")
@@ -378,10 +378,7 @@ def predict_path(
 
 
 def write_json_atomic(results: list[dict[str, Any]], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(results, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(results, indent=2) + "\n")
 
 
 def format_table(results: Sequence[Mapping[str, Any]], models: Mapping[str, LoadedModel]) -> str:
@@ -465,6 +462,8 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         raise EcgmlError(f"disorders={unknown} unknown: use some of {', '.join(DISORDERS)}")
     input_path = Path(str(cfg.input)).expanduser()
     list_inputs(input_path)  # fail on a wrong path before loading anything
+    if cfg.get("output"):
+        check_output_file(Path(str(cfg.output)).expanduser())
     beat_fs = beat_rate(cfg.get("fs"))
     start = time.perf_counter()
     chosen = model_spec(cfg.get("models"))

@@ -13,16 +13,20 @@ from ecgml.outputs.folders import (
     remove_stale_temps,
     write_marker,
 )
+from ecgml.outputs.files import check_output_file, storage_error, write_text_atomic
 from ecgml.outputs.workers import init_worker, stop_pool
 
 __all__ = [
     "MARKER",
+    "check_output_file",
     "check_replaceable",
     "init_worker",
     "move_into_place",
     "new_temp",
     "read_marker",
     "remove_stale_temps",
+    "storage_error",
     "stop_pool",
     "write_marker",
+    "write_text_atomic",
 ]

@@ -15,7 +15,7 @@ import math
 import os
 import stat
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -306,19 +306,42 @@ class StorePathError(EcgmlError):
     """A manifest path that leaves its store: never skipped, always fatal (exit 2)."""
 
 
+class StorePaths:
+    """Paths of a store's listed files, refused when they leave the store (``..``, absolute, a
+    symlink out). Each folder is resolved once and a file only when it is a link, so checking
+    millions of rows costs one ``lstat`` each, not one ``resolve``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.real_root = self.root.resolve()
+        self._real_dirs: dict[Path, Path] = {}
+
+    def __call__(self, listed: str) -> Path:
+        path = self.root / listed
+        relative = os.path.normpath(listed)
+        if os.path.isabs(relative) or relative == ".." or relative.startswith(f"..{os.sep}"):
+            raise self._outside(path, listed)
+        try:
+            real_dir = self._real_dirs.get(path.parent)
+            if real_dir is None:
+                real_dir = self._real_dirs[path.parent] = path.parent.resolve()
+            real = path.resolve() if path.is_symlink() else real_dir / path.name
+        except (RuntimeError, OSError, ValueError) as err:  # a symlink loop, a NUL byte
+            raise EcgmlError(f"file {path} cannot be resolved ({err}): fix the link") from None
+        if not real.is_relative_to(self.real_root):
+            raise self._outside(path, listed)
+        return path
+
+    def _outside(self, path: Path, listed: str) -> StorePathError:
+        return StorePathError(
+            f"beat file {path} (beat_file {listed!r} in {self.root / MANIFEST}) lies outside the "
+            f"beat store {self.root}: list files inside the store folder, relative to it"
+        )
+
+
 def beat_path(root: Path, beat_file: str) -> Path:
     """``root/beat_file``, refused when it resolves outside ``root`` (``..``, absolute, symlink)."""
-    path = root / beat_file
-    try:
-        resolved = path.resolve()
-    except (RuntimeError, OSError, ValueError) as err:  # a symlink loop, a NUL byte
-        raise EcgmlError(f"beat file {path} cannot be resolved ({err}): fix the link") from None
-    if not resolved.is_relative_to(root.resolve()):
-        raise StorePathError(
-            f"beat file {path} (beat_file {beat_file!r} in {root / MANIFEST}) lies outside the "
-            f"beat store {root}: list files inside the store folder, relative to it"
-        )
-    return path
+    return StorePaths(root)(beat_file)
 
 
 def check_regular(path: Path, max_bytes: int, expected: str, fix: str = "trim it") -> None:
@@ -465,18 +488,54 @@ def check_amplitude(store: BeatStore) -> None:
         raise EcgmlError(f"beat store {store.root}: {problem}: store beats in mV")
 
 
-def content_digest(root: Path, manifest: pd.DataFrame, limits: BeatLimits) -> str:
-    """SHA-256 over the manifest, ``beatstore.json`` and every beat file's bytes."""
+def content_digest(
+    root: Path, manifest: pd.DataFrame, limits: BeatLimits, paths: Sequence[Path] | None = None
+) -> str:
+    """SHA-256 over the manifest, ``beatstore.json`` and every beat file's bytes (``paths``:
+    the beat files, already checked by :class:`StorePaths`)."""
     digest = hashlib.sha256()
     digest.update((root / MANIFEST).read_bytes())
     if (root / META_FILE).is_file():
         digest.update(read_capped(root / META_FILE, MAX_META_BYTES, "a small JSON file"))
     expected = f"a beat CSV of at most {limits.max_samples} samples ({limits.hint})"
-    for beat_file in manifest["beat_file"]:
-        path = beat_path(root, beat_file)
+    if paths is None:
+        to_path = StorePaths(root)
+        paths = [to_path(beat_file) for beat_file in manifest["beat_file"]]
+    for path in paths:
         check_listed(path)
         digest.update(read_capped(path, limits.max_bytes, expected, BEAT_FIX))
     return digest.hexdigest()[:16]
+
+
+#: Rows of a manifest read at a time by :func:`check_listed_files`.
+CHUNK_ROWS = 50_000
+
+
+def check_listed_files(root: Path) -> None:
+    """Stream ``root/manifest.csv``'s ``beat_file`` column and refuse the first file that is
+    missing or lies outside the store, naming its line, before the whole manifest is parsed:
+    a huge manifest of missing files answers at its first row, in bounded memory."""
+    path = root / MANIFEST
+    to_path = StorePaths(root)
+    for number, listed_files in enumerate(_beat_file_chunks(path)):
+        for offset, listed in enumerate(listed_files):
+            if not isinstance(listed, str) or not listed.strip():
+                continue  # the full validation names an empty cell
+            try:
+                check_listed(to_path(listed.strip()))
+            except EcgmlError as err:
+                line = number * CHUNK_ROWS + offset + 2
+                raise type(err)(f"{path} line {line}: {err}") from None
+
+
+def _beat_file_chunks(path: Path) -> Iterator[list[Any]]:
+    """The ``beat_file`` column in chunks of :data:`CHUNK_ROWS` (nothing when the file has no
+    such column or is no CSV: :func:`read_manifest` says so in one line)."""
+    try:
+        for chunk in pd.read_csv(path, usecols=["beat_file"], dtype=str, chunksize=CHUNK_ROWS):
+            yield chunk["beat_file"].tolist()
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError):
+        return
 
 
 def load_beat_store(
@@ -494,13 +553,16 @@ def load_beat_store(
     are refused either way.
     """
     root = Path(root).resolve()
+    if not skip_bad_beats and (root / MANIFEST).is_file():
+        check_listed_files(root)  # a missing file answers at its row, before the full parse
     manifest = read_manifest(root)
     info = read_store_meta(root, default_fs)
     limits = BeatLimits.of(info.fs, max_beat_s)
-    paths = [beat_path(root, beat_file) for beat_file in manifest["beat_file"]]
+    to_path = StorePaths(root)
+    paths = [to_path(beat_file) for beat_file in manifest["beat_file"]]
     if skip_bad_beats:
         return _load_skipping(root, manifest, paths, info, limits)
-    digest = content_digest(root, manifest, limits)
+    digest = content_digest(root, manifest, limits, paths)
     cache_file = Path(cache_dir) / f"beats-{digest}.npz" if cache_dir else None
     beats = _read_packed(cache_file) if cache_file is not None and cache_file.is_file() else []
     cached = len(beats) == len(manifest)

@@ -251,3 +251,39 @@ def test_manifest_with_the_wrong_separator_says_so(store: Path, sep: str) -> Non
     with pytest.raises(EcgmlError, match=re.escape(f"separator looks like {sep!r}")) as info:
         read_manifest(store)
     assert "comma" in str(info.value)
+
+
+def test_a_huge_manifest_of_missing_files_is_refused_at_its_first_row(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The existence check streams the manifest: the first missing file answers before the
+    whole table is parsed (a 3-million-row manifest: experiments/bench_manifest.py)."""
+    import ecgml.beatstore as beatstore
+
+    store = tmp_path / "store"
+    (store / "beats").mkdir(parents=True)
+    rows = 120_000  # more than two chunks
+    lines = [f"beats/b{k}.csv,P{k // 3},normal,b{k},1\n" for k in range(rows)]
+    (store / "manifest.csv").write_text(
+        "beat_file,patient_id,group,beat_id,r_index\n" + "".join(lines)
+    )
+
+    def full_parse(*_args, **_kwargs):
+        raise AssertionError("the whole manifest was parsed before the missing file was found")
+
+    monkeypatch.setattr(beatstore, "read_manifest", full_parse)
+    with pytest.raises(EcgmlError, match=r"manifest.csv line 2: beat file .*b0.csv is listed"):
+        load_beat_store(store)
+    (store / "beats" / "b0.csv").write_text("mv\n0.1\n")  # now the next missing one is named
+    with pytest.raises(EcgmlError, match=r"line 3: beat file .*b1.csv"):
+        load_beat_store(store)
+
+
+@pytest.mark.parametrize("listed", ["../outside.csv", "/etc/passwd", "beats/../../outside.csv"])
+def test_a_listed_path_leaving_the_store_is_refused_by_the_stream(tmp_path: Path, listed) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "outside.csv").write_text("mv\n0.1\n")
+    (store / "manifest.csv").write_text(f"beat_file,patient_id,group\n{listed},P1,normal\n")
+    with pytest.raises(EcgmlError, match="lies outside the beat store"):
+        load_beat_store(store)

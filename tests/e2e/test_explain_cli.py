@@ -70,7 +70,7 @@ def test_training_run_carries_the_explain_artifacts_and_metrics(explained_run, c
 
 
 def test_unknown_run_is_a_user_error(compose_cfg, mlflow_store: str) -> None:
-    with pytest.raises(EcgmlError, match="not a run"):
+    with pytest.raises(EcgmlError, match="is not in the MLflow store"):
         explain_run(compose_cfg("run_id=0123456789abcdef", name="explain"))
     with pytest.raises(EcgmlError, match="run_id="):
         explain_run(compose_cfg(name="explain"))

@@ -11,10 +11,12 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import math
 import os
 import stat
 import tempfile
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,8 @@ import pandas as pd
 from ecgml import GROUPS
 from ecgml.errors import EcgmlError
 from ecgml.signal.windows import BeatSet
+
+log = logging.getLogger("ecgml.data")
 
 MANIFEST = "manifest.csv"
 META_FILE = "beatstore.json"
@@ -564,10 +568,13 @@ def load_beat_store(
         return _load_skipping(root, manifest, paths, info, limits)
     digest = content_digest(root, manifest, limits, paths)
     cache_file = Path(cache_dir) / f"beats-{digest}.npz" if cache_dir else None
-    beats = _read_packed(cache_file) if cache_file is not None and cache_file.is_file() else []
-    cached = len(beats) == len(manifest)
-    if not cached:
-        beats = [read_beat_csv(path, limits) for path in paths]
+    packed = (
+        _read_packed(cache_file, len(manifest))
+        if cache_file is not None and cache_file.is_file()
+        else None
+    )
+    cached = packed is not None
+    beats = packed if packed is not None else [read_beat_csv(path, limits) for path in paths]
     check_beats(root, manifest, beats, limits)
     if cache_file is not None and not cached:
         _write_packed(cache_file, beats)
@@ -595,10 +602,31 @@ def _load_skipping(
     return BeatStore(root, meta, beats, info, digest.hexdigest()[:16], skipped)
 
 
-def _read_packed(path: Path) -> list[np.ndarray]:
-    with np.load(path) as packed:
-        flat, offsets = packed["flat"], packed["offsets"]
-    return [flat[a:b] for a, b in itertools.pairwise(offsets)]
+def _read_packed(path: Path, expected_beats: int) -> list[np.ndarray] | None:
+    """The beats of a packed cache, or None (after a warning, the file removed) when it is
+    damaged, foreign or stale: the caller rebuilds it from the CSVs. Never unpickles."""
+    try:
+        with np.load(path, allow_pickle=False) as packed:
+            flat, offsets = packed["flat"], packed["offsets"]
+        problem = _packed_problem(flat, offsets, expected_beats)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        problem = one_line(err)
+    if problem is None:
+        return [flat[a:b] for a, b in itertools.pairwise(offsets)]
+    log.warning("beat cache %s is unusable (%s): rebuilding it from the beat files", path, problem)
+    path.unlink(missing_ok=True)
+    return None
+
+
+def _packed_problem(flat: np.ndarray, offsets: np.ndarray, expected_beats: int) -> str | None:
+    """Why two arrays are not a packed store of ``expected_beats`` beats (None: they are)."""
+    if flat.ndim != 1 or flat.dtype != np.float32:
+        return f"samples are {flat.dtype} of shape {flat.shape}, not 1-D float32"
+    if offsets.ndim != 1 or offsets.dtype.kind not in "iu" or len(offsets) != expected_beats + 1:
+        return f"{max(len(offsets) - 1, 0)} beats indexed, {expected_beats} expected"
+    if offsets[0] != 0 or offsets[-1] != flat.size or (np.diff(offsets) < 0).any():
+        return "its offsets do not index its samples"
+    return None
 
 
 def _write_packed(path: Path, beats: Sequence[np.ndarray]) -> None:

@@ -287,3 +287,37 @@ def test_a_listed_path_leaving_the_store_is_refused_by_the_stream(tmp_path: Path
     (store / "manifest.csv").write_text(f"beat_file,patient_id,group\n{listed},P1,normal\n")
     with pytest.raises(EcgmlError, match="lies outside the beat store"):
         load_beat_store(store)
+
+
+def _object_array_npz(path: Path) -> None:
+    np.savez(path, flat=np.array([{"a": 1}], dtype=object), offsets=np.array([0, 1]))
+
+
+def _wrong_offsets_npz(path: Path) -> None:
+    np.savez(path, flat=np.zeros(10, np.float32), offsets=np.array([0, 99]))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.write_bytes(b"PK\x03\x04 not a zip at all"),
+        lambda p: p.write_bytes(p.read_bytes()[:200]),  # truncated
+        _object_array_npz,
+        _wrong_offsets_npz,
+    ],
+    ids=["garbage", "truncated", "object-array", "wrong-offsets"],
+)
+def test_a_damaged_beat_cache_is_discarded_and_rebuilt(store: Path, tmp_path: Path, damage, caplog):
+    cache = tmp_path / "cache"
+    first = load_beat_store(store, cache_dir=cache)
+    (cache_file,) = cache.glob("beats-*.npz")
+    damage(cache_file)
+    with caplog.at_level("WARNING", logger="ecgml.data"):
+        again = load_beat_store(store, cache_dir=cache)
+    assert "unusable" in caplog.text and "rebuilding" in caplog.text
+    assert len(again.beats) == len(first.beats)
+    for a, b in zip(again.beats, first.beats, strict=True):
+        np.testing.assert_array_equal(a, b)
+    caplog.clear()
+    load_beat_store(store, cache_dir=cache)  # the rebuilt cache is used silently
+    assert "unusable" not in caplog.text

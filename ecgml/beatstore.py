@@ -286,9 +286,15 @@ def read_store_meta(root: Path, default_fs: float) -> StoreMeta:
     if units.lower() != "mv":
         raise EcgmlError(f"{path}: units {units!r} are not supported: store beats in mV")
     window = {key: raw.pop(key, None) for key in ("pre_r_ms", "post_r_ms")}
+    longest_ms = 1000.0 * DEFAULT_MAX_BEAT_S
     for key, value in window.items():
-        if value is not None and not _is_finite_number(value):
-            raise EcgmlError(f"{path}: {key} must be a number of ms or null, got {value!r}")
+        if value is not None and not (
+            _is_finite_number(value) and 0.0 <= float(value) <= longest_ms
+        ):
+            raise EcgmlError(
+                f"{path}: {key} must be a number of ms between 0 and {longest_ms:g} (a beat's "
+                f"window around its R-peak) or null, got {value!r}: fix or delete it"
+            )
     return StoreMeta(fs=fs, units="mV", extra=raw, **window)
 
 

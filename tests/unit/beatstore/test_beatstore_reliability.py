@@ -321,3 +321,15 @@ def test_a_damaged_beat_cache_is_discarded_and_rebuilt(store: Path, tmp_path: Pa
     caplog.clear()
     load_beat_store(store, cache_dir=cache)  # the rebuilt cache is used silently
     assert "unusable" not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("pre_r_ms", 1e300), ("post_r_ms", -5), ("pre_r_ms", "250"), ("post_r_ms", 1e5)],
+)
+def test_beatstore_json_windows_are_range_checked(store: Path, key: str, value) -> None:
+    import json
+
+    (store / "beatstore.json").write_text(json.dumps({"fs": 500, key: value}))
+    with pytest.raises(EcgmlError, match=f"{key} must be a number of ms between 0 and 4000"):
+        load_beat_store(store)

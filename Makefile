@@ -68,9 +68,8 @@ SERVE_PORT ?= 5001
 MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlruns/mlflow.db
 
 serve: install  ## REST API of the DISORDER champion on http://127.0.0.1:5001 (POST /invocations)
-	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
-		$(BIN)/mlflow models serve -m models:/ecgml-$(DISORDER)@champion \
-		--env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
+	MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
+		$(BIN)/python -m ecgml.serve model_uri=models:/ecgml-$(DISORDER)@champion port=$(SERVE_PORT)
 
 dashboard: install  ## optuna-dashboard on http://127.0.0.1:8080 over the sweeps' mlruns/optuna.db
 	$(BIN)/optuna-dashboard sqlite:///$(CURDIR)/mlruns/optuna.db --host 127.0.0.1 --port 8080

@@ -22,6 +22,7 @@ from ecgml.evaluation.calibrator import Calibrator
 from ecgml.modelfile.files import read_task_files
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import (
+    MAX_ABS_MV,
     MAX_BEAT_SECONDS,
     MAX_STRIP_SECONDS,
     SERUM_OUTPUTS,
@@ -44,12 +45,14 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
     for a multi-lead model one column per lead; per disorder ``<d>``, ``<d>_raw``,
     ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
     from mlflow.models import ModelSignature
-    from mlflow.types.schema import Array, ColSpec, DataType, Schema, TensorSpec
+    from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema, TensorSpec
 
     names = ["beat"] if tuple(leads) == ("II",) else list(leads)
     inputs = Schema([
         *(ColSpec(Array(DataType.double), name) for name in names),
-        ColSpec(DataType.long, "r_index", required=False),
+        # any, not long: MLflow would truncate 12.7 to 12 before the model could refuse it (and
+        # a double refuses JSON integers); the model checks it is a whole sample index
+        ColSpec(AnyType(), "r_index", required=False),
         ColSpec(DataType.double, "fs", required=False),
     ])  # fmt: skip
     if regression:
@@ -100,6 +103,11 @@ def _beat_array(value: Any, row: int) -> np.ndarray:
         raise BadRequest(f"row {row}: beat must be a non-empty list of numbers (mV)")
     if not np.isfinite(beat).all():
         raise BadRequest(f"row {row}: beat has NaN or infinite samples; send finite mV values")
+    if np.abs(beat).max() > MAX_ABS_MV:
+        raise BadRequest(
+            f"row {row}: beat has samples beyond ±{MAX_ABS_MV:g} mV (largest "
+            f"{np.abs(beat).max():.3g}): send the signal in mV"
+        )
     return beat
 
 
@@ -282,7 +290,8 @@ class EcgmlBeatModel(PythonModel):
         }
         self.model = next(iter(self.models.values()))
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> pd.DataFrame:
+    # untyped on purpose: MLflow reads predict's type hints as a schema (the signature is logged)
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 

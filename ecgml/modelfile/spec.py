@@ -34,6 +34,9 @@ INPUT_COLUMNS = ("beat", "r_index", "fs")
 
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
 MAX_BEAT_SECONDS = 4.0
+#: Largest sample magnitude a request may send (mV): far beyond any ECG (a few mV), so only a
+#: wrong unit or a garbage value is refused, before arithmetic on it overflows.
+MAX_ABS_MV = 1000.0
 
 
 #: What one decision of a logged model reads: one beat, every beat of a recording (a set

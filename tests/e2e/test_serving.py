@@ -1,4 +1,6 @@
-"""`mlflow models serve` answers with ecgml.predict's numbers; bad requests get HTTP 400."""
+"""`python -m ecgml.serve` (make serve: MLflow's scoring app behind ecgml's guard) answers with
+ecgml.predict's numbers; bad requests get HTTP 400 with one line, oversized or deeply nested
+bodies are refused before MLflow parses them."""
 
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ def post(port: int, body: object) -> tuple[int, dict]:
 
 @pytest.fixture(scope="module")
 def served(registry) -> Iterator[tuple[int, str]]:  # noqa: F811
-    """``mlflow models serve`` of the hyponatremia champion on 127.0.0.1, stopped afterwards."""
+    """``python -m ecgml.serve`` of the hyponatremia champion on 127.0.0.1, stopped afterwards."""
     uri = registry[0]
     port = free_port()
     env = {
@@ -56,23 +58,23 @@ def served(registry) -> Iterator[tuple[int, str]]:  # noqa: F811
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-         "models:/ecgml-hyponatremia@champion", "--env-manager", "local",
-         "-h", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        [sys.executable, "-m", "ecgml.serve", "model_uri=models:/ecgml-hyponatremia@champion",
+         f"port={port}", "log_level=warning", f"hydra.run.dir={Path(uri.removeprefix('sqlite:///')).parent}"],
+        env={**env, "ECGML_SERVE_MAX_BODY_MB": "4"}, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if server.poll() is not None:
-                pytest.fail(f"mlflow models serve exited: {server.stdout.read().decode()[-2000:]}")
+                pytest.fail(f"ecgml.serve exited: {server.stdout.read().decode()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
                     break
             except OSError:
                 time.sleep(0.5)
         else:
-            pytest.fail(f"mlflow models serve did not answer /ping within {STARTUP_S} s")
+            pytest.fail(f"ecgml.serve did not answer /ping within {STARTUP_S} s")
         yield port, uri
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -117,3 +119,47 @@ def test_bad_requests_get_400_with_a_reason(served, data, columns, reason) -> No
     status, body = post(port, {"dataframe_split": {"columns": columns, "data": data}})
     assert status == 400
     assert reason in body["message"] and "Traceback" not in body["message"]
+    assert "\n" not in body["message"] and "Failed to predict" not in body["message"]
+    assert set(body) == {"error_code", "message"}
+
+
+@pytest.mark.parametrize(
+    ("row", "reason"),
+    [
+        ([[0.1] * 450, 12.7], "r_index=12.7 is not a sample"),  # never truncated to 12
+        ([[1e308] * 450, 125], "beyond ±1000 mV"),
+        ([[0.1] * 450, -3], "r_index=-3 is not a sample"),
+    ],
+)
+def test_values_the_model_refuses_get_one_line(served, row, reason) -> None:
+    port, _ = served
+    status, body = post(port, {"dataframe_split": {"columns": ["beat", "r_index"], "data": [row]}})
+    assert status == 400 and reason in body["message"] and "\n" not in body["message"]
+
+
+def raw_post(port: int, head: bytes, body: bytes) -> tuple[int, dict, float]:
+    """Send ``head`` + ``body`` on a raw socket (a client that declares more than it sends)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head + body)
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.rstrip().endswith(b"}"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, json.loads(answer.split(b"\r\n\r\n", 1)[1]), time.monotonic() - start
+
+
+def test_oversized_and_deeply_nested_bodies_are_refused_at_once(served) -> None:
+    port, _ = served
+    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 209715200\r\n\r\n")  # fmt: skip
+    status, body, seconds = raw_post(port, head, b'{"dataframe_split": {"data": [')
+    assert status == 400 and "larger than 4 MB" in body["message"] and seconds < 10
+    deep = b"[" * 100_000 + b"]" * 100_000
+    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(deep)).encode() + b"\r\n\r\n")  # fmt: skip
+    status, body, _ = raw_post(port, head, deep)
+    assert status == 400 and "nests deeper than" in body["message"]

@@ -102,6 +102,7 @@ def test_layers_are_the_documented_stack() -> None:
         "promote",
         "compare",
         "export",
+        "serve",
     }
 
 

@@ -110,7 +110,7 @@ def trusted_class(
     """The class ``target`` names, once it passed the gate (module docstring); else a one-line
     :class:`EcgmlError` naming ``source`` and ``field``. ``within`` narrows the ecgml modules
     (and rules out the external classes): e.g. a logged model may only name a network."""
-    text = target if isinstance(target, str) else repr(target)
+    text = _printable(target)
     if not isinstance(target, str) or not _DOTTED.match(target):
         raise _refused(source, field, text, "is not a dotted class path")
     module_name, name = target.rsplit(".", 1)
@@ -144,6 +144,12 @@ def _refused(source: str, field: str, target: str, why: str) -> EcgmlError:
     return EcgmlError(f"{source}: {field}={target[:120]} {why}: refusing to build it; {_FIX}")
 
 
+def _printable(value: object) -> str:
+    """``value`` as message text on one line: a plain string as it is, anything else (or a
+    string with line breaks or control characters) as its repr."""
+    return value if isinstance(value, str) and value.isprintable() else repr(value)
+
+
 def _directive(key: object) -> bool:
     text = str(key)
     return len(text) > 2 and text.startswith("_") and text.endswith("_")
@@ -157,7 +163,8 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
         if isinstance(node, list | tuple) else ()
     )  # fmt: skip
     for key, value in children:
-        yield from _walk(value, f"{path}.{key}" if path else str(key))
+        name = _printable(key)
+        yield from _walk(value, f"{path}.{name}" if path else name)
 
 
 def check_stored_config(config: Mapping[str, Any], source: str) -> None:
@@ -188,7 +195,7 @@ def check_stored_config(config: Mapping[str, Any], source: str) -> None:
 
 
 def _check_directive(path: str, key: str, value: Any, source: str) -> None:
-    where = f"{path}.{key}" if path else key
+    where = f"{path}.{_printable(key)}" if path else _printable(key)
     if key == "_target_":
         return
     if key == "_partial_" and path in PARTIAL_ALLOWED and isinstance(value, bool):
@@ -212,8 +219,9 @@ def check_backbone_config(backbone: Mapping[str, Any], source: str) -> type:
             k for k in value if _directive(k) and not (path == "backbone" and k == "_target_")
         ]
         if nested:
+            directive = f"{path}.{_printable(nested[0])}"
             raise EcgmlError(
-                f"{source}: backbone config carries the Hydra directive {path}.{nested[0]} "
+                f"{source}: backbone config carries the Hydra directive {directive} "
                 f"(a logged model may only name its backbone class): refusing to build it; {_FIX}"
             )
     return trusted_class(

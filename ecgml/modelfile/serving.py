@@ -52,7 +52,7 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
         *(ColSpec(Array(DataType.double), name) for name in names),
         # any, not long: MLflow would truncate 12.7 to 12 before the model could refuse it (and
         # a double refuses JSON integers); the model checks it is a whole sample index
-        ColSpec(AnyType(), "r_index", required=False),
+        ColSpec(AnyType(), "r_index", required=False),  # type: ignore[no-untyped-call]
         ColSpec(DataType.double, "fs", required=False),
     ])  # fmt: skip
     if regression:

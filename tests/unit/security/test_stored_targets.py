@@ -361,3 +361,17 @@ def test_every_entry_point_refuses_the_attribute_walk_in_one_line(store, attack,
     assert not [line for line in lines if "Traceback" in line]
     assert not marker.exists()
     assert not (cwd / "m.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    "backbone",
+    [{"\n": {"_target_": None}}, {"_target_": "os.\nsystem"}, {"_target_": CNN, "_\n_": 1}],
+)
+def test_refusals_stay_on_one_line_whatever_the_keys_hold(backbone) -> None:
+    """Found by the fuzzer (tests/fuzz/test_fuzz_stored.py): a key with a line break made the
+    refusal two lines."""
+    from ecgml.trust import check_backbone_config
+
+    with pytest.raises(EcgmlError, match="refusing") as err:
+        check_backbone_config(backbone, "m")
+    one_line(err.value)

@@ -203,7 +203,7 @@ def test_three_trial_sweep_makes_one_parent_with_three_children(
 
 
 DESIGNED_PARAMS = (
-    "{model.optimizer.lr: 'choice(0.02, 0.0)', model.backbone.dropout: 'choice(0.0, 1.5)'}"
+    "{model.optimizer.lr: 'choice(0.02, 1.0e-12)', model.backbone.dropout: 'choice(0.0, 1.5)'}"
 )
 
 
@@ -211,7 +211,7 @@ DESIGNED_PARAMS = (
 def test_failing_trial_is_recorded_and_pruning_stops_a_hopeless_one(
     tmp_path: Path, toy_store: Path, uri: str
 ) -> None:
-    """Enqueued: a good learning rate, an impossible dropout (the job raises), and lr=0
+    """Enqueued: a good learning rate, an impossible dropout (the job raises), and lr=1e-12
     (nothing is learnt, so the median pruner stops it after the warm-up epoch)."""
     conf = write_search(
         tmp_path,
@@ -222,7 +222,7 @@ def test_failing_trial_is_recorded_and_pruning_stops_a_hopeless_one(
         enqueue=(
             "[{model.optimizer.lr: 0.02, model.backbone.dropout: 0.0},"
             " {model.optimizer.lr: 0.02, model.backbone.dropout: 1.5},"
-            " {model.optimizer.lr: 0.0, model.backbone.dropout: 0.0}]"
+            " {model.optimizer.lr: 1.0e-12, model.backbone.dropout: 0.0}]"
         ),
     )
     storage = tmp_path / "optuna.db"

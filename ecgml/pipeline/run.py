@@ -9,6 +9,7 @@ come from the caller: the pipeline never imports the sweep.
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml import CONF_DIR
 from ecgml.beatstore import BeatStore
 from ecgml.bounds import check_bounds
 from ecgml.data.augment import AugmentSettings
@@ -72,6 +74,8 @@ from ecgml.tracking.runs import reopen_logger, run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
+
+log = logging.getLogger("ecgml.pipeline")
 
 
 @dataclass
@@ -410,8 +414,58 @@ def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResu
     run_cfg.logger.tracking_uri = cfg.logger.tracking_uri
     overrides_file = run_artifact(client, run_id, "overrides.yaml", folder)
     overrides = read_stored_overrides(overrides_file, f"resume={run_id}") if overrides_file else []
+    today = composed_today(overrides, f"resume={run_id}")
+    if today is not None:
+        warn_config_drift(run_cfg, today, f"resume={run_id}")
     resume = Resume(run_id, checkpoint, overrides)
     return run_one(run_cfg, callbacks=callbacks, resume=resume)
+
+
+def config_keys(node: Any, prefix: str = "", depth: int = 2) -> set[str]:
+    """The dotted keys of ``node`` (a config or a plain mapping) down to ``depth`` levels."""
+    if isinstance(node, DictConfig):
+        node = OmegaConf.to_container(node, resolve=False)
+    if depth == 0 or not isinstance(node, dict):
+        return set()
+    keys = set()
+    for key, value in node.items():
+        name = f"{prefix}{key}"
+        keys.add(name)
+        keys |= config_keys(value, f"{name}.", depth - 1)
+    return keys
+
+
+def composed_today(overrides: Sequence[str], source: str) -> DictConfig | None:
+    """The run's config as this ecgml composes it from the run's own overrides (None, with a
+    warning, when they no longer compose)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    wanted = [o for o in overrides if not o.lstrip("+~").startswith(("hydra.", "resume"))]
+    try:
+        if GlobalHydra.instance().is_initialized():
+            return compose(config_name="train", overrides=wanted)
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            return compose(config_name="train", overrides=wanted)
+    except Exception as err:  # Hydra raises several types for overrides that no longer apply
+        log.warning("%s: its overrides no longer compose (%s); resuming with the config it "
+                    "stored", source, " ".join(str(err).split())[:200])  # fmt: skip
+        return None
+
+
+def warn_config_drift(stored: DictConfig, current: DictConfig, source: str) -> None:
+    """One warning line when a stored run config has keys today's ecgml does not know, or lacks
+    keys it has (a run logged by another version): the run goes on with what it stored."""
+    ignored = {"resume", "hydra"}
+    stored_keys, current_keys = config_keys(stored), config_keys(current)
+    unknown = sorted(k for k in stored_keys - current_keys if k.split(".")[0] not in ignored)
+    missing = sorted(k for k in current_keys - stored_keys if k.split(".")[0] not in ignored)
+    if unknown or missing:
+        log.warning(
+            "%s: its config was written by another ecgml version (unknown keys: %s; missing "
+            "keys: %s); resuming with the values it stored",
+            source, ", ".join(unknown[:8]) or "none", ", ".join(missing[:8]) or "none",
+        )  # fmt: skip
 
 
 def resumable_run(client: MlflowClient, run_id: str, uri: str) -> Run:

@@ -375,3 +375,54 @@ def test_refusals_stay_on_one_line_whatever_the_keys_hold(backbone) -> None:
     with pytest.raises(EcgmlError, match="refusing") as err:
         check_backbone_config(backbone, "m")
     one_line(err.value)
+
+
+def test_a_ddp_run_config_passes_the_gate_and_builds_its_trainer(tmp_path: Path) -> None:
+    """A run logged with trainer=ddp_cpu names its strategy inside the trainer's arguments:
+    the one nested target the gate allows; the stored config still builds that trainer."""
+    import hydra
+
+    from ecgml.trust import read_stored_config
+
+    stored = tmp_path / "config.yaml"
+    stored.write_text(OmegaConf.to_yaml(compose_once("trainer=ddp_cpu"), resolve=True))
+    run_cfg = read_stored_config(stored, "run ddp")
+    assert run_cfg.trainer.strategy._target_ == "lightning.pytorch.strategies.DDPStrategy"
+    trainer = hydra.utils.instantiate(run_cfg.trainer, logger=False, enable_checkpointing=False)
+    assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.num_devices == 2
+
+
+def test_resuming_a_config_of_another_version_warns_in_one_line(caplog) -> None:
+    from ecgml.pipeline.run import warn_config_drift
+
+    current = compose_once()
+    stored = OmegaConf.create(yaml.safe_load(OmegaConf.to_yaml(current, resolve=True)))
+    del stored.training["label_smoothing"]  # a key added since the run was logged
+    stored.data["old_knob"] = 3  # a key removed since
+    with caplog.at_level("WARNING", logger="ecgml.pipeline"):
+        warn_config_drift(stored, current, "resume=abc")
+    (record,) = caplog.records
+    text = record.getMessage()
+    assert "\n" not in text and "data.old_knob" in text and "training.label_smoothing" in text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="ecgml.pipeline"):
+        warn_config_drift(current, current, "resume=abc")
+    assert caplog.records == []
+
+
+def test_a_run_is_compared_with_todays_config_of_its_own_overrides(caplog) -> None:
+    """A record run logged with model=set_cnn1d data=records is compared with what those
+    overrides compose today, not with the default beat config: no false alarm."""
+    from ecgml.pipeline.run import composed_today, warn_config_drift
+
+    overrides = ["model=set_cnn1d", "data=records", "hydra.run.dir=x", "trainer.max_epochs=3"]
+    stored = OmegaConf.create(
+        yaml.safe_load(OmegaConf.to_yaml(compose_once(*overrides[:2], overrides[3]), resolve=True))
+    )
+    today = composed_today(overrides, "resume=abc")
+    assert today is not None and today.trainer.max_epochs == 3
+    with caplog.at_level("WARNING", logger="ecgml.pipeline"):
+        warn_config_drift(stored, today, "resume=abc")
+        assert composed_today(["model=a_model_removed_since"], "resume=abc") is None
+    (record,) = caplog.records
+    assert "overrides no longer compose" in record.getMessage()

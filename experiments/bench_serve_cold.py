@@ -35,7 +35,7 @@ print(json.dumps({"seconds": seconds, "modules": len(sys.modules), "heavy": heav
 
 def probe(model: Path, code: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code.resolve())}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(model)], env=env, cwd=code,
+    out = subprocess.run([sys.executable, "-c", PROBE, str(model.resolve())], env=env, cwd=code,
                          capture_output=True, text=True, check=True)  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
 

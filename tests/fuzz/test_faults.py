@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes import write_toy_store
 from tests.fuzz.harness import LONG, cli_env, limit_memory, scale
 
 SIGNALS = {"kill": signal.SIGKILL, "term": signal.SIGTERM, "int": signal.SIGINT}
@@ -132,8 +133,9 @@ def test_digitize_interrupted_anywhere_leaves_nothing_partial(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not LONG, reason="a full training run: make fuzz only")
-def test_train_killed_then_rerun_succeeds(tmp_path: Path, scans: Path) -> None:
-    store = scans.parent / "beats"
+def test_train_killed_then_rerun_succeeds(tmp_path: Path) -> None:
+    # enough patients for a holdout split (the three scans' cohort has one hyperkalemia patient)
+    store = write_toy_store(tmp_path / "store", n_positive=12, n_negative=18)
     args = ["data=beats", f"data.path={store}", "disorder=hyperkalemia", "trainer.max_epochs=1"]
     args += ["paths.cache_dir=cache", "trainer.enable_progress_bar=false"]
     args += ["evaluation.n_bootstrap=20", "split=holdout"]

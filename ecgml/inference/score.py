@@ -452,11 +452,25 @@ def fused_models(models: Mapping[str, LoadedModel]) -> dict[str, LoadedModel]:
     return out
 
 
+def disorder_names(value: Any) -> list[str]:
+    """``disorders=`` as a list of names: a list, one name, or empty/null (all three)."""
+    if not value:
+        return list(DISORDERS)
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence):
+        return [str(d) for d in value]
+    raise EcgmlError(
+        f"disorders={value!r} is not a list of disorder names: pass e.g. "
+        f"disorders=[{','.join(DISORDERS)}]"
+    )
+
+
 def run_predict(cfg: Any) -> list[dict[str, Any]]:
     """``python -m ecgml.predict``: load the models once, score ``cfg.input``, write the JSON."""
     if not cfg.get("input"):
         raise EcgmlError("input=PATH is required: an image, a CSV, a WFDB .hea or a folder")
-    disorders = [str(d) for d in (cfg.get("disorders") or DISORDERS)]
+    disorders = disorder_names(cfg.get("disorders"))
     unknown = sorted(set(disorders) - set(DISORDERS))
     if unknown:
         raise EcgmlError(f"disorders={unknown} unknown: use some of {', '.join(DISORDERS)}")

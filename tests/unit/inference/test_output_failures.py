@@ -88,3 +88,14 @@ def test_digitize_on_a_full_disk_is_one_line_and_cleans_up(tmp_path, monkeypatch
         folder_module.digitize_folder(images, out, progress=False)
     assert "\n" not in str(err.value)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["images"]
+
+
+@pytest.mark.parametrize("value", [-1, 3.5, {"a": 1}])
+def test_disorders_that_are_not_names_are_one_line(value) -> None:
+    """Found by make fuzz: ``disorders=-1`` raised a TypeError traceback."""
+    from ecgml.inference.score import disorder_names
+
+    with pytest.raises(EcgmlError, match="is not a list of disorder names"):
+        disorder_names(value)
+    assert disorder_names("hyponatremia") == ["hyponatremia"]
+    assert disorder_names(None) == ["hyperkalemia", "hypokalemia", "hyponatremia"]

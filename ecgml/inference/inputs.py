@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from ecgml.beatstore import (
 from ecgml.digitize.image import IMAGE_SUFFIXES
 from ecgml.digitize.leads import page_leads
 from ecgml.digitize.pipeline import process_image
+from ecgml.ecgfile.wfdb import channel_mv, check_wfdb_header
 from ecgml.errors import EcgmlError
 from ecgml.signal import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
 
@@ -301,66 +301,9 @@ def read_wfdb(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
         warnings.append(f"no standard lead name in the record ({', '.join(names)}): {first} "
                         "read as lead II")  # fmt: skip
         channels = {"II": 0}
-    leads = {name: wfdb_channel_mv(record.p_signal[:, k], units[k] if k < len(units) else "mv")
+    leads = {name: channel_mv(record.p_signal[:, k], units[k] if k < len(units) else "mv")
              for name, k in channels.items()}  # fmt: skip
     return leads, float(record.fs), warnings
-
-
-#: Most samples (all channels) a WFDB record may hold: 32 M (256 MB as float64), e.g. 12 leads
-#: of 1.5 h at 500 Hz; a header claiming more is refused before anything is allocated.
-MAX_WFDB_SAMPLES = 32_000_000
-#: Bytes per sample of the uncompressed WFDB formats (the compressed 5xx formats: unchecked).
-WFDB_BYTES_PER_SAMPLE = {"8": 1.0, "16": 2.0, "24": 3.0, "32": 4.0, "61": 2.0, "80": 1.0,
-                         "160": 2.0, "212": 1.5, "310": 4 / 3, "311": 4 / 3}  # fmt: skip
-
-
-def check_wfdb_header(path: Path) -> None:
-    """Refuse a WFDB header whose claimed size is implausible (over :data:`MAX_WFDB_SAMPLES`)
-    or larger than its signal files hold, before the signal is read."""
-    import wfdb
-
-    try:
-        header = wfdb.rdheader(str(path.with_suffix("")))
-    except Exception as err:  # wfdb raises ValueError, IndexError, … on a malformed header
-        raise EcgmlError(f"{path.name}: not a readable WFDB header ({one_line(err)})") from None
-    n_sig, sig_len = int(header.n_sig or 0), int(header.sig_len or 0)
-    frames = [int(s or 1) for s in (header.samps_per_frame or [1] * n_sig)]
-    claimed = sig_len * sum(frames)
-    if claimed > MAX_WFDB_SAMPLES:
-        raise EcgmlError(
-            f"{path.name}: the header claims {sig_len:,} samples × {n_sig} channels, more than "
-            f"the {MAX_WFDB_SAMPLES:,} ecgml reads from one record: cut the recording"
-        )
-    per_file: dict[str, float] = {}
-    offsets: dict[str, int] = {}
-    for k, name in enumerate(header.file_name or []):
-        size = WFDB_BYTES_PER_SAMPLE.get(str(header.fmt[k]))
-        if size is None:
-            return  # a compressed format: its size says nothing about its length
-        per_file[name] = per_file.get(name, 0.0) + size * frames[k]
-        offsets[name] = int((header.byte_offset or [0] * n_sig)[k] or 0)
-    for name, bytes_per_frame in per_file.items():
-        signal_file = path.parent / name
-        if not signal_file.is_file():
-            raise EcgmlError(f"{path.name}: its signal file {name} is missing")
-        needed = offsets[name] + math.ceil(sig_len * bytes_per_frame)
-        if signal_file.stat().st_size < needed:
-            raise EcgmlError(
-                f"{path.name}: the header claims {sig_len:,} samples, but {name} holds "
-                f"{signal_file.stat().st_size:,} of the {needed:,} bytes that needs: the record "
-                "is truncated or its header wrong"
-            )
-
-
-def wfdb_channel_mv(values: np.ndarray, unit: str) -> np.ndarray:
-    """One WFDB channel in mV (µV and V converted; gaps, NaN in WFDB, set to 0)."""
-    signal = np.asarray(values, dtype=np.float64)
-    unit = unit.strip().lower()
-    if unit in ("uv", "µv", "microvolt"):
-        signal = signal / 1000.0
-    elif unit == "v":
-        signal = signal * 1000.0
-    return np.nan_to_num(signal).astype(np.float32)
 
 
 def beats_from_leads(

@@ -12,10 +12,7 @@ import logging
 import math
 import os
 import shutil
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -33,11 +30,10 @@ from ecgml.digitize.pipeline import LAYOUTS, ImageResult, process_image
 from ecgml.errors import EcgmlError
 from ecgml.outputs import (
     check_replaceable,
-    init_worker,
     move_into_place,
     new_temp,
-    stop_pool,
     storage_error,
+    workers,
 )
 from ecgml.recordstore import save_records_table
 
@@ -146,7 +142,7 @@ def run_images(
     bar = tqdm(total=len(jobs), desc="digitize", unit="image", disable=not progress)
     results: dict[int, ImageResult] = {}
     try:
-        for index, result in _map(func, jobs, n_jobs):
+        for index, result in workers.map_isolated(func, jobs, n_jobs, _image_failed):
             results[index] = result
             bar.update(1)
     finally:
@@ -161,67 +157,13 @@ def _process_job(
     return process_image(path, layout, fs, dpi, beat_options, max_pixels)
 
 
-def _map(
-    func: Callable[[Job], ImageResult], jobs: Sequence[Job], n_jobs: int
-) -> Iterator[tuple[int, ImageResult]]:
-    if n_jobs <= 1 or len(jobs) <= 1:
-        yield from enumerate(map(func, jobs))
-        return
-    yield from _map_lanes(func, jobs, min(n_jobs, len(jobs)))
-
-
-def _map_lanes(
-    func: Callable[[Job], ImageResult], jobs: Sequence[Job], n_lanes: int
-) -> Iterator[tuple[int, ImageResult]]:
-    """``(index, result)`` as images finish, one image at a time per single-worker pool.
-
-    With one job in flight per pool, a worker that dies (the OOM killer, a decoder crash)
-    names its image: that image fails, its pool is rebuilt, every other result stands.
-    """
-    todo = deque(enumerate(jobs))
-    lanes = [_new_lane() for _ in range(n_lanes)]
-    running: dict[Future, tuple[int, int]] = {}  # future -> (lane, job index)
-
-    def feed(lane: int) -> None:
-        if todo:
-            index, job = todo.popleft()
-            running[lanes[lane].submit(func, job)] = (lane, index)
-
-    finished = False
-    try:
-        for lane in range(n_lanes):
-            feed(lane)
-        while running:
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                lane, index = running.pop(future)
-                result = _lane_result(future, jobs[index][0])
-                if result.error == WORKER_DIED:
-                    lanes[lane].shutdown(wait=False)
-                    lanes[lane] = _new_lane()
-                yield index, result
-                feed(lane)
-        finished = True
-    finally:
-        for pool in lanes:
-            if finished:
-                pool.shutdown()
-            else:  # Ctrl-C or an error: kill the workers rather than wait for their images
-                stop_pool(pool)
-
-
-def _new_lane() -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=1, initializer=init_worker)
-
-
-def _lane_result(future: Future, path: Path) -> ImageResult:
-    try:
-        return future.result()
-    except BrokenProcessPool:
+def _image_failed(job: Job, why: str) -> ImageResult:
+    """The result of an image whose worker died or raised (the run goes on)."""
+    path = job[0]
+    if why == workers.WORKER_DIED:
         log.warning("%s: %s", path.name, WORKER_DIED)
         return ImageResult(path.name, "failed", WORKER_DIED)
-    except Exception as err:  # e.g. a result that cannot be pickled: one image, not the run
-        return ImageResult(path.name, "failed", f"internal error: {type(err).__name__}: {err}")
+    return ImageResult(path.name, "failed", why)
 
 
 def write_outputs(

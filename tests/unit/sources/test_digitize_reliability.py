@@ -310,14 +310,14 @@ CLI_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(sys.platform != "linux", reason="process groups and fork")
 def _default_sigint() -> None:
     """Ctrl-C as in a terminal: a shell started in the background (CI, ``&``) runs its children
     with SIGINT ignored, and a child inherits that; restore the default before exec."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="process groups and fork")
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> None:
     inputs = blank_images(tmp_path / "in")
     flag = tmp_path / "started"

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ecgml.ingest.groups import GroupRule, assign_groups, one_group_per_patient
-from ecgml.ingest.labs import ANALYTES, LabTable
+from ecgml.ingest.labs import ANALYTES, LabTable, LocalClock
 from ecgml.ingest.pairing import PairingRule, pair_labs
 from ecgml.ingest.reading import Cutting, FileResult
 from ecgml.ingest.sources import Source, Unlisted
@@ -51,16 +51,19 @@ def ecg_table(
     unlisted: Sequence[Unlisted],
     results: Sequence[FileResult],
     cutting: Cutting,
+    clock: LocalClock,
 ) -> pd.DataFrame:
-    """One row per staged window and per file or index row that gave none (``reason`` set)."""
+    """One row per staged window and per file or index row that gave none (``reason`` set);
+    acquisition times made naive local times by ``clock`` (as the lab times are)."""
     rows = []
     for result in results:
         source = sources[result.index]
         if not result.pieces:
-            rows.append(_failed_row(source, result))
+            rows.append(_failed_row(source, result, clock))
             continue
         for piece in result.pieces:
-            time = pd.Timestamp(piece.time) if piece.time is not None else pd.NaT
+            local = clock.naive(piece.time)
+            time = pd.Timestamp(local) if local is not None else pd.NaT
             if time is not pd.NaT:  # a later window starts that much later
                 time = time + pd.Timedelta(seconds=piece.window * cutting.max_s)
             rows.append(
@@ -83,7 +86,7 @@ def ecg_table(
                 "source_file": item.source_file,
                 "record_id": Path(item.source_file).stem,
                 "patient_id": item.patient_id,
-                "ecg_time": item.time,
+                "ecg_time": clock.naive(item.time),
                 "reason": item.reason,
                 "detail": item.detail,
             }
@@ -91,26 +94,18 @@ def ecg_table(
     columns = [*EXCLUDED_COLUMNS, "window", "leads", "digest", "staging_file"]
     table = pd.DataFrame(rows, columns=columns)
     table["ecg_time"] = pd.to_datetime(table["ecg_time"])
-    return _tz_naive(table)
+    return table
 
 
-def _failed_row(source: Source, result: FileResult) -> dict[str, object]:
+def _failed_row(source: Source, result: FileResult, clock: LocalClock) -> dict[str, object]:
     return {
         "source_file": source.source_file,
         "record_id": result.record_id or source.path.stem,
         "patient_id": source.patient_id,
-        "ecg_time": source.time,
+        "ecg_time": clock.naive(source.time),
         "reason": result.reason,
         "detail": result.detail,
     }
-
-
-def _tz_naive(table: pd.DataFrame) -> pd.DataFrame:
-    """Acquisition times as naive local wall-clock times (an offset dropped, as for labs)."""
-    times = table["ecg_time"]
-    if getattr(times.dt, "tz", None) is not None:
-        table["ecg_time"] = times.dt.tz_localize(None)
-    return table
 
 
 def decide(

@@ -19,7 +19,9 @@ import logging
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -67,7 +69,7 @@ def read_labs(
     """Read ``path`` in either layout; an unknown layout is one line (exit 2)."""
     layout = detect_layout(path)
     ids = {k: tuple(int(i) for i in v) for k, v in (itemids or MIMIC_ITEMIDS).items()}
-    clock = _Clock(timezone)
+    clock = LocalClock(timezone)
     results, excluded, rows_read = [], [], 0
     for chunk, first_line in _chunks(path, layout, chunk_rows):
         rows_read += len(chunk)
@@ -155,7 +157,7 @@ def _normalise(
     )
 
 
-def _checked(frame: pd.DataFrame, clock: _Clock) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _checked(frame: pd.DataFrame, clock: LocalClock) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Usable results and excluded rows, each row given the first reason that applies."""
     patient = frame["patient_id"].astype(str).str.strip()
     value = pd.to_numeric(frame["value_text"].astype(str).str.strip(), errors="coerce")
@@ -197,9 +199,9 @@ def _checked(frame: pd.DataFrame, clock: _Clock) -> tuple[pd.DataFrame, pd.DataF
     return good, excluded
 
 
-class _Clock:
-    """Parses times to naive local ``datetime64``: offsets converted to ``timezone`` (when
-    given) or dropped (counted, warned once per file)."""
+class LocalClock:
+    """Makes times naive local ones: offsets converted to ``timezone`` (when given) or
+    dropped (counted, warned once per input)."""
 
     def __init__(self, timezone: str | None) -> None:
         self.timezone = timezone
@@ -215,6 +217,15 @@ class _Clock:
             parsed[offset] = self._with_offset(text[offset])
         return parsed
 
+    def naive(self, value: datetime | None) -> datetime | None:
+        """One acquisition time (a reader's, possibly aware) as a naive local time."""
+        if value is None or value.tzinfo is None:
+            return value
+        if self.timezone is None:
+            self.dropped += 1
+            return value.replace(tzinfo=None)
+        return value.astimezone(ZoneInfo(self.timezone)).replace(tzinfo=None)
+
     def _with_offset(self, text: pd.Series) -> pd.Series:
         if self.timezone is None:
             self.dropped += len(text)
@@ -224,11 +235,12 @@ class _Clock:
 
     def report(self, source: Path) -> None:
         if self.dropped:
+            count, self.dropped = self.dropped, 0
             log.warning(
                 "%s: %d time(s) carry a UTC offset, dropped (times compared as local wall "
                 "clock): pass pairing.timezone=<IANA zone> to convert them instead",
                 source.name,
-                self.dropped,
+                count,
             )
 
 

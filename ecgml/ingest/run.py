@@ -30,7 +30,7 @@ from ecgml import TWELVE_LEADS
 from ecgml.errors import EcgmlError
 from ecgml.ingest.cohort import EXCLUDED_COLUMNS, decide, ecg_table, hashed_ids, unique_record_ids
 from ecgml.ingest.groups import GroupRule
-from ecgml.ingest.labs import ANALYTES, LabTable, read_labs
+from ecgml.ingest.labs import ANALYTES, LabTable, LocalClock, read_labs
 from ecgml.ingest.pairing import PairingRule
 from ecgml.ingest.reading import Cutting, read_all
 from ecgml.ingest.sources import find_sources
@@ -104,7 +104,9 @@ def ingest(settings: IngestSettings) -> IngestReport:
         staging = tmp / ".staging"
         staging.mkdir()
         results = read_all(sources, staging, settings.cutting, settings.n_jobs, settings.progress)
-        table = ecg_table(sources, unlisted, results, settings.cutting)
+        clock = LocalClock(settings.timezone)
+        table = ecg_table(sources, unlisted, results, settings.cutting, clock)
+        clock.report(settings.ecgs)
         _require_readable(table, settings.ecgs)
         table = decide(table, labs, settings.pairing, settings.groups)
         table["record_id"] = unique_record_ids(table, settings.cutting.windows)

@@ -415,3 +415,29 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> Non
     assert len(lines) == 1 and lines[0].startswith("interrupted"), stderr
     assert not (tmp_path / "out").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+
+def test_acquisition_offsets_are_dropped_or_converted_like_lab_times(tmp_path: Path) -> None:
+    from datetime import timedelta, timezone
+
+    from ecgml.synth.exports import aecg as aecg_export
+
+    t = np.arange(5000) / 500
+    beat = np.exp(-(((t % 0.8) - 0.4) ** 2) / 0.0004)
+    for n, hours in enumerate((-5, -4)):
+        when = datetime(2180, 3, 10, 10, 0, 0, tzinfo=timezone(timedelta(hours=hours)))
+        rec = build_recording([("II", beat), ("I", 0.5 * beat)], 500, f"r{n}", f"p{n}", when)
+        aecg_export.write(tmp_path / "ecgs" / f"r{n}.xml", rec)
+    labs = tmp_path / "labs.csv"
+    labs.write_text(
+        "patient_id,time,analyte,value\n"
+        "p0,2180-03-10 09:00,K,4\np0,2180-03-10 09:00,Na,140\n"
+        "p1,2180-03-10T14:30:00+00:00,K,4\np1,2180-03-10T14:30:00+00:00,Na,140\n"
+    )
+    ingest(_settings(tmp_path / "ecgs", labs, tmp_path / "wall"))
+    wall = pd.read_csv(tmp_path / "wall" / "records.csv", dtype=str)
+    assert wall["ecg_time"].tolist() == ["2180-03-10T10:00:00", "2180-03-10T10:00:00"]
+    assert wall["potassium_time"].tolist() == ["2180-03-10T09:00:00", "2180-03-10T14:30:00"]
+    ingest(_settings(tmp_path / "ecgs", labs, tmp_path / "utc", timezone="UTC"))
+    utc = pd.read_csv(tmp_path / "utc" / "records.csv", dtype=str)
+    assert utc["ecg_time"].tolist() == ["2180-03-10T15:00:00", "2180-03-10T14:00:00"]

@@ -59,10 +59,11 @@ class EdfHeader:
 
 @dataclass(frozen=True)
 class EdfChannel:
-    """One signal as pyedflib reads it: ``samples`` in physical ``unit`` at ``fs`` Hz."""
+    """One signal as pyedflib reads it: ``samples`` in its physical ``dimension`` (the unit
+    EDF states) at ``fs`` Hz."""
 
     label: str
-    unit: str
+    dimension: str
     fs: float
     samples: np.ndarray
 
@@ -244,7 +245,7 @@ def _leads_in_mv(
             f"{name}: leads sampled at different rates ({', '.join(f'{r:g}' for r in rates)} Hz)",
         )
     leads = [
-        (c.label, c.samples * unit_factor(c.unit or None, f"{name} signal {c.label!r}"))
+        (c.label, c.samples * unit_factor(c.dimension or None, f"{name} signal {c.label!r}"))
         for c in kept
     ]
     return leads, rates[0]

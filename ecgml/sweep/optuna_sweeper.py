@@ -165,6 +165,14 @@ def counted(trials: Sequence[optuna.trial.FrozenTrial]) -> list[optuna.trial.Fro
     ]
 
 
+def is_surplus(trials: Sequence[optuna.trial.FrozenTrial], number: int, n_trials: int) -> bool:
+    """Whether trial ``number`` goes beyond ``n_trials``: the trials before it count, but a
+    killed worker's trial that a retry (this one or a later one) replaces does not."""
+    redone = redone_numbers(trials)
+    before = [t for t in trials if t.number < number and t.number not in redone]
+    return len(counted(before)) >= n_trials
+
+
 def counted_trials(study: optuna.Study) -> int:
     return len(counted(study.get_trials(deepcopy=False)))
 
@@ -330,8 +338,8 @@ class OptunaSweep:
                 self.storage.record_heartbeat(trial._trial_id)
 
     def is_surplus(self, study: optuna.Study, trial: optuna.Trial) -> bool:
-        before = [t for t in study.get_trials(deepcopy=False) if t.number < trial.number]
-        return len(counted(before)) >= self.settings.n_trials
+        trials = study.get_trials(deepcopy=False)
+        return is_surplus(trials, trial.number, self.settings.n_trials)
 
     def run_subject(self) -> str:
         """A trial's run-name prefix: its disorder (binary task), else the task's name."""

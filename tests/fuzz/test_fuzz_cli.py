@@ -100,3 +100,41 @@ def test_train_cli_on_bad_stores_and_values(
         store_case(case, manifest, meta, beats)
         base = ["data=beats", "data.path=store", "paths.cache_dir=out/cache"]
         run_case("train", [*base, "trainer.enable_progress_bar=false", *args], case)
+
+
+@pytest.mark.slow
+@FEW
+@given(
+    args=overrides(
+        [
+            "fs",
+            "max_s",
+            "windows",
+            "pairing.rule",
+            "pairing.window_h",
+            "pairing.timezone",
+            "groups.potassium_high",
+            "selection",
+            "n_jobs",
+        ]
+    ),
+    target=st.sampled_from(["out/store", "ecgs", ".", "ecgs/sub", "labs.csv"]),
+    labs=st.sampled_from(
+        [
+            b"patient_id,time,analyte,value\np,2180-01-01 09:00,K,6\n",
+            b"who,when\n1,2\n",
+            b"",
+            b"\xff\xfe",
+        ]
+    ),
+)
+def test_ingest_cli_on_bad_values(args: list[str], target: str, labs: bytes) -> None:
+    with case_dir() as case:
+        (case / "ecgs").mkdir()
+        t = [k / 500 for k in range(5000)]
+        rows = [f"{x:.4f},{0.8 if (x % 0.8) < 0.02 else 0.0:.3f}" for x in t]
+        (case / "ecgs" / "r.csv").write_text("time_s,II\n" + "\n".join(rows) + "\n")
+        (case / "ecgs" / "index.csv").write_text("path,patient_id,time\nr.csv,p,2180-01-01 10:00\n")
+        (case / "labs.csv").write_bytes(labs)
+        base = ["ecgs=ecgs/index.csv", "labs=labs.csv", f"out={target}", "progress=false"]
+        run_case("ingest", [*base, *args], case)

@@ -188,7 +188,7 @@ def test_pyedflibs_generator_file_matches_its_header_scaling(tmp_path: Path) -> 
             dmin, dmax = int(field("digital_min", k)), int(field("digital_max", k))
             gain = (pmax - pmin) / (dmax - dmin)
             expected = (reader.readSignal(k, digital=True) - dmin) * gain + pmin
-            assert channel.unit == field("dimension", k).strip() == "uV"
+            assert channel.dimension == field("dimension", k).strip() == "uV"
             assert channel.fs == 200.0 and channel.samples.size == 120_000
             assert np.abs(channel.samples - expected).max() <= gain
     assert np.ptp(channels[0].samples) > 100  # a ±1000 µV square wave, not zeros

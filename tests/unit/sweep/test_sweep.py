@@ -270,3 +270,26 @@ def test_interrupted_sweep_resumes_to_n_trials(tmp_path: Path, toy_store: Path, 
     finished = [c for c in children if c.info.status == "FINISHED"]
     assert len(finished) == 4
     assert parents[0].info.status == "FINISHED"
+
+
+def test_a_retry_of_a_killed_trial_is_never_surplus() -> None:
+    from ecgml.sweep.optuna_sweeper import is_surplus
+
+    def trial(number: int, state: TrialState, **system: object) -> optuna.trial.FrozenTrial:
+        value = 0.5 if state == TrialState.COMPLETE else None
+        frozen = optuna.trial.create_trial(state=state, value=value, system_attrs=dict(system))
+        frozen.number = number
+        return frozen
+
+    # n_trials=2: trial 0 done, trial 1 killed mid-run, trial 2 its retry
+    killed_second = [
+        trial(0, TrialState.COMPLETE),
+        trial(1, TrialState.FAIL),
+        trial(2, TrialState.WAITING, failed_trial=1, retry_history=[1]),
+    ]
+    assert not is_surplus(killed_second, 2, n_trials=2)
+    # the same study with no retry behind trial 1: a third trial is surplus
+    assert is_surplus([*killed_second[:2], trial(2, TrialState.RUNNING)], 2, n_trials=2)
+    # killed in the first trial: its retry is not surplus either
+    killed_first = [trial(0, TrialState.FAIL), trial(1, TrialState.WAITING, retry_history=[0])]
+    assert not is_surplus(killed_first, 1, n_trials=2)

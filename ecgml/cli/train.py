@@ -17,6 +17,8 @@ from omegaconf import DictConfig
 
 from ecgml.bounds import check_bounds
 from ecgml.cli import hydra_entry
+from ecgml.data.records import data_unit
+from ecgml.models.factory import check_model_reads_unit
 from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
 from ecgml.pipeline.records import record_unit, run_records
@@ -42,6 +44,8 @@ def train(cfg: DictConfig) -> float:
     check_store(cfg.logger.tracking_uri)  # a bad store fails in seconds, before data is loaded
     if task_name(cfg) == "pretrain":
         return run_pretrain(cfg)
+    if not cfg.get("resume"):  # a model that cannot read the unit: refused before a run opens
+        check_model_reads_unit(cfg.model, data_unit(cfg))
     start = time.perf_counter()
     callbacks = trial_callbacks()
     result: RunResult | CrossValResult

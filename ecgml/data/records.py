@@ -56,6 +56,11 @@ DEFAULT_STRIP_FS = 100.0
 DEFAULT_STRIP_S = 10.0
 
 
+def data_unit(cfg: Any) -> str:
+    """The run's unit of data, ``beat`` or ``record`` (``data=records`` sets ``unit: record``)."""
+    return str(cfg.data.get("unit", "beat"))
+
+
 def record_unit(cfg: Any) -> bool:
     """True when the run's unit is a whole record (``data=records`` or ``data.unit=record``)."""
     data = cfg.data

@@ -69,6 +69,43 @@ def beat_backbones() -> list[str]:
     ]
 
 
+#: The unit of data a model reads, by its config's ``input`` (``beat`` when it has none): a
+#: record model reads a record's set of beats (``beats``) or its strip (``strip``).
+UNIT_OF_INPUT = {"beat": "beat", "beats": "record", "strip": "record"}
+#: Why a model cannot read the data's unit, by that unit.
+_MISMATCH = {
+    "record": "model={name} reads single beats, but the data's unit is a whole record "
+    "(data=records or data.unit=record): use a record model ({readers})",
+    "beat": "model={name} reads whole records, but the data's unit is a single beat: pass "
+    "data=records (or data.unit=record), or use a beat model ({readers})",
+}
+
+
+def model_unit(model_cfg: Mapping[str, Any] | DictConfig) -> str:
+    """What one example of the model is: ``beat`` or ``record`` (:data:`UNIT_OF_INPUT`)."""
+    return UNIT_OF_INPUT.get(str(model_cfg.get("input", "beat")), "beat")
+
+
+def models_reading(unit: str) -> list[str]:
+    """The ``conf/model`` names whose examples are ``unit`` (``beat`` or ``record``)."""
+    names = []
+    for path in sorted(MODEL_CONF_DIR.glob("*.yaml")):
+        loaded = OmegaConf.load(path)
+        if isinstance(loaded, DictConfig) and model_unit(loaded) == unit:
+            names.append(path.stem)
+    return names
+
+
+def check_model_reads_unit(model_cfg: Mapping[str, Any] | DictConfig, unit: str) -> None:
+    """Refuse, in one line before any run opens, a model that cannot read the data's unit
+    (a beat model handed whole recordings, or a record model handed single beats)."""
+    if model_unit(model_cfg) == unit:
+        return
+    readers = ", ".join(f"model={m}" for m in models_reading(unit))
+    name = model_cfg.get("name", "?")
+    raise EcgmlError(_MISMATCH[unit].format(name=name, readers=readers))
+
+
 def build_backbone(
     model: str | Mapping[str, Any] | DictConfig,
     in_channels: int,

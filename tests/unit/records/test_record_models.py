@@ -19,6 +19,7 @@ from ecgml.data.records import (
     cut_record,
 )
 from ecgml.data.tasks import task_spec
+from ecgml.errors import EcgmlError
 from ecgml.models.record_models import LEAD_MODES, SetModel, StripModel, strip_saliency
 from ecgml.recordstore import LEADS, Record, load_record_store
 from tests.unit.records.toy import FS, ecg, effect_store
@@ -258,3 +259,33 @@ def test_one_lead_is_read_the_same_whatever_the_lead_mode(model: str) -> None:
     shared.load_state_dict(joint.state_dict())  # same architecture: the same tensors fit
     with torch.no_grad():
         torch.testing.assert_close(joint.eval()(x), shared.eval()(x))
+
+
+def test_a_record_unit_brings_its_default_model(compose_cfg) -> None:
+    assert compose_cfg("data=records", "data.path=x").model.name == "set_cnn1d"
+    # after the disorder's own default (hyponatremia: linear1d, a beat model)
+    assert compose_cfg("data=records", "data.path=x", "disorder=hyponatremia").model.name == (
+        "set_cnn1d"
+    )
+    assert compose_cfg("data=records", "data.path=x", "model=strip_cnn1d").model.name == (
+        "strip_cnn1d"
+    )
+    assert compose_cfg().model.name == "cnn1d"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("data.unit=record",), r"model=cnn1d reads single beats.*model=set_cnn1d, model=strip"),
+        (("data=records", "data.path=x", "model=resnet1d"), r"model=resnet1d reads single beats"),
+        (("model=set_cnn1d",), r"model=set_cnn1d reads whole records.*model=cnn1d"),
+    ],
+)
+def test_a_model_that_cannot_read_the_unit_is_refused_before_a_run(
+    compose_cfg, overrides: tuple[str, ...], message: str
+) -> None:
+    from ecgml.cli.train import train
+
+    cfg = compose_cfg(*overrides)
+    with pytest.raises(EcgmlError, match=message):
+        train(cfg)  # refused before a run opens or any data is read

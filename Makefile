@@ -23,11 +23,14 @@ $(STAMP): pyproject.toml requirements.lock
 train: install  ## train + evaluate the default disorder (hypokalemia) on the synthetic cohort
 	$(BIN)/python -m ecgml.train $(ARGS)
 
-test: install  ## the whole test suite (slow end-to-end tests included)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+# Test worker processes (pytest-xdist): one per core, at most 4 (each holds torch, ~0.5 GB).
+TEST_JOBS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+
+test: install  ## the whole test suite (slow end-to-end tests included), TEST_JOBS processes
+	$(BIN)/python -m pytest -n $(TEST_JOBS) $(PYTEST_ARGS)
 
 test-fast: install  ## the suite without the slow end-to-end tests
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) -m "not slow" $(PYTEST_ARGS)
 
 fuzz: install  ## long fuzz + fault run (thousands of cases, train kill included; outside CI's budget)
 	ECGML_FUZZ_PROFILE=long $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider $(PYTEST_ARGS)

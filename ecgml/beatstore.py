@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ecgml import GROUPS
+from ecgml.ecgfile.signalcsv import guess_separator
 from ecgml.errors import EcgmlError
 from ecgml.signal.windows import BeatSet
 
@@ -61,7 +62,6 @@ MIN_R_MV, MAX_R_MV = 0.05, 10.0
 #: Largest ``r_index`` magnitude read exactly (floats hold whole numbers exactly up to 2**53).
 MAX_R_INDEX = 2**53
 BEAT_FIX = "cut the recording into single beats, or raise the bound if beats are that long"
-SEPARATORS = (";", "\t", "|")
 
 
 @dataclass(frozen=True)
@@ -156,58 +156,84 @@ def read_manifest(root: Path | str) -> pd.DataFrame:
     return validate_manifest(manifest, path)
 
 
-def guess_separator(header: str) -> str | None:
-    """The separator a one-column CSV header seems to use instead of a comma (``None``: none)."""
-    counts = {sep: header.count(sep) for sep in SEPARATORS}
-    sep, count = max(counts.items(), key=lambda item: item[1])
-    return sep if count else None
+@dataclass(frozen=True)
+class StoreIndex:
+    """What distinguishes a store's index table: ``manifest.csv`` (beats) or ``records.csv``."""
+
+    name: str
+    unit: str
+    file_column: str
+    id_column: str
+    required: tuple[str, ...]
+
+
+BEAT_INDEX = StoreIndex(MANIFEST, "beat", "beat_file", "beat_id", REQUIRED_COLUMNS)
 
 
 def validate_manifest(manifest: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Check columns, values and uniqueness; return a cleaned copy."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in manifest.columns]
-    if missing:
-        sep = guess_separator(str(manifest.columns[0])) if len(manifest.columns) == 1 else None
-        if sep is not None:
-            raise EcgmlError(
-                f"{path}: the separator looks like {sep!r}, not a comma (one column "
-                f"{manifest.columns[0]!r} was read): save {MANIFEST} comma-separated"
-            )
-        raise EcgmlError(
-            f"{path} lacks column(s) {', '.join(missing)}: required are "
-            f"{', '.join(REQUIRED_COLUMNS)}"
-        )
-    if manifest.empty:
-        raise EcgmlError(f"{path} lists no beats: add one row per beat CSV")
-    manifest = manifest.copy()
-    for column in ("beat_file", "patient_id", "group"):
-        blank = manifest[column].isna() | (manifest[column].astype(str).str.strip() == "")
-        if blank.any():
-            row = int(np.flatnonzero(blank.to_numpy())[0]) + 2
-            raise EcgmlError(f"{path} line {row}: empty '{column}': every beat needs one")
-        manifest[column] = manifest[column].astype(str).str.strip()
-    manifest["group"] = manifest["group"].str.lower()
-    bad = sorted(set(manifest["group"]) - set(VALID_GROUPS))
-    if bad:
-        raise EcgmlError(
-            f"{path}: unknown group value(s) {', '.join(map(repr, bad))}: use one of "
-            f"{', '.join(VALID_GROUPS)}"
-        )
-    if "beat_id" not in manifest.columns:
-        manifest["beat_id"] = manifest["beat_file"]
-    manifest["beat_id"] = manifest["beat_id"].fillna(manifest["beat_file"]).astype(str)
-    duplicated = manifest["beat_id"][manifest["beat_id"].duplicated()]
-    if not duplicated.empty:
-        raise EcgmlError(
-            f"{path}: beat_id {duplicated.iloc[0]!r} appears more than once: "
-            "beat ids must be unique"
-        )
+    """Check columns, values and uniqueness of ``manifest.csv``; return a cleaned copy."""
+    manifest = validate_store_index(manifest, path, BEAT_INDEX)
     if "r_index" in manifest.columns:
         manifest["r_index"] = _whole_r_index(manifest["r_index"], path)
+    return manifest
+
+
+def validate_store_index(table: pd.DataFrame, path: Path, index: StoreIndex) -> pd.DataFrame:
+    """The one validator of a store's index table (beat or record store): required columns,
+    groups, unique ids (defaulting to the file column), serum bounds; every problem one
+    :class:`EcgmlError` line naming the file, line and column. Returns a cleaned copy."""
+    _check_columns(table, path, index)
+    if table.empty:
+        raise EcgmlError(f"{path} lists no {index.unit}s: add one row per {index.unit} CSV")
+    table = table.copy()
+    for column in index.required:
+        blank = table[column].isna() | (table[column].astype(str).str.strip() == "")
+        if blank.any():
+            raise EcgmlError(
+                f"{path} line {_first_line(blank)}: column {column} is empty: every "
+                f"{index.unit} needs one"
+            )
+        table[column] = table[column].astype(str).str.strip()
+    table["group"] = table["group"].str.lower()
+    bad = ~table["group"].isin(VALID_GROUPS)
+    if bad.any():
+        raise EcgmlError(
+            f"{path} line {_first_line(bad)}: column group holds {table['group'][bad].iloc[0]!r}"
+            f": use one of {', '.join(VALID_GROUPS)}"
+        )
+    ids = table[index.id_column] if index.id_column in table.columns else table[index.file_column]
+    table[index.id_column] = ids.fillna(table[index.file_column]).astype(str)
+    repeated = table[index.id_column].duplicated()
+    if repeated.any():
+        raise EcgmlError(
+            f"{path} line {_first_line(repeated)}: column {index.id_column} "
+            f"{table[index.id_column][repeated].iloc[0]!r} appears twice: {index.unit} ids must "
+            "be unique"
+        )
     for column, bounds in SERUM_BOUNDS.items():
-        if column in manifest.columns:
-            manifest[column] = serum_values(manifest[column], column, bounds, path)
-    return manifest.reset_index(drop=True)
+        if column in table.columns:
+            table[column] = serum_values(table[column], column, bounds, path)
+    return table.reset_index(drop=True)
+
+
+def _check_columns(table: pd.DataFrame, path: Path, index: StoreIndex) -> None:
+    missing = [c for c in index.required if c not in table.columns]
+    if not missing:
+        return
+    sep = guess_separator(str(table.columns[0])) if len(table.columns) == 1 else None
+    if sep is not None:
+        raise EcgmlError(
+            f"{path}: the separator looks like {sep!r}, not a comma (one column "
+            f"{table.columns[0]!r} was read): save {index.name} comma-separated"
+        )
+    raise EcgmlError(
+        f"{path} lacks column(s) {', '.join(missing)}: required are {', '.join(index.required)}"
+    )
+
+
+def _first_line(rows: pd.Series) -> int:
+    """The file line of the first ``True`` row (the header is line 1)."""
+    return int(np.flatnonzero(rows.to_numpy())[0]) + 2
 
 
 def serum_values(

@@ -31,15 +31,12 @@ import pandas as pd
 
 from ecgml import TWELVE_LEADS
 from ecgml.beatstore import (
-    MAX_FS,
-    MIN_FS,
-    SERUM_BOUNDS,
-    VALID_GROUPS,
-    guess_separator,
-    one_line,
+    StoreIndex,
     read_store_csv,
-    serum_values,
+    validate_store_index,
 )
+from ecgml.ecgfile import EcgFileProblem
+from ecgml.ecgfile.signalcsv import parse_signal_csv
 from ecgml.errors import EcgmlError
 
 log = logging.getLogger(__name__)
@@ -53,8 +50,6 @@ LEADS = TWELVE_LEADS
 MIN_DURATION_S = 2.0
 #: Largest record file read (bytes): ~10 min of 12 leads at 500 Hz.
 MAX_RECORD_BYTES = 64 << 20
-#: Time steps may deviate this much (relative) from their median before a record is refused.
-STEP_TOLERANCE = 0.01
 
 
 @dataclass(frozen=True)
@@ -150,53 +145,13 @@ def read_records_table(root: Path | str) -> pd.DataFrame:
     return validate_records_table(table, path)
 
 
+#: ``records.csv`` for the one store-index validator of :mod:`ecgml.beatstore`.
+RECORD_INDEX = StoreIndex(RECORDS, "record", "record_file", "record_id", REQUIRED_COLUMNS)
+
+
 def validate_records_table(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     """Columns, groups, unique record ids and serum values checked; a cleaned copy."""
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
-    if missing:
-        sep = guess_separator(str(table.columns[0])) if len(table.columns) == 1 else None
-        if sep is not None:
-            raise EcgmlError(
-                f"{path}: the separator looks like {sep!r}, not a comma: save {RECORDS} "
-                "comma-separated"
-            )
-        raise EcgmlError(
-            f"{path} lacks column(s) {', '.join(missing)}: required are "
-            f"{', '.join(REQUIRED_COLUMNS)}"
-        )
-    if table.empty:
-        raise EcgmlError(f"{path} lists no records: add one row per record CSV")
-    table = table.copy()
-    for column in REQUIRED_COLUMNS:
-        blank = table[column].isna() | (table[column].astype(str).str.strip() == "")
-        if blank.any():
-            line = int(np.flatnonzero(blank.to_numpy())[0]) + 2
-            raise EcgmlError(
-                f"{path} line {line}: column {column} is empty: every record needs one"
-            )
-        table[column] = table[column].astype(str).str.strip()
-    table["group"] = table["group"].str.lower()
-    bad = ~table["group"].isin(VALID_GROUPS)
-    if bad.any():
-        line = int(np.flatnonzero(bad.to_numpy())[0]) + 2
-        raise EcgmlError(
-            f"{path} line {line}: column group holds {table['group'][bad].iloc[0]!r}: use one "
-            f"of {', '.join(VALID_GROUPS)}"
-        )
-    if "record_id" not in table.columns:
-        table["record_id"] = table["record_file"]
-    table["record_id"] = table["record_id"].fillna(table["record_file"]).astype(str)
-    dup = table["record_id"].duplicated()
-    if dup.any():
-        line = int(np.flatnonzero(dup.to_numpy())[0]) + 2
-        raise EcgmlError(
-            f"{path} line {line}: column record_id {table['record_id'][dup].iloc[0]!r} appears "
-            "twice: record ids must be unique"
-        )
-    for column, bounds in SERUM_BOUNDS.items():
-        if column in table.columns:
-            table[column] = serum_values(table[column], column, bounds, path)
-    return table.reset_index(drop=True)
+    return validate_store_index(table, path, RECORD_INDEX)
 
 
 def record_path(root: Path, record_file: str) -> Path:
@@ -218,47 +173,18 @@ def record_path(root: Path, record_file: str) -> Path:
 
 
 def read_record_csv(path: Path) -> tuple[float, tuple[str, ...], np.ndarray]:
-    """``(fs, leads, signal (n_leads, n))`` of one record file; :class:`RecordProblem` when it
-    cannot be used."""
+    """``(fs, leads, signal (n_leads, n))`` of one record file (the strict signal-CSV policy,
+    :func:`ecgml.ecgfile.signalcsv.parse_signal_csv`); :class:`RecordProblem` when it cannot be
+    used."""
     check_regular(path, MAX_RECORD_BYTES)
     try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise RecordProblem(f"not a readable CSV ({one_line(err)})") from None
-    columns = [str(c).strip() for c in frame.columns]
-    if "time_s" not in columns:
-        raise RecordProblem("no time_s column: a record CSV needs time_s and mv (or lead columns)")
-    leads = [("II" if c == "mv" else c) for c in columns if c != "time_s"]
-    unknown = [c for c in leads if c not in LEADS]
-    if unknown:
-        raise RecordProblem(
-            f"unknown lead name {unknown[0]!r}: name lead columns {', '.join(LEADS)} (or mv)"
-        )
-    if not leads:
-        raise RecordProblem("no signal column: add mv (lead II) or lead columns")
-    if len(set(leads)) != len(leads):
-        raise RecordProblem("a lead appears twice (mv counts as II)")
-    values = frame.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
-    if not np.all(np.isfinite(values)):
-        raise RecordProblem("non-numeric, empty, NaN or infinite samples")
-    time = values[:, columns.index("time_s")]
-    if len(time) < 2:
-        raise RecordProblem(f"{len(time)} sample(s): shorter than {MIN_DURATION_S:g} s")
-    steps = np.diff(time)
-    step = float(np.median(steps))
-    if step <= 0 or np.max(np.abs(steps - step)) > STEP_TOLERANCE * step:
-        raise RecordProblem(
-            "non-uniform time steps (the sampling rate differs between rows): resample it to "
-            "one rate"
-        )
-    fs = round(1.0 / step, 6)
-    if not MIN_FS <= fs <= MAX_FS:
-        raise RecordProblem(f"sampling rate {fs:g} Hz outside {MIN_FS:g}-{MAX_FS:g} Hz")
-    duration = len(time) / fs
+        table = parse_signal_csv(path)
+    except EcgFileProblem as problem:
+        raise RecordProblem(str(problem)) from None
+    duration = table.signal.shape[1] / table.fs
     if duration < MIN_DURATION_S:
         raise RecordProblem(f"{duration:.2f} s long: shorter than {MIN_DURATION_S:g} s")
-    signal = np.stack([values[:, columns.index(c)] for c in columns if c != "time_s"])
-    return fs, tuple(leads), signal.astype(np.float32)
+    return table.fs, table.leads, table.signal.astype(np.float32)
 
 
 def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> RecordStore:

@@ -25,25 +25,22 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from ecgml import TWELVE_LEADS
 from ecgml.beatstore import (
     DEFAULT_MAX_BEAT_S,
     MANIFEST,
-    MAX_FS,
-    MIN_FS,
     BeatLimits,
     BeatStore,
     StorePathError,
     amplitude_problem,
     check_regular,
-    guess_separator,
     load_beat_store,
-    one_line,
     read_beat_csv,
 )
 from ecgml.digitize.image import IMAGE_SUFFIXES
 from ecgml.digitize.leads import page_leads
 from ecgml.digitize.pipeline import process_image
+from ecgml.ecgfile import canonical_lead
+from ecgml.ecgfile.signalcsv import parse_signal_csv
 from ecgml.ecgfile.wfdb import channel_mv, check_wfdb_header
 from ecgml.errors import EcgmlError
 from ecgml.signal import DEFAULT_POST_R_MS, DEFAULT_PRE_R_MS, BeatSet, extract_beats
@@ -53,12 +50,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ecgml.inference")
 
-LEAD_II_NAMES = ("ii", "mlii")
 #: Files in a folder that belong to other formats' bookkeeping, not to ECGs.
 SKIPPED_NAMES = {"images.csv", "patients.csv", "report.csv", MANIFEST, "beatstore.json"}
 #: WFDB companions of a ``.hea`` header (read through the header, never on their own).
 WFDB_COMPANIONS = {".dat", ".atr", ".qrs", ".ecg", ".xws", ".mat"}
-MAX_FS_JITTER = 0.01
 #: Largest input file read (a signal CSV: about 10 h of ``time_s,mv`` at 500 Hz).
 MAX_INPUT_BYTES = 256 << 20
 #: Sampling rate assumed for bounding bare beat CSVs when ``fs`` is not given.
@@ -193,15 +188,6 @@ def add_beat_set(entry: BeatInput, beat_set: BeatSet, offset_s: float) -> None:
             entry.lead_beats.setdefault(name, []).append(np.asarray(piece, dtype=np.float32))
 
 
-def lead_name(name: str) -> str | None:
-    """A column or channel name as one of the 12 standard leads (case and spaces ignored;
-    ``MLII`` and a CSV's ``mv`` are lead II), else None."""
-    key = name.strip().lower()
-    if key in (*LEAD_II_NAMES, "mv"):
-        return "II"
-    return next((lead for lead in TWELVE_LEADS if lead.lower() == key), None)
-
-
 def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
     """A signal CSV's lead II (else its first lead) and ``fs``: :func:`read_signal_leads`."""
     leads, fs, _ = read_signal_leads(path)
@@ -209,74 +195,19 @@ def read_signal_csv(path: Path) -> tuple[np.ndarray, float]:
 
 
 def read_signal_leads(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
-    """A signal CSV → ``(leads, fs, warnings)``: ``time_s`` in seconds (uniform sampling) and
-    ``mv`` (lead II) or columns named after the 12 leads (``I, II, … V6``, ``MLII``), as record
-    stores hold them; other columns are ignored with a warning."""
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise EcgmlError(
-            f"{path.name} is not a readable CSV ({one_line(err)}): save it as time_s,mv"
-        ) from None
-    time_column = next((c for c in frame.columns if str(c).strip().lower() == "time_s"), None)
-    named = {c: lead_name(str(c)) for c in frame.columns if c != time_column}
-    lead_columns = {c: n for c, n in named.items() if n is not None}
-    if time_column is None or not lead_columns:
-        sep = guess_separator(str(frame.columns[0])) if len(frame.columns) == 1 else None
-        if sep is not None:
-            raise EcgmlError(
-                f"{path.name}: the separator looks like {sep!r}, not a comma: save the signal "
-                "CSV comma-separated with the columns time_s,mv"
-            )
-        raise EcgmlError(
-            f"{path.name}: a signal CSV needs the columns time_s,mv (or time_s and lead columns "
-            f"{', '.join(TWELVE_LEADS)})"
-        )
-    if len(set(lead_columns.values())) != len(lead_columns):
-        raise EcgmlError(f"{path.name}: a lead appears twice (mv and MLII count as II): keep one")
-    time_s = pd.to_numeric(frame[time_column], errors="coerce").to_numpy(float)
-    values = {n: pd.to_numeric(frame[c], errors="coerce").to_numpy(float)
-              for c, n in lead_columns.items()}  # fmt: skip
-    if len(time_s) < 2 or not all(np.isfinite(v).all() for v in (time_s, *values.values())):
-        raise EcgmlError(
-            f"{path.name}: {'/'.join(map(str, [time_column, *lead_columns]))} hold non-numeric "
-            "or missing values"
-        )
-    fs = uniform_fs(path, time_s)
+    """A signal CSV → ``(leads, fs, warnings)`` (the lenient signal-CSV policy of
+    :func:`ecgml.ecgfile.signalcsv.parse_signal_csv`: ``time_s`` in any case, columns that name
+    no lead ignored with a warning)."""
+    table = parse_signal_csv(path, lenient=True)
     with np.errstate(over="ignore"):
-        leads = {n: v.astype(np.float32) for n, v in values.items()}
+        leads = {name: row.astype(np.float32) for name, row in zip(table.leads, table.signal,
+                                                                   strict=True)}  # fmt: skip
     if not all(np.isfinite(v).all() for v in leads.values()):
         raise EcgmlError(f"{path.name}: a lead holds values beyond any plausible mV signal")
-    ignored = [str(c) for c, n in named.items() if n is None]
-    warnings = [f"columns {', '.join(ignored)} are not lead names: ignored"] if ignored else []
-    return leads, fs, warnings
-
-
-def uniform_fs(path: Path, time_s: np.ndarray) -> float:
-    """The sampling rate of ``time_s`` (seconds, equal steps), or a one-line error."""
-    with np.errstate(over="ignore", invalid="ignore"):  # huge times: refused as non-uniform
-        steps = np.diff(time_s)
-    step = float(np.median(steps))
-    uniform = np.isfinite(steps).all() and step > 0
-    if not uniform or np.max(np.abs(steps - step)) > MAX_FS_JITTER * step + 1e-9:
-        raise EcgmlError(f"{path.name}: time_s must increase in equal steps (uniform sampling)")
-    return signal_fs(path, step)
-
-
-def signal_fs(path: Path, step: float) -> float:
-    """``1 / step`` when it is a plausible sampling rate; else say how to fix ``time_s``."""
-    fs = 1.0 / step
-    if MIN_FS <= fs <= MAX_FS:
-        return fs
-    hint = (
-        "if it is in ms, divide it by 1000"
-        if MIN_FS <= 1000.0 * fs <= MAX_FS
-        else "check the column"
-    )
-    raise EcgmlError(
-        f"{path.name}: time_s steps of {step:g} give fs {fs:g} Hz, outside {MIN_FS:g}–{MAX_FS:g} "
-        f"Hz: time_s must be in seconds ({hint})"
-    )
+    warnings = []
+    if table.ignored:
+        warnings.append(f"columns {', '.join(table.ignored)} are not lead names: ignored")
+    return leads, table.fs, warnings
 
 
 def read_wfdb(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
@@ -292,7 +223,7 @@ def read_wfdb(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
         raise EcgmlError(f"{path.name}: the WFDB record holds no signal")
     channels = {}
     for k in range(record.p_signal.shape[1]):
-        name = lead_name(names[k]) if k < len(names) else None
+        name = canonical_lead(names[k]) if k < len(names) else None
         if name is not None and name not in channels:
             channels[name] = k
     warnings: list[str] = []

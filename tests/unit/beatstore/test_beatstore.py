@@ -53,8 +53,8 @@ def edit_manifest(store: Path, **changes: object) -> None:
     ("change", "message"),
     [
         ({"group": None}, "lacks column(s) group"),
-        ({"group": "hyperkalaemia"}, "unknown group value(s) 'hyperkalaemia'"),
-        ({"patient_id": ""}, "empty 'patient_id'"),
+        ({"group": "hyperkalaemia"}, "column group holds 'hyperkalaemia'"),
+        ({"patient_id": ""}, "column patient_id is empty"),
         ({"beat_file": "beats/nope.csv"}, "listed in the manifest but missing"),
     ],
 )

@@ -51,9 +51,9 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
     inputs = Schema([
         *(ColSpec(Array(DataType.double), name) for name in names),
         # any, not long: MLflow would truncate 12.7 to 12 before the model could refuse it (and
-        # a double refuses JSON integers); the model checks it is a whole sample index
+        # a double refuses JSON integers: fs=500); the model checks both values itself
         ColSpec(AnyType(), "r_index", required=False),  # type: ignore[no-untyped-call]
-        ColSpec(DataType.double, "fs", required=False),
+        ColSpec(AnyType(), "fs", required=False),  # type: ignore[no-untyped-call]  # 500 too
     ])  # fmt: skip
     if regression:
         return ModelSignature(
@@ -112,10 +112,20 @@ def _beat_array(value: Any, row: int) -> np.ndarray:
 
 
 def _fs_of(value: Any, spec: LoadedModel, row: int) -> float:
-    fs = spec.fs if value is None else float(value)
+    fs = spec.fs if value is None else _number(value, "fs", row)
     if not MIN_FS <= fs <= MAX_FS:
         raise BadRequest(f"row {row}: fs={value} Hz is outside {MIN_FS:g}–{MAX_FS:g}")
     return fs
+
+
+def _number(value: Any, name: str, row: int) -> float:
+    """A request's number (JSON int or float); text, lists and booleans are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        raise BadRequest(f"row {row}: {name}={str(value)[:20]!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise BadRequest(f"row {row}: {name}={value} is not a finite number")
+    return number
 
 
 def _r_of(value: Any, beat: np.ndarray, fs: float, spec: LoadedModel, row: int) -> int:
@@ -127,7 +137,7 @@ def _r_of(value: Any, beat: np.ndarray, fs: float, spec: LoadedModel, row: int) 
                 "send r_index (the R-peak's sample) with beats of any length"
             )
         return int(spec.r_index or 0)
-    r = float(value)
+    r = _number(value, "r_index", row)
     if not r.is_integer() or not 0 <= r < beat.size:
         raise BadRequest(f"row {row}: r_index={value} is not a sample of its {beat.size} samples")
     return int(r)

@@ -100,8 +100,9 @@ def test_served_probabilities_equal_ecgml_predict(served, registry) -> None:  # 
                 for e in predict_path(store_dir, models) for b in e["per_beat"]}  # fmt: skip
     expected = np.array([per_beat[b] for b in meta["beat_id"]])
     np.testing.assert_allclose(served_p, expected, rtol=1e-5, atol=1e-7)
+    # fs as a JSON integer (500, not 500.0): a model logged today takes it
     status, body = post(port, {"inputs": [{"beat": rows[0][0], "r_index": rows[0][1],
-                                           "fs": rows[0][2]}]})  # fmt: skip
+                                           "fs": int(rows[0][2])}]})  # fmt: skip
     assert status == 200 and body["predictions"][0]["hyponatremia"] == pytest.approx(served_p[0])
 
 

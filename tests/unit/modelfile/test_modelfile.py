@@ -89,3 +89,17 @@ def test_serving_an_old_or_a_new_model_imports_no_training_code(tmp_path: Path, 
     new = served(new_dir)
     assert new["heavy"] == []
     np.testing.assert_allclose(new["raw"], old["raw"], atol=1e-9)  # same seed, same weights
+
+
+def test_fs_and_r_index_may_be_json_integers_but_never_text() -> None:
+    from ecgml.modelfile.serving import BadRequest, serving_signature
+
+    loaded = read_model_dir(OLD_MODEL, "fixture")
+    as_ints = predict_frame(loaded, request().assign(fs=[500, 500]))
+    as_floats = predict_frame(loaded, request().assign(fs=[500.0, 500.0]))
+    pd.testing.assert_frame_equal(as_ints, as_floats)
+    for column, value in (("fs", "500"), ("r_index", "125"), ("fs", True), ("r_index", [125])):
+        with pytest.raises(BadRequest, match=f"{column}=.* is not a number"):
+            predict_frame(loaded, request().assign(**{column: [value, value]}))
+    inputs = {c.name: str(c.type) for c in serving_signature("hyperkalemia").inputs.inputs}
+    assert inputs["fs"] == inputs["r_index"] == "Any"  # a double would refuse JSON 500

@@ -67,18 +67,24 @@ def toy_data(toy_store: Path) -> dict:
 @pytest.fixture(scope="session")
 def trained(toy_data: dict) -> Iterator[tuple[BeatClassifier, np.ndarray, pd.DataFrame, int]]:
     """A small CNN trained full-batch on the toy training patients; test beats + predictions."""
-    flush = torch.set_flush_denormal(True)  # tiny gradients: denormals slow the CPU a lot
     x, meta, test = toy_data["x"], toy_data["meta"], toy_data["test"]
     model = small_model(x.shape[1])
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     inputs = torch.from_numpy(x[~test]).unsqueeze(1)
     targets = torch.from_numpy(meta.loc[~test, "y"].to_numpy(np.float32))
     model.train()
-    for _ in range(40):
-        loss = nn.functional.binary_cross_entropy_with_logits(model(inputs), targets)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    # Tiny gradients: denormals slow the CPU a lot. The flag is process-wide processor state
+    # (it returns whether it could be set, not the previous value): off again right after
+    # training, or every later test in this process (Hypothesis' float strategies) sees it.
+    torch.set_flush_denormal(True)
+    try:
+        for _ in range(40):
+            loss = nn.functional.binary_cross_entropy_with_logits(model(inputs), targets)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_flush_denormal(False)
     model.eval()
     with torch.no_grad():
         prob = torch.sigmoid(model(torch.from_numpy(x[test]).unsqueeze(1))).numpy()
@@ -87,7 +93,6 @@ def trained(toy_data: dict) -> Iterator[tuple[BeatClassifier, np.ndarray, pd.Dat
         split="test", y_true=test_meta["y"], y_prob=prob, y_pred=(prob > 0.5).astype(int)
     )
     yield model, x[test], predictions, toy_data["r0"]
-    torch.set_flush_denormal(flush)
 
 
 def test_every_method_gives_finite_attributions_of_the_beats_shape(toy_data: dict) -> None:

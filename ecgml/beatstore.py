@@ -123,9 +123,13 @@ class BeatStore:
 
 
 def read_store_csv(
-    root: Path | str, filename: str, kind: str, required: Sequence[str], docs: str,
+    root: Path | str,
+    filename: str,
+    kind: str,
+    required: Sequence[str],
+    docs: str,
     dtype: Mapping[str, type],
-) -> tuple[pd.DataFrame, Path]:  # fmt: skip
+) -> tuple[pd.DataFrame, Path]:
     """``root/filename``, the table of a ``kind`` folder (a beat or record store), and its path:
     a missing folder or file, or a CSV pandas cannot parse, is one line naming it."""
     root = Path(root)
@@ -150,9 +154,13 @@ def read_store_csv(
 def read_manifest(root: Path | str) -> pd.DataFrame:
     """Read and validate ``root/manifest.csv``; returns one row per beat, ``beat_id`` filled."""
     manifest, path = read_store_csv(
-        root, MANIFEST, "beat store", REQUIRED_COLUMNS, "see README, 'Bring your own data'",
+        root,
+        MANIFEST,
+        "beat store",
+        REQUIRED_COLUMNS,
+        "see README, 'Bring your own data'",
         {"patient_id": str, "beat_id": str, "record_id": str},
-    )  # fmt: skip
+    )
     return validate_manifest(manifest, path)
 
 

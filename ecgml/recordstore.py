@@ -139,9 +139,13 @@ def check_regular(path: Path, max_bytes: int) -> None:
 def read_records_table(root: Path | str) -> pd.DataFrame:
     """Read and validate ``root/records.csv``: one row per record, ``record_id`` filled."""
     table, path = read_store_csv(
-        root, RECORDS, "record store", REQUIRED_COLUMNS, "docs/contracts.md, 'Record store'",
+        root,
+        RECORDS,
+        "record store",
+        REQUIRED_COLUMNS,
+        "docs/contracts.md, 'Record store'",
         {"patient_id": str, "record_id": str, "record_file": str},
-    )  # fmt: skip
+    )
     return validate_records_table(table, path)
 
 

@@ -159,9 +159,12 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, Any]]:
     """Every (path, value) pair below ``node``, mappings and lists included."""
     yield path, node
     children: Any = (
-        node.items() if isinstance(node, Mapping) else enumerate(node)
-        if isinstance(node, list | tuple) else ()
-    )  # fmt: skip
+        node.items()
+        if isinstance(node, Mapping)
+        else enumerate(node)
+        if isinstance(node, list | tuple)
+        else ()
+    )
     for key, value in children:
         name = _printable(key)
         yield from _walk(value, f"{path}.{name}" if path else name)

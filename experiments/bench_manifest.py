@@ -45,13 +45,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="ecgml-bench-manifest-") as tmp:
         size = write_manifest(Path(tmp) / "store", args.rows)
         start = time.perf_counter()
-        result = subprocess.run([sys.executable, "-c", LOAD, str(Path(tmp) / "store")],
-                                capture_output=True, text=True, check=True)  # fmt: skip
+        result = subprocess.run(
+            [sys.executable, "-c", LOAD, str(Path(tmp) / "store")],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         seconds = time.perf_counter() - start
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"manifest rows {args.rows:,} ({size / 1e6:.0f} MB), all files missing")
-    print(f"refused in {seconds:.2f} s (process start and imports included), peak RSS "
-          f"{peak_mb:.0f} MB")  # fmt: skip
+    print(
+        f"refused in {seconds:.2f} s (process start and imports included), peak RSS "
+        f"{peak_mb:.0f} MB"
+    )
     print(f"message: {result.stdout.strip()[:160]}")
 
 

@@ -33,8 +33,9 @@ def make_beats(n: int, fs: float = 500.0, seed: int = 0) -> tuple[np.ndarray, in
 
     from ecgml.signal import extract_beats
 
-    signal = nk.ecg_simulate(duration=max(20, n + 10), sampling_rate=fs, heart_rate=70,
-                             random_state=seed)  # fmt: skip
+    signal = nk.ecg_simulate(
+        duration=max(20, n + 10), sampling_rate=fs, heart_rate=70, random_state=seed
+    )
     beat_set = extract_beats(signal, fs, min_correlation=None, max_amplitude_ratio=None)
     reps = int(np.ceil(n / len(beat_set)))
     return np.tile(beat_set.beats, (reps, 1))[:n], beat_set.r_offset
@@ -90,10 +91,19 @@ def run_cli(args: list[str], uri: str, cwd: Path) -> float:
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MPLBACKEND": "Agg"}
     start = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "ecgml.predict", *args, "progress=false",
-         f"hydra.run.dir={cwd / 'hydra'}"],
-        cwd=cwd, env=env, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ecgml.predict",
+            *args,
+            "progress=false",
+            f"hydra.run.dir={cwd / 'hydra'}",
+        ],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"predict failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -122,8 +132,9 @@ def onnx_vs_torch(model, root: Path, x: np.ndarray) -> None:
     from ecgml.inference.onnx_export import export_model
     from ecgml.models.inference import fused_for_inference
 
-    report, _ = timed("export one model to ONNX (+ parity check)", export_model, model,
-                             root / "model.onnx")  # fmt: skip
+    report, _ = timed(
+        "export one model to ONNX (+ parity check)", export_model, model, root / "model.onnx"
+    )
     print(f"  → max |onnxruntime − torch| {report.max_abs_diff:.1e} on {report.n_checked} beats")
     options = ort.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -133,8 +144,10 @@ def onnx_vs_torch(model, root: Path, x: np.ndarray) -> None:
     for batch in (1, 256):
         ort_bps = beats_per_second(lambda c: session.run(["probability"], {"beats": c}), x3, batch)
         torch_bps = beats_per_second(fused.score, x, batch)
-        print(f"{f'batch {batch}: onnxruntime vs torch (beats/s)':<48} {ort_bps:10,.0f} vs "
-              f"{torch_bps:,.0f} ({ort_bps / torch_bps:.2f}×)")  # fmt: skip
+        print(
+            f"{f'batch {batch}: onnxruntime vs torch (beats/s)':<48} {ort_bps:10,.0f} vs "
+            f"{torch_bps:,.0f} ({ort_bps / torch_bps:.2f}×)"
+        )
 
 
 def main() -> None:
@@ -159,13 +172,20 @@ def main() -> None:
         uri = f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"
         beats, r_index = make_beats(args.n_beats)
         fs, seq_len = 500.0, beats.shape[1]
-        timed("log + promote 3 models (setup, not start-up)", register_models, uri, seq_len,
-              r_index, fs)  # fmt: skip
+        timed(
+            "log + promote 3 models (setup, not start-up)",
+            register_models,
+            uri,
+            seq_len,
+            r_index,
+            fs,
+        )
         folder = root / "beats"
         write_beat_folder(folder, beats)
         disorders = ("hyperkalemia", "hypokalemia", "hyponatremia")
-        models, _ = timed("load 3 champion models from the registry", load_models, disorders,
-                          "champion", uri)  # fmt: skip
+        models, _ = timed(
+            "load 3 champion models from the registry", load_models, disorders, "champion", uri
+        )
         if args.onnx_only:
             from ecgml.signal import prepare_beats
 
@@ -173,14 +193,19 @@ def main() -> None:
             x = prepare_beats(list(beats), [r_index] * len(beats), fs, model)
             onnx_vs_torch(model, root, x)
             return
-        results, score_s = timed(f"predict folder of {args.n_beats} beat CSVs (in process)",
-                                 predict_path, folder, models)  # fmt: skip
+        results, score_s = timed(
+            f"predict folder of {args.n_beats} beat CSVs (in process)", predict_path, folder, models
+        )
         assert len(results) == args.n_beats and all(r["n_beats"] == 1 for r in results)
         x = np.repeat(beats, 1, axis=0)
-        _, pure_s = timed(f"score {len(x)} prepared beats × 3 models only",
-                          lambda: [m.score(x) for m in models.values()])  # fmt: skip
-        print(f"  → {args.n_beats / score_s:,.0f} beats/s end to end (read, prepare, 3 models); "
-              f"{3 * len(x) / pure_s:,.0f} beat-model scores/s")  # fmt: skip
+        _, pure_s = timed(
+            f"score {len(x)} prepared beats × 3 models only",
+            lambda: [m.score(x) for m in models.values()],
+        )
+        print(
+            f"  → {args.n_beats / score_s:,.0f} beats/s end to end (read, prepare, 3 models); "
+            f"{3 * len(x) / pure_s:,.0f} beat-model scores/s"
+        )
 
         import cv2
         import neurokit2 as nk
@@ -190,8 +215,13 @@ def main() -> None:
         signal = nk.ecg_simulate(duration=10, sampling_rate=500, heart_rate=72, random_state=2)
         image, _ = render_ecg(signal, 500, dpi=200)
         cv2.imwrite(str(root / "image.png"), image)
-        timed("predict one 10 s strip image (digitize + 3 models)", predict_path,
-              root / "image.png", models, InputOptions())  # fmt: skip
+        timed(
+            "predict one 10 s strip image (digitize + 3 models)",
+            predict_path,
+            root / "image.png",
+            models,
+            InputOptions(),
+        )
         onnx_vs_torch(models["hyperkalemia"], root, x)
         if args.skip_cli:
             return
@@ -201,8 +231,10 @@ def main() -> None:
         print(f"{'CLI python -m ecgml.predict, 1 beat (start-up)':<48} {cli_one:8.2f} s")
         cli_all = run_cli([f"input={folder}", f"output={root / 'all.json'}"], uri, root)
         print(f"{f'CLI python -m ecgml.predict, {args.n_beats} beats':<48} {cli_all:8.2f} s")
-        print(f"  → after start-up: {cli_all - cli_one:.2f} s for {args.n_beats} beats "
-              f"({args.n_beats / max(cli_all - cli_one, 1e-9):,.0f} beats/s)")  # fmt: skip
+        print(
+            f"  → after start-up: {cli_all - cli_one:.2f} s for {args.n_beats} beats "
+            f"({args.n_beats / max(cli_all - cli_one, 1e-9):,.0f} beats/s)"
+        )
 
 
 if __name__ == "__main__":

@@ -43,11 +43,26 @@ def start_server(uri: str, port: int) -> subprocess.Popen:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m",
-         "models:/ecgml-hyperkalemia@champion", "--env-manager", "local", "-h", "127.0.0.1",
-         "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/ecgml-hyperkalemia@champion",
+            "--env-manager",
+            "local",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -65,8 +80,9 @@ def measure(port: int, body: bytes, n: int, max_s: float) -> list[float]:
     latencies: list[float] = []
     start = time.perf_counter()
     while len(latencies) < n and time.perf_counter() - start < max_s:
-        request = urllib.request.Request(url, data=body,
-                                         headers={"Content-Type": "application/json"})  # fmt: skip
+        request = urllib.request.Request(
+            url, data=body, headers={"Content-Type": "application/json"}
+        )
         t0 = time.perf_counter()
         with urllib.request.urlopen(request, timeout=30) as response:
             response.read()
@@ -90,14 +106,17 @@ def main() -> None:
         try:
             for size in (1, 256):
                 rows = [[b.tolist(), r_index] for b in beats[:size]]
-                body = json.dumps({"dataframe_split": {"columns": ["beat", "r_index"],
-                                                       "data": rows}}).encode()  # fmt: skip
+                body = json.dumps(
+                    {"dataframe_split": {"columns": ["beat", "r_index"], "data": rows}}
+                ).encode()
                 measure(port, body, 5, 10)  # warm-up
                 lat = np.array(measure(port, body, args.requests, args.max_seconds))
                 p50, p99 = np.percentile(lat, [50, 99]) * 1000
-                print(f"{f'{size} beat(s)/request, {len(lat)} requests':<40} "
-                      f"{len(lat) / lat.sum():8.1f} req/s  {size * len(lat) / lat.sum():10,.0f} "
-                      f"beats/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms")  # fmt: skip
+                print(
+                    f"{f'{size} beat(s)/request, {len(lat)} requests':<40} "
+                    f"{len(lat) / lat.sum():8.1f} req/s  {size * len(lat) / lat.sum():10,.0f} "
+                    f"beats/s  p50 {p50:6.1f} ms  p99 {p99:6.1f} ms"
+                )
         finally:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)

@@ -35,8 +35,14 @@ print(json.dumps({"seconds": seconds, "modules": len(sys.modules), "heavy": heav
 
 def probe(model: Path, code: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(code.resolve())}
-    out = subprocess.run([sys.executable, "-c", PROBE, str(model.resolve())], env=env, cwd=code,
-                         capture_output=True, text=True, check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(model.resolve())],
+        env=env,
+        cwd=code,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -49,8 +55,10 @@ def main() -> None:
     for code in args.code:
         runs = [probe(args.model, code) for _ in range(args.repeats)]
         seconds = statistics.median(r["seconds"] for r in runs)
-        print(f"{code}: {runs[0]['modules']} modules, heavy {runs[0]['heavy'] or 'none'}, "
-              f"import+load+first answer median {seconds:.2f} s of {args.repeats}")  # fmt: skip
+        print(
+            f"{code}: {runs[0]['modules']} modules, heavy {runs[0]['heavy'] or 'none'}, "
+            f"import+load+first answer median {seconds:.2f} s of {args.repeats}"
+        )
 
 
 if __name__ == "__main__":

@@ -59,11 +59,17 @@ def run_disorder(disorder: str, args: argparse.Namespace) -> tuple[dict, object]
 def multilabel_rows(args: argparse.Namespace) -> dict[str, dict]:
     """Table 2 rows of one ``task=multilabel`` model, cross-validated on the same folds."""
     overrides = [
-        "task=multilabel", f"model={args.model}", "split=group_kfold",
-        f"split.n_splits={args.folds}", f"data.cohort.scale={args.scale}",
-        f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
-        "explain.enabled=false", "logger.experiment_name=ecgml-paper-table2", *args.overrides,
-    ]  # fmt: skip
+        "task=multilabel",
+        f"model={args.model}",
+        "split=group_kfold",
+        f"split.n_splits={args.folds}",
+        f"data.cohort.scale={args.scale}",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false",
+        "explain.enabled=false",
+        "logger.experiment_name=ecgml-paper-table2",
+        *args.overrides,
+    ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     metrics = cross_validate(cfg).metrics
@@ -83,9 +89,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--model", default="cnn1d")
     parser.add_argument(
-        "--task", choices=("binary", "multilabel"), default="binary",
+        "--task",
+        choices=("binary", "multilabel"),
+        default="binary",
         help="multilabel: add the rows of one multi-label model, same folds (shared_folds)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "experiments" / "results")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()

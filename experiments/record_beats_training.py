@@ -57,8 +57,16 @@ def with_record_training_beats(table: BeatTable, cfg: DictConfig, source: str) -
         [pd.DataFrame(rows)[table.meta.columns], table.meta.loc[keep]], ignore_index=True
     )
     print(f"{len(beats)} training beats from {len(train)} patients' records", flush=True)
-    return BeatTable(np.concatenate([x_record, table.x[keep]]), meta, table.fs, table.r_index,
-                     table.digest, table.summary, table.splits, table.task)  # fmt: skip
+    return BeatTable(
+        np.concatenate([x_record, table.x[keep]]),
+        meta,
+        table.fs,
+        table.r_index,
+        table.digest,
+        table.summary,
+        table.splits,
+        table.task,
+    )
 
 
 def main() -> None:

@@ -27,8 +27,21 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1] / "ecgml"
 #: Task and unit names whose literal in a test is a branch on the task or the unit.
-NAMES = frozenset({"binary", "multilabel", "potassium", "sodium", "pretrain", "regression",
-                   "beat", "beats", "record", "records", "strip"})  # fmt: skip
+NAMES = frozenset(
+    {
+        "binary",
+        "multilabel",
+        "potassium",
+        "sodium",
+        "pretrain",
+        "regression",
+        "beat",
+        "beats",
+        "record",
+        "records",
+        "strip",
+    }
+)
 #: Attributes that name the task kind or the unit wherever they are read.
 UNIT_ATTRS = frozenset({"unit", "is_binary", "is_regression"})
 #: Attributes that name the task only on a task object (``task.name``, ``spec.kind``).

@@ -56,16 +56,25 @@ def compose_cfg(overrides: list[str]):
         return compose(config_name="train", overrides=overrides)
 
 
-def run_task(task_overrides: list[str], args: argparse.Namespace, scale: float, store_uri: str
-             ) -> pd.DataFrame:  # fmt: skip
+def run_task(
+    task_overrides: list[str], args: argparse.Namespace, scale: float, store_uri: str
+) -> pd.DataFrame:
     """Pooled out-of-fold predictions of one cross-validated task (the product's code path)."""
     overrides = [
-        *task_overrides, f"model={args.model}", "split=group_kfold", "split.shared_folds=true",
-        f"split.n_splits={args.folds}", f"data.cohort.scale={scale}",
-        f"trainer.max_epochs={args.epochs}", "trainer.enable_progress_bar=false",
-        "explain.enabled=false", "evaluation.n_bootstrap=200", "training.log_model=false",
-        f"logger.tracking_uri={store_uri}", *args.overrides,
-    ]  # fmt: skip
+        *task_overrides,
+        f"model={args.model}",
+        "split=group_kfold",
+        "split.shared_folds=true",
+        f"split.n_splits={args.folds}",
+        f"data.cohort.scale={scale}",
+        f"trainer.max_epochs={args.epochs}",
+        "trainer.enable_progress_bar=false",
+        "explain.enabled=false",
+        "evaluation.n_bootstrap=200",
+        "training.log_model=false",
+        f"logger.tracking_uri={store_uri}",
+        *args.overrides,
+    ]
     start = time.perf_counter()
     result = cross_validate(compose_cfg(overrides))
     print(f"  {' '.join(task_overrides)}: {time.perf_counter() - start:.0f} s", flush=True)
@@ -93,8 +102,9 @@ def oracle_scores(features: pd.DataFrame, patients: pd.DataFrame, disorder: str)
     return scores
 
 
-def oracle_potassium(features: pd.DataFrame, patients: pd.DataFrame, values: pd.Series
-                     ) -> pd.Series:  # fmt: skip
+def oracle_potassium(
+    features: pd.DataFrame, patients: pd.DataFrame, values: pd.Series
+) -> pd.Series:
     """Out-of-fold ridge estimate of serum potassium from the true morphology."""
     estimate = pd.Series(np.nan, index=patients.index)
     for fold in patients["fold"].unique():
@@ -148,8 +158,11 @@ def compare_scale(scale: float, args: argparse.Namespace) -> tuple[list[dict], d
         rows.append(row)
     k_truth = truth.set_index(truth["patient_id"].astype(str))["potassium_mmol_l"]
     oracle_k = oracle_potassium(features, k_p, k_truth.loc[k_p.index])
-    k_row = {"scale": scale, **regression_figures(k_p, k_p["y_pred"], "model"),
-             **regression_figures(k_p, oracle_k, "oracle")}  # fmt: skip
+    k_row = {
+        "scale": scale,
+        **regression_figures(k_p, k_p["y_pred"], "model"),
+        **regression_figures(k_p, oracle_k, "oracle"),
+    }
     return rows, k_row
 
 
@@ -169,8 +182,13 @@ def regression_figures(patients: pd.DataFrame, estimate: pd.Series, name: str) -
         ("r", r, np.corrcoef(truth, est)[0, 1]),
     ):
         low, high = np.quantile(dist, [0.025, 0.975])
-        out.update({f"{name}_{key}": float(point), f"{name}_{key}_low": float(low),
-                    f"{name}_{key}_high": float(high)})  # fmt: skip
+        out.update(
+            {
+                f"{name}_{key}": float(point),
+                f"{name}_{key}_low": float(low),
+                f"{name}_{key}_high": float(high),
+            }
+        )
     return out
 
 
@@ -196,8 +214,13 @@ def markdown(rows: pd.DataFrame, k_rows: pd.DataFrame, args: argparse.Namespace)
             f"| {r['scale']:g} | {r['disorder']} | {cell(r, 'binary')} | {cell(r, 'multilabel')}"
             f" | {diff:+.3f} | {cell(r, 'potassium')} | {cell(r, 'oracle')} |"
         )
-    lines += ["", "Serum potassium, patient level (mean estimate over a patient's beats):", "",
-              "| scale | | MAE (mmol/L) | RMSE | Pearson r |", "|---|---|---|---|---|"]  # fmt: skip
+    lines += [
+        "",
+        "Serum potassium, patient level (mean estimate over a patient's beats):",
+        "",
+        "| scale | | MAE (mmol/L) | RMSE | Pearson r |",
+        "|---|---|---|---|---|",
+    ]
     for _, k in k_rows.iterrows():
         for name in ("model", "oracle"):
             lines.append(

@@ -128,8 +128,11 @@ def lead_label(leads: tuple[str, ...]) -> str:
 RECORD_MODELS = {"set": ("set model", "set_cnn1d"), "strip": ("whole strip", "strip_cnn1d")}
 
 
-def unit_names(lead_sets: list[tuple[str, ...]], beats: bool = True,
-               record_models: tuple[str, ...] = ("set", "strip")) -> list[str]:  # fmt: skip
+def unit_names(
+    lead_sets: list[tuple[str, ...]],
+    beats: bool = True,
+    record_models: tuple[str, ...] = ("set", "strip"),
+) -> list[str]:
     """The table's columns: beat units, each record model per lead set, the oracle."""
     names = ["single beat", "patient-aggregated beats"] if beats else []
     for leads in lead_sets:
@@ -168,9 +171,12 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
     for fold in args.folds:
         # the fold's patient table, from the record path (patients with a usable record)
         table = build_record_table(
-            record_store, base.disorder, build_split(base.split).with_fold(fold), base.data,
+            record_store,
+            base.disorder,
+            build_split(base.split).with_fold(fold),
+            base.data,
             task_spec(base),
-        )  # fmt: skip
+        )
         split = FixedSplit(table.splits[["patient_id", "y", "split"]].copy())
         if beat_store is not None:
             start = time.perf_counter()
@@ -190,8 +196,11 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
         oracle["y_true"] = truth.loc[oracle["patient_id"]].to_numpy()
         scores["oracle"].append(oracle[["patient_id", "y_true", "y_prob"]])
         aucs = {u: _fold_auroc(scores[u][-1]) for u in units}
-        print(f"{disorder} fold {fold}: AUROC {aucs}, seconds "
-              f"{ {k: round(v) for k, v in seconds.items()} }", flush=True)  # fmt: skip
+        print(
+            f"{disorder} fold {fold}: AUROC {aucs}, seconds "
+            f"{ {k: round(v) for k, v in seconds.items()} }",
+            flush=True,
+        )
     patients = pd.concat(scores["oracle"])
     ids, y = patients["patient_id"].to_numpy(), patients["y_true"].to_numpy()
     plan = patient_bootstrap_indices(ids, y, N_BOOTSTRAP, seed=0)
@@ -202,17 +211,29 @@ def evaluate_disorder(disorder: str, args: argparse.Namespace) -> list[dict]:
             beat_plan = patient_bootstrap_indices(
                 pooled["patient_id"].to_numpy(), pooled["y_true"].to_numpy(), N_BOOTSTRAP, seed=0
             )
-            auc = auroc_ci(beat_plan, pooled["patient_id"].to_numpy(),
-                           pooled["y_true"].to_numpy(), pooled["y_prob"].to_numpy())  # fmt: skip
+            auc = auroc_ci(
+                beat_plan,
+                pooled["patient_id"].to_numpy(),
+                pooled["y_true"].to_numpy(),
+                pooled["y_prob"].to_numpy(),
+            )
         else:
             pooled = pooled.set_index("patient_id").loc[ids].reset_index()
             auc = auroc_ci(plan, ids, y, pooled["y_prob"].to_numpy())
-        rows.append({
-            "disorder": disorder, "unit": unit, "n_patients": len(ids),
-            "n_positive": int(y.sum()), "n_rows": len(pooled),
-            "auroc": auc[0], "low": auc[1], "high": auc[2],
-            "train_seconds": round(seconds[unit], 1), "folds": len(args.folds),
-        })  # fmt: skip
+        rows.append(
+            {
+                "disorder": disorder,
+                "unit": unit,
+                "n_patients": len(ids),
+                "n_positive": int(y.sum()),
+                "n_rows": len(pooled),
+                "auroc": auc[0],
+                "low": auc[1],
+                "high": auc[2],
+                "train_seconds": round(seconds[unit], 1),
+                "folds": len(args.folds),
+            }
+        )
     return rows
 
 
@@ -262,18 +283,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="record models' epochs")
     parser.add_argument("--beat-epochs", type=int, default=40, help="single-beat model's epochs")
     parser.add_argument(
-        "--leads", nargs="+", default=["II"],
+        "--leads",
+        nargs="+",
+        default=["II"],
         help="lead sets for the record models: II (default), all, or a comma list; several "
         "sets train the record models once per set",
-    )  # fmt: skip
+    )
     parser.add_argument("--skip-beats", action="store_true", help="record models only")
     parser.add_argument(
         "--beat-model", default=None, help="single-beat model (default: the disorder's default)"
     )
     parser.add_argument(
-        "--record-models", nargs="+", default=["set", "strip"], choices=list(RECORD_MODELS),
+        "--record-models",
+        nargs="+",
+        default=["set", "strip"],
+        choices=list(RECORD_MODELS),
         help="which record models to train (default: both)",
-    )  # fmt: skip
+    )
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "experiments" / "results")
     parser.add_argument("--name", default="unit_comparison")
     parser.add_argument(

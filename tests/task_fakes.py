@@ -65,8 +65,14 @@ def write_task_store(
         k, na = serum_values(rng, str(group))
         for b in range(beats_per_patient):
             beats.append(task_beat(rng, str(group), k, shape))
-            row = {"patient_id": f"P{index:03d}", "group": group, "record_id": f"P{index:03d}",
-                   "beat_index": b, "r_index": PRE, "center": f"C{index % 3}"}  # fmt: skip
+            row = {
+                "patient_id": f"P{index:03d}",
+                "group": group,
+                "record_id": f"P{index:03d}",
+                "beat_index": b,
+                "r_index": PRE,
+                "center": f"C{index % 3}",
+            }
             if serum:
                 row.update({"potassium": round(k, 2), "sodium": round(na, 1)})
             rows.append(row)

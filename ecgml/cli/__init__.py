@@ -72,8 +72,9 @@ def entry_point(
             return func(cfg)
         except KeyboardInterrupt:
             # tracked runs are already marked KILLED; folder writers removed their temporaries
-            print(f"interrupted: {interrupted(cfg)}; rerun to start over", file=sys.stderr,
-                  flush=True)  # fmt: skip
+            print(
+                f"interrupted: {interrupted(cfg)}; rerun to start over", file=sys.stderr, flush=True
+            )
             sys.exit(INTERRUPTED_EXIT)
         except EcgmlError as err:
             if debug_enabled(cfg):

@@ -63,14 +63,20 @@ def comparison_metrics(table: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {}
     for r in table.itertuples(index=False):
         key = f"compare/{r.metric}_{r.level}"
-        out |= {f"{key}_a": r.run_a, f"{key}_b": r.run_b, f"{key}_diff": r.difference,
-                f"{key}_diff_ci_low": r.ci_low, f"{key}_diff_ci_high": r.ci_high,
-                f"{key}_p": r.p_value}  # fmt: skip
+        out |= {
+            f"{key}_a": r.run_a,
+            f"{key}_b": r.run_b,
+            f"{key}_diff": r.difference,
+            f"{key}_diff_ci_low": r.ci_low,
+            f"{key}_diff_ci_high": r.ci_high,
+            f"{key}_p": r.p_value,
+        }
     return out
 
 
-def log_comparison(client: MlflowClient, run_a: str, run_b: str, table: pd.DataFrame,
-                   report: str) -> str:  # fmt: skip
+def log_comparison(
+    client: MlflowClient, run_a: str, run_b: str, table: pd.DataFrame, report: str
+) -> str:
     """A new run in run A's experiment holding the comparison; returns its id."""
     experiment_id = client.get_run(run_a).info.experiment_id
     run = client.create_run(
@@ -106,8 +112,9 @@ def compare(cfg: DictConfig) -> str:
     a = fetch_predictions(client, run_a, store.tracking_uri)
     b = fetch_predictions(client, run_b, store.tracking_uri)
     aggregates = (run_aggregate(client, run_a), run_aggregate(client, run_b))
-    table = compare_predictions(a, b, int(cfg.n_bootstrap), int(cfg.seed),
-                                float(cfg.ci_level), thresholds, aggregates)  # fmt: skip
+    table = compare_predictions(
+        a, b, int(cfg.n_bootstrap), int(cfg.seed), float(cfg.ci_level), thresholds, aggregates
+    )
     report = comparison_markdown(table, run_a, run_b, float(cfg.ci_level))
     run_id = log_comparison(client, run_a, run_b, table, report)
     print(report, flush=True)

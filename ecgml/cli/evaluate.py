@@ -68,9 +68,13 @@ def run_task(client: MlflowClient, run_id: str) -> TaskSpec:
 
 
 def reevaluate_task(
-    client: MlflowClient, run_id: str, task: TaskSpec, predictions: pd.DataFrame,
-    ev: DictConfig, out: Path,
-) -> dict[str, float]:  # fmt: skip
+    client: MlflowClient,
+    run_id: str,
+    task: TaskSpec,
+    predictions: pd.DataFrame,
+    ev: DictConfig,
+    out: Path,
+) -> dict[str, float]:
     """:func:`reevaluate` for a multi-label or regression run (its own keys and files)."""
     title = client.get_run(run_id).info.run_name or run_id
     found = evaluate_task(task, predictions, ev, out_dir=out, title=title)
@@ -82,9 +86,11 @@ def reevaluate_task(
     for folder in ("figures", "per_disorder"):
         if (out / folder).is_dir():
             client.log_artifacts(run_id, str(out / folder), artifact_path=folder)
-    client.set_tag(run_id, "ecgml.evaluation",
-                   f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} "
-                   f"seed={ev.seed}")  # fmt: skip
+    client.set_tag(
+        run_id,
+        "ecgml.evaluation",
+        f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed}",
+    )
     return found.metrics
 
 
@@ -92,8 +98,10 @@ def evaluate(cfg: DictConfig) -> None:
     metrics = reevaluate(cfg)
     if "test/macro_auroc" in metrics or "test/mae" in metrics:
         key = "test/macro_auroc" if "test/macro_auroc" in metrics else "test/mae"
-        print(f"run {cfg.run_id}: {key} {metrics[key]:.3f} "
-              f"({metrics[f'{key}_ci_low']:.3f}–{metrics[f'{key}_ci_high']:.3f})")  # fmt: skip
+        print(
+            f"run {cfg.run_id}: {key} {metrics[key]:.3f} "
+            f"({metrics[f'{key}_ci_low']:.3f}–{metrics[f'{key}_ci_high']:.3f})"
+        )
         return
     print(
         f"run {cfg.run_id}: test AUROC {metrics['test/auroc']:.3f} "

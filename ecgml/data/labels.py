@@ -134,6 +134,12 @@ def regression_targets(
     summary = LabelSummary(
         len(selected), len(per_patient), abnormal, len(per_patient) - abnormal, len(conflicts)
     )
-    log.info("task=%s: %d patients, %d outside %g–%g mmol/L", column, len(per_patient),
-             abnormal, low, high)  # fmt: skip
+    log.info(
+        "task=%s: %d patients, %d outside %g–%g mmol/L",
+        column,
+        len(per_patient),
+        abnormal,
+        low,
+        high,
+    )
     return selected.reset_index(drop=True), summary

@@ -130,12 +130,14 @@ def cut_record(
         )
         assert len(kept) == len(r)  # same R-peaks, same signal length: every window fits
         if baseline != "none":
-            windows = np.stack(reference_beats(list(windows), [found.r_offset] * len(r),
-                                               record.fs, baseline))  # fmt: skip
+            windows = np.stack(
+                reference_beats(list(windows), [found.r_offset] * len(r), record.fs, baseline)
+            )
         per_lead.append(windows)
     beats = np.stack(per_lead, axis=1).astype(np.float32)
-    return RecordBeats(beats, make_strip(record, leads, strip_fs, strip_s), found.r_offset,
-                       len(found.rejected))  # fmt: skip
+    return RecordBeats(
+        beats, make_strip(record, leads, strip_fs, strip_s), found.r_offset, len(found.rejected)
+    )
 
 
 def make_strip(
@@ -145,8 +147,9 @@ def make_strip(
     median (the recorder's offset), zero-padded or cropped at the end (:func:`prepare_strip`,
     which ``ecgml.predict`` applies to a served strip model's input too)."""
     width = round(strip_s * strip_fs)
-    return np.stack([prepare_strip(record.lead(name), record.fs, strip_fs, width)
-                     for name in leads])  # fmt: skip
+    return np.stack(
+        [prepare_strip(record.lead(name), record.fs, strip_fs, width) for name in leads]
+    )
 
 
 # --------------------------------------------------------------------------- the table
@@ -255,9 +258,13 @@ def build_record_table(
     cut = [cut[k] for k in keep]
     log.info(
         "%d records from %d patients (%s), %d skipped, %.1f beats per record, leads %s",
-        len(selected), summary.n_patients, task.name, len(skipped),
-        float(selected["n_beats"].mean()), ",".join(leads),
-    )  # fmt: skip
+        len(selected),
+        summary.n_patients,
+        task.name,
+        len(skipped),
+        float(selected["n_beats"].mean()),
+        ",".join(leads),
+    )
     return RecordTable(
         beats=[item.beats for item in cut],
         strips=np.stack([item.strip for item in cut]),
@@ -333,12 +340,21 @@ def collate_records(
 class RecordDataModule(L.LightningDataModule):
     """Train/val/test loaders over a :class:`RecordTable`."""
 
-    def __init__(self, table: RecordTable, batch_size: int = 16, num_workers: int = 0,
-                 seed: int = 0, train_beats: int | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        table: RecordTable,
+        batch_size: int = 16,
+        num_workers: int = 0,
+        seed: int = 0,
+        train_beats: int | None = None,
+    ) -> None:
         super().__init__()
         self.table, self.batch_size, self.num_workers, self.seed = (
-            table, batch_size, num_workers, seed,
-        )  # fmt: skip
+            table,
+            batch_size,
+            num_workers,
+            seed,
+        )
         #: Beats drawn per training record and epoch (None: all); evaluation reads all.
         self.train_beats = train_beats
 

@@ -22,13 +22,26 @@ from ecgml.errors import EcgmlError
 
 #: The normal range (mmol/L) of each serum value and the disorders read off an estimate.
 SERUM = {
-    "potassium": {"column": "potassium", "low": 3.5, "high": 5.0,
-                  "disorders": {"hyperkalemia": "high", "hypokalemia": "low"}},
-    "sodium": {"column": "sodium", "low": 135.0, "high": 145.0,
-               "disorders": {"hyponatremia": "low"}},
-}  # fmt: skip
-KINDS = {"binary": "binary", "classify": "binary", "multilabel": "multilabel",
-         "potassium": "regression", "sodium": "regression"}  # fmt: skip
+    "potassium": {
+        "column": "potassium",
+        "low": 3.5,
+        "high": 5.0,
+        "disorders": {"hyperkalemia": "high", "hypokalemia": "low"},
+    },
+    "sodium": {
+        "column": "sodium",
+        "low": 135.0,
+        "high": 145.0,
+        "disorders": {"hyponatremia": "low"},
+    },
+}
+KINDS = {
+    "binary": "binary",
+    "classify": "binary",
+    "multilabel": "multilabel",
+    "potassium": "regression",
+    "sodium": "regression",
+}
 
 
 @dataclass(frozen=True)

@@ -217,8 +217,9 @@ def records_rows(metas: Sequence[dict[str, Any]], record_files: Sequence[str]) -
     return table
 
 
-def record_file(tmp: Path, stem: str, signal: np.ndarray, leads: dict[str, np.ndarray],
-                fs: float) -> str:  # fmt: skip
+def record_file(
+    tmp: Path, stem: str, signal: np.ndarray, leads: dict[str, np.ndarray], fs: float
+) -> str:
     """An image's record for the record store: ``signals/<stem>.csv`` (lead II), or, when other
     leads span the whole strip (a 12×1 page: all twelve; 6×2: the six beside II; the same rule
     as ``ecgml.predict``, :func:`~ecgml.digitize.leads.page_leads`), ``records/<stem>.csv``

@@ -196,9 +196,12 @@ def calibration_metrics(
 
 
 def bootstrap_calibration_metrics(
-    plan: BootstrapPlan, patient_ids: npt.ArrayLike, y_true: npt.ArrayLike,
-    y_prob: npt.ArrayLike, n_bins: int = 15,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    n_bins: int = 15,
+) -> dict[str, np.ndarray]:
     """Each calibration metric for every resample of ``plan`` (arrays of n_resamples)."""
     y, p = as_labels(y_true), as_probabilities(y_prob)
     check_same_length(patient_ids=patient_ids, y_true=y, y_prob=p)
@@ -212,9 +215,13 @@ def bootstrap_calibration_metrics(
 
 
 def calibration_with_ci(
-    y_true: npt.ArrayLike, y_prob: npt.ArrayLike, patient_ids: npt.ArrayLike,
-    plan: BootstrapPlan | None, level: float = 0.95, n_bins: int = 15,
-) -> dict[str, float]:  # fmt: skip
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    patient_ids: npt.ArrayLike,
+    plan: BootstrapPlan | None,
+    level: float = 0.95,
+    n_bins: int = 15,
+) -> dict[str, float]:
     """``m``, ``m_ci_low``, ``m_ci_high`` for each calibration metric (CIs NaN without a plan)."""
     point = calibration_metrics(y_true, y_prob, n_bins)
     out: dict[str, float] = {}
@@ -257,10 +264,17 @@ def _band(y: np.ndarray, p: np.ndarray, ids: np.ndarray, n: int, level: float, s
 
 
 def plot_reliability(
-    y_true: npt.ArrayLike, y_prob_raw: npt.ArrayLike, y_prob_calibrated: npt.ArrayLike,
-    patient_ids: npt.ArrayLike, n_bins: int = 10, n_band_resamples: int = 200,
-    level: float = 0.95, seed: int = 0, title: str = "", ax: Axes | None = None,
-) -> Figure:  # fmt: skip
+    y_true: npt.ArrayLike,
+    y_prob_raw: npt.ArrayLike,
+    y_prob_calibrated: npt.ArrayLike,
+    patient_ids: npt.ArrayLike,
+    n_bins: int = 10,
+    n_band_resamples: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+    title: str = "",
+    ax: Axes | None = None,
+) -> Figure:
     """Reliability diagram, the model's own vs recalibrated probabilities: binned points, a
     LOWESS curve with a patient-bootstrap band, and each one's ECE in the legend."""
     y = as_labels(y_true)
@@ -287,6 +301,11 @@ def plot_reliability(
                 if band is not None:
                     ax.fill_between(_GRID, band[0], band[1], color=color, alpha=0.15, lw=0)
         ax.legend(loc="upper left", fontsize=8)
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="Predicted probability",
-           ylabel="Observed fraction with the disorder", title=title or "Calibration")  # fmt: skip
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="Predicted probability",
+        ylabel="Observed fraction with the disorder",
+        title=title or "Calibration",
+    )
     return fig

@@ -47,10 +47,16 @@ class Calibrator:
         return np.clip(np.interp(p, x, y), 0.0, 1.0)
 
     def to_dict(self) -> dict[str, Any]:
-        params = {k: (list(map(float, v)) if isinstance(v, list | np.ndarray) else float(v))
-                  for k, v in self.params.items()}  # fmt: skip
-        return {"method": self.method, "params": params, "n_fitted": int(self.n_fitted),
-                "note": self.note}  # fmt: skip
+        params = {
+            k: (list(map(float, v)) if isinstance(v, list | np.ndarray) else float(v))
+            for k, v in self.params.items()
+        }
+        return {
+            "method": self.method,
+            "params": params,
+            "n_fitted": int(self.n_fitted),
+            "note": self.note,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> Calibrator:
@@ -63,8 +69,12 @@ class Calibrator:
                 f"calibration method {method!r} is not one of {list(CALIBRATION_METHODS)}: "
                 "the model's metadata is damaged; re-log the model with ecgml.train"
             )
-        return cls(method, dict(data.get("params", {})), int(data.get("n_fitted", 0)),
-                   str(data.get("note", "")))  # fmt: skip
+        return cls(
+            method,
+            dict(data.get("params", {})),
+            int(data.get("n_fitted", 0)),
+            str(data.get("note", "")),
+        )
 
     def describe(self) -> str:
         fitted = f"fitted on {self.n_fitted} validation beats"

@@ -159,15 +159,27 @@ def clinical_results(
     metrics.update({f"test/{k}": float(v) for k, v in prevalence.items()})
     curve = decision_curve(y, test["y_prob"].to_numpy(), patient_ids=ids, plan=plan, level=level)
     points = operating_points(
-        val["y_true"].to_numpy(), val["y_prob"].to_numpy(), y, test["y_prob"].to_numpy(), ids,
-        plan=plan, sensitivities=settings.sensitivities, prevalences=settings.prevalences,
+        val["y_true"].to_numpy(),
+        val["y_prob"].to_numpy(),
+        y,
+        test["y_prob"].to_numpy(),
+        ids,
+        plan=plan,
+        sensitivities=settings.sensitivities,
+        prevalences=settings.prevalences,
         level=level,
-    )  # fmt: skip
+    )
     columns = resolve_subgroup_columns(test, settings.subgroups)
     groups = subgroup_table(
-        test, columns, threshold, n_bootstrap=n_bootstrap, seed=seed, level=level,
-        min_patients=settings.min_patients, aggregate=settings.aggregate,
-    )  # fmt: skip
+        test,
+        columns,
+        threshold,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+        level=level,
+        min_patients=settings.min_patients,
+        aggregate=settings.aggregate,
+    )
     return ClinicalResults(metrics, calibrator, curve, points, groups)
 
 
@@ -185,8 +197,12 @@ def write_clinical_outputs(
     name = f"{title} — " if title else ""
     figures = {
         "calibration": plot_reliability(
-            test["y_true"].to_numpy(), test["y_prob_raw"].to_numpy(), test["y_prob"].to_numpy(),
-            test["patient_id"].to_numpy(), seed=seed, level=level,
+            test["y_true"].to_numpy(),
+            test["y_prob_raw"].to_numpy(),
+            test["y_prob"].to_numpy(),
+            test["patient_id"].to_numpy(),
+            seed=seed,
+            level=level,
             title=f"{name}Calibration, test beats",
         ),
         "decision_curve": plot_decision_curve(
@@ -195,7 +211,7 @@ def write_clinical_outputs(
         "subgroups": plot_subgroups(
             clinical.subgroups, "auroc", overall=overall, title=f"{name}AUROC by subgroup"
         ),
-    }  # fmt: skip
+    }
     written = {k: save_figure(f, out_dir / "figures" / f"{k}.png") for k, f in figures.items()}
     tables = {
         "decision_curve.csv": clinical.decision_curve,

@@ -80,10 +80,12 @@ def pair_test_predictions(
             "patients): compare runs tested on the same patients (same data, split and seed)"
         )
     _check_same_labels(patients, "shared test patients")
-    beats = beats.rename(columns={"y_true_a": "y_true", "y_prob_a": "prob_a",
-                                  "y_prob_b": "prob_b"}).drop(columns="y_true_b")  # fmt: skip
-    patients = patients.rename(columns={"y_true_a": "y_true", "y_prob_a": "prob_a",
-                                        "y_prob_b": "prob_b"}).drop(columns="y_true_b")  # fmt: skip
+    beats = beats.rename(
+        columns={"y_true_a": "y_true", "y_prob_a": "prob_a", "y_prob_b": "prob_b"}
+    ).drop(columns="y_true_b")
+    patients = patients.rename(
+        columns={"y_true_a": "y_true", "y_prob_a": "prob_a", "y_prob_b": "prob_b"}
+    ).drop(columns="y_true_b")
     return PairedTest(beats.reset_index(drop=True), patients.reset_index())
 
 
@@ -96,8 +98,9 @@ def _p_value(diffs: np.ndarray) -> float:
 
 def _row(metric: str, level: str, a: float, b: float, spread: np.ndarray, ci: float) -> dict:
     low, high = percentile_interval(spread, ci, f"{metric} difference")
-    return dict(zip(COLUMNS, (metric, level, a, b, b - a, low, high, _p_value(spread)),
-                    strict=True))  # fmt: skip
+    return dict(
+        zip(COLUMNS, (metric, level, a, b, b - a, low, high, _p_value(spread)), strict=True)
+    )
 
 
 def _auroc(y: np.ndarray, p: np.ndarray) -> float:
@@ -109,22 +112,43 @@ def _brier_spread(plan: BootstrapPlan, ids: np.ndarray, y: np.ndarray, p: np.nda
     return (w @ (p - y) ** 2) / w.sum(axis=1)
 
 
-def _beat_rows(beats: pd.DataFrame, plan: BootstrapPlan, thresholds: Sequence[float],
-               level: float) -> list[dict]:  # fmt: skip
+def _beat_rows(
+    beats: pd.DataFrame, plan: BootstrapPlan, thresholds: Sequence[float], level: float
+) -> list[dict]:
     ids, y = beats["patient_id"].to_numpy(), beats["y_true"].to_numpy().astype(int)
     pa, pb = beats["prob_a"].to_numpy(float), beats["prob_b"].to_numpy(float)
     rows = [
-        _row("auroc", "beat", _auroc(y, pa), _auroc(y, pb),
-             bootstrap_auroc(plan, ids, y, pb) - bootstrap_auroc(plan, ids, y, pa), level),
-        _row("brier", "beat", float(np.mean((pa - y) ** 2)), float(np.mean((pb - y) ** 2)),
-             _brier_spread(plan, ids, y, pb) - _brier_spread(plan, ids, y, pa), level),
-    ]  # fmt: skip
+        _row(
+            "auroc",
+            "beat",
+            _auroc(y, pa),
+            _auroc(y, pb),
+            bootstrap_auroc(plan, ids, y, pb) - bootstrap_auroc(plan, ids, y, pa),
+            level,
+        ),
+        _row(
+            "brier",
+            "beat",
+            float(np.mean((pa - y) ** 2)),
+            float(np.mean((pb - y) ** 2)),
+            _brier_spread(plan, ids, y, pb) - _brier_spread(plan, ids, y, pa),
+            level,
+        ),
+    ]
     t = np.asarray(thresholds, dtype=float)
     nb_a, nb_b = net_benefit(y, pa, t), net_benefit(y, pb, t)
     spread = bootstrap_net_benefit(plan, ids, y, pb, t) - bootstrap_net_benefit(plan, ids, y, pa, t)
     for k, threshold in enumerate(t):
-        rows.append(_row(f"net_benefit_at_{threshold:g}", "beat", float(nb_a[k]),
-                         float(nb_b[k]), spread[:, k], level))  # fmt: skip
+        rows.append(
+            _row(
+                f"net_benefit_at_{threshold:g}",
+                "beat",
+                float(nb_a[k]),
+                float(nb_b[k]),
+                spread[:, k],
+                level,
+            )
+        )
     return rows
 
 
@@ -156,12 +180,22 @@ def compare_predictions(
     plan = patient_bootstrap_indices(ids, y, n_bootstrap, seed)
     pa, pb = patients["prob_a"].to_numpy(float), patients["prob_b"].to_numpy(float)
     rows.append(
-        _row("auroc", "patient", _auroc(y, pa), _auroc(y, pb),
-             bootstrap_auroc(plan, ids, y, pb) - bootstrap_auroc(plan, ids, y, pa), level)
-    )  # fmt: skip
+        _row(
+            "auroc",
+            "patient",
+            _auroc(y, pa),
+            _auroc(y, pb),
+            bootstrap_auroc(plan, ids, y, pb) - bootstrap_auroc(plan, ids, y, pa),
+            level,
+        )
+    )
     table = pd.DataFrame(rows, columns=list(COLUMNS))
-    table.attrs.update(n_beats=len(paired.beats), n_patients=len(patients),
-                       n_positive_patients=int(y.sum()), aggregates=tuple(aggregates))  # fmt: skip
+    table.attrs.update(
+        n_beats=len(paired.beats),
+        n_patients=len(patients),
+        n_positive_patients=int(y.sum()),
+        aggregates=tuple(aggregates),
+    )
     return table
 
 

@@ -22,8 +22,9 @@ def check_aggregate(how: str) -> str:
     return how
 
 
-def aggregate_beats(grouped: pd.core.groupby.DataFrameGroupBy, columns: list[str], how: str
-                    ) -> pd.DataFrame:  # fmt: skip
+def aggregate_beats(
+    grouped: pd.core.groupby.DataFrameGroupBy, columns: list[str], how: str
+) -> pd.DataFrame:
     """Each patient's ``columns`` reduced over its beats with ``how`` (:data:`AGGREGATES`)."""
     return grouped[columns].agg(check_aggregate(how))
 

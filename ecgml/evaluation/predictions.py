@@ -39,17 +39,25 @@ SPLITS = ("train", "val", "test")
 PREFIXES = ("test", "test_patient", "val_final")
 FIGURES = ("roc", "pr", "confusion", "calibration", "decision_curve", "subgroups")
 #: Tables written beside ``results.md`` (docs/contracts.md).
-TABLES = ("results.md", "results.csv", "decision_curve.csv", "operating_points.csv",
-          "subgroups.csv")  # fmt: skip
+TABLES = (
+    "results.md",
+    "results.csv",
+    "decision_curve.csv",
+    "operating_points.csv",
+    "subgroups.csv",
+)
 
 
 def metric_keys(prevalences: tuple[float, ...] = ClinicalSettings().prevalences) -> list[str]:
     """Exactly the end-of-run MLflow metric keys of docs/contracts.md."""
     keys = [f"{p}/{m}{s}" for p in PREFIXES for m in METRICS for s in ("", "_ci_low", "_ci_high")]
     return [
-        *keys, "test/threshold", "test/n_beats", "test/n_patients",
+        *keys,
+        "test/threshold",
+        "test/n_beats",
+        "test/n_patients",
         *clinical_metric_keys(prevalences),
-    ]  # fmt: skip
+    ]
 
 
 def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -133,9 +141,12 @@ def _validated_frame(predictions: pd.DataFrame, rule: str) -> pd.DataFrame:
 
 
 def _results_by_prefix(
-    df: pd.DataFrame, threshold: float, plan: BootstrapPlan | None, ci: Uncertainty,
+    df: pd.DataFrame,
+    threshold: float,
+    plan: BootstrapPlan | None,
+    ci: Uncertainty,
     aggregate: str = "mean",
-) -> dict[str, dict[str, float]]:  # fmt: skip
+) -> dict[str, dict[str, float]]:
     """Metrics of the test beats (bootstrap ``plan``), test patients (their beats' ``aggregate``)
     and validation beats."""
     test = df[df["split"] == "test"]
@@ -199,9 +210,15 @@ def evaluate_predictions(
     (:data:`FIGURES`) and the :data:`TABLES` there.
     """
     result = evaluate_full(
-        predictions, rule, value, target_sensitivity, Uncertainty(n_bootstrap, seed, level),
-        clinical or ClinicalSettings(), out_dir, title,
-    )  # fmt: skip
+        predictions,
+        rule,
+        value,
+        target_sensitivity,
+        Uncertainty(n_bootstrap, seed, level),
+        clinical or ClinicalSettings(),
+        out_dir,
+        title,
+    )
     return result.metrics, result.predictions
 
 
@@ -234,9 +251,19 @@ def evaluate_full(
     )
     if out_dir is not None:
         write_evaluation_outputs(
-            Path(out_dir), test, results, threshold, rule, plan, ci.n_bootstrap, ci.seed,
-            ci.level, title, clinical, settings,
-        )  # fmt: skip
+            Path(out_dir),
+            test,
+            results,
+            threshold,
+            rule,
+            plan,
+            ci.n_bootstrap,
+            ci.seed,
+            ci.level,
+            title,
+            clinical,
+            settings,
+        )
     with_pred = predictions.drop(columns=["y_prob_raw", "y_pred"], errors="ignore").copy()
     with_pred["y_prob"] = df["y_prob"].to_numpy()
     with_pred["y_prob_raw"] = df["y_prob_raw"].to_numpy()

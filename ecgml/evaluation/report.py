@@ -111,18 +111,28 @@ def format_clinical_table(
     (ECE before/after recalibration, slope, intercept, Brier) and PPV/NPV at each prevalence."""
     columns = [*CLINICAL_COLUMNS]
     for p in prevalences:
-        columns += [(f"PPV at {p:.0%}", f"ppv_at_{p:g}", True),
-                    (f"NPV at {p:.0%}", f"npv_at_{p:g}", True)]  # fmt: skip
+        columns += [
+            (f"PPV at {p:.0%}", f"ppv_at_{p:g}", True),
+            (f"NPV at {p:.0%}", f"npv_at_{p:g}", True),
+        ]
     formatted, numeric = [], []
     for group, metrics in rows.items():
-        formatted.append({"Group": group, **{
-            title: _cell(metrics, f"{prefix}{key}", percent, 1 if percent else 3)
-            for title, key, percent in columns
-        }})  # fmt: skip
-        numeric.append({
-            f"{key}{s}": float(metrics.get(f"{prefix}{key}{s}", math.nan))
-            for _, key, _ in columns for s in ("", "_ci_low", "_ci_high")
-        })  # fmt: skip
+        formatted.append(
+            {
+                "Group": group,
+                **{
+                    title: _cell(metrics, f"{prefix}{key}", percent, 1 if percent else 3)
+                    for title, key, percent in columns
+                },
+            }
+        )
+        numeric.append(
+            {
+                f"{key}{s}": float(metrics.get(f"{prefix}{key}{s}", math.nan))
+                for _, key, _ in columns
+                for s in ("", "_ci_low", "_ci_high")
+            }
+        )
     table = pd.DataFrame(formatted, columns=["Group", *(c[0] for c in columns)])
     frame = pd.concat([table, pd.DataFrame(numeric, index=table.index)], axis=1)
     return _markdown(table), frame

@@ -44,16 +44,31 @@ DEFAULT_SUBGROUPS = ("center", "device")
 MIN_PATIENTS = 10
 MISSING = "(missing)"
 QUIET_LOGGERS = ("ecgml.evaluation.metrics", "ecgml.evaluation.intervals")
-HEAD_COLUMNS = ("subgroup", "value", "n_patients", "n_positive_patients",
-                "n_negative_patients", "n_beats", "small")  # fmt: skip
+HEAD_COLUMNS = (
+    "subgroup",
+    "value",
+    "n_patients",
+    "n_positive_patients",
+    "n_negative_patients",
+    "n_beats",
+    "small",
+)
 CI_SUFFIXES = ("", "_ci_low", "_ci_high")
 METRIC_COLUMNS = tuple(f"{m}{s}" for m in METRICS for s in CI_SUFFIXES)
-HETEROGENEITY_COLUMNS = ("heterogeneity_lr", "heterogeneity_dof", "heterogeneity_p",
-                         "heterogeneity_note")  # fmt: skip
+HETEROGENEITY_COLUMNS = (
+    "heterogeneity_lr",
+    "heterogeneity_dof",
+    "heterogeneity_p",
+    "heterogeneity_note",
+)
 TABLE_COLUMNS = (*HEAD_COLUMNS, *METRIC_COLUMNS, *HETEROGENEITY_COLUMNS)
 #: The statsmodels signals of a logistic fit that has no finite maximum or no usable Hessian.
-_FIT_WARNINGS = (PerfectSeparationWarning, ConvergenceWarning, HessianInversionWarning,
-                 RuntimeWarning)  # fmt: skip
+_FIT_WARNINGS = (
+    PerfectSeparationWarning,
+    ConvergenceWarning,
+    HessianInversionWarning,
+    RuntimeWarning,
+)
 
 
 def resolve_subgroup_columns(frame: pd.DataFrame, requested: Sequence[str] | None) -> list[str]:
@@ -158,9 +173,12 @@ def heterogeneity_test(
             note,
         )
     data = pd.DataFrame(
-        {"y": patients["y_true"].astype(float), "z": clipped_logit(patients["y_prob"]),
-         "g": patients["group"]}
-    )  # fmt: skip
+        {
+            "y": patients["y_true"].astype(float),
+            "z": clipped_logit(patients["y_prob"]),
+            "g": patients["group"],
+        }
+    )
     try:
         reduced = _fit("y ~ z + C(g)", data)
         full = _fit("y ~ z + C(g) + z:C(g)", data)
@@ -190,17 +208,25 @@ def _cell_row(
     n_bootstrap, seed, level = ci
     labels = cell.groupby("patient_id", sort=False)["y_true"].first()
     row: dict[str, object] = {
-        "subgroup": column, "value": value, "n_patients": int(labels.size),
+        "subgroup": column,
+        "value": value,
+        "n_patients": int(labels.size),
         "n_positive_patients": int((labels == 1).sum()),
         "n_negative_patients": int((labels == 0).sum()),
-        "n_beats": len(cell), "small": bool(labels.size < min_patients),
-    }  # fmt: skip
+        "n_beats": len(cell),
+        "small": bool(labels.size < min_patients),
+    }
     with _quiet_metric_warnings():
         metrics = compute_metrics(
-            cell["y_true"].to_numpy(), cell["y_prob"].to_numpy(), cell["patient_id"].to_numpy(),
-            threshold, n_bootstrap=n_bootstrap, seed=seed, level=level,
+            cell["y_true"].to_numpy(),
+            cell["y_prob"].to_numpy(),
+            cell["patient_id"].to_numpy(),
+            threshold,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+            level=level,
             context=f"subgroup {column}={value}",
-        )  # fmt: skip
+        )
     row.update({key: float(metrics[key]) for key in METRIC_COLUMNS})
     return row
 
@@ -240,18 +266,29 @@ def subgroup_table(
         stat, p, dof, note = heterogeneity_test(test, column, min_patients, aggregate)
         for value in sorted(values.unique()):
             row = _cell_row(
-                test[values == value], column, value, threshold, (n_bootstrap, seed, level),
+                test[values == value],
+                column,
+                value,
+                threshold,
+                (n_bootstrap, seed, level),
                 min_patients,
-            )  # fmt: skip
-            row.update(heterogeneity_lr=stat, heterogeneity_dof=dof, heterogeneity_p=p,
-                       heterogeneity_note=note)  # fmt: skip
+            )
+            row.update(
+                heterogeneity_lr=stat,
+                heterogeneity_dof=dof,
+                heterogeneity_p=p,
+                heterogeneity_note=note,
+            )
             rows.append(row)
     table = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
     table = table.sort_values(["subgroup", "value"], kind="stable", ignore_index=True)
     undefined = int(table["auroc"].isna().sum()) if len(table) else 0
     if undefined:
-        log.info("subgroups: AUROC undefined in %d of %d cells (one class only): n/a in the table",
-                 undefined, len(table))  # fmt: skip
+        log.info(
+            "subgroups: AUROC undefined in %d of %d cells (one class only): n/a in the table",
+            undefined,
+            len(table),
+        )
     table.attrs["min_patients"] = int(min_patients)
     return table
 

@@ -60,9 +60,10 @@ def output_frame(predictions: pd.DataFrame, name: str) -> pd.DataFrame:
     """One disorder's predictions in the binary layout (``y_true``, ``y_prob``)."""
     suffixed = [c for c in predictions.columns if c.endswith(f"_{name}")]
     others = [
-        c for c in predictions.columns
+        c
+        for c in predictions.columns
         if c.startswith(("y_true_", "y_prob_", "y_pred_")) and c not in suffixed
-    ]  # fmt: skip
+    ]
     frame = predictions.drop(columns=others)
     return frame.rename(columns={c: c[: -len(name) - 1] for c in suffixed})
 
@@ -88,9 +89,12 @@ def evaluate_multilabel(
     for name in outputs:
         folder = None if out_dir is None else Path(out_dir) / "per_disorder" / name
         evaluation = evaluate_with_config(
-            output_frame(predictions, name), evaluation_cfg, folder, f"{name} ({title})",
+            output_frame(predictions, name),
+            evaluation_cfg,
+            folder,
+            f"{name} ({title})",
             calibration,
-        )  # fmt: skip
+        )
         per_output[name] = evaluation
         metrics.update(_nested_keys(evaluation.metrics, name))
         for column in ("y_prob", "y_prob_raw", "y_pred"):
@@ -137,8 +141,13 @@ def _macro_auroc(
     out: dict[str, float] = {}
     for prefix, part in parts.items():
         value, low, high = macro_auroc_with_ci(part, outputs, n_boot, seed, level)
-        out.update({f"{prefix}/macro_auroc": value, f"{prefix}/macro_auroc_ci_low": low,
-                    f"{prefix}/macro_auroc_ci_high": high})  # fmt: skip
+        out.update(
+            {
+                f"{prefix}/macro_auroc": value,
+                f"{prefix}/macro_auroc_ci_low": low,
+                f"{prefix}/macro_auroc_ci_high": high,
+            }
+        )
     return out
 
 
@@ -181,9 +190,13 @@ def _auroc(part: pd.DataFrame, name: str) -> float:
 
 
 def write_multilabel_outputs(
-    out_dir: Path, frame: pd.DataFrame, metrics: Mapping[str, float], outputs: Sequence[str],
-    title: str, evaluation_cfg: Any,
-) -> None:  # fmt: skip
+    out_dir: Path,
+    frame: pd.DataFrame,
+    metrics: Mapping[str, float],
+    outputs: Sequence[str],
+    title: str,
+    evaluation_cfg: Any,
+) -> None:
     """``figures/roc.png`` (one curve per disorder), ``results.md`` / ``results.csv`` (one row
     per disorder, Table 2 layout, test beats and test patients)."""
     test = frame[frame["split"] == "test"]
@@ -191,11 +204,16 @@ def write_multilabel_outputs(
     ax = fig.subplots()
     for name in outputs:
         plot_roc(
-            test[f"y_true_{name}"], test[f"y_prob_{name}"], test["patient_id"],
-            n_bootstrap=int(evaluation_cfg.n_bootstrap), seed=int(evaluation_cfg.seed),
-            level=float(evaluation_cfg.ci_level), label=name, ax=ax,
+            test[f"y_true_{name}"],
+            test[f"y_prob_{name}"],
+            test["patient_id"],
+            n_bootstrap=int(evaluation_cfg.n_bootstrap),
+            seed=int(evaluation_cfg.seed),
+            level=float(evaluation_cfg.ci_level),
+            label=name,
+            ax=ax,
             title=f"{title} — ROC per disorder, test beats" if title else "ROC per disorder",
-        )  # fmt: skip
+        )
     save_figure(fig, out_dir / "figures" / "roc.png")
     level = float(evaluation_cfg.ci_level)
     beat_md, beat_frame = _per_disorder_table(metrics, outputs, "test", level)
@@ -224,8 +242,10 @@ def write_multilabel_outputs(
 def _per_disorder_table(
     metrics: Mapping[str, float], outputs: Sequence[str], prefix: str, level: float
 ) -> tuple[str, pd.DataFrame]:
-    rows = {d: {k.split("/", 2)[2]: v for k, v in metrics.items()
-                if k.startswith(f"{prefix}/{d}/")} for d in outputs}  # fmt: skip
+    rows = {
+        d: {k.split("/", 2)[2]: v for k, v in metrics.items() if k.startswith(f"{prefix}/{d}/")}
+        for d in outputs
+    }
     return format_results_table(rows, level=level)
 
 
@@ -253,8 +273,11 @@ def regression_point(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]
     """MAE, RMSE and Pearson r of one set of estimates."""
     error = y_pred - y_true
     r = np.corrcoef(y_true, y_pred)[0, 1] if y_true.size > 2 and y_true.std() > 0 else np.nan
-    return {"mae": float(np.abs(error).mean()), "rmse": float(np.sqrt((error**2).mean())),
-            "pearson_r": float(r)}  # fmt: skip
+    return {
+        "mae": float(np.abs(error).mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "pearson_r": float(r),
+    }
 
 
 def bootstrap_regression(
@@ -282,8 +305,11 @@ def regression_metrics(
     """``<prefix>/{mae,rmse,pearson_r}`` with ``_ci_low`` / ``_ci_high``."""
     out: dict[str, float] = {}
     if part.empty:
-        return {f"{prefix}/{m}{s}": np.nan for m in REGRESSION_METRICS
-                for s in ("", "_ci_low", "_ci_high")}  # fmt: skip
+        return {
+            f"{prefix}/{m}{s}": np.nan
+            for m in REGRESSION_METRICS
+            for s in ("", "_ci_low", "_ci_high")
+        }
     truth, estimate = part["y_true"].to_numpy(float), part["y_pred"].to_numpy(float)
     point = regression_point(truth, estimate)
     draws: dict[str, np.ndarray] = {}
@@ -293,8 +319,9 @@ def regression_metrics(
         draws = bootstrap_regression(plan, ids, truth, estimate)
     for m in REGRESSION_METRICS:
         low, high = percentile_interval(draws[m], level, m) if draws else (np.nan, np.nan)
-        out.update({f"{prefix}/{m}": point[m], f"{prefix}/{m}_ci_low": low,
-                    f"{prefix}/{m}_ci_high": high})  # fmt: skip
+        out.update(
+            {f"{prefix}/{m}": point[m], f"{prefix}/{m}_ci_low": low, f"{prefix}/{m}_ci_high": high}
+        )
     return out
 
 
@@ -343,8 +370,11 @@ def evaluate_regression(
     )
     test = predictions[predictions["split"] == "test"]
     aggregate = evaluation_cfg.get("aggregate", "mean")
-    parts = {"test": test, "test_patient": regression_patient_level(test, aggregate),
-             "val_final": predictions[predictions["split"] == "val"]}  # fmt: skip
+    parts = {
+        "test": test,
+        "test_patient": regression_patient_level(test, aggregate),
+        "val_final": predictions[predictions["split"] == "val"],
+    }
     metrics: dict[str, float] = {}
     for prefix, part in parts.items():
         metrics.update(regression_metrics(part, n_boot, seed, level, prefix))
@@ -367,9 +397,12 @@ def regression_metric_keys(serum: Mapping[str, Any]) -> list[str]:
 
 
 def write_regression_outputs(
-    out_dir: Path, test: pd.DataFrame, metrics: Mapping[str, float], serum: Mapping[str, Any],
+    out_dir: Path,
+    test: pd.DataFrame,
+    metrics: Mapping[str, float],
+    serum: Mapping[str, Any],
     title: str,
-) -> None:  # fmt: skip
+) -> None:
     """``figures/scatter.png`` (estimate vs measured, identity line), ``figures/bland_altman.png``
     and ``results.md`` / ``results.csv``."""
     truth, estimate = test["y_true"].to_numpy(float), test["y_pred"].to_numpy(float)
@@ -379,23 +412,37 @@ def write_regression_outputs(
     for prefix, level_name in (("test", "beat"), ("test_patient", "patient")):
         for m in (*REGRESSION_METRICS, *(f"{d}_auroc" for d in serum["disorders"])):
             key = f"{prefix}/{m}"
-            rows.append({"level": level_name, "metric": m, "value": metrics[key],
-                         "ci_low": metrics[f"{key}_ci_low"],
-                         "ci_high": metrics[f"{key}_ci_high"]})  # fmt: skip
+            rows.append(
+                {
+                    "level": level_name,
+                    "metric": m,
+                    "value": metrics[key],
+                    "ci_low": metrics[f"{key}_ci_low"],
+                    "ci_high": metrics[f"{key}_ci_high"],
+                }
+            )
     frame = pd.DataFrame(rows)
     frame.to_csv(out_dir / "results.csv", index=False)
-    lines = [f"# Results{': ' + title if title else ''}", "",
-             "Serum estimate (mmol/L) on the test split; disorder AUROCs read off the estimate "
-             "(that disorder's patients vs normal patients).", "",
-             "| level | metric | value (95% CI) |", "|---|---|---|"]  # fmt: skip
+    lines = [
+        f"# Results{': ' + title if title else ''}",
+        "",
+        "Serum estimate (mmol/L) on the test split; disorder AUROCs read off the estimate "
+        "(that disorder's patients vs normal patients).",
+        "",
+        "| level | metric | value (95% CI) |",
+        "|---|---|---|",
+    ]
     for row in rows:
-        lines.append(f"| {row['level']} | {row['metric']} | {row['value']:.3f} "
-                     f"({row['ci_low']:.3f}–{row['ci_high']:.3f}) |")  # fmt: skip
+        lines.append(
+            f"| {row['level']} | {row['metric']} | {row['value']:.3f} "
+            f"({row['ci_low']:.3f}–{row['ci_high']:.3f}) |"
+        )
     (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def _scatter(truth: np.ndarray, estimate: np.ndarray, serum: Mapping[str, Any], title: str
-             ) -> Figure:  # fmt: skip
+def _scatter(
+    truth: np.ndarray, estimate: np.ndarray, serum: Mapping[str, Any], title: str
+) -> Figure:
     fig = Figure(figsize=(5.0, 4.8), layout="constrained")
     ax = fig.subplots()
     ax.scatter(truth, estimate, s=10, alpha=0.6)
@@ -433,9 +480,13 @@ def _bland_altman(truth: np.ndarray, estimate: np.ndarray, title: str) -> Figure
 
 
 def evaluate_task(
-    task: Any, predictions: pd.DataFrame, evaluation_cfg: Any, out_dir: Path | None = None,
-    title: str = "", calibration: str | None = None,
-) -> TaskEvaluation:  # fmt: skip
+    task: Any,
+    predictions: pd.DataFrame,
+    evaluation_cfg: Any,
+    out_dir: Path | None = None,
+    title: str = "",
+    calibration: str | None = None,
+) -> TaskEvaluation:
     """The evaluation of a multi-label or regression ``task`` (a ``TaskSpec``)."""
     if task.kind == "multilabel":
         return evaluate_multilabel(

@@ -78,9 +78,12 @@ def net_benefit_treat_all(y_true: npt.ArrayLike, thresholds: npt.ArrayLike) -> n
 
 
 def bootstrap_net_benefit(
-    plan: BootstrapPlan, patient_ids: npt.ArrayLike, y_true: npt.ArrayLike,
-    y_prob: npt.ArrayLike, thresholds: npt.ArrayLike,
-) -> np.ndarray:  # fmt: skip
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    thresholds: npt.ArrayLike,
+) -> np.ndarray:
     """Net benefit for every resample (rows) and threshold (columns)."""
     y, p = as_labels(y_true), as_probabilities(y_prob)
     check_same_length(patient_ids=patient_ids, y_true=y, y_prob=p)
@@ -97,10 +100,13 @@ def bootstrap_net_benefit(
 
 
 def decision_curve(
-    y_true: npt.ArrayLike, y_prob: npt.ArrayLike, thresholds: npt.ArrayLike = DEFAULT_THRESHOLDS,
-    patient_ids: npt.ArrayLike | None = None, plan: BootstrapPlan | None = None,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    thresholds: npt.ArrayLike = DEFAULT_THRESHOLDS,
+    patient_ids: npt.ArrayLike | None = None,
+    plan: BootstrapPlan | None = None,
     level: float = 0.95,
-) -> pd.DataFrame:  # fmt: skip
+) -> pd.DataFrame:
     """The decision curve: model vs treat-all vs treat-none, with a bootstrap band."""
     t = np.asarray(thresholds, dtype=float)
     model = net_benefit(y_true, y_prob, t)
@@ -115,12 +121,18 @@ def decision_curve(
     prevalence = float(np.mean(as_labels(y_true))) if len(t) else math.nan
     with np.errstate(divide="ignore", invalid="ignore"):
         standardized = model / prevalence if prevalence > 0 else np.full(t.size, np.nan)
-    return pd.DataFrame({
-        "threshold": t, "net_benefit_model": model, "net_benefit_model_ci_low": low,
-        "net_benefit_model_ci_high": high, "net_benefit_all": treat_all,
-        "net_benefit_none": np.zeros(t.size), "standardized_net_benefit": standardized,
-        "useful": model > np.maximum(treat_all, 0.0) + 1e-12,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "threshold": t,
+            "net_benefit_model": model,
+            "net_benefit_model_ci_low": low,
+            "net_benefit_model_ci_high": high,
+            "net_benefit_all": treat_all,
+            "net_benefit_none": np.zeros(t.size),
+            "standardized_net_benefit": standardized,
+            "useful": model > np.maximum(treat_all, 0.0) + 1e-12,
+        }
+    )
 
 
 def decision_curve_summary(curve: pd.DataFrame) -> str:
@@ -142,13 +154,24 @@ def plot_decision_curve(curve: pd.DataFrame, title: str = "", ax: Axes | None = 
     t = curve["threshold"]
     ax.plot(t, curve["net_benefit_model"], color="tab:blue", label="model")
     if np.isfinite(curve["net_benefit_model_ci_low"]).any():
-        ax.fill_between(t, curve["net_benefit_model_ci_low"], curve["net_benefit_model_ci_high"],
-                        color="tab:blue", alpha=0.15, lw=0)  # fmt: skip
+        ax.fill_between(
+            t,
+            curve["net_benefit_model_ci_low"],
+            curve["net_benefit_model_ci_high"],
+            color="tab:blue",
+            alpha=0.15,
+            lw=0,
+        )
     ax.plot(t, curve["net_benefit_all"], color="0.4", ls="--", label="treat all")
     ax.axhline(0.0, color="0.2", lw=1, label="treat none")
     top = max(float(np.nanmax(curve[["net_benefit_model", "net_benefit_all"]].to_numpy())), 0.05)
-    ax.set(xlim=(0, 1), ylim=(-0.05, top * 1.1), xlabel="Threshold probability",
-           ylabel="Net benefit", title=title or "Decision curve")  # fmt: skip
+    ax.set(
+        xlim=(0, 1),
+        ylim=(-0.05, top * 1.1),
+        xlabel="Threshold probability",
+        ylabel="Net benefit",
+        title=title or "Decision curve",
+    )
     ax.legend(loc="upper right", fontsize=8)
     return fig
 
@@ -171,9 +194,13 @@ def _rates(tp, fp, tn, fn) -> tuple[np.ndarray, np.ndarray]:
 
 
 def prevalence_metrics(
-    plan: BootstrapPlan | None, patient_ids: npt.ArrayLike, y_true: npt.ArrayLike,
-    y_pred: npt.ArrayLike, prevalences: Sequence[float], level: float = 0.95,
-) -> dict[str, float]:  # fmt: skip
+    plan: BootstrapPlan | None,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_pred: npt.ArrayLike,
+    prevalences: Sequence[float],
+    level: float = 0.95,
+) -> dict[str, float]:
     """``ppv_at_<p>`` / ``npv_at_<p>`` (+ CIs) for each prevalence.
 
     CIs: percentile intervals of Bayes' rule over the plan's resamples; without a plan, from the
@@ -208,11 +235,16 @@ def prevalence_metrics(
 
 
 def operating_points(
-    val_true: npt.ArrayLike, val_prob: npt.ArrayLike, test_true: npt.ArrayLike,
-    test_prob: npt.ArrayLike, test_patient_ids: npt.ArrayLike, plan: BootstrapPlan | None = None,
+    val_true: npt.ArrayLike,
+    val_prob: npt.ArrayLike,
+    test_true: npt.ArrayLike,
+    test_prob: npt.ArrayLike,
+    test_patient_ids: npt.ArrayLike,
+    plan: BootstrapPlan | None = None,
     sensitivities: Sequence[float] = DEFAULT_SENSITIVITIES,
-    prevalences: Sequence[float] = DEFAULT_PREVALENCES, level: float = 0.95,
-) -> pd.DataFrame:  # fmt: skip
+    prevalences: Sequence[float] = DEFAULT_PREVALENCES,
+    level: float = 0.95,
+) -> pd.DataFrame:
     """One row per target sensitivity: the validation threshold reaching it and what it gives
     on the test beats (sensitivity, specificity with Wilson CIs; PPV/NPV at each prevalence)."""
     y_val, p_val = as_labels(val_true), as_probabilities(val_prob)
@@ -227,8 +259,12 @@ def operating_points(
         tp, fn = int(((y == 1) & (pred == 1)).sum()), int(((y == 1) & (pred == 0)).sum())
         tn, fp = int(((y == 0) & (pred == 0)).sum()), int(((y == 0) & (pred == 1)).sum())
         se, sp = _rates(tp, fp, tn, fn)
-        row = {"target_sensitivity": float(target), "threshold": float(threshold),
-               "sensitivity": float(se), "specificity": float(sp)}  # fmt: skip
+        row = {
+            "target_sensitivity": float(target),
+            "threshold": float(threshold),
+            "sensitivity": float(se),
+            "specificity": float(sp),
+        }
         for name, (k, n) in (("sensitivity", (tp, tp + fn)), ("specificity", (tn, tn + fp))):
             row[f"{name}_ci_low"], row[f"{name}_ci_high"] = wilson_interval(k, n, level)
         with np.errstate(divide="ignore", invalid="ignore"):

@@ -313,9 +313,19 @@ def explain_model(
         model, sel, profiles, bounds, cfg, fs, smooth
     )
     _write_figures(
-        out_dir, cfg, sel.x, profiles, sel.r, table, names, class_bounds, fs,
-        random_profiles, sanity_rows, notes,
-    )  # fmt: skip
+        out_dir,
+        cfg,
+        sel.x,
+        profiles,
+        sel.r,
+        table,
+        names,
+        class_bounds,
+        fs,
+        random_profiles,
+        sanity_rows,
+        notes,
+    )
     ctx = ReportContext(
         method=str(cfg.get("method", "saliency")),
         n_test_beats=len(beats),

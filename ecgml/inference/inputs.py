@@ -160,8 +160,14 @@ def beats_from_signal(
     """R-peaks (NeuroKit2) on ``signal`` (lead II), one window per beat, interference beats
     dropped (ecgml.signal); every lead of ``leads`` (same length as ``signal``) is cut at the
     same R-peaks."""
-    entry = BeatInput(source, patient_id, fs=float(fs), signal=np.asarray(signal, np.float64),
-                      signal_fs=float(fs), lead_signals=dict(leads or {}))  # fmt: skip
+    entry = BeatInput(
+        source,
+        patient_id,
+        fs=float(fs),
+        signal=np.asarray(signal, np.float64),
+        signal_fs=float(fs),
+        lead_signals=dict(leads or {}),
+    )
     beat_set = extract_beats(signal, fs, pre_r_ms=window.pre_r_ms, post_r_ms=window.post_r_ms)
     add_beat_set(entry, beat_set, offset_s=0.0)
     if not entry.beats:
@@ -200,8 +206,10 @@ def read_signal_leads(path: Path) -> tuple[dict[str, np.ndarray], float, list[st
     no lead ignored with a warning)."""
     table = parse_signal_csv(path, lenient=True)
     with np.errstate(over="ignore"):
-        leads = {name: row.astype(np.float32) for name, row in zip(table.leads, table.signal,
-                                                                   strict=True)}  # fmt: skip
+        leads = {
+            name: row.astype(np.float32)
+            for name, row in zip(table.leads, table.signal, strict=True)
+        }
     if not all(np.isfinite(v).all() for v in leads.values()):
         raise EcgmlError(f"{path.name}: a lead holds values beyond any plausible mV signal")
     warnings = []
@@ -229,11 +237,14 @@ def read_wfdb(path: Path) -> tuple[dict[str, np.ndarray], float, list[str]]:
     warnings: list[str] = []
     if not channels:
         first = names[0] if names else "channel 0"
-        warnings.append(f"no standard lead name in the record ({', '.join(names)}): {first} "
-                        "read as lead II")  # fmt: skip
+        warnings.append(
+            f"no standard lead name in the record ({', '.join(names)}): {first} read as lead II"
+        )
         channels = {"II": 0}
-    leads = {name: channel_mv(record.p_signal[:, k], units[k] if k < len(units) else "mv")
-             for name, k in channels.items()}  # fmt: skip
+    leads = {
+        name: channel_mv(record.p_signal[:, k], units[k] if k < len(units) else "mv")
+        for name, k in channels.items()
+    }
     return leads, float(record.fs), warnings
 
 
@@ -247,8 +258,10 @@ def beats_from_leads(
     else:
         first = next(iter(leads))
         signal = leads[first]
-        warnings = [*warnings, f"no lead II in the recording: R-peaks and single-beat models "
-                               f"read {first}"]  # fmt: skip
+        warnings = [
+            *warnings,
+            f"no lead II in the recording: R-peaks and single-beat models read {first}",
+        ]
     entry = beats_from_signal(signal, fs, str(path), path.stem, window, leads)
     entry.warnings[:0] = warnings
     return entry

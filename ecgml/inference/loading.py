@@ -43,13 +43,17 @@ def _legacy_pickled(local: Path, meta: dict[str, Any], uri: str) -> LoadedModel:
     registry_module.BeatProbabilityModel = BeatProbabilityModel  # type: ignore[attr-defined]
     module = import_mlflow().pytorch.load_model(str(local), map_location="cpu")  # opt-in pickle
     return LoadedModel(
-        disorder=str(meta["disorder"]), model=module.eval(), seq_len=int(meta["seq_len"]),
+        disorder=str(meta["disorder"]),
+        model=module.eval(),
+        seq_len=int(meta["seq_len"]),
         fs=float(meta["fs"]),
         r_index=None if meta.get("r_index") is None else int(meta["r_index"]),
-        align=str(meta.get("align", "r_peak")), threshold=float(meta["threshold"]), uri=uri,
+        align=str(meta.get("align", "r_peak")),
+        threshold=float(meta["threshold"]),
+        uri=uri,
         calibration=dict(meta.get("calibration") or {"method": "none"}),
         baseline=str(meta.get("baseline", "none")),
-    )  # fmt: skip
+    )
 
 
 def load_model_uri(uri: str, tracking_uri: str, allow_pickle: bool = False) -> LoadedModel:
@@ -146,8 +150,10 @@ def load_serum_models(alias: str, tracking_uri: str | None) -> dict[str, LoadedM
 
 
 def load_disorder_model(
-    disorder: str, alias: str = CHAMPION, tracking_uri: str | None = None,
+    disorder: str,
+    alias: str = CHAMPION,
+    tracking_uri: str | None = None,
     allow_pickle: bool = False,
-) -> LoadedModel:  # fmt: skip
+) -> LoadedModel:
     """The model registered as ``ecgml-<disorder>`` under ``alias`` (or a ``models:/…`` URI)."""
     return load_models([disorder], alias, tracking_uri, allow_pickle)[disorder]

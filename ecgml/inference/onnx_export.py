@@ -80,9 +80,11 @@ def parity(model: torch.nn.Module, path: Path, seq_len: int, n: int, seed: int =
 
 
 def export_model(
-    model: LoadedModel, out: Path, n_check: int = DEFAULT_CHECK_BEATS,
+    model: LoadedModel,
+    out: Path,
+    n_check: int = DEFAULT_CHECK_BEATS,
     tolerance: float = DEFAULT_TOLERANCE,
-) -> ExportReport:  # fmt: skip
+) -> ExportReport:
     """Export ``model`` to ``out`` (written only after the parity check passes)."""
     ready, in_graph = export_ready(model.model, model.calibration)
     out.parent.mkdir(parents=True, exist_ok=True)

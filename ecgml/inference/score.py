@@ -187,8 +187,9 @@ class SharedScorer:
     def prepared(self, model: LoadedModel) -> np.ndarray:
         key = model.layout_key
         if key not in self._prepared:
-            parts = [prepare_beats(e.beats, e.r_indices, e.fs, model)
-                     for e in self.entries if e.n_beats]  # fmt: skip
+            parts = [
+                prepare_beats(e.beats, e.r_indices, e.fs, model) for e in self.entries if e.n_beats
+            ]
             self._prepared[key] = (
                 np.concatenate(parts) if parts else np.zeros((0, model.seq_len), np.float32)
             )
@@ -216,11 +217,13 @@ def model_source(model: LoadedModel) -> str:
 
 
 def entry_result(
-    entry: BeatInput, probs: Mapping[str, np.ndarray], models: Mapping[str, LoadedModel],
+    entry: BeatInput,
+    probs: Mapping[str, np.ndarray],
+    models: Mapping[str, LoadedModel],
     serum: Mapping[str, np.ndarray] | None = None,
     serum_models: Mapping[str, LoadedModel] | None = None,
     records: Mapping[str, RecordScore] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """The JSON object of one input (or one beat-store patient); with serum models, their
     mean estimate over the beats as ``<name>_mmol_l`` (and per beat; a serum record model's
     one estimate from the recording). A beat model's probability is the mean of the beats'; a
@@ -232,19 +235,26 @@ def entry_result(
             "beat_id": beat_id,
             "r_peak_s": r_peak_s,
             "probabilities": {d: float(probs[d][k]) for d in models if d in probs},
-            **({"contributions": weights} if (weights := {
-                d: float(r.weights[k]) for d, r in records.items() if len(r.weights)
-            }) else {}),
+            **(
+                {"contributions": weights}
+                if (
+                    weights := {
+                        d: float(r.weights[k]) for d, r in records.items() if len(r.weights)
+                    }
+                )
+                else {}
+            ),
             **{f"{n}_mmol_l": float(serum[n][k]) for n in serum},
         }
         for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
-    ]  # fmt: skip
+    ]
     usable = entry.n_beats > 0
     patient = {
-        d: records[d].probability if d in records else
-        (float(np.mean(probs[d])) if usable else None)
+        d: records[d].probability
+        if d in records
+        else (float(np.mean(probs[d])) if usable else None)
         for d in models
-    }  # fmt: skip
+    }
     return {
         "input": entry.input,
         "patient_id": entry.patient_id,
@@ -483,10 +493,12 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     chosen = model_spec(cfg.get("models"))
     models = fused_models(
         load_models(
-            disorders, chosen, cfg.get("tracking_uri"),
+            disorders,
+            chosen,
+            cfg.get("tracking_uri"),
             allow_pickle=bool(cfg.get("allow_pickle", False)),
         )
-    )  # fmt: skip
+    )
     serum_models = (
         load_serum_models(chosen, cfg.get("tracking_uri"))
         if isinstance(chosen, str) and ":/" not in chosen

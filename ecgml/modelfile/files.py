@@ -43,10 +43,14 @@ def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
         )
     else:
         backbone = backbone_from_config(
-            spec.backbone, spec.seq_len, spec.ensemble, source,
-            n_outputs=max(len(spec.outputs), 1), regression=spec.is_regression,
+            spec.backbone,
+            spec.seq_len,
+            spec.ensemble,
+            source,
+            n_outputs=max(len(spec.outputs), 1),
+            regression=spec.is_regression,
             in_channels=len(spec.leads),
-        )  # fmt: skip
+        )
         scorer = (
             BeatValueModel(backbone, spec.target_mean, spec.target_std)
             if spec.is_regression
@@ -85,17 +89,31 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
     spec = read_spec(spec_file, uri)
     scorer = load_scorer(weights, spec, uri)
     common: dict[str, Any] = {
-        "seq_len": spec.seq_len, "fs": spec.fs, "r_index": spec.r_index, "align": spec.align,
-        "uri": uri, "baseline": spec.baseline, "unit": spec.unit, "leads": tuple(spec.leads),
-    }  # fmt: skip
+        "seq_len": spec.seq_len,
+        "fs": spec.fs,
+        "r_index": spec.r_index,
+        "align": spec.align,
+        "uri": uri,
+        "baseline": spec.baseline,
+        "unit": spec.unit,
+        "leads": tuple(spec.leads),
+    }
     if spec.task == "binary":
-        return {spec.disorder: LoadedModel(
-            disorder=spec.disorder, model=scorer, threshold=spec.threshold,
-            calibration=spec.calibration, **common,
-        )}  # fmt: skip
+        return {
+            spec.disorder: LoadedModel(
+                disorder=spec.disorder,
+                model=scorer,
+                threshold=spec.threshold,
+                calibration=spec.calibration,
+                **common,
+            )
+        }
     if spec.is_regression:
-        return {spec.task: LoadedModel(disorder=spec.task, model=scorer,
-                                       threshold=float("nan"), **common)}  # fmt: skip
+        return {
+            spec.task: LoadedModel(
+                disorder=spec.task, model=scorer, threshold=float("nan"), **common
+            )
+        }
     backbone = scorer.backbone
     assert isinstance(backbone, nn.Module)
     return {

@@ -97,8 +97,10 @@ class LoadedModel:
         beats = self.channels_first(beats)
         if len(beats) == 0:
             raise ValueError("a record needs at least one beat")
-        batch = {"beats": torch.from_numpy(beats)[None],
-                 "mask": torch.ones(1, len(beats), dtype=torch.bool)}  # fmt: skip
+        batch = {
+            "beats": torch.from_numpy(beats)[None],
+            "mask": torch.ones(1, len(beats), dtype=torch.bool),
+        }
         with torch.inference_mode():
             probability = float(self.model(batch)[0])
             attention = getattr(getattr(self.model, "backbone", None), "attention", None)

@@ -39,8 +39,12 @@ with warnings.catch_warnings():  # mlflow.pyfunc warns about its own agent types
 ENTRY_FILE = Path(__file__).with_name("entry.py")
 
 
-def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bool = False,
-                      leads: Sequence[str] = ("II",)) -> Any:  # fmt: skip
+def serving_signature(
+    disorder: str,
+    outputs: Sequence[str] = (),
+    regression: bool = False,
+    leads: Sequence[str] = ("II",),
+) -> Any:
     """The served model's request and response columns (the documented schema): ``beat``, or
     for a multi-lead model one column per lead; per disorder ``<d>``, ``<d>_raw``,
     ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
@@ -48,13 +52,15 @@ def serving_signature(disorder: str, outputs: Sequence[str] = (), regression: bo
     from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema, TensorSpec
 
     names = ["beat"] if tuple(leads) == ("II",) else list(leads)
-    inputs = Schema([
-        *(ColSpec(Array(DataType.double), name) for name in names),
-        # any, not long: MLflow would truncate 12.7 to 12 before the model could refuse it (and
-        # a double refuses JSON integers: fs=500); the model checks both values itself
-        ColSpec(AnyType(), "r_index", required=False),  # type: ignore[no-untyped-call]
-        ColSpec(AnyType(), "fs", required=False),  # type: ignore[no-untyped-call]  # 500 too
-    ])  # fmt: skip
+    inputs = Schema(
+        [
+            *(ColSpec(Array(DataType.double), name) for name in names),
+            # any, not long: MLflow would truncate 12.7 to 12 before the model could refuse it (and
+            # a double refuses JSON integers: fs=500); the model checks both values itself
+            ColSpec(AnyType(), "r_index", required=False),  # type: ignore[no-untyped-call]
+            ColSpec(AnyType(), "fs", required=False),  # type: ignore[no-untyped-call]  # 500 too
+        ]
+    )
     if regression:
         return ModelSignature(
             inputs=inputs, outputs=Schema([ColSpec(DataType.double, f"{disorder}_mmol_l")])
@@ -277,8 +283,13 @@ def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> p
             columns[f"{name}_mmol_l"] = answered(model, raw)
             continue
         prob = answered(model, raw)
-        columns.update({name: prob, f"{name}_raw": raw.astype(np.float64),
-                        f"{name}_decision": prob >= model.threshold})  # fmt: skip
+        columns.update(
+            {
+                name: prob,
+                f"{name}_raw": raw.astype(np.float64),
+                f"{name}_decision": prob >= model.threshold,
+            }
+        )
     return pd.DataFrame(columns)
 
 

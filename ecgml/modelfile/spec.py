@@ -105,24 +105,29 @@ class ModelSpec:
         try:
             r_index = data.get("r_index")
             spec = cls(
-                disorder=str(data["disorder"]), negative=str(data.get("negative", "normal")),
-                model_name=str(data["model_name"]), backbone=dict(data["backbone"]),
-                seq_len=int(data["seq_len"]), fs=float(data["fs"]),
-                r_index=None if r_index is None else int(r_index), align=str(data["align"]),
-                baseline=str(data.get("baseline", "none")), threshold=float(data["threshold"]),
+                disorder=str(data["disorder"]),
+                negative=str(data.get("negative", "normal")),
+                model_name=str(data["model_name"]),
+                backbone=dict(data["backbone"]),
+                seq_len=int(data["seq_len"]),
+                fs=float(data["fs"]),
+                r_index=None if r_index is None else int(r_index),
+                align=str(data["align"]),
+                baseline=str(data.get("baseline", "none")),
+                threshold=float(data["threshold"]),
                 calibration=dict(data.get("calibration") or {"method": "none"}),
-                ensemble=int(data.get("ensemble", 1)), task=str(data.get("task", "binary")),
+                ensemble=int(data.get("ensemble", 1)),
+                task=str(data.get("task", "binary")),
                 outputs=[str(o) for o in data.get("outputs") or []],
                 thresholds={str(k): float(v) for k, v in (data.get("thresholds") or {}).items()},
-                calibrations={str(k): dict(v)
-                              for k, v in (data.get("calibrations") or {}).items()},
+                calibrations={str(k): dict(v) for k, v in (data.get("calibrations") or {}).items()},
                 target_mean=float(data.get("target_mean", 0.0)),
                 target_std=float(data.get("target_std", 1.0)),
                 unit=str(data.get("unit", "beat")),
                 leads=[str(lead) for lead in data.get("leads") or ["II"]],
                 ecgml_version=str(data.get("ecgml_version", "?")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
-            )  # fmt: skip
+            )
         except (KeyError, TypeError, ValueError) as err:
             raise EcgmlError(
                 f"{source}: model spec is damaged ({type(err).__name__}: {err}); re-log the "

@@ -114,11 +114,16 @@ def export_onnx(model: nn.Module, seq_len: int, path: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations, torchvision ops)
             torch.onnx.export(
-                model, (example,), str(path), input_names=[INPUT_NAME],
-                output_names=list(OUTPUT_NAMES), dynamic_shapes={"x": {0: batch}}, dynamo=True,
+                model,
+                (example,),
+                str(path),
+                input_names=[INPUT_NAME],
+                output_names=list(OUTPUT_NAMES),
+                dynamic_shapes={"x": {0: batch}},
+                dynamo=True,
                 external_data=False,  # one self-contained file (beat models are small)
                 verbose=False,
-            )  # fmt: skip
+            )
     except Exception as err:  # the exporter raises many types; name the first line
         raise EcgmlError(
             f"ONNX export failed ({type(err).__name__}: {str(err).splitlines()[0][:200]})"

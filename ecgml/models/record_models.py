@@ -41,8 +41,9 @@ class PerLeadEncoder(nn.Module):
     encoder C times over (the same T wave or QT seen in each lead), and the head still knows
     which lead said what."""
 
-    def __init__(self, encoder: str, n_leads: int, embed_dim: int, seq_len: int,
-                 overrides: Mapping[str, Any]) -> None:  # fmt: skip
+    def __init__(
+        self, encoder: str, n_leads: int, embed_dim: int, seq_len: int, overrides: Mapping[str, Any]
+    ) -> None:
         super().__init__()
         self.encoder = build_backbone(encoder, 1, embed_dim, seq_len, **dict(overrides))
         self.n_leads, self.embed_dim = int(n_leads), int(embed_dim)
@@ -53,9 +54,16 @@ class PerLeadEncoder(nn.Module):
         return h.reshape(b, c * self.embed_dim)
 
 
-def lead_encoder(encoder: str, in_channels: int, out_dim: int, seq_len: int,
-                 overrides: Mapping[str, Any], leads: str, lead_dim: int | None = None,
-                 dropout: float = 0.0) -> nn.Module:  # fmt: skip
+def lead_encoder(
+    encoder: str,
+    in_channels: int,
+    out_dim: int,
+    seq_len: int,
+    overrides: Mapping[str, Any],
+    leads: str,
+    lead_dim: int | None = None,
+    dropout: float = 0.0,
+) -> nn.Module:
     """``(B, C, L)`` → ``(B, out_dim)``: the encoder over all leads at once (``joint``, and
     always for one lead), or :class:`PerLeadEncoder` (``lead_dim`` features per lead, default
     ``out_dim``), dropout, then a linear map of the leads' features (``shared``)."""
@@ -164,9 +172,15 @@ class StripModel(nn.Module):
             overrides["dropout"] = dropout
         # shared: each lead's embed_dim features, the encoder's dropout, a linear head on all
         self.encoder = lead_encoder(
-            encoder, in_channels, n_outputs, seq_len, overrides, leads, lead_dim=embed_dim,
+            encoder,
+            in_channels,
+            n_outputs,
+            seq_len,
+            overrides,
+            leads,
+            lead_dim=embed_dim,
             dropout=float(overrides.get("dropout", 0.0)),
-        )  # fmt: skip
+        )
         self.seq_len = seq_len
 
     def forward(self, x: RecordBatch) -> torch.Tensor:
@@ -174,8 +188,9 @@ class StripModel(nn.Module):
         return self.encoder(strip)
 
 
-def strip_saliency(model: nn.Module, strip: torch.Tensor, fs: float,
-                   segment_s: float = 1.0) -> torch.Tensor:  # fmt: skip
+def strip_saliency(
+    model: nn.Module, strip: torch.Tensor, fs: float, segment_s: float = 1.0
+) -> torch.Tensor:
     """Which part of the strip drove the decision: |gradient × input| of ``model``'s first output
     summed over leads and over ``segment_s``-second segments, ``(B, n_segments)``, each row
     summing to 1 (0 everywhere for a flat strip)."""

@@ -52,9 +52,14 @@ class BeatValueModel(nn.Module):
 
 
 def backbone_from_config(
-    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model",
-    n_outputs: int = 1, regression: bool = False, in_channels: int = 1,
-) -> nn.Module:  # fmt: skip
+    backbone_cfg: Mapping[str, Any],
+    seq_len: int,
+    ensemble: int = 1,
+    source: str = "model",
+    n_outputs: int = 1,
+    regression: bool = False,
+    in_channels: int = 1,
+) -> nn.Module:
     """An untrained backbone of the logged architecture (``ensemble`` members combined as in
     training: mean probability, or mean value for a regression; ``in_channels`` leads), ready
     for its weights."""
@@ -72,9 +77,12 @@ def backbone_from_config(
 
 
 def scorer_from_config(
-    backbone_cfg: Mapping[str, Any], seq_len: int, ensemble: int = 1, source: str = "model",
+    backbone_cfg: Mapping[str, Any],
+    seq_len: int,
+    ensemble: int = 1,
+    source: str = "model",
     in_channels: int = 1,
-) -> BeatProbabilityModel:  # fmt: skip
+) -> BeatProbabilityModel:
     """An untrained :class:`BeatProbabilityModel` of the logged architecture (``ensemble``
     members averaged as in training), ready for ``load_state_dict``."""
     return BeatProbabilityModel(

@@ -106,13 +106,19 @@ def model_spec(
     """The spec of a model trained with the composed ``cfg``."""
     backbone = plain_dict(cfg.model.backbone)
     return ModelSpec(
-        disorder=str(cfg.disorder.name), negative=str(cfg.disorder.negative),
-        model_name=str(cfg.model.name), backbone=backbone, seq_len=int(seq_len), fs=float(fs),
+        disorder=str(cfg.disorder.name),
+        negative=str(cfg.disorder.negative),
+        model_name=str(cfg.model.name),
+        backbone=backbone,
+        seq_len=int(seq_len),
+        fs=float(fs),
         r_index=None if r_index is None else int(r_index),
         align=str(cfg.data.align) if r_index is not None else "start",
-        baseline=str(cfg.data.get("baseline", "none")), threshold=float(threshold),
-        calibration=dict(calibration or {"method": "none"}), ensemble=int(ensemble),
-    )  # fmt: skip
+        baseline=str(cfg.data.get("baseline", "none")),
+        threshold=float(threshold),
+        calibration=dict(calibration or {"method": "none"}),
+        ensemble=int(ensemble),
+    )
 
 
 def scorer_of(model: nn.Module) -> BeatProbabilityModel:
@@ -122,9 +128,13 @@ def scorer_of(model: nn.Module) -> BeatProbabilityModel:
 
 
 def task_model_spec(
-    cfg: DictConfig, seq_len: int, fs: float, r_index: int | None, model: nn.Module,
+    cfg: DictConfig,
+    seq_len: int,
+    fs: float,
+    r_index: int | None,
+    model: nn.Module,
     evaluation: Any,
-) -> ModelSpec:  # fmt: skip
+) -> ModelSpec:
     """The spec of a multi-label or regression model: output names, and per output the
     threshold and calibration its evaluation chose on validation (multi-label), or the
     training targets' standardization (regression)."""
@@ -133,12 +143,15 @@ def task_model_spec(
     outputs = [str(o) for o in getattr(model, "outputs", ())]
     per = getattr(evaluation, "per_output", {})
     return dataclasses.replace(
-        base, disorder=str(cfg.task.name), task=str(cfg.task.name), outputs=outputs,
+        base,
+        disorder=str(cfg.task.name),
+        task=str(cfg.task.name),
+        outputs=outputs,
         thresholds={d: float(e.metrics["test/threshold"]) for d, e in per.items()},
         calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
         target_mean=float(getattr(model, "target_mean", 0.0)),
         target_std=float(getattr(model, "target_std", 1.0)),
-    )  # fmt: skip
+    )
 
 
 def task_scorer_of(model: nn.Module, spec: ModelSpec) -> nn.Module:
@@ -162,9 +175,15 @@ def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: Model
         artifacts = write_model_files(scorer, spec, Path(tmp))
         signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression, spec.leads)
         return log_python_model(
-            tracking_uri, run_id, ENTRY_FILE, artifacts, signature,
+            tracking_uri,
+            run_id,
+            ENTRY_FILE,
+            artifacts,
+            signature,
             spec.to_dict(),
-            pip_requirements=[f"ecgml=={ecgml.__version__}",
-                              f"torch=={torch.__version__.split('+')[0]}"],
+            pip_requirements=[
+                f"ecgml=={ecgml.__version__}",
+                f"torch=={torch.__version__.split('+')[0]}",
+            ],
             input_example=request_example(spec),
-        )  # fmt: skip
+        )

@@ -161,8 +161,12 @@ def cross_validate(
     tracking = resolve_tracking_store(cfg.logger.tracking_uri)
     client = MlflowClient(tracking.tracking_uri)
     experiment_id = ensure_experiment(tracking, experiment_name(cfg))
-    tags = {**git_state(), "dataset.digest": store.digest,
-            "disorder": task.subject(cfg.disorder.name), "task": task.name}  # fmt: skip
+    tags = {
+        **git_state(),
+        "dataset.digest": store.digest,
+        "disorder": task.subject(cfg.disorder.name),
+        "task": task.name,
+    }
     parent = client.create_run(experiment_id, run_name=parent_run_name(cfg), tags=tags)
     run_id = parent.info.run_id
     with tracked_run(client, run_id):
@@ -186,8 +190,10 @@ def evaluate_pooled(
     if not task.is_binary:
         title = f"{task.name} ({cfg.model.name}, {len(folds)}-fold out-of-fold)"
         found = evaluate_task(task, pooled, cfg.evaluation, out, title, calibration=GIVEN)
-        metrics = {**found.metrics, **fold_summary([r.metrics for r in results],
-                                                   summary_keys(task))}  # fmt: skip
+        metrics = {
+            **found.metrics,
+            **fold_summary([r.metrics for r in results], summary_keys(task)),
+        }
         log_parent(client, run_id, cfg, metrics, found.predictions, results, folds, out, [])
         return metrics, found.predictions
     evaluation = evaluate_with_config(

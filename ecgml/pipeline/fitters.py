@@ -68,9 +68,12 @@ def loss_pos_weight(setting: Any, balanced: float) -> float | None:
 
 
 def build_model(
-    cfg: DictConfig, seq_len: int, pos_weight: float | Sequence[float] | None,
-    pretrained: bool = True, targets: Sequence[float] | np.ndarray = (),
-) -> BeatClassifier:  # fmt: skip
+    cfg: DictConfig,
+    seq_len: int,
+    pos_weight: float | Sequence[float] | None,
+    pretrained: bool = True,
+    targets: Sequence[float] | np.ndarray = (),
+) -> BeatClassifier:
     """The configured backbone inside the task's LightningModule.
 
     ``model.init_from`` (a ``task=pretrain`` run or its encoder file) initializes every weight
@@ -94,10 +97,14 @@ def build_model(
 
 
 def task_module(
-    task: TaskSpec, backbone: torch.nn.Module, optimizer: Any, scheduler: Any,
-    pos_weight: float | Sequence[float] | None, targets: Sequence[float] | np.ndarray,
+    task: TaskSpec,
+    backbone: torch.nn.Module,
+    optimizer: Any,
+    scheduler: Any,
+    pos_weight: float | Sequence[float] | None,
+    targets: Sequence[float] | np.ndarray,
     cfg: DictConfig,
-) -> BeatClassifier:  # fmt: skip
+) -> BeatClassifier:
     """The LightningModule of ``task`` around ``backbone``."""
     smoothing = label_smoothing(cfg, task)
     if task.kind == "multilabel":
@@ -231,9 +238,13 @@ class LightningFitter:
     """
 
     def __init__(
-        self, cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = (),
+        self,
+        cfg: DictConfig,
+        logger: MLFlowLogger,
+        out: Path,
+        extra: Sequence[L.Callback] = (),
         resume_from: Path | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.cfg, self.logger, self.out, self.extra = cfg, logger, out, list(extra)
         self.resume_from = resume_from
         self.fit_metrics: dict[str, float] = {}
@@ -296,9 +307,13 @@ class LightningFitter:
         if isinstance(first, BeatRegressor):
             backbone: torch.nn.Module = MeanOutputEnsemble([m.backbone for m in members])
             return BeatRegressor(
-                backbone, first.optimizer_factory, None, first.target_mean, first.target_std,
+                backbone,
+                first.optimizer_factory,
+                None,
+                first.target_mean,
+                first.target_std,
                 outputs=first.outputs,
-            ).eval()  # fmt: skip
+            ).eval()
         backbone = MeanProbabilityEnsemble([m.backbone for m in members])
         if isinstance(first, MultiLabelClassifier):
             return MultiLabelClassifier(
@@ -401,9 +416,12 @@ class SklearnFitter:
 
 
 def make_fitter(
-    cfg: DictConfig, logger: MLFlowLogger, out: Path, extra: Sequence[L.Callback] = (),
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    out: Path,
+    extra: Sequence[L.Callback] = (),
     resume_from: Path | None = None,
-) -> Fitter:  # fmt: skip
+) -> Fitter:
     """The fitter of ``cfg.model.kind`` (``sklearn``), else Lightning (from ``resume_from``)."""
     if cfg.model.get("kind") == "sklearn":  # only sklearn models carry the key
         if not task_spec(cfg).is_binary:

@@ -223,8 +223,11 @@ def load_pretrained_encoder(
     skipped = sorted(set(own) - set(matched))
     log.info(
         "init_from %s: %d/%d tensors loaded, fresh: %s",
-        encoder.source, len(matched), len(own), ", ".join(skipped) or "none",
-    )  # fmt: skip
+        encoder.source,
+        len(matched),
+        len(own),
+        ", ".join(skipped) or "none",
+    )
     _warn_on_layout(encoder.meta, backbone)
     return sorted(matched)
 
@@ -234,5 +237,7 @@ def _warn_on_layout(meta: dict[str, Any], backbone: nn.Module) -> None:
     if seq_len is not None and meta.get("seq_len") not in (None, seq_len):
         log.warning(
             "init_from: pretrained on beats of %s samples, fine-tuning on %s (set data.beat_length "
-            "to match if the backbone depends on it)", meta.get("seq_len"), seq_len,
-        )  # fmt: skip
+            "to match if the backbone depends on it)",
+            meta.get("seq_len"),
+            seq_len,
+        )

@@ -103,9 +103,12 @@ def build_record_model(
 
 
 def fit_record_model(
-    cfg: DictConfig, table: RecordTable, logger: Any = False, out: Path | None = None,
+    cfg: DictConfig,
+    table: RecordTable,
+    logger: Any = False,
+    out: Path | None = None,
     callbacks: Sequence[L.Callback] = (),
-) -> FittedRecords:  # fmt: skip
+) -> FittedRecords:
     """Train ``cfg.model`` on ``table``'s training records (validation: its val records)."""
     data = RecordDataModule(
         table, int(cfg.data.batch_size), int(cfg.data.num_workers), cfg.seed, train_beats(cfg.data)
@@ -168,8 +171,9 @@ def record_fold(
         split = split.with_fold(fold)
     table = build_record_table(store, cfg.disorder, split, cfg.data, task_spec(cfg))
     fitted = fit_record_model(cfg, table, logger, out, callbacks)
-    predictions = pd.concat([predict_records(fitted, s) for s in ("val", "test")],
-                            ignore_index=True)  # fmt: skip
+    predictions = pd.concat(
+        [predict_records(fitted, s) for s in ("val", "test")], ignore_index=True
+    )
     return table, predictions, fitted
 
 
@@ -188,8 +192,12 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
         if split.runs_all_folds:
             folds = split.folds(store.meta.assign(y=0))
         out = run_dir()
-        tags = {"disorder": task.subject(cfg.disorder.name), "task": task.name,
-                "ecgml.unit": "record", "ecgml.leads": ",".join(leads)}  # fmt: skip
+        tags = {
+            "disorder": task.subject(cfg.disorder.name),
+            "task": task.name,
+            "ecgml.unit": "record",
+            "ecgml.leads": ",".join(leads),
+        }
         logger = make_logger(cfg, tags=tags)
         logger.log_hyperparams(flatten_config(cfg))
         with tracked_run(logger.experiment, run_id_of(logger)):
@@ -210,8 +218,9 @@ def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunRes
             assert table is not None and fitted is not None
             predictions = pd.concat(frames, ignore_index=True)
             servable = fitted if folds == [None] else None  # k fold models: none is the model
-            return _evaluate_and_log(cfg, logger, table, predictions, fitted.fit_metrics, out,
-                                     servable)  # fmt: skip
+            return _evaluate_and_log(
+                cfg, logger, table, predictions, fitted.fit_metrics, out, servable
+            )
 
 
 def unservable_reason(cfg: DictConfig) -> str | None:
@@ -221,8 +230,9 @@ def unservable_reason(cfg: DictConfig) -> str | None:
     return None
 
 
-def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
-                     evaluation: Any, run_id: str) -> None:  # fmt: skip
+def log_record_model(
+    cfg: DictConfig, table: RecordTable, fitted: FittedRecords, evaluation: Any, run_id: str
+) -> None:
     """Log a record model as the run's MLflow model, its ``data.leads`` and task in the spec:
     ``ecgml.promote`` registers it like a beat model of its task (``ecgml-<disorder>``,
     ``ecgml-multilabel``, ``ecgml-potassium``…) and ``ecgml.predict`` then reads each
@@ -254,9 +264,15 @@ def log_record_model(cfg: DictConfig, table: RecordTable, fitted: FittedRecords,
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitted.model, spec)
 
 
-def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predictions: pd.DataFrame,
-                      fit_metrics: dict[str, float], out: Path,
-                      fitted: FittedRecords | None = None) -> RunResult:  # fmt: skip
+def _evaluate_and_log(
+    cfg: DictConfig,
+    logger: Any,
+    table: RecordTable,
+    predictions: pd.DataFrame,
+    fit_metrics: dict[str, float],
+    out: Path,
+    fitted: FittedRecords | None = None,
+) -> RunResult:
     task = table.task
     title = f"{task.subject(cfg.disorder.name)} ({cfg.model.name}, records)"
     evaluation: Evaluation | TaskEvaluation
@@ -277,11 +293,17 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
     write_config_files(cfg, out, hydra_overrides())
     frame.to_csv(out / "predictions.csv", index=False)
     table.splits.to_csv(out / "splits.csv", index=False)
-    pd.DataFrame([s.__dict__ for s in table.skipped],
-                 columns=["row", "record_id", "patient_id", "reason"]).to_csv(
-        out / "skipped_records.csv", index=False)  # fmt: skip
-    for name in ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv",
-                 "skipped_records.csv", *TABLES):  # fmt: skip
+    pd.DataFrame(
+        [s.__dict__ for s in table.skipped], columns=["row", "record_id", "patient_id", "reason"]
+    ).to_csv(out / "skipped_records.csv", index=False)
+    for name in (
+        "config.yaml",
+        "overrides.yaml",
+        "predictions.csv",
+        "splits.csv",
+        "skipped_records.csv",
+        *TABLES,
+    ):
         if (out / name).is_file():
             client.log_artifact(run_id, str(out / name))
     if (out / "figures").is_dir():
@@ -293,7 +315,11 @@ def _evaluate_and_log(cfg: DictConfig, logger: Any, table: RecordTable, predicti
     else:
         log_record_model(cfg, table, fitted, evaluation, run_id)
     auroc = metrics.get("test/auroc", metrics.get("test/macro_auroc", float("nan")))
-    client.set_tag(run_id, NOTE_TAG, f"records · model {cfg.model.name} · leads "
-                   f"{','.join(table.leads)} · test AUROC {auroc:.3f}")  # fmt: skip
+    client.set_tag(
+        run_id,
+        NOTE_TAG,
+        f"records · model {cfg.model.name} · leads "
+        f"{','.join(table.leads)} · test AUROC {auroc:.3f}",
+    )
     log.info("record run %s: %d records, %d skipped", run_id, len(frame), len(table.skipped))
     return RunResult(run_id, str(logger.experiment_id), metrics, frame, None, fit_metrics)

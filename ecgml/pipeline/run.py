@@ -125,9 +125,14 @@ def log_config_files(logger: MLFlowLogger, cfg: DictConfig, out: Path) -> None:
 
 
 def log_run_files(
-    logger: MLFlowLogger, cfg: DictConfig, out: Path, table: BeatTable, fitter: Fitter,
-    predictions: pd.DataFrame, overrides: list[str],
-) -> None:  # fmt: skip
+    logger: MLFlowLogger,
+    cfg: DictConfig,
+    out: Path,
+    table: BeatTable,
+    fitter: Fitter,
+    predictions: pd.DataFrame,
+    overrides: list[str],
+) -> None:
     """The contract artifacts at the run root (and the evaluation's figures/results)."""
     client, run_id = logger.experiment, run_id_of(logger)
     write_config_files(cfg, out, overrides)
@@ -154,20 +159,37 @@ def log_run_files(
             client.log_artifact(run_id, str(path), artifact_path=folder)
 
 
-def log_model(cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str,
-              threshold: float, calibrator: Calibrator) -> None:  # fmt: skip
+def log_model(
+    cfg: DictConfig,
+    fitter: Fitter,
+    table: BeatTable,
+    run_id: str,
+    threshold: float,
+    calibrator: Calibrator,
+) -> None:
     """The MLflow model ``ecgml.promote`` registers (Lightning backbones only)."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
         return
     spec = model_spec(
-        cfg, table.seq_len, table.fs, table.r_index, threshold, calibrator.to_dict(),
+        cfg,
+        table.seq_len,
+        table.fs,
+        table.r_index,
+        threshold,
+        calibrator.to_dict(),
         ensemble=n_ensemble_members(fitter.model),
-    )  # fmt: skip
+    )
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
 
 
-def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
-                    predictions: pd.DataFrame, out: Path) -> dict[str, float]:  # fmt: skip
+def explain_and_log(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    fitter: Fitter,
+    table: BeatTable,
+    predictions: pd.DataFrame,
+    out: Path,
+) -> dict[str, float]:
     """Saliency on the test beats (``explain.enabled``), logged under ``explain/``."""
     if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
         return {}
@@ -185,10 +207,15 @@ def explain_and_log(cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table
 
 def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> None:
     """The beats of each split as MLflow dataset inputs (the runs table's Dataset column)."""
-    columns = [c for c in ("patient_id", "beat_id", "group", "y", "center", "device")
-               if c in table.meta.columns]  # fmt: skip
-    splits = {s: table.meta.loc[table.meta["split"] == s, columns].reset_index(drop=True)
-              for s in ("train", "val", "test")}  # fmt: skip
+    columns = [
+        c
+        for c in ("patient_id", "beat_id", "group", "y", "center", "device")
+        if c in table.meta.columns
+    ]
+    splits = {
+        s: table.meta.loc[table.meta["split"] == s, columns].reset_index(drop=True)
+        for s in ("train", "val", "test")
+    }
     source = str(resolve_store_path(cfg.data))
     name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
     log_dataset_inputs(logger.experiment, run_id_of(logger), splits, source, name, table.digest)
@@ -206,13 +233,24 @@ def run_description(cfg: DictConfig, metrics: dict[str, Any]) -> str:
     )
 
 
-def log_model_card(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable,
-                   metrics: dict[str, Any], evaluation: Evaluation, out: Path) -> Path:  # fmt: skip
+def log_model_card(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    table: BeatTable,
+    metrics: dict[str, Any],
+    evaluation: Evaluation,
+    out: Path,
+) -> Path:
     """Write ``model_card.md`` from the run's own results and log it at the run root."""
     card = CardInputs(
-        cfg, run_id_of(logger), table, metrics, evaluation, clinical_settings(cfg.evaluation),
+        cfg,
+        run_id_of(logger),
+        table,
+        metrics,
+        evaluation,
+        clinical_settings(cfg.evaluation),
         git_commit=git_state()["git.commit"],
-    )  # fmt: skip
+    )
     path = out / MODEL_CARD
     path.write_text(model_card_markdown(card), encoding="utf-8")
     logger.experiment.log_artifact(run_id_of(logger), str(path))
@@ -247,8 +285,11 @@ def run_one(
         out = run_dir()
         if resume is None:
             task = task_spec(cfg)
-            tags = {"dataset.digest": table.digest, "disorder": task.subject(cfg.disorder.name),
-                    "task": task.name}  # fmt: skip
+            tags = {
+                "dataset.digest": table.digest,
+                "disorder": task.subject(cfg.disorder.name),
+                "task": task.name,
+            }
             logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
             logger.log_hyperparams(flatten_config(cfg))
             log_config_files(logger, cfg, out)
@@ -261,9 +302,15 @@ def run_one(
             return _lifecycle(cfg, logger, table, out, fitter, overrides, resume is None)
 
 
-def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
-               fitter: Fitter, overrides: list[str], new_run: bool = True,
-               ) -> RunResult:  # fmt: skip
+def _lifecycle(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    table: BeatTable,
+    out: Path,
+    fitter: Fitter,
+    overrides: list[str],
+    new_run: bool = True,
+) -> RunResult:
     task = task_spec(cfg)
     if not task.is_binary:
         return _task_lifecycle(cfg, logger, table, out, fitter, overrides, new_run, task)
@@ -289,14 +336,25 @@ def _lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Pat
     log_model_card(cfg, logger, table, metrics, evaluation, out)
     logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, run_description(cfg, metrics))
     return RunResult(
-        run_id_of(logger), str(logger.experiment_id), metrics, predictions, fitter.checkpoint,
+        run_id_of(logger),
+        str(logger.experiment_id),
+        metrics,
+        predictions,
+        fitter.checkpoint,
         fitter.fit_metrics,
-    )  # fmt: skip
+    )
 
 
-def _task_lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out: Path,
-                    fitter: Fitter, overrides: list[str], new_run: bool, task: TaskSpec,
-                    ) -> RunResult:  # fmt: skip
+def _task_lifecycle(
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    table: BeatTable,
+    out: Path,
+    fitter: Fitter,
+    overrides: list[str],
+    new_run: bool,
+    task: TaskSpec,
+) -> RunResult:
     """:func:`_lifecycle` of a multi-label or regression task (:mod:`ecgml.evaluation.tasks`):
     its own metric keys, ``predictions.csv`` columns, figures and ``per_disorder/`` tables."""
     if new_run:
@@ -316,13 +374,18 @@ def _task_lifecycle(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable, out
     metrics.update(explain_outputs(cfg, logger, fitter, table, evaluation.predictions, out, task))
     logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, task_description(cfg, task, metrics))
     return RunResult(
-        run_id_of(logger), str(logger.experiment_id), metrics, evaluation.predictions,
-        fitter.checkpoint, fitter.fit_metrics,
-    )  # fmt: skip
+        run_id_of(logger),
+        str(logger.experiment_id),
+        metrics,
+        evaluation.predictions,
+        fitter.checkpoint,
+        fitter.fit_metrics,
+    )
 
 
-def log_task_model(cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str,
-                   evaluation: Any) -> None:  # fmt: skip
+def log_task_model(
+    cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str, evaluation: Any
+) -> None:
     """The MLflow model of a multi-label or regression run (what ``ecgml.promote`` registers as
     ``ecgml-<task>``): every output by name, with its validation threshold and calibration."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
@@ -332,9 +395,14 @@ def log_task_model(cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: st
 
 
 def explain_outputs(
-    cfg: DictConfig, logger: MLFlowLogger, fitter: Fitter, table: BeatTable,
-    predictions: pd.DataFrame, out: Path, task: TaskSpec,
-) -> dict[str, float]:  # fmt: skip
+    cfg: DictConfig,
+    logger: MLFlowLogger,
+    fitter: Fitter,
+    table: BeatTable,
+    predictions: pd.DataFrame,
+    out: Path,
+    task: TaskSpec,
+) -> dict[str, float]:
     """Saliency per output under ``explain/<disorder>/`` with the study's statistics: each
     disorder's output of a multi-label model; for a regression, the estimate (negated for a
     low state) on that disorder's and the normal patients' test beats."""
@@ -347,11 +415,17 @@ def explain_outputs(
         keep = frame.index.to_numpy()
         folder = out / "explain" / disorder
         found = explain_model(
-            model, beats[keep], frame.reset_index(drop=True), table.fs, table.r_index,
-            cfg.explain, folder,
-        )  # fmt: skip
-        metrics.update({k.replace("explain/", f"explain/{disorder}/", 1): v
-                        for k, v in found.items()})  # fmt: skip
+            model,
+            beats[keep],
+            frame.reset_index(drop=True),
+            table.fs,
+            table.r_index,
+            cfg.explain,
+            folder,
+        )
+        metrics.update(
+            {k.replace("explain/", f"explain/{disorder}/", 1): v for k, v in found.items()}
+        )
     logger.log_metrics(finite_metrics(metrics))
     if (out / "explain").is_dir():
         logger.experiment.log_artifacts(run_id_of(logger), str(out / "explain"), "explain")
@@ -448,8 +522,11 @@ def composed_today(overrides: Sequence[str], source: str) -> DictConfig | None:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             return compose(config_name="train", overrides=wanted)
     except Exception as err:  # Hydra raises several types for overrides that no longer apply
-        log.warning("%s: its overrides no longer compose (%s); resuming with the config it "
-                    "stored", source, " ".join(str(err).split())[:200])  # fmt: skip
+        log.warning(
+            "%s: its overrides no longer compose (%s); resuming with the config it stored",
+            source,
+            " ".join(str(err).split())[:200],
+        )
         return None
 
 
@@ -464,8 +541,10 @@ def warn_config_drift(stored: DictConfig, current: DictConfig, source: str) -> N
         log.warning(
             "%s: its config was written by another ecgml version (unknown keys: %s; missing "
             "keys: %s); resuming with the values it stored",
-            source, ", ".join(unknown[:8]) or "none", ", ".join(missing[:8]) or "none",
-        )  # fmt: skip
+            source,
+            ", ".join(unknown[:8]) or "none",
+            ", ".join(missing[:8]) or "none",
+        )
 
 
 def resumable_run(client: MlflowClient, run_id: str, uri: str) -> Run:

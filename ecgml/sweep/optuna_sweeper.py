@@ -64,8 +64,12 @@ log = logging.getLogger("ecgml.sweep")
 INTERRUPTED_ATTR = "interrupted"
 SURPLUS_ATTR = "surplus"  # asked beyond n_trials by a worker racing another one
 COUNTED_STATES = (
-    TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING, TrialState.WAITING,
-)  # fmt: skip
+    TrialState.COMPLETE,
+    TrialState.PRUNED,
+    TrialState.FAIL,
+    TrialState.RUNNING,
+    TrialState.WAITING,
+)
 PRUNED_TAG = "optuna.pruned_at_epoch"
 
 
@@ -270,8 +274,9 @@ class OptunaSweep:
         if not self.in_process:
             log.warning(
                 "launcher %s runs jobs out of process, %d at a time: no pruning",
-                type(self.launcher).__name__, batch,
-            )  # fmt: skip
+                type(self.launcher).__name__,
+                batch,
+            )
         trials: list[optuna.Trial] = []
         try:
             with _ctrl_c_remembered() as interrupted:
@@ -316,8 +321,9 @@ class OptunaSweep:
                 deadline = time.monotonic() + float(self.storage.grace_period or 0) + 2 * interval
             elif time.monotonic() > deadline:
                 return 0
-            log.info("study %r: waiting for %d trial(s) running elsewhere", study.study_name,
-                     running)  # fmt: skip
+            log.info(
+                "study %r: waiting for %d trial(s) running elsewhere", study.study_name, running
+            )
             time.sleep(min(5.0, interval))
 
     def ask_batch(self, study: optuna.Study, size: int, trials: list[optuna.Trial]) -> None:
@@ -330,8 +336,11 @@ class OptunaSweep:
             if self.storage is not None and self.is_surplus(study, trial):
                 trial.set_user_attr(SURPLUS_ATTR, True)
                 study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                log.info("trial %d dropped: the study has its %d trials", trial.number,
-                         self.settings.n_trials)  # fmt: skip
+                log.info(
+                    "trial %d dropped: the study has its %d trials",
+                    trial.number,
+                    self.settings.n_trials,
+                )
                 return
             trials.append(trial)
             if self.storage is not None and self.heartbeat:

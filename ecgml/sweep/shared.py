@@ -173,9 +173,12 @@ def create_or_load(
     recorded as the study user attribute ``creator``). ``kwargs``: sampler, pruner."""
     try:
         study = optuna.create_study(
-            storage=storage, study_name=name, direction=study_direction(direction),
-            load_if_exists=False, **kwargs,
-        )  # fmt: skip
+            storage=storage,
+            study_name=name,
+            direction=study_direction(direction),
+            load_if_exists=False,
+            **kwargs,
+        )
     except optuna.exceptions.DuplicatedStudyError:
         return optuna.load_study(study_name=name, storage=storage, **kwargs), False
     study.set_user_attr(CREATOR_ATTR, worker_id())

@@ -220,8 +220,9 @@ def resolve_model_refs(
         except MlflowException:
             missing.append(disorder)
             continue
-        refs.append(ModelRef(disorder, f"models:/{name}@{alias}", str(version.version),
-                             version.run_id))  # fmt: skip
+        refs.append(
+            ModelRef(disorder, f"models:/{name}@{alias}", str(version.version), version.run_id)
+        )
     if missing:
         alias = chosen[missing[0]]
         raise EcgmlError(
@@ -303,7 +304,8 @@ def run_model_card(client: Any, run_id: str) -> str | None:
     with tempfile.TemporaryDirectory(prefix="ecgml-card-") as tmp:
         path = run_artifact(client, run_id, "model_card.md", Path(tmp))
         if path is None:
-            log.warning("run %s has no model_card.md: the model version gets no description",
-                        run_id)  # fmt: skip
+            log.warning(
+                "run %s has no model_card.md: the model version gets no description", run_id
+            )
             return None
         return Path(path).read_text(encoding="utf-8")

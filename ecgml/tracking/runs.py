@@ -335,9 +335,13 @@ def _rows_digest(frame: Any) -> str:
 
 
 def log_dataset_inputs(
-    client: MlflowClient, run_id: str, splits: dict[str, Any], source: str, name: str,
+    client: MlflowClient,
+    run_id: str,
+    splits: dict[str, Any],
+    source: str,
+    name: str,
     digest: str,
-) -> None:  # fmt: skip
+) -> None:
     """Each split's beat table (one row per beat: ids, group, label) as an MLflow dataset input
     with context ``train`` / ``val`` / ``test``, so the runs table's Dataset column and the run
     page show what the model saw. Digest: ``<store digest[:8]>-<the split's rows digest>``."""
@@ -349,9 +353,11 @@ def log_dataset_inputs(
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a path
             warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
             dataset = from_pandas(
-                frame, source=source, name=f"{name}-{context}",
+                frame,
+                source=source,
+                name=f"{name}-{context}",
                 digest=f"{digest[:8]}-{_rows_digest(frame)}",
-            )  # fmt: skip
+            )
         tags = [InputTag(key="mlflow.data.context", value=context)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
     log_inputs_racing(client, run_id, inputs)

@@ -84,8 +84,9 @@ def test_ddp_cpu_trains_one_run_like_a_single_process(
         *probe_overrides(folder),
     ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    done = subprocess.run(cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True,
-                          timeout=600)  # fmt: skip
+    done = subprocess.run(
+        cmd, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     client = MlflowClient(uri)
@@ -111,8 +112,9 @@ def test_ddp_cpu_trains_one_run_like_a_single_process(
     from ecgml.pipeline.fitters import build_model
 
     ckpt = Path(client.download_artifacts(run.info.run_id, "checkpoints/best.ckpt", str(tmp_path)))
-    run_cfg = OmegaConf.load(client.download_artifacts(run.info.run_id, "config.yaml",
-                                                       str(tmp_path)))  # fmt: skip
+    run_cfg = OmegaConf.load(
+        client.download_artifacts(run.info.run_id, "config.yaml", str(tmp_path))
+    )
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     seq_len = TOY_BEAT_LENGTH
     model = build_model(run_cfg, seq_len, 1.0)  # any pos_weight: the checkpoint holds its own
@@ -127,9 +129,14 @@ def test_every_rank_of_a_sweep_trial_trains_its_parameters(tmp_path: Path, toy_s
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     folder = tmp_path / "probe"
     cmd = sweep_command(
-        conf, "ddp", toy_store, tmp_path, "trainer=ddp_cpu", f"hydra.sweeper.storage={storage}",
+        conf,
+        "ddp",
+        toy_store,
+        tmp_path,
+        "trainer=ddp_cpu",
+        f"hydra.sweeper.storage={storage}",
         *probe_overrides(folder),
-    )  # fmt: skip
+    )
     done = run_sweep(cmd, uri)
     assert done.returncode == 0, done.stderr[-3000:]
 

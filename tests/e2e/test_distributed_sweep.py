@@ -78,9 +78,14 @@ def test_killed_worker_trial_is_failed_and_retried(tmp_path: Path, toy_store: Pa
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     cmd = sweep_command(
-        conf, "killed", toy_store, tmp_path, f"hydra.sweeper.storage={storage}",
-        "hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=3",
-    )  # fmt: skip
+        conf,
+        "killed",
+        toy_store,
+        tmp_path,
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.heartbeat_interval=1",
+        "hydra.sweeper.grace_period=3",
+    )
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     worker = subprocess.Popen(
         cmd, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -119,9 +124,14 @@ def test_joblib_launcher_runs_two_trials_at_once(tmp_path: Path, toy_store: Path
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     cmd = sweep_command(
-        conf, "parallel", toy_store, tmp_path, f"hydra.sweeper.storage={storage}",
-        "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-    )  # fmt: skip
+        conf,
+        "parallel",
+        toy_store,
+        tmp_path,
+        f"hydra.sweeper.storage={storage}",
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+    )
     done = run_sweep(cmd, uri)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "2 at a time" in done.stdout + done.stderr

@@ -37,9 +37,13 @@ def registry(tmp_path_factory: pytest.TempPathFactory):
     stores, results = {}, {}
     for k, disorder in enumerate(DISORDERS):
         stores[disorder] = write_toy_store(
-            root / disorder, n_positive=10, n_negative=14, beats_per_patient=2,
-            positive=disorder, seed=k,
-        )  # fmt: skip
+            root / disorder,
+            n_positive=10,
+            n_negative=14,
+            beats_per_patient=2,
+            positive=disorder,
+            seed=k,
+        )
         cfg = compose_once(
             "data=beats",
             f"data.path={stores[disorder]}",
@@ -145,16 +149,23 @@ def run_cli(module: str, *args: str, uri: str, cwd: Path) -> subprocess.Complete
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MPLBACKEND": "Agg"}
     return subprocess.run(
         [sys.executable, "-m", module, *args, f"hydra.run.dir={cwd / 'hydra'}"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_predict_cli_writes_json_and_table(registry, tmp_path: Path) -> None:
     uri, stores, _ = registry
     proc = run_cli(
-        "ecgml.predict", f"input={stores['hyperkalemia']}", "output=out/pred.json",
-        uri=uri, cwd=tmp_path,
-    )  # fmt: skip
+        "ecgml.predict",
+        f"input={stores['hyperkalemia']}",
+        "output=out/pred.json",
+        uri=uri,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads((tmp_path / "out" / "pred.json").read_text())
     assert len(results) == 24  # one entry per patient of the toy store
@@ -186,12 +197,14 @@ def test_missing_champion_and_unknown_run_exit_2(tmp_path: Path, capsys, monkeyp
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty' / 'mlflow.db'}")
     beat = tmp_path / "beat.csv"
     beat.write_text("mv\n" + "\n".join(["0.0"] * 20 + ["1.0"] + ["0.0"] * 20) + "\n")
-    code, err = run_in_process(predict_main, f"input={beat}", cwd=tmp_path, capsys=capsys,
-                               monkeypatch=monkeypatch)  # fmt: skip
+    code, err = run_in_process(
+        predict_main, f"input={beat}", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch
+    )
     assert code == 2
     assert "python -m ecgml.promote run_id=" in err and "hyperkalemia" in err
-    code, err = run_in_process(promote_main, "run_id=deadbeef", cwd=tmp_path, capsys=capsys,
-                               monkeypatch=monkeypatch)  # fmt: skip
+    code, err = run_in_process(
+        promote_main, "run_id=deadbeef", cwd=tmp_path, capsys=capsys, monkeypatch=monkeypatch
+    )
     assert code == 2 and "run_id=deadbeef is not in the MLflow store" in err
 
 

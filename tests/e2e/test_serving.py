@@ -37,9 +37,10 @@ def free_port() -> int:
 
 def post(port: int, body: object) -> tuple[int, dict]:
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+        f"http://127.0.0.1:{port}/invocations",
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -58,11 +59,20 @@ def served(registry) -> Iterator[tuple[int, str]]:  # noqa: F811
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "ecgml.serve", "model_uri=models:/ecgml-hyponatremia@champion",
-         f"port={port}", "log_level=warning", f"hydra.run.dir={Path(uri.removeprefix('sqlite:///')).parent}"],
-        env={**env, "ECGML_SERVE_MAX_BODY_MB": "4"}, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ecgml.serve",
+            "model_uri=models:/ecgml-hyponatremia@champion",
+            f"port={port}",
+            "log_level=warning",
+            f"hydra.run.dir={Path(uri.removeprefix('sqlite:///')).parent}",
+        ],
+        env={**env, "ECGML_SERVE_MAX_BODY_MB": "4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
@@ -89,20 +99,27 @@ def test_served_probabilities_equal_ecgml_predict(served, registry) -> None:  # 
     store_dir = registry[1]["hyponatremia"]
     store = load_beat_store(store_dir)
     meta = store.meta.reset_index(drop=True)
-    rows = [[store.beats[i].tolist(), int(meta.loc[i, "r_index"]), store.info.fs]
-            for i in range(len(meta))]  # fmt: skip
-    status, body = post(port, {"dataframe_split": {"columns": ["beat", "r_index", "fs"],
-                                                   "data": rows}})  # fmt: skip
+    rows = [
+        [store.beats[i].tolist(), int(meta.loc[i, "r_index"]), store.info.fs]
+        for i in range(len(meta))
+    ]
+    status, body = post(
+        port, {"dataframe_split": {"columns": ["beat", "r_index", "fs"], "data": rows}}
+    )
     assert status == 200, body
     served_p = pd.DataFrame(body["predictions"])["hyponatremia"].to_numpy()
     models = load_models(["hyponatremia"], tracking_uri=uri)
-    per_beat = {b["beat_id"]: b["probabilities"]["hyponatremia"]
-                for e in predict_path(store_dir, models) for b in e["per_beat"]}  # fmt: skip
+    per_beat = {
+        b["beat_id"]: b["probabilities"]["hyponatremia"]
+        for e in predict_path(store_dir, models)
+        for b in e["per_beat"]
+    }
     expected = np.array([per_beat[b] for b in meta["beat_id"]])
     np.testing.assert_allclose(served_p, expected, rtol=1e-5, atol=1e-7)
     # fs as a JSON integer (500, not 500.0): a model logged today takes it
-    status, body = post(port, {"inputs": [{"beat": rows[0][0], "r_index": rows[0][1],
-                                           "fs": int(rows[0][2])}]})  # fmt: skip
+    status, body = post(
+        port, {"inputs": [{"beat": rows[0][0], "r_index": rows[0][1], "fs": int(rows[0][2])}]}
+    )
     assert status == 200 and body["predictions"][0]["hyponatremia"] == pytest.approx(served_p[0])
 
 
@@ -155,12 +172,16 @@ def raw_post(port: int, head: bytes, body: bytes) -> tuple[int, dict, float]:
 
 def test_oversized_and_deeply_nested_bodies_are_refused_at_once(served) -> None:
     port, _ = served
-    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 209715200\r\n\r\n")  # fmt: skip
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 209715200\r\n\r\n"
+    )
     status, body, seconds = raw_post(port, head, b'{"dataframe_split": {"data": [')
     assert status == 400 and "larger than 4 MB" in body["message"] and seconds < 10
     deep = b"[" * 100_000 + b"]" * 100_000
-    head = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: " + str(len(deep)).encode() + b"\r\n\r\n")  # fmt: skip
+    head = (
+        b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(deep)).encode() + b"\r\n\r\n"
+    )
     status, body, _ = raw_post(port, head, deep)
     assert status == 400 and "nests deeper than" in body["message"]

@@ -101,9 +101,14 @@ def test_potassium_regression_learns_the_t_wave(tmp_path: Path, task_store: Path
 def test_cross_validation_pools_a_multilabel_task(tmp_path: Path, task_store: Path) -> None:
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, run_id = _train(
-        task_store, uri, "task=multilabel", "split=group_kfold", "split.n_splits=2",
-        "trainer.max_epochs=3", "explain.enabled=false",
-    )  # fmt: skip
+        task_store,
+        uri,
+        "task=multilabel",
+        "split=group_kfold",
+        "split.n_splits=2",
+        "trainer.max_epochs=3",
+        "explain.enabled=false",
+    )
     parent = client.get_run(run_id)
     assert parent.data.metrics["cv/n_folds"] == 2
     assert (
@@ -150,24 +155,41 @@ def test_predict_uses_the_multilabel_champion_and_says_so(
     uri, _, run_id = multilabel_run
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     promote = subprocess.run(
-        [sys.executable, "-m", "ecgml.promote", f"run_id={run_id}"], cwd=PROJECT_ROOT, env=env,
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [sys.executable, "-m", "ecgml.promote", f"run_id={run_id}"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert promote.returncode == 0 and "ecgml-multilabel v1" in promote.stdout, promote.stderr
     out = tmp_path / "pred.json"
     predict = subprocess.run(
-        [sys.executable, "-m", "ecgml.predict", f"input={task_store}", f"output={out}",
-         "progress=false"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ecgml.predict",
+            f"input={task_store}",
+            f"output={out}",
+            "progress=false",
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert predict.returncode == 0, predict.stderr[-2000:]
     results = json.loads(out.read_text())
     sources = {r["models"]["hyperkalemia"] for r in results}
     assert sources == {"models:/ecgml-multilabel@champion (v1)"}
     groups = pd.read_csv(task_store / "manifest.csv").groupby("patient_id")["group"].first()
     scored = pd.DataFrame(
-        {"group": [groups[r["patient_id"]] for r in results],
-         "p": [r["probabilities"]["hyperkalemia"] for r in results]}
-    )  # fmt: skip
+        {
+            "group": [groups[r["patient_id"]] for r in results],
+            "p": [r["probabilities"]["hyperkalemia"] for r in results],
+        }
+    )
     means = scored.groupby("group")["p"].mean()
     assert means["hyperkalemia"] > means["normal"]  # the right output answers for its disorder
 
@@ -176,11 +198,21 @@ def test_predict_uses_the_multilabel_champion_and_says_so(
 def test_evaluate_reevaluates_a_multilabel_run_with_its_own_keys(multilabel_run) -> None:
     uri, client, run_id = multilabel_run
     run = subprocess.run(
-        [sys.executable, "-m", "ecgml.evaluate", f"run_id={run_id}", "evaluation.n_bootstrap=100",
-         "evaluation.threshold_rule=sensitivity", "evaluation.target_sensitivity=0.95"],
-        cwd=PROJECT_ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True,
-        text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ecgml.evaluate",
+            f"run_id={run_id}",
+            "evaluation.n_bootstrap=100",
+            "evaluation.threshold_rule=sensitivity",
+            "evaluation.target_sensitivity=0.95",
+        ],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     assert "test/macro_auroc" in run.stdout
     metrics = client.get_run(run_id).data.metrics

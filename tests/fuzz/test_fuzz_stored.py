@@ -30,16 +30,30 @@ from tests.fuzz.harness import FUZZ
 MARKER = Path("/tmp/ecgml-fuzz-payload-ran")
 FIXTURE = PROJECT_ROOT / "tests" / "fixtures" / "model_logged_2026_12"
 HOSTILE = [
-    "ecgml.models.backbones.cnn1d.torch.hub.load", "torch.hub.load", "builtins.exec",
-    "builtins.eval", "os.system", "subprocess.Popen", "functools.partial", "posix.system",
-    "ecgml.models.backbones.cnn1d.nn.Module", "ecgml.data.splits.PatientSplit",
-    "ecgml.pipeline.run.run_one", "hubconf.payload", "importlib.import_module",
-    "ecgml.models.backbones", "torch.optim.Optimizer", "ecgml.trust.trusted_class",
-]  # fmt: skip
+    "ecgml.models.backbones.cnn1d.torch.hub.load",
+    "torch.hub.load",
+    "builtins.exec",
+    "builtins.eval",
+    "os.system",
+    "subprocess.Popen",
+    "functools.partial",
+    "posix.system",
+    "ecgml.models.backbones.cnn1d.nn.Module",
+    "ecgml.data.splits.PatientSplit",
+    "ecgml.pipeline.run.run_one",
+    "hubconf.payload",
+    "importlib.import_module",
+    "ecgml.models.backbones",
+    "torch.optim.Optimizer",
+    "ecgml.trust.trusted_class",
+]
 TRUSTED = [
-    "ecgml.models.backbones.cnn1d.CNN1D", "ecgml.models.record_models.SetModel",
-    "ecgml.data.splits.Holdout", "torch.optim.AdamW", "lightning.pytorch.Trainer",
-]  # fmt: skip
+    "ecgml.models.backbones.cnn1d.CNN1D",
+    "ecgml.models.record_models.SetModel",
+    "ecgml.data.splits.Holdout",
+    "torch.optim.AdamW",
+    "lightning.pytorch.Trainer",
+]
 TARGETS = st.one_of(
     st.sampled_from(HOSTILE + TRUSTED),
     st.from_regex(r"[a-z_]{1,8}(\.[A-Za-z_]{1,8}){0,4}", fullmatch=True),
@@ -49,9 +63,13 @@ TARGETS = st.one_of(
 )
 DIRECTIVES = st.sampled_from(["_target_", "_args_", "_partial_", "_recursive_", "_convert_", "_x_"])
 LEAF = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=10),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(max_size=10),
     st.sampled_from(["${oc.env:HOME}", "${oc.create:{_target_: os.system}}", f"touch {MARKER}"]),
-)  # fmt: skip
+)
 
 
 def nodes() -> st.SearchStrategy[Any]:
@@ -75,9 +93,19 @@ def base_config() -> dict[str, Any]:
     return plain
 
 
-SITES = ["model.backbone", "model.optimizer", "model.scheduler", "split", "trainer",
-         "trainer.strategy", "callbacks.model_checkpoint", "data", "model.backbone.dropout",
-         "evaluation", "seed"]  # fmt: skip
+SITES = [
+    "model.backbone",
+    "model.optimizer",
+    "model.scheduler",
+    "split",
+    "trainer",
+    "trainer.strategy",
+    "callbacks.model_checkpoint",
+    "data",
+    "model.backbone.dropout",
+    "evaluation",
+    "seed",
+]
 
 
 @st.composite
@@ -85,8 +113,17 @@ def stored_config_text(draw: st.DrawFn) -> str:
     """A run's config.yaml as a store writer might leave it: today's config with nodes
     planted at code-deciding sites, or raw text with YAML tags."""
     if draw(st.integers(0, 9)) == 0:
-        tag = draw(st.sampled_from(["!!python/object/apply:os.system", "!!python/name:os.system",
-                                    "!!python/module:os", "!!binary", "&a [*a]"]))  # fmt: skip
+        tag = draw(
+            st.sampled_from(
+                [
+                    "!!python/object/apply:os.system",
+                    "!!python/name:os.system",
+                    "!!python/module:os",
+                    "!!binary",
+                    "&a [*a]",
+                ]
+            )
+        )
         return f"model: {tag} ['touch {MARKER}']\n"
     config = json.loads(json.dumps(base_config()))
     for _ in range(draw(st.integers(1, 3))):
@@ -175,10 +212,20 @@ def guarded_app() -> Any:
 
 def post(body: bytes) -> tuple[int, bytes]:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
-             "scheme": "http", "path": "/invocations", "raw_path": b"/invocations",
-             "query_string": b"", "root_path": "", "server": ("127.0.0.1", 5001),
-             "client": ("127.0.0.1", 40000), "headers": headers}  # fmt: skip
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/invocations",
+        "raw_path": b"/invocations",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("127.0.0.1", 5001),
+        "client": ("127.0.0.1", 40000),
+        "headers": headers,
+    }
     queue = [{"type": "http.request", "body": body, "more_body": False}]
     sent: list[dict] = []
 
@@ -193,8 +240,11 @@ def post(body: bytes) -> tuple[int, bytes]:
     return status, b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
 
-NUMBERS = st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers(-10**20, 10**20),
-                    st.sampled_from([1e308, -1e308, 12.7, 0.5, 125, -3, 449, 450]))  # fmt: skip
+NUMBERS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(10**20), 10**20),
+    st.sampled_from([1e308, -1e308, 12.7, 0.5, 125, -3, 449, 450]),
+)
 
 
 @st.composite

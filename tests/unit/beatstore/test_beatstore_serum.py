@@ -116,9 +116,14 @@ def test_digitized_stores_carry_the_serum_values_of_images_csv(tmp_path: Path) -
     labels = read_labels(tmp_path, [tmp_path / "a.png", tmp_path / "b.png"], "strip")
     assert labels.loc["a.png", "potassium"] == "6.1" and labels.loc["a.png", "sodium"] is None
     beats = BeatSet(
-        beats=np.zeros((2, 10)), r_indices=np.array([10, 20]), beat_index=np.array([0, 1]),
-        fs=500.0, pre_r_ms=4.0, post_r_ms=16.0, median_beat=np.zeros(10),
-    )  # fmt: skip
+        beats=np.zeros((2, 10)),
+        r_indices=np.array([10, 20]),
+        beat_index=np.array([0, 1]),
+        fs=500.0,
+        pre_r_ms=4.0,
+        post_r_ms=16.0,
+        median_beat=np.zeros(10),
+    )
     row = labels.loc["a.png"]
     rows = beat_rows(beats, {k: row[k] for k in ("patient_id", "group", "potassium", "sodium")})
     assert rows["potassium"].tolist() == ["6.1", "6.1"] and "sodium" not in rows.columns

@@ -53,10 +53,20 @@ def test_every_problem_is_named_in_one_line() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [(), ("experiment=paper_table2",), ("model=resnet1d",), ("model=set_cnn1d", "data=records"),
-     ("debug=fdr",), ("debug=overfit",), ("task=pretrain",), ("trainer=ddp_cpu",),
-     ("split=group_kfold",), ("data.beat_length=null",), ("evaluation.n_bootstrap=0",)],
-)  # fmt: skip
+    [
+        (),
+        ("experiment=paper_table2",),
+        ("model=resnet1d",),
+        ("model=set_cnn1d", "data=records"),
+        ("debug=fdr",),
+        ("debug=overfit",),
+        ("task=pretrain",),
+        ("trainer=ddp_cpu",),
+        ("split=group_kfold",),
+        ("data.beat_length=null",),
+        ("evaluation.n_bootstrap=0",),
+    ],
+)
 def test_every_shipped_configuration_is_within_bounds(overrides: tuple[str, ...]) -> None:
     assert bound_problems(compose_once(*overrides)) == []
 

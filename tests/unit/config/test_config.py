@@ -166,9 +166,12 @@ def test_ctrl_c_while_a_command_imports_is_one_line(tmp_path: Path) -> None:
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "ecgml.synth", f"out={tmp_path / 'c'}", "images=false"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
+    )
     time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)

@@ -176,8 +176,15 @@ def subgroup_frame(seed: int, score_works_in_b: bool, n: int = 300) -> pd.DataFr
             y = int(rng.random() < 0.5)
             works = center == "A" or score_works_in_b
             z = (1.2 * (2 * y - 1) if works else 0.0) + rng.normal()
-            rows.append({"patient_id": f"{center}{i}", "y_true": y, "y_prob": expit(z),
-                         "center": center, "y_pred": int(z > 0)})  # fmt: skip
+            rows.append(
+                {
+                    "patient_id": f"{center}{i}",
+                    "y_true": y,
+                    "y_prob": expit(z),
+                    "center": center,
+                    "y_pred": int(z > 0),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -254,8 +261,16 @@ def test_evaluation_recalibrates_on_validation_and_reevaluation_does_not_stack(t
         y, split = int(i % 2), ("val", "test")[i % 4 // 2]
         for b in range(2):
             z = 3.0 * ((2 * y - 1) * 0.8 + rng.normal())  # over-confident logits
-            rows.append({"patient_id": f"p{i}", "beat_id": f"p{i}b{b}", "split": split,
-                         "y_true": y, "y_prob": float(expit(z)), "device": "d1"})  # fmt: skip
+            rows.append(
+                {
+                    "patient_id": f"p{i}",
+                    "beat_id": f"p{i}b{b}",
+                    "split": split,
+                    "y_true": y,
+                    "y_prob": float(expit(z)),
+                    "device": "d1",
+                }
+            )
     predictions = pd.DataFrame(rows)
     metrics, out = evaluate_predictions(predictions, n_bootstrap=100, out_dir=tmp_path)
     assert metrics["test/ece"] < metrics["test/ece_raw"]
@@ -280,16 +295,22 @@ def test_reliability_plot_saves_also_with_one_class(tmp_path):
     ids = np.arange(300).astype(str)
     fig = plot_reliability(y, p, fit_calibrator(y, p).apply(p), ids, n_band_resamples=20)
     fig.savefig(tmp_path / "a.png")
-    one = plot_reliability(np.zeros(10, int), np.linspace(0, 1, 10), np.linspace(0, 1, 10),
-                           np.arange(10).astype(str))  # fmt: skip
+    one = plot_reliability(
+        np.zeros(10, int), np.linspace(0, 1, 10), np.linspace(0, 1, 10), np.arange(10).astype(str)
+    )
     assert "one class" in one.axes[0].texts[0].get_text()
 
 
 def test_clinical_table_formats_calibration_and_prevalence_columns():
     from ecgml.evaluation.report import format_clinical_table
 
-    metrics = {"test/ece_raw": 0.12, "test/ece": 0.05, "test/ece_ci_low": 0.03,
-               "test/ece_ci_high": 0.08, "test/ppv_at_0.01": 0.039}  # fmt: skip
+    metrics = {
+        "test/ece_raw": 0.12,
+        "test/ece": 0.05,
+        "test/ece_ci_low": 0.03,
+        "test/ece_ci_high": 0.08,
+        "test/ppv_at_0.01": 0.039,
+    }
     markdown, frame = format_clinical_table({"Hyperkalemia": metrics})
     assert "| Hyperkalemia | 0.120 | 0.050 (0.030–0.080) |" in markdown
     assert "| 3.9% |" in markdown and "PPV at 1%" in markdown

@@ -16,11 +16,15 @@ def predictions(n_patients: int, seed: int, noise: float) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     y = np.repeat((np.arange(n_patients) % 3 == 0).astype(int), 2)
     p = 1 / (1 + np.exp(-(2.0 * (y - 0.5) + noise * rng.normal(size=y.size))))
-    return pd.DataFrame({
-        "patient_id": np.repeat([f"p{i}" for i in range(n_patients)], 2),
-        "beat_id": [f"b{i}" for i in range(y.size)],
-        "split": "test", "y_true": y, "y_prob": p,
-    })  # fmt: skip
+    return pd.DataFrame(
+        {
+            "patient_id": np.repeat([f"p{i}" for i in range(n_patients)], 2),
+            "beat_id": [f"b{i}" for i in range(y.size)],
+            "split": "test",
+            "y_true": y,
+            "y_prob": p,
+        }
+    )
 
 
 def row(table: pd.DataFrame, metric: str, level: str = "beat") -> pd.Series:
@@ -67,8 +71,9 @@ def test_only_shared_patients_are_compared_and_disjoint_runs_are_refused() -> No
 def test_each_run_scores_its_patients_with_its_own_aggregate() -> None:
     a = predictions(90, seed=0, noise=2.0)
     table = compare_predictions(a, a.copy(), n_bootstrap=50, aggregates=("mean", "max"))
-    patients = a.groupby("patient_id").agg(y=("y_true", "first"), mean=("y_prob", "mean"),
-                                           max=("y_prob", "max"))  # fmt: skip
+    patients = a.groupby("patient_id").agg(
+        y=("y_true", "first"), mean=("y_prob", "mean"), max=("y_prob", "max")
+    )
     auroc = row(table, "auroc", "patient")
     assert auroc["run_a"] == pytest.approx(roc_auc_score(patients["y"], patients["mean"]))
     assert auroc["run_b"] == pytest.approx(roc_auc_score(patients["y"], patients["max"]))

@@ -79,9 +79,14 @@ def predictions() -> pd.DataFrame:
 def evaluated(predictions: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
     out_dir = tmp_path_factory.mktemp("evaluation")
     metrics, with_pred = evaluate_predictions(
-        predictions, rule="youden", n_bootstrap=200, seed=0, out_dir=out_dir, title="Hypokalemia",
+        predictions,
+        rule="youden",
+        n_bootstrap=200,
+        seed=0,
+        out_dir=out_dir,
+        title="Hypokalemia",
         clinical=NO_RECALIBRATION,
-    )  # fmt: skip
+    )
     return metrics, with_pred, out_dir
 
 
@@ -187,11 +192,17 @@ def test_patient_level_means_beats_per_patient() -> None:
         patient_level(df.assign(y_true=[1, 0, 1, 1, 1]))
 
 
-@pytest.mark.parametrize(("aggregate", "expected"), [("max", [0.9, 0.4, 0.6]),
-                                                    ("median", [0.7, 0.3, 0.6])])  # fmt: skip
+@pytest.mark.parametrize(
+    ("aggregate", "expected"), [("max", [0.9, 0.4, 0.6]), ("median", [0.7, 0.3, 0.6])]
+)
 def test_patient_level_other_aggregates(aggregate: str, expected: list[float]) -> None:
-    df = pd.DataFrame({"patient_id": ["b", "a", "b", "a", "c", "b"], "y_true": [1, 0, 1, 0, 1, 1],
-                       "y_prob": [0.9, 0.2, 0.5, 0.4, 0.6, 0.7]})  # fmt: skip
+    df = pd.DataFrame(
+        {
+            "patient_id": ["b", "a", "b", "a", "c", "b"],
+            "y_true": [1, 0, 1, 0, 1, 1],
+            "y_prob": [0.9, 0.2, 0.5, 0.4, 0.6, 0.7],
+        }
+    )
     np.testing.assert_allclose(patient_level(df, aggregate).y_prob, expected)
     with pytest.raises(EcgmlError, match="evaluation.aggregate='mode' is not known"):
         patient_level(df, "mode")

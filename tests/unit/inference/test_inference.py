@@ -195,10 +195,22 @@ def test_signal_csv_and_wfdb_record(tmp_path: Path, ecg_signal: np.ndarray, mode
     t = np.arange(len(ecg_signal)) / FS
     pd.DataFrame({"time_s": t, "mv": ecg_signal}).to_csv(tmp_path / "rec1.csv", index=False)
     two_leads = np.column_stack([ecg_signal * 0.5, ecg_signal])
-    wfdb.wrsamp("rec2", fs=FS, units=["mV", "mV"], sig_name=["V1", "II"],
-                p_signal=two_leads, write_dir=str(tmp_path))  # fmt: skip
-    wfdb.wrsamp("rec3", fs=FS, units=["mV"], sig_name=["V5"],
-                p_signal=ecg_signal[:, None], write_dir=str(tmp_path))  # fmt: skip
+    wfdb.wrsamp(
+        "rec2",
+        fs=FS,
+        units=["mV", "mV"],
+        sig_name=["V1", "II"],
+        p_signal=two_leads,
+        write_dir=str(tmp_path),
+    )
+    wfdb.wrsamp(
+        "rec3",
+        fs=FS,
+        units=["mV"],
+        sig_name=["V5"],
+        p_signal=ecg_signal[:, None],
+        write_dir=str(tmp_path),
+    )
     window = Window(pre_r_ms=1000 * PRE / FS, post_r_ms=1000 * (SEQ_LEN - PRE) / FS)
     entries = read_inputs(list_inputs(tmp_path), InputOptions(window=window), progress=False)
     assert [Path(e.input).name for e in entries] == ["rec1.csv", "rec2.hea", "rec3.hea"]

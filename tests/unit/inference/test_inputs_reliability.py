@@ -124,8 +124,12 @@ def test_devices_and_fifos_become_warning_entries(tmp_path: Path) -> None:
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
     run = subprocess.run(
         [sys.executable, "-c", code, str(tmp_path)],
-        capture_output=True, text=True, timeout=30, cwd=REPO, env=env,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=REPO,
+        env=env,
+    )
     assert run.returncode == 0, run.stderr[-1500:]
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["ok.csv"][0] == 1

@@ -18,8 +18,15 @@ from ecgml.inference.inputs import check_wfdb_header, read_wfdb
 def record(tmp_path: Path) -> Path:
     t = np.arange(2500) / 500.0
     signal = np.column_stack([np.sin(2 * np.pi * t), 0.5 * np.cos(2 * np.pi * t)])
-    wfdb.wrsamp("rec", fs=500, units=["mV", "mV"], sig_name=["II", "V1"], p_signal=signal,
-                fmt=["16", "16"], write_dir=str(tmp_path))  # fmt: skip
+    wfdb.wrsamp(
+        "rec",
+        fs=500,
+        units=["mV", "mV"],
+        sig_name=["II", "V1"],
+        p_signal=signal,
+        fmt=["16", "16"],
+        write_dir=str(tmp_path),
+    )
     return tmp_path / "rec.hea"
 
 

@@ -39,15 +39,18 @@ class Inner:
         await send({"type": "http.response.body", "body": payload[10:], "more_body": False})
 
 
-def call(app, body: bytes, path: str = "/invocations", chunk: int = 1 << 16,
-         declared: int | None = None) -> tuple[int, dict]:  # fmt: skip
+def call(
+    app, body: bytes, path: str = "/invocations", chunk: int = 1 << 16, declared: int | None = None
+) -> tuple[int, dict]:
     headers = [(b"content-type", b"application/json")]
     if declared is not None:
         headers.append((b"content-length", str(declared).encode()))
     scope = {"type": "http", "method": "POST", "path": path, "headers": headers}
     parts = [body[i : i + chunk] for i in range(0, len(body), chunk)] or [b""]
-    queue = [{"type": "http.request", "body": p, "more_body": k < len(parts) - 1}
-             for k, p in enumerate(parts)]  # fmt: skip
+    queue = [
+        {"type": "http.request", "body": p, "more_body": k < len(parts) - 1}
+        for k, p in enumerate(parts)
+    ]
     sent: list[dict] = []
 
     async def receive():

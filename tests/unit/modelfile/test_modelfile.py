@@ -56,9 +56,12 @@ print(json.dumps({"raw": list(map(float, out["hyperkalemia_raw"])), "heavy": hea
 
 def served(model_dir: Path) -> dict:
     result = subprocess.run(
-        [sys.executable, "-c", SERVE, str(model_dir)], capture_output=True, text=True,
-        timeout=300, cwd=PROJECT_ROOT,
-    )  # fmt: skip
+        [sys.executable, "-c", SERVE, str(model_dir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -82,8 +85,12 @@ def test_serving_an_old_or_a_new_model_imports_no_training_code(tmp_path: Path, 
     run = client.create_run(client.create_experiment("m", str(tmp_path / "art")))
     cfg = compose_cfg("disorder=hyperkalemia")
     torch.manual_seed(0)
-    log_beat_model(uri, run.info.run_id, build_backbone(cfg.model, 1, 1, 450).eval(),
-                   model_spec(cfg, 450, 500.0, 125, 0.5))  # fmt: skip
+    log_beat_model(
+        uri,
+        run.info.run_id,
+        build_backbone(cfg.model, 1, 1, 450).eval(),
+        model_spec(cfg, 450, 500.0, 125, 0.5),
+    )
     (new_dir,) = {p.parent for p in (tmp_path / "art").rglob("MLmodel")}
     assert (new_dir / "entry.py").is_file()
     new = served(new_dir)

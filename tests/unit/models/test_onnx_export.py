@@ -36,8 +36,17 @@ def test_sliced_pools_equal_torchs_adaptive_pools(length: int, bins: int) -> Non
 def loaded(name: str, calibration: dict) -> LoadedModel:
     torch.manual_seed(0)
     scorer = BeatProbabilityModel(build_backbone(name, 1, 1, SEQ)).eval()
-    return LoadedModel("hyperkalemia", scorer, SEQ, 500.0, R, "r_peak", 0.3, f"models:/{name}",
-                       calibration=calibration)  # fmt: skip
+    return LoadedModel(
+        "hyperkalemia",
+        scorer,
+        SEQ,
+        500.0,
+        R,
+        "r_peak",
+        0.3,
+        f"models:/{name}",
+        calibration=calibration,
+    )
 
 
 @pytest.mark.slow

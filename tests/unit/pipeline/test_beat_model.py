@@ -95,9 +95,14 @@ def test_a_pickled_model_is_refused_and_its_payload_never_runs(store, tmp_path) 
     meta = {"seq_len": SEQ, "fs": FS, "r_index": R, "threshold": 0.5, "disorder": "hyperkalemia"}
     with warnings.catch_warnings(), tracking_uri_set(uri):
         warnings.simplefilter("ignore")
-        info = mlflow.pytorch.log_model(Payload(marker), name="model", run_id=run_id,
-                                        metadata=meta, serialization_format="pickle",
-                                        pip_requirements=["torch"])  # fmt: skip
+        info = mlflow.pytorch.log_model(
+            Payload(marker),
+            name="model",
+            run_id=run_id,
+            metadata=meta,
+            serialization_format="pickle",
+            pip_requirements=["torch"],
+        )
     model_uri = f"models:/{info.model_id}"
     assert not marker.exists()  # logging did not load it (no requirement inference)
     with pytest.raises(EcgmlError, match="saved with pickle .* allow_pickle=true"):
@@ -127,8 +132,9 @@ def test_a_config_naming_foreign_code_is_refused(backbone, message) -> None:
 def test_weights_that_do_not_match_their_config_are_one_line(tmp_path, compose_cfg) -> None:
     cfg = compose_cfg("disorder=hyperkalemia")
     spec = model_spec(cfg, SEQ, FS, R, 0.5)
-    files = write_model_files(BeatProbabilityModel(build_backbone(cfg.model, 1, 1, SEQ)), spec,
-                              tmp_path)  # fmt: skip
+    files = write_model_files(
+        BeatProbabilityModel(build_backbone(cfg.model, 1, 1, SEQ)), spec, tmp_path
+    )
     data = spec.to_dict()
     data["backbone"]["channels"] = [8, 8, 8, 8]
     Path(files["spec"]).write_text(json.dumps(data))
@@ -142,8 +148,9 @@ def test_weights_that_do_not_match_their_config_are_one_line(tmp_path, compose_c
 def test_bad_requests_are_refused_with_the_row(tmp_path, compose_cfg) -> None:
     cfg = compose_cfg("disorder=hyperkalemia")
     spec = model_spec(cfg, SEQ, FS, R, 0.5)
-    files = write_model_files(BeatProbabilityModel(build_backbone(cfg.model, 1, 1, SEQ)), spec,
-                              tmp_path)  # fmt: skip
+    files = write_model_files(
+        BeatProbabilityModel(build_backbone(cfg.model, 1, 1, SEQ)), spec, tmp_path
+    )
     model = read_model_files(Path(files["weights"]), Path(files["spec"]), "m")
     ok = [0.0] * SEQ
     cases = {
@@ -212,8 +219,9 @@ def test_a_logged_record_model_reads_every_beat_of_a_recording(store, compose_cf
     assert probability == pytest.approx(expected, rel=1e-5)
     np.testing.assert_allclose(got_weights, weights, rtol=1e-5)
     assert probability != pytest.approx(float(np.mean(loaded.score(x))), rel=1e-3)
-    entry = BeatInput("rec.csv", "P1", list(x), [R] * 5, FS, [f"b{k}" for k in range(5)],
-                      [None] * 5)  # fmt: skip
+    entry = BeatInput(
+        "rec.csv", "P1", list(x), [R] * 5, FS, [f"b{k}" for k in range(5)], [None] * 5
+    )
     [result] = predict_entries([entry], {"hyperkalemia": loaded})
     assert result["units"] == {"hyperkalemia": "record"}
     assert result["probabilities"]["hyperkalemia"] == pytest.approx(expected, rel=1e-5)

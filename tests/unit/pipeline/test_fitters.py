@@ -105,9 +105,14 @@ def test_swa_keeps_the_averaged_weights_not_the_last_epochs(
 ) -> None:
     seen = WeightsAtTheEnd()
     fitter = fitted(
-        compose_cfg, toy_store, tmp_path, "callbacks=swa", "model=linear1d",
-        "trainer.max_epochs=6", callbacks=(seen,),
-    )  # fmt: skip
+        compose_cfg,
+        toy_store,
+        tmp_path,
+        "callbacks=swa",
+        "model=linear1d",
+        "trainer.max_epochs=6",
+        callbacks=(seen,),
+    )
     assert len(seen.epochs) == 7  # 6 epochs, then SWA's BatchNorm pass over the average
     assert differs(seen.epochs[5], seen.ended)  # the kept weights are not the last epoch's
     kept = fitter.model.state_dict()
@@ -139,12 +144,15 @@ def test_kept_checkpoint_holds_the_swa_average_for_a_model_without_batchnorm(
     data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, x.sum(1)), batch_size=8)
     module = NoBatchNorm()
     trainer = L.Trainer(
-        max_epochs=4, logger=False, enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=4,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
         callbacks=[
             ModelCheckpoint(dirpath=tmp_path, filename="best", monitor=None),
             StochasticWeightAveraging(swa_lrs=0.05, swa_epoch_start=0.5),
         ],
-    )  # fmt: skip
+    )
     trainer.fit(module, data)
     path = trainer.checkpoint_callback.best_model_path
     final = {k: v.clone() for k, v in module.state_dict().items()}

@@ -17,10 +17,16 @@ from ecgml.evaluation.calibration import perfectly_separated
 from tests.conftest import compose_once
 
 CLINICAL_ARTIFACTS = {
-    "model_card.md", "decision_curve.csv", "operating_points.csv", "subgroups.csv",
-}  # fmt: skip
-CLINICAL_FIGURES = {"figures/calibration.png", "figures/decision_curve.png",
-                    "figures/subgroups.png"}  # fmt: skip
+    "model_card.md",
+    "decision_curve.csv",
+    "operating_points.csv",
+    "subgroups.csv",
+}
+CLINICAL_FIGURES = {
+    "figures/calibration.png",
+    "figures/decision_curve.png",
+    "figures/subgroups.png",
+}
 
 
 def test_run_logs_model_card_and_clinical_outputs(trained_run, session_tracking_uri, tmp_path):
@@ -30,9 +36,17 @@ def test_run_logs_model_card_and_clinical_outputs(trained_run, session_tracking_
     assert {a.path for a in client.list_artifacts(result.run_id, "figures")} >= CLINICAL_FIGURES
     card = Path(client.download_artifacts(result.run_id, "model_card.md", str(tmp_path)))
     text = card.read_text(encoding="utf-8")
-    for section in ("## Intended use", "## Data", "## Performance", "## Calibration",
-                    "## Clinical utility", "## Subgroups", "## Explainability",
-                    "## Known limitations", "## TRIPOD+AI checklist"):  # fmt: skip
+    for section in (
+        "## Intended use",
+        "## Data",
+        "## Performance",
+        "## Calibration",
+        "## Clinical utility",
+        "## Subgroups",
+        "## Explainability",
+        "## Known limitations",
+        "## TRIPOD+AI checklist",
+    ):
         assert section in text, section
     m = result.metrics
     assert f"| auroc | {m['test/auroc']:.3f} ({m['test/auroc_ci_low']:.3f}–" in text
@@ -70,8 +84,12 @@ def test_compare_logs_a_paired_comparison_run(trained_run, session_tracking_uri,
     perfect = result.predictions.assign(y_prob=result.predictions["y_true"] * 0.98 + 0.01)
     better = fake_run(client, result.experiment_id, perfect, tmp_path)
     client.log_param(better, "evaluation.aggregate", "max")  # B's patients: their max beat
-    cfg = compose_once(f"run_ids=[{result.run_id},{better}]", "n_bootstrap=200",
-                       f"tracking_uri={session_tracking_uri}", name="compare")  # fmt: skip
+    cfg = compose_once(
+        f"run_ids=[{result.run_id},{better}]",
+        "n_bootstrap=200",
+        f"tracking_uri={session_tracking_uri}",
+        name="compare",
+    )
     comparison = compare(cfg)
     out = capsys.readouterr().out
     assert f"comparison run_id: {comparison}" in out and "| auroc | beat |" in out
@@ -83,8 +101,9 @@ def test_compare_logs_a_paired_comparison_run(trained_run, session_tracking_uri,
     diff = run.data.metrics["compare/auroc_beat_diff"]
     assert diff == pytest.approx(1.0 - result.metrics["test/auroc"], abs=1e-9)
     assert {a.path for a in client.list_artifacts(comparison)} == {
-        "comparison.md", "comparison.csv",
-    }  # fmt: skip
+        "comparison.md",
+        "comparison.csv",
+    }
 
 
 @pytest.mark.parametrize(
@@ -92,8 +111,7 @@ def test_compare_logs_a_paired_comparison_run(trained_run, session_tracking_uri,
     [("[only_one]", "must name two different runs"), ("[a,a]", "must name two different runs")],
 )
 def test_compare_bad_run_ids_are_one_line(run_ids, message, session_tracking_uri) -> None:
-    cfg = compose_once(f"run_ids={run_ids}", f"tracking_uri={session_tracking_uri}",
-                       name="compare")  # fmt: skip
+    cfg = compose_once(f"run_ids={run_ids}", f"tracking_uri={session_tracking_uri}", name="compare")
     with pytest.raises(EcgmlError, match=message):
         compare(cfg)
 
@@ -104,8 +122,11 @@ def test_compare_cli_exits_2_on_an_unknown_run(tmp_path, capsys, monkeypatch) ->
     from ecgml.compare import main
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.setattr(sys, "argv", ["ecgml.compare", "run_ids=[deadbeef,cafebabe]",
-                                      f"hydra.run.dir={tmp_path / 'hydra'}"])  # fmt: skip
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["ecgml.compare", "run_ids=[deadbeef,cafebabe]", f"hydra.run.dir={tmp_path / 'hydra'}"],
+    )
     GlobalHydra.instance().clear()
     with pytest.raises(SystemExit) as exit_:
         main()

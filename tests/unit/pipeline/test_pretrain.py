@@ -247,9 +247,11 @@ def test_other_input_resolution_is_refused_but_head_settings_may_differ(tmp_path
     target = build_backbone("cnn1d", in_channels=1, n_outputs=1, seq_len=300, input_pool=2)
     with pytest.raises(EcgmlError, match="input_pool=4 there, 2 here"):
         load_pretrained_encoder(
-            target, str(tmp_path / "enc"), model_name="cnn1d",
+            target,
+            str(tmp_path / "enc"),
+            model_name="cnn1d",
             backbone_cfg={**settings, "input_pool": 2},
-        )  # fmt: skip
+        )
     same = build_backbone(
         "cnn1d", in_channels=1, n_outputs=1, seq_len=300, input_pool=4, head_bins=8
     )

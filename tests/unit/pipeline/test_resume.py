@@ -21,8 +21,13 @@ EPOCHS = 12
 
 
 def toy_args(toy_store: Path, *extra: str) -> list[str]:
-    return ["data=beats", f"data.path={toy_store}", "disorder=hyperkalemia",
-            *fast(f"trainer.max_epochs={EPOCHS}", "explain.enabled=false"), *extra]  # fmt: skip
+    return [
+        "data=beats",
+        f"data.path={toy_store}",
+        "disorder=hyperkalemia",
+        *fast(f"trainer.max_epochs={EPOCHS}", "explain.enabled=false"),
+        *extra,
+    ]
 
 
 def start_and_kill(uri: str, toy_store: Path, after_epochs: int = 2) -> tuple[str, int]:
@@ -31,8 +36,12 @@ def start_and_kill(uri: str, toy_store: Path, after_epochs: int = 2) -> tuple[st
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     process = subprocess.Popen(
         [sys.executable, "-m", "ecgml.train", *toy_args(toy_store)],
-        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     client, deadline = MlflowClient(uri), time.monotonic() + 300
     try:
         while time.monotonic() < deadline:

@@ -45,8 +45,10 @@ def _meta(groups: list[str], sodium: list[float] | None = None) -> pd.DataFrame:
 
 
 def test_multilabel_labels_one_column_per_disorder_normal_all_zero() -> None:
-    meta = _meta(["normal", "hyperkalemia", "hypokalemia", "hyponatremia", "hypokalemia"],
-                 sodium=[140, 139, 141, 128, 130])  # fmt: skip
+    meta = _meta(
+        ["normal", "hyperkalemia", "hypokalemia", "hyponatremia", "hypokalemia"],
+        sodium=[140, 139, 141, 128, 130],
+    )
     labels, summary = multilabel_labels(meta, DISORDERS)
     got = labels[[f"y_{d}" for d in DISORDERS]].to_numpy().tolist()
     # the last hypokalemia patient has Na 130: hyponatremia too (comorbid), group unchanged
@@ -162,11 +164,16 @@ def test_regression_metrics_match_a_recomputation(compose_cfg) -> None:
     groups = rng.choice(["normal", "hyperkalemia", "hypokalemia"], size=150)
     truth = np.array([{"hyperkalemia": 6.0, "hypokalemia": 3.0}.get(g, 4.3) for g in groups])
     truth = truth + rng.normal(0, 0.2, truth.size)
-    frame = pd.DataFrame({
-        "patient_id": [f"P{i}" for i in range(150)], "beat_id": [f"B{i}" for i in range(150)],
-        "split": np.where(np.arange(150) % 3 == 0, "val", "test"), "group": groups,
-        "y_true": truth, "y_pred": truth + rng.normal(0, 0.5, truth.size),
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "patient_id": [f"P{i}" for i in range(150)],
+            "beat_id": [f"B{i}" for i in range(150)],
+            "split": np.where(np.arange(150) % 3 == 0, "val", "test"),
+            "group": groups,
+            "y_true": truth,
+            "y_pred": truth + rng.normal(0, 0.5, truth.size),
+        }
+    )
     serum = task_spec(cfg).serum
     found = evaluate_regression(frame, cfg.evaluation, serum)
     assert set(found.metrics) == set(regression_metric_keys(serum))
@@ -244,9 +251,13 @@ def _trained_like(task: str, compose_cfg, swapped: bool = False):
     else:
         outputs = tuple(reversed(spec.outputs)) if swapped else spec.outputs
         model = MultiLabelClassifier(backbone, torch.optim.AdamW, outputs=outputs)
-        per = {d: SimpleNamespace(metrics={"test/threshold": 0.1 * (k + 1)},
-                                  calibrator=SimpleNamespace(to_dict=lambda: {"method": "none"}))
-               for k, d in enumerate(outputs)}  # fmt: skip
+        per = {
+            d: SimpleNamespace(
+                metrics={"test/threshold": 0.1 * (k + 1)},
+                calibrator=SimpleNamespace(to_dict=lambda: {"method": "none"}),
+            )
+            for k, d in enumerate(outputs)
+        }
         evaluation = SimpleNamespace(per_output=per)
     return model.eval(), task_model_spec(cfg, SEQ, FS, R, model, evaluation)
 
@@ -294,9 +305,16 @@ def test_a_logged_potassium_model_answers_in_mmol_per_litre(tmp_path: Path, comp
 
 
 def test_task_patient_levels_follow_evaluation_aggregate() -> None:
-    frame = pd.DataFrame({"patient_id": ["a", "a", "b"], "group": ["hypokalemia"] * 2 + ["normal"],
-                          "y_true_hypokalemia": [1, 1, 0], "y_prob_hypokalemia": [0.2, 0.8, 0.4],
-                          "y_true": [3.0, 3.0, 4.2], "y_pred": [3.1, 3.5, 4.0]})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b"],
+            "group": ["hypokalemia"] * 2 + ["normal"],
+            "y_true_hypokalemia": [1, 1, 0],
+            "y_prob_hypokalemia": [0.2, 0.8, 0.4],
+            "y_true": [3.0, 3.0, 4.2],
+            "y_pred": [3.1, 3.5, 4.0],
+        }
+    )
     multi = multilabel_patient_level(frame, ["hypokalemia"], "max")
     np.testing.assert_allclose(multi["y_prob_hypokalemia"], [0.8, 0.4])
     np.testing.assert_allclose(regression_patient_level(frame, "median")["y_pred"], [3.3, 4.0])

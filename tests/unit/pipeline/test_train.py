@@ -258,13 +258,24 @@ def test_signal_during_training_marks_the_run_killed(
     tmp_path: Path, toy_store: Path, signum: int, expected_code: int | None
 ) -> None:
     uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
-    args = ["data=beats", f"data.path={toy_store}", "disorder=hyperkalemia", "callbacks=final",
-            "trainer.max_epochs=100000", *fast()[1:]]  # fmt: skip
+    args = [
+        "data=beats",
+        f"data.path={toy_store}",
+        "disorder=hyperkalemia",
+        "callbacks=final",
+        "trainer.max_epochs=100000",
+        *fast()[1:],
+    ]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ecgml.train", *args], cwd=PROJECT_ROOT, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint,
-    )  # fmt: skip
+        [sys.executable, "-m", "ecgml.train", *args],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_default_sigint,
+    )
     try:
         run_id = _running_run_with_metrics(MlflowClient(uri), time.monotonic() + 240)
         proc.send_signal(signum)

@@ -234,8 +234,10 @@ def _twelve_lead_model(model: str, leads: str) -> torch.nn.Module:
 def test_record_models_read_twelve_leads_jointly_or_shared(model: str) -> None:
     gen = torch.Generator().manual_seed(0)
     if model == "set":
-        x = {"beats": torch.randn(2, 4, 12, 450, generator=gen),
-             "mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool)}  # fmt: skip
+        x = {
+            "beats": torch.randn(2, 4, 12, 450, generator=gen),
+            "mask": torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]], dtype=torch.bool),
+        }
     else:
         x = {"strip": torch.randn(2, 12, 1000, generator=gen)}
     with torch.no_grad():

@@ -33,8 +33,16 @@ def twelve_leads(seed: int = 0) -> dict[str, np.ndarray]:
     return twelve_views(ecg(np.random.default_rng(seed), heart_rate=75.0, effect_beats=(1, 4)))
 
 
-def logged(tmp_path: Path, compose_cfg, model: str, seq_len: int, fs: float,
-           r_index: int | None, unit: str, lead_mode: str = "joint"):  # fmt: skip
+def logged(
+    tmp_path: Path,
+    compose_cfg,
+    model: str,
+    seq_len: int,
+    fs: float,
+    r_index: int | None,
+    unit: str,
+    lead_mode: str = "joint",
+):
     """A 12-lead record model (untrained, its last layer sharpened so that inputs that differ
     give clearly different probabilities) logged and loaded back."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
@@ -50,8 +58,13 @@ def logged(tmp_path: Path, compose_cfg, model: str, seq_len: int, fs: float,
     with torch.no_grad():
         last.weight.mul_(SHARPEN)
     spec = model_spec(cfg, seq_len, fs, r_index, 0.5)
-    spec = dataclasses.replace(spec, unit=unit, backbone=pinned_backbone(cfg.model.backbone),
-                               leads=list(TWELVE_LEADS), baseline="none")  # fmt: skip
+    spec = dataclasses.replace(
+        spec,
+        unit=unit,
+        backbone=pinned_backbone(cfg.model.backbone),
+        leads=list(TWELVE_LEADS),
+        baseline="none",
+    )
     loaded = load_model_uri(f"models:/{log_beat_model(uri, run_id, backbone, spec)}", uri)
     return loaded, backbone
 
@@ -69,14 +82,18 @@ def test_a_twelve_lead_set_model_reads_every_lead_as_training_cut_it(
     record = Record("r", "P1", FS, TWELVE_LEADS, np.stack([leads[n] for n in TWELVE_LEADS]))
     cut = cut_record(record, TWELVE_LEADS)  # training's own cutter
     assert cut.r_offset == R and cut.beats.shape[1:] == (12, SEQ)
-    batch = {"beats": torch.from_numpy(cut.beats)[None],
-             "mask": torch.ones(1, len(cut.beats), dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "beats": torch.from_numpy(cut.beats)[None],
+        "mask": torch.ones(1, len(cut.beats), dtype=torch.bool),
+    }
     with torch.no_grad():
         expected = float(torch.sigmoid(backbone(batch))[0, 0])
     assert 0.02 < expected < 0.98, expected  # a real decision, not a saturated one
 
-    by_name = {Path(r["input"]).name: r for r in predict_path(
-        tmp_path, {"hyperkalemia": model}, InputOptions())}  # fmt: skip
+    by_name = {
+        Path(r["input"]).name: r
+        for r in predict_path(tmp_path, {"hyperkalemia": model}, InputOptions())
+    }
     twelve = by_name["twelve.csv"]
     assert twelve["n_beats"] == len(cut.beats)
     assert twelve["probabilities"]["hyperkalemia"] == pytest.approx(expected, abs=1e-5)
@@ -88,8 +105,9 @@ def test_a_twelve_lead_set_model_reads_every_lead_as_training_cut_it(
     assert any("lacks I, III, aVR" in w for w in only_ii["warnings"])
 
     # served: one column per lead, each row one beat of every lead (a record of one beat)
-    request = pd.DataFrame({name: [cut.beats[k, c].tolist() for k in range(3)]
-                            for c, name in enumerate(TWELVE_LEADS)})  # fmt: skip
+    request = pd.DataFrame(
+        {name: [cut.beats[k, c].tolist() for k in range(3)] for c, name in enumerate(TWELVE_LEADS)}
+    )
     served = predict_frame(model, request)
     with torch.no_grad():
         one_beat = torch.sigmoid(backbone(torch.from_numpy(cut.beats[:3]))).numpy()[:, 0]
@@ -106,12 +124,18 @@ def test_a_twelve_lead_strip_model_reads_a_wfdb_record(tmp_path, compose_cfg, le
     import wfdb
 
     leads = twelve_leads(seed=1)
-    wfdb.wrsamp("rec12", fs=FS, units=["mV"] * 12, sig_name=list(TWELVE_LEADS),
-                p_signal=np.column_stack([leads[n] for n in TWELVE_LEADS]),
-                write_dir=str(tmp_path))  # fmt: skip
+    wfdb.wrsamp(
+        "rec12",
+        fs=FS,
+        units=["mV"] * 12,
+        sig_name=list(TWELVE_LEADS),
+        p_signal=np.column_stack([leads[n] for n in TWELVE_LEADS]),
+        write_dir=str(tmp_path),
+    )
     width = round(DEFAULT_STRIP_S * DEFAULT_STRIP_FS)
-    model, backbone = logged(tmp_path, compose_cfg, "strip_cnn1d", width, DEFAULT_STRIP_FS,
-                             None, "strip", lead_mode)  # fmt: skip
+    model, backbone = logged(
+        tmp_path, compose_cfg, "strip_cnn1d", width, DEFAULT_STRIP_FS, None, "strip", lead_mode
+    )
     record = Record("r", "P1", FS, TWELVE_LEADS, np.stack([leads[n] for n in TWELVE_LEADS]))
     strip = make_strip(record, TWELVE_LEADS, DEFAULT_STRIP_FS, DEFAULT_STRIP_S)  # training's
     with torch.no_grad():
@@ -120,8 +144,9 @@ def test_a_twelve_lead_strip_model_reads_a_wfdb_record(tmp_path, compose_cfg, le
     assert result["probabilities"]["hyperkalemia"] == pytest.approx(expected, abs=1e-4)
     shares = result["strip_contributions"]["hyperkalemia"]
     assert len(shares) == 10 and sum(shares) == pytest.approx(1.0, abs=1e-5)  # 6 decimals each
-    served = predict_frame(model, pd.DataFrame(
-        {**{n: [leads[n].tolist()] for n in TWELVE_LEADS}, "fs": [FS]}))  # fmt: skip
+    served = predict_frame(
+        model, pd.DataFrame({**{n: [leads[n].tolist()] for n in TWELVE_LEADS}, "fs": [FS]})
+    )
     assert served["hyperkalemia_raw"].iloc[0] == pytest.approx(expected, abs=1e-4)
 
 
@@ -137,9 +162,14 @@ def task_set_model(tmp_path: Path, compose_cfg, task: str, n_outputs: int, **fie
     with torch.no_grad():
         last.weight.mul_(SHARPEN)
     spec = dataclasses.replace(
-        model_spec(cfg, SEQ, FS, R, 0.5), unit="record", task=task, disorder=task,
-        backbone=pinned_backbone(cfg.model.backbone), baseline="none", **fields,
-    )  # fmt: skip
+        model_spec(cfg, SEQ, FS, R, 0.5),
+        unit="record",
+        task=task,
+        disorder=task,
+        backbone=pinned_backbone(cfg.model.backbone),
+        baseline="none",
+        **fields,
+    )
     files = write_model_files(task_scorer_of(backbone, spec), spec, tmp_path / "model")
     return read_task_files(Path(files["weights"]), Path(files["spec"]), "test"), backbone
 
@@ -149,8 +179,10 @@ def lead_ii_record(tmp_path: Path):
     leads = twelve_leads(seed=2)
     write_record(tmp_path / "rec.csv", leads["II"])
     cut = cut_record(Record("r", "P1", FS, ("II",), leads["II"][None]), ("II",))
-    batch = {"beats": torch.from_numpy(cut.beats)[None],
-             "mask": torch.ones(1, len(cut.beats), dtype=torch.bool)}  # fmt: skip
+    batch = {
+        "beats": torch.from_numpy(cut.beats)[None],
+        "mask": torch.ones(1, len(cut.beats), dtype=torch.bool),
+    }
     return tmp_path / "rec.csv", batch
 
 
@@ -159,9 +191,14 @@ def test_a_multilabel_set_model_answers_every_disorder_from_one_reading(tmp_path
 
     thresholds = {"hyperkalemia": 0.3, "hypokalemia": 0.5, "hyponatremia": 0.7}
     models, backbone = task_set_model(
-        tmp_path, compose_cfg, "multilabel", 3, outputs=list(DISORDERS), thresholds=thresholds,
+        tmp_path,
+        compose_cfg,
+        "multilabel",
+        3,
+        outputs=list(DISORDERS),
+        thresholds=thresholds,
         calibrations={d: {"method": "none"} for d in DISORDERS},
-    )  # fmt: skip
+    )
     assert set(models) == set(DISORDERS) and {m.unit for m in models.values()} == {"record"}
     path, batch = lead_ii_record(tmp_path)
     with torch.no_grad():

@@ -104,8 +104,12 @@ def _predict_with_the_logged_strip_model(tmp_path: Path, root: Path, predictions
     model = _logged_model(tmp_path)
     assert model.unit == "strip" and model.r_index is None and model.seq_len == 1000
     row = predictions[predictions["split"] == "test"].iloc[0]
-    record_file = root / pd.read_csv(root / "records.csv").set_index("record_id").loc[
-        row["record_id"], "record_file"]  # fmt: skip
+    record_file = (
+        root
+        / pd.read_csv(root / "records.csv")
+        .set_index("record_id")
+        .loc[row["record_id"], "record_file"]
+    )
     [entry] = predict_path(record_file, {"hyperkalemia": model}, InputOptions())
     assert entry["units"] == {"hyperkalemia": "strip"}
     assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
@@ -125,8 +129,12 @@ def _predict_with_the_logged_strip_model(tmp_path: Path, root: Path, predictions
     from tests.conftest import compose_once
 
     model_uri, tracking_uri = _logged_model_uri(tmp_path)
-    cfg = compose_once(f"model_uri={model_uri}", f"out={tmp_path / 'strip.onnx'}",
-                       f"tracking_uri={tracking_uri}", name="export")  # fmt: skip
+    cfg = compose_once(
+        f"model_uri={model_uri}",
+        f"out={tmp_path / 'strip.onnx'}",
+        f"tracking_uri={tracking_uri}",
+        name="export",
+    )
     with pytest.raises(EcgmlError, match="is a record model .unit strip."):
         export(cfg)
     assert not (tmp_path / "strip.onnx").exists()
@@ -150,8 +158,11 @@ def _predict_with_the_logged_record_model(tmp_path: Path, root: Path, prediction
     held = pd.read_csv(root / pd.read_csv(root / "records.csv")["record_file"].iloc[0]).columns
     assert model.leads == (("II",) if "mv" in held else TWELVE_LEADS)  # data.leads, in order
     row = predictions[predictions["split"] == "test"].iloc[0]
-    record_file = pd.read_csv(root / "records.csv").set_index("record_id").loc[
-        row["record_id"], "record_file"]  # fmt: skip
+    record_file = (
+        pd.read_csv(root / "records.csv")
+        .set_index("record_id")
+        .loc[row["record_id"], "record_file"]
+    )
     [entry] = predict_path(root / record_file, {"hyperkalemia": model}, InputOptions())
     assert entry["units"] == {"hyperkalemia": "record"} and entry["n_beats"] == row["n_beats"]
     assert entry["probabilities"]["hyperkalemia"] == pytest.approx(row["y_prob"], abs=1e-4)
@@ -173,9 +184,13 @@ def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None
     rows["potassium"] = np.where(rows["group"] == "hyperkalemia", 6.0, 4.2) + jitter
     rows.to_csv(root / "records.csv", index=False)
     run = _train(
-        tmp_path, "data=records", f"data.path={root}", "model=set_cnn1d", "task=potassium",
+        tmp_path,
+        "data=records",
+        f"data.path={root}",
+        "model=set_cnn1d",
+        "task=potassium",
         "++model.backbone.encoder_overrides.channels=[4,8]",
-    )  # fmt: skip
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
     model_uri, tracking_uri = _logged_model_uri(tmp_path)

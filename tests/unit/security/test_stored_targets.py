@@ -39,10 +39,14 @@ def payloads(marker: Path, hub: Path) -> dict[str, dict[str, Any]]:
         # Hydra walks attributes: the prefix is ecgml's, the callable is torch.hub.load
         "attribute_walk": {
             "_target_": "ecgml.models.backbones.cnn1d.torch.hub.load",
-            "repo_or_dir": str(hub), "model": "payload", "source": "local",
+            "repo_or_dir": str(hub),
+            "model": "payload",
+            "source": "local",
         },
         "torch_hub_load": {
-            "_target_": "torch.hub.load", "repo_or_dir": str(hub), "model": "payload",
+            "_target_": "torch.hub.load",
+            "repo_or_dir": str(hub),
+            "model": "payload",
             "source": "local",
         },
         "builtins_exec": {"_target_": "builtins.exec", "_args_": [touch]},
@@ -59,7 +63,7 @@ def payloads(marker: Path, hub: Path) -> dict[str, dict[str, Any]]:
         },
         # a class of an allowed module, but not defined there (imported into it)
         "imported_name": {"_target_": "ecgml.models.backbones.cnn1d.nn.Module"},
-    }  # fmt: skip
+    }
 
 
 @pytest.fixture()
@@ -116,10 +120,16 @@ def logged(tmp_path_factory: pytest.TempPathFactory, toy_store: Path) -> Store:
     run = client.create_run(experiment, tags={"disorder": "hyperkalemia"})
     run_id = run.info.run_id
     cache = f"paths.cache_dir={tmp_path / 'cache'}"
-    cfg = compose_once("data=beats", f"data.path={toy_store}", "disorder=hyperkalemia", cache,
-                       f"logger.tracking_uri={uri}")  # fmt: skip
-    model_id = log_beat_model(uri, run_id, build_backbone(cfg.model, 1, 1, SEQ).eval(),
-                              model_spec(cfg, SEQ, FS, R, 0.5))  # fmt: skip
+    cfg = compose_once(
+        "data=beats",
+        f"data.path={toy_store}",
+        "disorder=hyperkalemia",
+        cache,
+        f"logger.tracking_uri={uri}",
+    )
+    model_id = log_beat_model(
+        uri, run_id, build_backbone(cfg.model, 1, 1, SEQ).eval(), model_spec(cfg, SEQ, FS, R, 0.5)
+    )
     text = OmegaConf.to_yaml(cfg, resolve=True)  # as a run writes it
     config = yaml.safe_load(text)
     files = tmp_path / "files"
@@ -156,9 +166,16 @@ def one_line(err: BaseException) -> str:
 
 @pytest.mark.parametrize(
     "name",
-    ["attribute_walk", "torch_hub_load", "builtins_exec", "os_system", "subprocess_popen",
-     "partial_chain", "imported_name"],
-)  # fmt: skip
+    [
+        "attribute_walk",
+        "torch_hub_load",
+        "builtins_exec",
+        "os_system",
+        "subprocess_popen",
+        "partial_chain",
+        "imported_name",
+    ],
+)
 def test_a_planted_model_is_refused_by_every_reader_and_never_runs(store, attack, name) -> None:
     """ecgml.predict / ecgml.export (load_model_uri), ecgml.promote and the served pyfunc."""
     import mlflow.pyfunc
@@ -179,24 +196,38 @@ def test_a_planted_model_is_refused_by_every_reader_and_never_runs(store, attack
     assert not marker.exists()
 
 
-CONFIG_SITES = ["model.backbone", "model.optimizer", "model.scheduler", "split", "trainer",
-                "trainer.strategy", "callbacks.model_checkpoint"]  # fmt: skip
+CONFIG_SITES = [
+    "model.backbone",
+    "model.optimizer",
+    "model.scheduler",
+    "split",
+    "trainer",
+    "trainer.strategy",
+    "callbacks.model_checkpoint",
+]
 
 
 @pytest.mark.parametrize("site", CONFIG_SITES)
 @pytest.mark.parametrize(
     "name",
-    ["attribute_walk", "torch_hub_load", "builtins_exec", "os_system", "subprocess_popen",
-     "partial_chain"],
-)  # fmt: skip
+    [
+        "attribute_walk",
+        "torch_hub_load",
+        "builtins_exec",
+        "os_system",
+        "subprocess_popen",
+        "partial_chain",
+    ],
+)
 def test_a_planted_run_config_is_refused_by_explain_and_resume(store, attack, site, name) -> None:
     from ecgml.cli.explain import explain_run
     from ecgml.pipeline.run import resume_run
 
     marker, planted = attack
     store.plant_config(site, planted[name])
-    explain_cfg = compose_once("run_id=" + store.run_id, f"tracking_uri={store.uri}",
-                               name="explain")  # fmt: skip
+    explain_cfg = compose_once(
+        "run_id=" + store.run_id, f"tracking_uri={store.uri}", name="explain"
+    )
     with pytest.raises(EcgmlError, match="refusing") as err:
         explain_run(explain_cfg)
     assert f"run {store.run_id}" in one_line(err.value)
@@ -212,13 +243,15 @@ def test_a_planted_run_config_is_refused_by_explain_and_resume(store, attack, si
     [
         ("model: !!python/object/apply:os.system ['touch {marker}']\n", "not a plain YAML"),
         ("a: !!python/name:os.system\n", "not a plain YAML"),
-        ("model:\n  optimizer:\n    lr: '${{oc.create:{{_target_: os.system}}}}'\n",
-         "interpolation"),
+        (
+            "model:\n  optimizer:\n    lr: '${{oc.create:{{_target_: os.system}}}}'\n",
+            "interpolation",
+        ),
         ("split:\n  _target_: ecgml.data.splits.Holdout\n  _args_: [1]\n", "directive"),
         ("split:\n  _target_: ecgml.data.splits.Holdout\n  _recursive_: false\n", "directive"),
         ("split:\n  _target_: ecgml.data.splits.Holdout\n  _partial_: true\n", "directive"),
     ],
-)  # fmt: skip
+)
 def test_yaml_tags_interpolations_and_directives_are_refused(tmp_path, text, message) -> None:
     from ecgml.trust import read_stored_config
 
@@ -270,11 +303,20 @@ def test_every_trusted_class_of_conf_passes_and_ecgml_classes_need_no_registrati
 
 @pytest.mark.parametrize(
     "target",
-    ["ecgml.models.backbones.cnn1d.torch.hub.load", "ecgml.models.backbones", "hubconf.payload",
-     "ecgml.models.backbones.cnn1d", "torch.optim.AdamW.__init__", "torch.optim.Optimizer",
-     "ecgml.data.splits.PatientSplit.__subclasses__", "ecgml.pipeline.run.run_one",
-     "ecgml.models.backbones.cnn1d._private", " ecgml.models.backbones.cnn1d.CNN1D", 42],
-)  # fmt: skip
+    [
+        "ecgml.models.backbones.cnn1d.torch.hub.load",
+        "ecgml.models.backbones",
+        "hubconf.payload",
+        "ecgml.models.backbones.cnn1d",
+        "torch.optim.AdamW.__init__",
+        "torch.optim.Optimizer",
+        "ecgml.data.splits.PatientSplit.__subclasses__",
+        "ecgml.pipeline.run.run_one",
+        "ecgml.models.backbones.cnn1d._private",
+        " ecgml.models.backbones.cnn1d.CNN1D",
+        42,
+    ],
+)
 def test_near_misses_are_refused(target) -> None:
     from ecgml.trust import trusted_class
 
@@ -310,8 +352,12 @@ def run_entry(module: str, *args: str, uri: str, cwd: Path) -> subprocess.Comple
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(PROJECT_ROOT)}
     return subprocess.run(
         [sys.executable, "-m", f"ecgml.{module}", *args, f"hydra.run.dir={cwd / 'hydra'}"],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def champion(store: Store) -> None:

@@ -75,9 +75,16 @@ def test_training_and_serving_reference_beats_alike(
     assert not np.array_equal(table.x, build_beat_table(store, *_groups(plain)).x)
     backbone = build_backbone("cnn1d", in_channels=1, n_outputs=1, seq_len=table.seq_len)
     model = LoadedModel(
-        "hyperkalemia", BeatProbabilityModel(backbone), table.seq_len, table.fs,
-        table.r_index, "r_peak", 0.5, "test", baseline=method,
-    )  # fmt: skip
+        "hyperkalemia",
+        BeatProbabilityModel(backbone),
+        table.seq_len,
+        table.fs,
+        table.r_index,
+        "r_peak",
+        0.5,
+        "test",
+        baseline=method,
+    )
     rows = pd.Series(range(len(store.meta)), index=store.meta["beat_id"])
     rows = rows.loc[table.meta["beat_id"]].to_numpy()
     beats = [store.beats[i] for i in rows]

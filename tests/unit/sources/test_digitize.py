@@ -248,8 +248,14 @@ def test_clean_strip_of_simulated_ecg_reaches_20_db(simulated_ecg: np.ndarray) -
 
 
 def test_distorted_strip_reaches_12_db_and_keeps_r_peaks(real_ecg: np.ndarray) -> None:
-    distortions = {"rotation_deg": 2.0, "blur_sigma": 0.8, "noise_std": 6, "jpeg_quality": 70,
-                   "lighting": 0.4, "creases": 1}  # fmt: skip
+    distortions = {
+        "rotation_deg": 2.0,
+        "blur_sigma": 0.8,
+        "noise_std": 6,
+        "jpeg_quality": 70,
+        "lighting": 0.4,
+        "creases": 1,
+    }
     image, _ = render_ecg(real_ecg, FS, dpi=200, distortions=distortions, seed=2)
     result = digitize_image(image, "strip", FS)
     agreement = compare_signals(real_ecg, result.signal, FS)
@@ -284,8 +290,15 @@ def test_process_image_reports_failures_instead_of_raising(
     text = tmp_path / "text.png"
     page = np.full((400, 1200, 3), 250, np.uint8)
     for k in range(6):
-        cv2.putText(page, "Lorem ipsum dolor sit amet", (20, 50 + 60 * k),
-                    cv2.FONT_HERSHEY_SIMPLEX, 1.2, (20, 20, 20), 2)  # fmt: skip
+        cv2.putText(
+            page,
+            "Lorem ipsum dolor sit amet",
+            (20, 50 + 60 * k),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.2,
+            (20, 20, 20),
+            2,
+        )
     cv2.imwrite(str(text), page)
     for path, message in ((blank, "no ECG trace"), (short, "no beat"), (text, "")):
         result = process_image(path, "strip", FS)

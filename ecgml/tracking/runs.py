@@ -352,14 +352,18 @@ def log_dataset_inputs(
     for context, frame in splits.items():
         with warnings.catch_warnings():  # "source can be interpreted in multiple ways": a path
             warnings.filterwarnings("ignore", message=".*dataset source can be interpreted")
+            # the hint about integer columns concerns a served model's schema, not a table
+            # describing the split (its labels and beat indices are integers by nature)
+            warnings.filterwarnings("ignore", message=".*Inferred schema contains integer")
             dataset = from_pandas(
                 frame,
                 source=source,
                 name=f"{name}-{context}",
                 digest=f"{digest[:8]}-{_rows_digest(frame)}",
             )
+            entity = dataset._to_mlflow_entity()  # where the schema is inferred
         tags = [InputTag(key="mlflow.data.context", value=context)]
-        inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
+        inputs.append(DatasetInput(dataset=entity, tags=tags))
     log_inputs_racing(client, run_id, inputs)
 
 

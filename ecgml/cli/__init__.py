@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -93,6 +95,18 @@ def entry_point(
     return wrapper
 
 
+#: Library deprecation warnings about the libraries' own internals, which a user cannot act on.
+LIBRARY_INTERNALS = (
+    ("`isinstance(treespec, LeafSpec)` is deprecated", FutureWarning),  # Lightning on torch 2.13
+)
+
+
+def quiet_library_warnings() -> None:
+    """Hide :data:`LIBRARY_INTERNALS` from a command's console (tests keep seeing them)."""
+    for message, category in LIBRARY_INTERNALS:
+        warnings.filterwarnings("ignore", message=f".*{re.escape(message)}", category=category)
+
+
 def hydra_entry(
     config_name: str, interrupted: InterruptNote = _stopped
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -107,6 +121,7 @@ def hydra_entry(
         @functools.wraps(func)
         def main() -> Any:
             sys.argv = normalize_argv(sys.argv)
+            quiet_library_warnings()
             return hydra_main()
 
         return main

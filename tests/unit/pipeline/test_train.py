@@ -70,6 +70,16 @@ def test_cli_run_logs_contract_metrics_and_artifacts(tmp_path: Path, toy_store: 
     assert last_lines[-1].startswith("run_id: ")
     assert any("mlflow ui" in line or "make ui" in line for line in last_lines[-4:])
     run_id = last_lines[-1].removeprefix("run_id: ").strip()
+    console = run.stdout + run.stderr  # quiet: no library chatter a user cannot act on
+    for chatter in (
+        "Seed set to",
+        "GPU available",
+        "litlogger",
+        "LeafSpec",
+        "Inferred schema contains integer",
+        "Validating input example",
+    ):
+        assert chatter not in console, chatter
 
     client = MlflowClient(uri)
     logged = client.get_run(run_id)

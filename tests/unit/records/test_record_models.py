@@ -128,9 +128,10 @@ def test_an_effect_on_a_few_beats_only_is_detected(effect_root: Path, compose_cf
         load_record_store(effect_root), cfg.disorder, cfg.split, cfg.data, task_spec(cfg)
     )
     data = RecordDataModule(table, batch_size=8, seed=0)
+    torch.manual_seed(0)  # before the model: its initial weights must not depend on test order
     model = SetModel(1, 1, table.seq_len, encoder_overrides=SMALL, embed_dim=8, dropout=0.0)
-    torch.manual_seed(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    # lr 0.003: detected from every one of 5 initial seeds (0.01 let seed 1's model die)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.003)
     loss_fn = torch.nn.BCEWithLogitsLoss()
     for _ in range(8):
         model.train()

@@ -18,7 +18,7 @@ import torch
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from ecgml.cli import hydra_entry
 from ecgml.data.datamodule import load_table
@@ -131,8 +131,21 @@ def format_summary(cfg: DictConfig, metrics: dict[str, float], out: Path) -> str
             f"Levene {value('levene_p', '.3g')}; randomized-weights similarity "
             f"{value('sanity_similarity', '.2f')}",
             f"  files: {out}",
+            *_failed_sanity(cfg, metrics),
         ]
     )
+
+
+def _failed_sanity(cfg: DictConfig, metrics: dict[str, float]) -> list[str]:
+    """A loud line when the randomized-weights check failed (nothing when it passed)."""
+    if metrics.get("explain/sanity_passed") != 0.0:
+        return []
+    limit = OmegaConf.select(cfg, "sanity.max_similarity", default=0.5)
+    similarity = metrics.get("explain/sanity_similarity", float("nan"))
+    return [
+        f"  SANITY CHECK FAILED: randomized-weights similarity {similarity:.2f} (a pass requires "
+        f"< {limit:g}): the focus above may reflect the input, not the model; do not report it"
+    ]
 
 
 def explain(cfg: DictConfig) -> None:

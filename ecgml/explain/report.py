@@ -167,8 +167,14 @@ def _sanity_section(sanity: SanityResult) -> list[str]:
         f"Spearman similarity of the mean saliency profiles, trained vs re-initialized model, on "
         f"{sanity.n_beats} beats: **{sanity.profile_similarity:.3f}** (median per beat "
         f"{sanity.beat_similarity:.3f}); primary region trained {sanity.trained_primary}, "
-        f"randomized {sanity.random_primary}. Check {verdict} (similarity < "
-        f"{sanity.max_similarity}: the explanation depends on what the model learned)."
+        f"randomized {sanity.random_primary}. **Check {verdict}**: a pass requires similarity "
+        f"< {sanity.max_similarity:g} (the explanation then depends on what the model learned)"
+        + (
+            "; this one does not: the localization above may reflect the input rather than the "
+            "model, do not report it."
+            if sanity.n_beats and not sanity.passed
+            else "."
+        )
         + (f" {sanity.note}" if sanity.note else ""),
     ]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ecgml.ingest.groups import GroupRule, assign_groups, one_group_per_patient
+from ecgml.ingest.groups import GroupRule, assign_groups, other_group_rows, patient_groups
 from ecgml.ingest.labs import ANALYTES, LabTable, LocalClock
 from ecgml.ingest.pairing import PairingRule, pair_labs
 from ecgml.ingest.reading import Cutting, FileResult
@@ -143,8 +143,9 @@ def decide(
             table.loc[rows, "reason"] = name
             table.loc[rows, "detail"] = _serum_detail(table.loc[rows], name, pairing)
     if groups.selection == "per_patient":
-        other = one_group_per_patient(table["patient_id"], table["ecg_time"], table["group"])
-        table.loc[other, "detail"] = "the patient's group is " + _patient_groups(table)[other]
+        patient_group = patient_groups(table["patient_id"], table["ecg_time"], table["group"])
+        other = other_group_rows(table["group"], patient_group)
+        table.loc[other, "detail"] = "the patient's group is " + patient_group[other]
         table.loc[other, "reason"] = "other_group_of_patient"
         table.loc[other, "group"] = ""
     table.loc[table["reason"] != "", "group"] = ""
@@ -189,14 +190,6 @@ def _serum_detail(rows: pd.DataFrame, reason: str, pairing: PairingRule) -> list
 
 def _value(value: float) -> str:
     return "unpaired" if pd.isna(value) else f"{value:g}"
-
-
-def _patient_groups(table: pd.DataFrame) -> pd.Series:
-    """Per row, its patient's group (the first abnormal ECG's, else normal)."""
-    grouped = table[table["group"] != ""]
-    abnormal = grouped[grouped["group"] != "normal"].sort_values("ecg_time", kind="stable")
-    first = abnormal.drop_duplicates("patient_id").set_index("patient_id")["group"]
-    return table["patient_id"].map(first).fillna("normal")
 
 
 def unique_record_ids(table: pd.DataFrame, windows: str) -> pd.Series:

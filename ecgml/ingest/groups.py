@@ -72,12 +72,20 @@ def assign_groups(paired: pd.DataFrame, rule: GroupRule) -> tuple[pd.Series, pd.
     return pd.Series(group, index=paired.index), pd.Series(reason, index=paired.index)
 
 
-def one_group_per_patient(patient_id: pd.Series, time: pd.Series, group: pd.Series) -> pd.Series:
-    """Rows (of those with a group) whose group differs from their patient's: the patient's
-    group is the disorder of their first abnormal ECG by time, else ``normal``."""
+def patient_groups(patient_id: pd.Series, time: pd.Series, group: pd.Series) -> pd.Series:
+    """Per row, its patient's group: the disorder of the patient's first abnormal ECG by time
+    (of the rows with a group), else ``normal``."""
     frame = pd.DataFrame({"patient_id": patient_id, "time": time, "group": group})
-    frame = frame[frame["group"] != ""]
-    abnormal = frame[frame["group"] != "normal"].sort_values("time", kind="stable")
+    abnormal = frame[~frame["group"].isin(["", "normal"])].sort_values("time", kind="stable")
     first = abnormal.drop_duplicates("patient_id").set_index("patient_id")["group"]
-    patient_group = frame["patient_id"].map(first).fillna("normal")
-    return (frame["group"] != patient_group).reindex(group.index, fill_value=False)
+    return frame["patient_id"].map(first).fillna("normal")
+
+
+def other_group_rows(group: pd.Series, patient_group: pd.Series) -> pd.Series:
+    """Rows with a group that is not their patient's (:func:`patient_groups`)."""
+    return (group != "") & (group != patient_group)
+
+
+def one_group_per_patient(patient_id: pd.Series, time: pd.Series, group: pd.Series) -> pd.Series:
+    """Rows (of those with a group) whose group differs from their patient's."""
+    return other_group_rows(group, patient_groups(patient_id, time, group))

@@ -2,14 +2,16 @@
 column per standard lead, in mV, as ``ecgml.synth``, ``ecgml.digitize`` and record stores write
 it. The file holds no patient or time: an index CSV gives them.
 
-:func:`parse_signal_csv` is the one parser of this format, with two policies: ``strict`` (a
-record store's files, ``ecgml.ingest``): the columns are exactly ``time_s`` and lead names;
+:func:`write_signal_csv` is its one writer and :func:`parse_signal_csv` its one parser, with two
+policies: ``strict`` (a record store's files, ``ecgml.ingest``): the columns are exactly
+``time_s`` and lead names;
 ``lenient`` (a file handed to ``ecgml.predict``): ``time_s`` in any case, and columns that name
 no lead are ignored (and listed) rather than refused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,6 +61,20 @@ def is_signal_csv(path: Path) -> bool:
     except OSError:
         return False
     return "time_s" in [c.strip().strip('"').lower() for c in first.split(",")]
+
+
+def write_signal_csv(path: Path, signal: np.ndarray, leads: Sequence[str], fs: float) -> None:
+    """``signal`` ``(n_leads, n)`` in mV as a signal CSV: ``time_s`` (µs precision, so rates
+    such as 360 Hz stay uniform) and one column per lead (mV to 0.01 µV)."""
+    columns = np.vstack([np.arange(signal.shape[1]) / fs, signal]).T
+    np.savetxt(
+        path,
+        columns,
+        fmt=["%.6f"] + ["%.5f"] * len(leads),
+        delimiter=",",
+        header=",".join(["time_s", *leads]),
+        comments="",
+    )
 
 
 def read(path: Path) -> Recording:

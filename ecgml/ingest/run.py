@@ -27,6 +27,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ecgml import TWELVE_LEADS
+from ecgml.ecgfile.signalcsv import write_signal_csv
 from ecgml.errors import EcgmlError
 from ecgml.ingest.cohort import EXCLUDED_COLUMNS, decide, ecg_table, hashed_ids, unique_record_ids
 from ecgml.ingest.groups import GroupRule
@@ -204,17 +205,8 @@ def write_signal(
     returns an error text instead of raising (it runs in a worker)."""
     staging_file, record_file, leads = job
     signal = np.load(staging / staging_file, allow_pickle=False)
-    columns = np.vstack([np.arange(signal.shape[1]) / fs, signal]).T
-    header = ",".join(["time_s", *leads])
     try:
-        np.savetxt(
-            root / record_file,
-            columns,
-            fmt=["%.6f"] + ["%.5f"] * len(leads),
-            delimiter=",",
-            header=header,
-            comments="",
-        )
+        write_signal_csv(root / record_file, signal, leads, fs)
     except OSError as err:
         return f"{record_file}: {err.strerror or err}"
     return ""

@@ -7,20 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from ecgml.ecgfile import Recording
+from ecgml.ecgfile.signalcsv import write_signal_csv
 
 
 def write(path: Path, rec: Recording) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    columns = np.vstack([np.arange(rec.signal.shape[1]) / rec.fs, rec.signal]).T
-    np.savetxt(
-        path,
-        columns,
-        fmt=["%.6f"] + ["%.5f"] * len(rec.leads),
-        delimiter=",",
-        header=",".join(["time_s", *rec.leads]),
-        comments="",
-    )
+    write_signal_csv(path, rec.signal, rec.leads, rec.fs)
     return path

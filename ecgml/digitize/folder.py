@@ -32,6 +32,7 @@ from ecgml.outputs import (
     check_replaceable,
     move_into_place,
     new_temp,
+    refuse_overlap,
     storage_error,
     workers,
 )
@@ -272,13 +273,7 @@ def _duplicate_stems(images: Sequence[Path]) -> set[str]:
 
 def check_paths(input_dir: Path, output_dir: Path) -> None:
     """Refuse an output folder that is, holds or lies inside the input (symlinks followed)."""
-    source, target = input_dir.resolve(), output_dir.resolve()
-    if target == source or target.is_relative_to(source) or source.is_relative_to(target):
-        raise EcgmlError(
-            f"output_dir {output_dir} overlaps input_dir {input_dir} (both resolve into "
-            f"{min(source, target, key=lambda p: len(p.parts))}): pass an output folder "
-            "outside the input folder"
-        )
+    refuse_overlap(output_dir, "output_dir", input_dir, "input_dir")
 
 
 def digitize_folder(

@@ -35,7 +35,7 @@ from ecgml.ingest.labs import ANALYTES, LabTable, LocalClock, read_labs
 from ecgml.ingest.pairing import PairingRule
 from ecgml.ingest.reading import Cutting, read_all
 from ecgml.ingest.sources import find_sources
-from ecgml.outputs import check_replaceable, move_into_place, new_temp
+from ecgml.outputs import check_replaceable, move_into_place, new_temp, refuse_overlap
 from ecgml.outputs.workers import map_isolated
 from ecgml.recordstore import RECORDS, save_records_table
 
@@ -126,12 +126,7 @@ def check_paths(settings: IngestSettings) -> None:
     for key, path in (("ecgs", settings.ecgs), ("labs", settings.labs)):
         if not path.exists():
             raise EcgmlError(f"{key} {path} does not exist: pass {key}=PATH")
-        out, source = settings.out.resolve(), path.resolve()
-        if out == source or source.is_relative_to(out) or out.is_relative_to(source):
-            raise EcgmlError(
-                f"out {settings.out} overlaps {key} {path}: write the store to a folder of its "
-                "own, outside the inputs"
-            )
+        refuse_overlap(settings.out, "out", path, key)
     check_replaceable(settings.out, settings.overwrite, "out")
 
 

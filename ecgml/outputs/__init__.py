@@ -10,6 +10,7 @@ from ecgml.outputs.folders import (
     move_into_place,
     new_temp,
     read_marker,
+    refuse_overlap,
     remove_stale_temps,
     write_marker,
 )
@@ -24,6 +25,7 @@ __all__ = [
     "move_into_place",
     "new_temp",
     "read_marker",
+    "refuse_overlap",
     "remove_stale_temps",
     "storage_error",
     "stop_pool",

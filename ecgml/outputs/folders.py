@@ -69,6 +69,17 @@ def check_replaceable(out: Path, overwrite: bool, key: str, owned: bool = False)
         )
 
 
+def refuse_overlap(out: Path, out_key: str, source: Path, source_key: str) -> None:
+    """Refuse an output that is, holds or lies inside an input (symlinks followed)."""
+    target, origin = out.resolve(), source.resolve()
+    if target == origin or target.is_relative_to(origin) or origin.is_relative_to(target):
+        raise EcgmlError(
+            f"{out_key} {out} overlaps {source_key} {source} (both resolve into "
+            f"{min(origin, target, key=lambda p: len(p.parts))}): pass an output folder "
+            f"outside the {source_key}"
+        )
+
+
 def new_temp(out: Path, created_by: str) -> Path:
     """A fresh marked ``.<name>.tmp-<hex8>`` sibling of ``out`` (stale ones removed first)."""
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -122,11 +122,14 @@ def ingest(settings: IngestSettings) -> IngestReport:
 
 
 def check_paths(settings: IngestSettings) -> None:
-    """The inputs exist, and ``out`` is none of them and holds none of them."""
+    """The inputs exist, and ``out`` is none of them and holds none of them; an index CSV's
+    input is its folder (the ECG files it lists lie there)."""
     for key, path in (("ecgs", settings.ecgs), ("labs", settings.labs)):
         if not path.exists():
             raise EcgmlError(f"{key} {path} does not exist: pass {key}=PATH")
-        refuse_overlap(settings.out, "out", path, key)
+    ecg_folder = settings.ecgs if settings.ecgs.is_dir() else settings.ecgs.parent
+    refuse_overlap(settings.out, "out", ecg_folder, "ecgs folder")
+    refuse_overlap(settings.out, "out", settings.labs, "labs")
     check_replaceable(settings.out, settings.overwrite, "out")
 
 

@@ -268,6 +268,11 @@ def test_unusable_inputs_are_one_line_exit_2_and_leave_nothing(tmp_path: Path) -
         "no readable ECG": (f"ecgs={ecgs}", f"labs={labs}", f"out={out}"),
         "unknown lab layout": (f"ecgs={ecgs}", f"labs={bad_labs}", f"out={out}"),
         "out inside ecgs": (f"ecgs={ecgs}", f"labs={labs}", f"out={ecgs / 'store'}"),
+        "out beside the index": (
+            f"ecgs={ecgs / 'index.csv'}",
+            f"labs={labs}",
+            f"out={ecgs / 'store'}",
+        ),
         "bad setting": (f"ecgs={ecgs}", f"labs={labs}", f"out={out}", "max_s=-1"),
         "no ecgs": (f"labs={labs}", f"out={out}"),
     }
@@ -441,3 +446,14 @@ def test_acquisition_offsets_are_dropped_or_converted_like_lab_times(tmp_path: P
     ingest(_settings(tmp_path / "ecgs", labs, tmp_path / "utc", timezone="UTC"))
     utc = pd.read_csv(tmp_path / "utc" / "records.csv", dtype=str)
     assert utc["ecg_time"].tolist() == ["2180-03-10T15:00:00", "2180-03-10T14:00:00"]
+
+
+def test_an_index_csv_s_folder_is_an_input_too(tmp_path: Path) -> None:
+    ecgs = tmp_path / "export"
+    _csv_record(ecgs / "r.csv")
+    (ecgs / "index.csv").write_text("path,patient_id,time\nr.csv,p,2180-01-01 10:00\n")
+    labs = _labs_for(tmp_path / "labs.csv", {"p": "2180-01-01 10:00"})
+    with pytest.raises(EcgmlError, match="out .* overlaps ecgs folder"):
+        ingest(_settings(ecgs / "index.csv", labs, ecgs / "store"))
+    assert sorted(p.name for p in ecgs.iterdir()) == ["index.csv", "r.csv"]
+    assert ingest(_settings(ecgs / "index.csv", labs, tmp_path / "store")).n_records == 1

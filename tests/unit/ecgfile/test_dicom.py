@@ -19,28 +19,13 @@ from ecgml import TWELVE_LEADS
 from ecgml.ecgfile import EcgFileProblem, Recording, build_recording, read_ecg
 from ecgml.ecgfile.dicom import acquisition_time, channel_lead
 from ecgml.synth.exports import dicom as dicom_export
-from tests.unit.ecgfile.truth import refused
+from tests.unit.ecgfile.truth import refused, synthetic_channels
 
 FS = 500.0
 LSB_MV = dicom_export.LSB_UV / 1000.0
 UID = "1.2.826.0.1.3680043.8.498.424242"
 WHEN = datetime(2021, 3, 4, 5, 6, 7, 250000, tzinfo=timezone(timedelta(hours=1)))
 EIGHT = ("I", "II", "V1", "V2", "V3", "V4", "V5", "V6")
-
-
-def synthetic_channels(
-    leads: tuple[str, ...], seconds: float = 10.0
-) -> list[tuple[str, np.ndarray]]:
-    """Per lead: a baseline wander, a 1.1 Hz QRS-like bump train and a T wave, in mV."""
-    t = np.arange(int(seconds * FS)) / FS
-    channels = []
-    for k, lead in enumerate(leads):
-        phase = (t * 1.1) % 1.0
-        qrs = (0.6 + 0.1 * k) * np.exp(-(((phase - 0.3) / 0.012) ** 2))
-        t_wave = 0.2 * np.exp(-(((phase - 0.6) / 0.05) ** 2))
-        wander = 0.05 * np.sin(2 * np.pi * 0.2 * t + k)
-        channels.append((lead, qrs + t_wave + wander - 0.1 * np.sin(2 * np.pi * 7 * t + k)))
-    return channels
 
 
 @pytest.fixture(scope="module")
@@ -388,7 +373,7 @@ def test_fewer_channel_definitions_than_channels_is_inconsistent(written: Path) 
 
 
 def test_a_short_rhythm_is_too_short(tmp_path: Path) -> None:
-    rec = build_recording(synthetic_channels(TWELVE_LEADS, seconds=3.0), FS, UID)
+    rec = build_recording(synthetic_channels(TWELVE_LEADS, int(3.0 * FS), FS), FS, UID)
     cut = Recording(rec.signal[:, : int(1.5 * FS)], rec.leads, FS, UID)
     assert problem(dicom_export.write(tmp_path / "short.dcm", cut)).reason == "too_short"
 

@@ -18,7 +18,7 @@ from ecgml import TWELVE_LEADS
 from ecgml.ecgfile import EcgFileProblem, Recording, build_recording, read_ecg
 from ecgml.ecgfile.edf import patient_id, read_channels
 from ecgml.synth.exports import edf as edf_export
-from tests.unit.ecgfile.truth import refused
+from tests.unit.ecgfile.truth import refused, synthetic_channels
 
 FS = 500.0
 WHEN = datetime(2021, 3, 4, 5, 6, 7)
@@ -33,19 +33,6 @@ SIGNAL_FIELDS = {
     "digital_max": (128, 8),
     "samples_per_record": (216, 8),
 }  # fmt: skip  (offset × n_signals, width)
-
-
-def synthetic_channels(leads: tuple[str, ...], n: int = 5000) -> list[tuple[str, np.ndarray]]:
-    """Per lead: a baseline wander, a 1.1 Hz QRS-like bump train and a T wave, in mV."""
-    t = np.arange(n) / FS
-    channels = []
-    for k, lead in enumerate(leads):
-        phase = (t * 1.1) % 1.0
-        qrs = (0.6 + 0.1 * k) * np.exp(-(((phase - 0.3) / 0.012) ** 2))
-        t_wave = 0.2 * np.exp(-(((phase - 0.6) / 0.05) ** 2))
-        wander = 0.05 * np.sin(2 * np.pi * 0.2 * t + k)
-        channels.append((lead, qrs + t_wave + wander - 0.1 * np.sin(2 * np.pi * 7 * t + k)))
-    return channels
 
 
 def lsb_mv(samples_mv: np.ndarray) -> float:

@@ -36,6 +36,21 @@ def synthetic_twelve_lead(seconds: float = 10.0, fs: float = 500.0) -> dict[str,
     return leads
 
 
+def synthetic_channels(
+    leads: tuple[str, ...], n: int = 5000, fs: float = 500.0
+) -> list[tuple[str, np.ndarray]]:
+    """Per lead: a baseline wander, a 1.1 Hz QRS-like bump train and a T wave, in mV."""
+    t = np.arange(n) / fs
+    channels = []
+    for k, lead in enumerate(leads):
+        phase = (t * 1.1) % 1.0
+        qrs = (0.6 + 0.1 * k) * np.exp(-(((phase - 0.3) / 0.012) ** 2))
+        t_wave = 0.2 * np.exp(-(((phase - 0.6) / 0.05) ** 2))
+        wander = 0.05 * np.sin(2 * np.pi * 0.2 * t + k)
+        channels.append((lead, qrs + t_wave + wander - 0.1 * np.sin(2 * np.pi * 7 * t + k)))
+    return channels
+
+
 def mutated_xml(source: Path, target: Path, change: Callable[[ET.Element], object]) -> Path:
     """A copy of our own (trusted) XML file with ``change`` applied to its root."""
     tree = ET.parse(source)

@@ -3,13 +3,10 @@ values paired, the decoys passed over, the samples kept, every exclusion named."
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +25,7 @@ from ecgml.ingest.run import IngestSettings, ingest
 from ecgml.recordstore import load_record_store, read_record_csv
 from ecgml.synth.exports import FORMATS, export_cohort
 from ecgml.synth.exports import csv as csv_export
+from tests.interrupt import ctrl_c_once_started
 
 #: Largest difference (mV) between a lead-II sample written and read back: half the coarsest
 #: step of any writer (MUSE 4.88 µV, aECG 5 µV) plus the CSV's 0.01 µV.
@@ -374,11 +372,6 @@ CTRL_C_SCRIPT = textwrap.dedent(
 )
 
 
-def _restore_sigint() -> None:
-    """Ctrl-C as in a terminal: a background shell starts children with SIGINT ignored."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and fork")
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> None:
@@ -395,27 +388,8 @@ def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> Non
         "progress=false",
         f"hydra.run.dir={tmp_path / 'h'}",
     ]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, str(flag), *args],
-        cwd=PROJECT_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_restore_sigint,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while not flag.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert flag.exists(), "ingest never started reading"
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stderr
+    returncode, stderr = ctrl_c_once_started(CTRL_C_SCRIPT, flag, args, "ingest")
+    assert returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted"), stderr
     assert not (tmp_path / "out").exists()

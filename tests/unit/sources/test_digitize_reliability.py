@@ -28,6 +28,7 @@ from ecgml.digitize.folder import digitize_folder, run_images
 from ecgml.digitize.image import load_image
 from ecgml.digitize.pipeline import ImageResult, process_image
 from ecgml.errors import EcgmlError
+from tests.interrupt import ctrl_c_once_started
 
 MARKER = ".ecgml-output.json"
 REPO = Path(__file__).resolve().parents[3]
@@ -310,36 +311,16 @@ CLI_SCRIPT = textwrap.dedent(
 )
 
 
-def _default_sigint() -> None:
-    """Ctrl-C as in a terminal: a shell started in the background (CI, ``&``) runs its children
-    with SIGINT ignored, and a child inherits that; restore the default before exec."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and fork")
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> None:
     inputs = blank_images(tmp_path / "in")
     flag = tmp_path / "started"
     args = [f"input_dir={inputs}", f"output_dir={tmp_path / 'out'}", "n_jobs=2", "progress=false"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLI_SCRIPT, str(flag), *args, f"hydra.run.dir={tmp_path / 'h'}"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_default_sigint,
+    returncode, stderr = ctrl_c_once_started(
+        CLI_SCRIPT, flag, [*args, f"hydra.run.dir={tmp_path / 'h'}"], "digitize"
     )
-    try:
-        assert _wait_for(flag.exists, 60), "digitize never started"
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stderr
+    assert returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("interrupted"), stderr
     assert "Traceback" not in stderr

@@ -22,6 +22,7 @@ import pytest
 from ecgml.errors import EcgmlError
 from ecgml.synth import build_cohort, config_hash, ensure_cohort
 from ecgml.synth.cohort import cohort_config
+from tests.interrupt import ctrl_c_once_started
 from tests.unit.sources.test_synth import default_cfg
 
 MARKER = ".ecgml-output.json"
@@ -202,33 +203,13 @@ CLI_SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform != "linux", reason="process groups and fork")
-def _default_sigint() -> None:
-    """Ctrl-C as in a terminal: a shell started in the background (CI, ``&``) runs its children
-    with SIGINT ignored, and a child inherits that; restore the default before exec."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def test_ctrl_c_is_one_line_exit_130_and_leaves_no_output(tmp_path: Path) -> None:
     flag = tmp_path / "started"
     args = [f"out={tmp_path / 'c'}", "images=false", "groups={normal: 40}", "n_jobs=2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CLI_SCRIPT, str(flag), *args, f"hydra.run.dir={tmp_path / 'h'}"],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-        preexec_fn=_default_sigint,
+    returncode, stderr = ctrl_c_once_started(
+        CLI_SCRIPT, flag, [*args, f"hydra.run.dir={tmp_path / 'h'}"], "synth"
     )
-    try:
-        assert _wait_for(flag.exists, 60), "synth never started"
-        time.sleep(0.3)
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
-        _, stderr = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stderr
+    assert returncode == 130, stderr
     lines = [ln for ln in stderr.strip().splitlines() if not ln.startswith("synth cohort:")]
     assert len(lines) == 1 and lines[0].startswith("interrupted"), stderr  # beside the bar
     assert not (tmp_path / "c").exists()

@@ -21,7 +21,8 @@ from ecgml.cli.evaluate import fetch_predictions
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.compare import compare_predictions, comparison_markdown
 from ecgml.evaluation.patients import check_aggregate
-from ecgml.tracking import check_store, finite_metrics, git_state
+from ecgml.tracking import check_store, client_run, finite_metrics
+from ecgml.tracking.artifacts import log_files
 
 
 def run_pair(run_ids: object) -> tuple[str, str]:
@@ -79,28 +80,15 @@ def log_comparison(
 ) -> str:
     """A new run in run A's experiment holding the comparison; returns its id."""
     experiment_id = client.get_run(run_a).info.experiment_id
-    run = client.create_run(
-        experiment_id,
-        run_name=f"compare-{run_a[:8]}-vs-{run_b[:8]}",
-        tags={
-            "ecgml.compare": "true",
-            "ecgml.compare.run_a": run_a,
-            "ecgml.compare.run_b": run_b,
-            **git_state(),
-        },
-    )
-    run_id = run.info.run_id
-    try:
+    name = f"compare-{run_a[:8]}-vs-{run_b[:8]}"
+    tags = {"ecgml.compare": "true", "ecgml.compare.run_a": run_a, "ecgml.compare.run_b": run_b}
+    with client_run(client, experiment_id, name, tags) as run_id:
         for key, value in finite_metrics(comparison_metrics(table)).items():
             client.log_metric(run_id, key, value)
         with tempfile.TemporaryDirectory(prefix="ecgml-compare-") as tmp:
             (Path(tmp) / "comparison.md").write_text(report, encoding="utf-8")
             table.to_csv(Path(tmp) / "comparison.csv", index=False)
-            client.log_artifacts(run_id, tmp)
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
-    client.set_terminated(run_id, "FINISHED")
+            log_files(client, run_id, [Path(tmp) / "comparison.md", Path(tmp) / "comparison.csv"])
     return run_id
 
 

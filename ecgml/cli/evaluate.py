@@ -18,7 +18,7 @@ from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.evaluation import TABLES, evaluate_with_config
 from ecgml.evaluation.tasks import evaluate_task
 from ecgml.tracking import check_store, finite_metrics
-from ecgml.tracking.artifacts import fetch_run, required_artifact
+from ecgml.tracking.artifacts import fetch_run, log_files, log_folder, required_artifact
 
 
 def fetch_predictions(client: MlflowClient, run_id: str, tracking_uri: str) -> pd.DataFrame:
@@ -47,9 +47,8 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     for key, value in finite_metrics(metrics).items():
         client.log_metric(run_id, key, value)
     predictions.to_csv(out / "predictions.csv", index=False)
-    for name in ("predictions.csv", *TABLES):
-        client.log_artifact(run_id, str(out / name))
-    client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
+    log_files(client, run_id, (out / name for name in ("predictions.csv", *TABLES)))
+    log_folder(client, run_id, out / "figures")
     client.set_tag(
         run_id,
         "ecgml.evaluation",
@@ -81,11 +80,9 @@ def reevaluate_task(
     for key, value in finite_metrics(found.metrics).items():
         client.log_metric(run_id, key, value)
     found.predictions.to_csv(out / "predictions.csv", index=False)
-    for name in ("predictions.csv", "results.md", "results.csv"):
-        client.log_artifact(run_id, str(out / name))
+    log_files(client, run_id, (out / n for n in ("predictions.csv", "results.md", "results.csv")))
     for folder in ("figures", "per_disorder"):
-        if (out / folder).is_dir():
-            client.log_artifacts(run_id, str(out / folder), artifact_path=folder)
+        log_folder(client, run_id, out / folder)
     client.set_tag(
         run_id,
         "ecgml.evaluation",

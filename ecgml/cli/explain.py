@@ -26,7 +26,7 @@ from ecgml.errors import EcgmlError
 from ecgml.explain import as_dict, explain_model
 from ecgml.pipeline.fitters import build_model
 from ecgml.tracking import check_store, finite_metrics
-from ecgml.tracking.artifacts import fetch_run, required_artifact
+from ecgml.tracking.artifacts import fetch_run, log_folder, required_artifact
 from ecgml.trust import read_stored_config
 
 log = logging.getLogger("ecgml.explain")
@@ -108,7 +108,7 @@ def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float
         now = int(time.time() * 1000)
         finite = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
         client.log_batch(run_id, metrics=finite)
-        client.log_artifacts(run_id, str(out), artifact_path="explain")
+        log_folder(client, run_id, out, under="explain")
     return metrics
 
 

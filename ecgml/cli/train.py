@@ -1,7 +1,8 @@
 """``python -m ecgml.train``: train and evaluate one binary disorder model, tracked in MLflow.
 
-A holdout run is one :func:`~ecgml.pipeline.run_one`; ``split.fold=null`` on a k-fold split runs
-every fold (:func:`~ecgml.pipeline.crossval.cross_validate`). Inside an Optuna trial the sweep's
+A holdout run is one :func:`~ecgml.pipeline.run_one` (beats or whole recordings, as ``data``
+says); ``split.fold=null`` on a k-fold split runs every fold as a child of one parent run
+(:func:`~ecgml.pipeline.crossval.cross_validate`). Inside an Optuna trial the sweep's
 pruning callback is handed to the pipeline here (the pipeline never imports the sweep).
 ``task=pretrain`` instead pretrains the backbone contrastively on every beat
 (:func:`~ecgml.pipeline.pretrain.pretrain`) and returns its final ``pretrain/val_loss``.
@@ -21,7 +22,6 @@ from ecgml.data.records import data_unit
 from ecgml.models.factory import check_model_reads_unit
 from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
-from ecgml.pipeline.records import record_unit, run_records
 from ecgml.pipeline.run import RunResult, resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
@@ -49,9 +49,7 @@ def train(cfg: DictConfig) -> float:
     start = time.perf_counter()
     callbacks = trial_callbacks()
     result: RunResult | CrossValResult
-    if record_unit(cfg):  # one example = a whole recording (ecgml.pipeline.records)
-        result = run_records(cfg, callbacks=callbacks)
-    elif cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint
+    if cfg.get("resume"):  # continue a killed run: its own config, its last checkpoint
         result = resume_run(cfg, callbacks=callbacks)
     elif runs_all_folds(cfg):
         result = cross_validate(cfg, callbacks=callbacks)

@@ -1,5 +1,8 @@
 """Cross-validation in one command: every fold a child MLflow run, pooled out-of-fold results.
 
+One shape for every unit (beats, records): the children are :func:`~ecgml.pipeline.run.run_one`
+runs of one fold each; the parent holds the pooled evaluation.
+
 ``split=group_kfold`` (StratifiedGroupKFold by patient) or ``split=leave_center_out`` (each
 center — or device, ``split.by=device`` — held out in turn) with ``split.fold=null`` train every
 fold under one parent run. The parent carries the ``test/*`` keys of docs/contracts.md, computed
@@ -24,23 +27,25 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ecgml.beatstore import BeatStore
-from ecgml.data.datamodule import fold_names, load_store, task_labels
+from ecgml.data.datamodule import fold_names, task_labels
 from ecgml.data.splits import build_split
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.evaluation import METRICS, TABLES, evaluate_with_config
 from ecgml.evaluation.clinical import GIVEN
 from ecgml.evaluation.predictions import metrics_for_frame
 from ecgml.evaluation.tasks import REGRESSION_METRICS, evaluate_task
-from ecgml.pipeline.run import RunResult, run_one
+from ecgml.pipeline.context import RunResult
+from ecgml.pipeline.run import load_unit_store, run_one
+from ecgml.recordstore import RecordStore
 from ecgml.tracking import (
+    client_run,
     ensure_experiment,
     experiment_name,
-    git_state,
     log_metrics_batch,
     log_params_batch,
-    tracked_run,
 )
 from ecgml.tracking import resolve_store as resolve_tracking_store
+from ecgml.tracking.artifacts import log_files, log_folder
 from ecgml.tracking.runs import run_subject
 
 log = logging.getLogger(__name__)
@@ -150,29 +155,32 @@ def write_strata_tables(
     return written
 
 
+def unit_folds(cfg: DictConfig, store: BeatStore | RecordStore) -> list[Any]:
+    """The split's folds over the task's labelled rows of ``store`` (beats or records)."""
+    labelled, _ = task_labels(store.meta, task_spec(cfg), cfg.disorder, str(store.root))
+    return fold_names(labelled, cfg.split)
+
+
 def cross_validate(
-    cfg: DictConfig, store: BeatStore | None = None, callbacks: Sequence[L.Callback] = ()
+    cfg: DictConfig,
+    store: BeatStore | RecordStore | None = None,
+    callbacks: Sequence[L.Callback] = (),
 ) -> CrossValResult:
-    """Train every fold as a child run (:func:`run_one`) and evaluate the pooled predictions."""
-    store = store or load_store(cfg)
+    """Train every fold as a child run (:func:`run_one`, whatever the unit) and evaluate the
+    pooled out-of-fold predictions on the parent."""
+    loaded = store or load_unit_store(cfg)  # loaded once for every fold
+    folds = unit_folds(cfg, loaded)
     task = task_spec(cfg)
-    labelled, _ = task_labels(store.meta, task, cfg.disorder, str(store.root))
-    folds = fold_names(labelled, cfg.split)
     tracking = resolve_tracking_store(cfg.logger.tracking_uri)
     client = MlflowClient(tracking.tracking_uri)
     experiment_id = ensure_experiment(tracking, experiment_name(cfg))
-    tags = {
-        **git_state(),
-        "dataset.digest": store.digest,
-        "disorder": task.subject(cfg.disorder.name),
-        "task": task.name,
-    }
-    parent = client.create_run(experiment_id, run_name=parent_run_name(cfg), tags=tags)
-    run_id = parent.info.run_id
-    with tracked_run(client, run_id):
+    tags = {"disorder": task.subject(cfg.disorder.name), "task": task.name}
+    if isinstance(loaded, BeatStore):
+        tags["dataset.digest"] = loaded.digest
+    with client_run(client, experiment_id, parent_run_name(cfg), tags) as run_id:
         log.info("cross-validation: %d folds (%s) under run %s", len(folds), cfg.split.name, run_id)
         results = [
-            run_one(with_fold(cfg, fold), parent_run_id=run_id, store=store, callbacks=callbacks)
+            run_one(with_fold(cfg, fold), parent_run_id=run_id, store=loaded, callbacks=callbacks)
             for fold in folds
         ]
         metrics, pooled = evaluate_pooled(client, run_id, cfg, results, folds)
@@ -212,6 +220,28 @@ def evaluate_pooled(
     return metrics, pooled
 
 
+def unit_outputs(
+    client: MlflowClient,
+    run_id: str,
+    results: list[RunResult],
+    pooled: pd.DataFrame,
+    out: Path,
+) -> tuple[dict[str, float], list[Path]]:
+    """What a unit adds to the parent, from its folds: their tags (a record run's unit, leads
+    and skipped counts; the same store for every fold) and ``skipped_records.csv`` with its
+    counts as metrics."""
+    first = results[0]
+    for key, value in first.tags.items():
+        client.set_tag(run_id, key, value)
+    if first.skipped is None:
+        return {}, []
+    path = out / "skipped_records.csv"
+    first.skipped.to_csv(path, index=False)
+    counts = {k: v for k, v in first.metrics.items() if k.startswith("records/")}
+    counts["test/n_records"] = float((pooled["split"] == "test").sum())
+    return counts, [path]
+
+
 def log_parent(
     client: MlflowClient,
     run_id: str,
@@ -223,6 +253,8 @@ def log_parent(
     out: Path,
     extra_files: list[Path],
 ) -> None:
+    unit_metrics, unit_files = unit_outputs(client, run_id, results, pooled, out)
+    metrics.update(unit_metrics)
     log_params_batch(client, run_id, cfg)
     log_metrics_batch(client, run_id, metrics)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
@@ -241,9 +273,7 @@ def log_parent(
     )
     per_fold.to_csv(out / "results_folds.csv", index=False)
     names = ["config.yaml", "predictions.csv", "splits.csv", *TABLES, "results_folds.csv"]
-    for path in [*(out / n for n in names), *extra_files]:
-        if path.is_file():  # a multi-label or regression run writes results.* only
-            client.log_artifact(run_id, str(path))
+    # a multi-label or regression run writes results.* only
+    log_files(client, run_id, [*(out / n for n in names), *extra_files, *unit_files])
     for folder in ("figures", "per_disorder"):
-        if (out / folder).is_dir():
-            client.log_artifacts(run_id, str(out / folder), artifact_path=folder)
+        log_folder(client, run_id, out / folder)

@@ -36,6 +36,7 @@ from ecgml.models.task_modules import BeatRegressor, MultiLabelClassifier
 from ecgml.pipeline.pretrained import load_pretrained_encoder
 from ecgml.schemas import plain_dict
 from ecgml.tracking import RunTerminated
+from ecgml.tracking.artifacts import log_files
 from ecgml.tracking.runs import run_id_of
 
 
@@ -189,8 +190,8 @@ class LogLastCheckpoint(L.Callback):
             return
         mtime = self.path.stat().st_mtime_ns
         if mtime != self.uploaded:
-            self.logger.experiment.log_artifact(
-                run_id_of(self.logger), str(self.path), artifact_path="checkpoints"
+            log_files(
+                self.logger.experiment, run_id_of(self.logger), [self.path], under="checkpoints"
             )
             self.uploaded = mtime
 

@@ -28,17 +28,17 @@ from ecgml.data.datamodule import load_store, referenced_beats
 from ecgml.errors import EcgmlError
 from ecgml.models import build_backbone
 from ecgml.models.contrastive import ContrastivePretrainer
+from ecgml.pipeline.context import run_dir
 from ecgml.pipeline.pretrained import ARTIFACT_DIR, WEIGHTS_FILE, save_encoder
-from ecgml.pipeline.run import run_dir
 from ecgml.signal import align_beats
 from ecgml.tracking import (
     finite_metrics,
     flatten_config,
-    make_logger,
+    lightning_run,
     parent_run,
     preserved_tracking_uri,
-    tracked_run,
 )
+from ecgml.tracking.artifacts import log_files
 from ecgml.tracking.runs import run_id_of
 
 DEFAULT_EXPERIMENT = "ecgml-pretrain"
@@ -190,9 +190,8 @@ def pretrain(cfg: DictConfig, store: BeatStore | None = None) -> PretrainResult:
         model = build_pretrainer(cfg, data, settings)
         tracking = _tracking_cfg(cfg)
         tags = {"dataset.digest": data.digest, "task": "pretrain"}
-        logger = make_logger(tracking, tags=tags)
-        logger.log_hyperparams(flatten_config(tracking))
-        with tracked_run(logger.experiment, run_id_of(logger)):
+        with lightning_run(tracking, tags=tags) as logger:
+            logger.log_hyperparams(flatten_config(tracking))
             return _fit_and_log(tracking, logger, model, data, run_dir())
 
 
@@ -212,9 +211,8 @@ def _fit_and_log(
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     paths = save_encoder(out / ARTIFACT_DIR, model.backbone, encoder_meta(cfg, data))
     client, run_id = logger.experiment, run_id_of(logger)
-    client.log_artifact(run_id, str(out / "config.yaml"))
-    for path in paths:
-        client.log_artifact(run_id, str(path), artifact_path=ARTIFACT_DIR)
+    log_files(client, run_id, [out / "config.yaml"])
+    log_files(client, run_id, paths, under=ARTIFACT_DIR)
     return PretrainResult(run_id, logger.experiment_id, metrics, out / ARTIFACT_DIR / WEIGHTS_FILE)
 
 

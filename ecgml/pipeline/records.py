@@ -8,7 +8,8 @@ row per record (``patient_id, record_id, split, y_true, y_prob, y_pred, n_beats`
 with attention adds ``beat_weights`` and ``top_beat``) and are evaluated by the beat path's own
 :func:`~ecgml.evaluation.evaluate_with_config`, each record read as one row (``beat_id`` =
 ``record_id``): ``test/*`` are record-level, ``test_patient/*`` patient-level. ``split.fold=null``
-runs every fold and evaluates the pooled out-of-fold predictions (one MLflow run).
+runs every fold as a child of one parent run, as for beats
+(:func:`~ecgml.pipeline.crossval.cross_validate`).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from ecgml.models.factory import build_backbone, pinned_backbone
 from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
 from ecgml.pipeline.beat_model import log_beat_model, model_spec, task_model_spec
+from ecgml.pipeline.context import RunResult, hydra_overrides, run_dir, write_config_files
 from ecgml.pipeline.fitters import (
     build_callbacks,
     fit_trainer,
@@ -53,20 +55,26 @@ from ecgml.pipeline.fitters import (
     task_module,
     with_outputs,
 )
-from ecgml.pipeline.run import RunResult, hydra_overrides, run_dir, write_config_files
 from ecgml.recordstore import RecordStore, load_record_store
 from ecgml.tracking import (
     NOTE_TAG,
     finite_metrics,
     flatten_config,
-    make_logger,
+    lightning_run,
     preserved_tracking_uri,
-    tracked_run,
 )
+from ecgml.tracking.artifacts import log_files, log_folder
 from ecgml.tracking.runs import run_id_of
 from ecgml.tracking.store import resolve_store
 
-__all__ = ["fit_record_model", "predict_records", "record_fold", "record_unit", "run_records"]
+__all__ = [
+    "fit_and_predict_records",
+    "fit_record_model",
+    "load_records",
+    "predict_records",
+    "record_unit",
+    "run_records",
+]
 
 log = logging.getLogger(__name__)
 
@@ -157,19 +165,17 @@ def predict_records(fitted: FittedRecords, split: str) -> pd.DataFrame:
     return out
 
 
-def record_fold(
+def fit_and_predict_records(
     cfg: DictConfig,
     store: RecordStore,
-    fold: Any = None,
     logger: Any = False,
     out: Path | None = None,
     callbacks: Sequence[L.Callback] = (),
 ) -> tuple[RecordTable, pd.DataFrame, FittedRecords]:
-    """Table, val+test predictions and fitted model of one fold (``fold=None``: ``cfg.split``)."""
-    split = build_split(cfg.split)
-    if fold is not None:
-        split = split.with_fold(fold)
-    table = build_record_table(store, cfg.disorder, split, cfg.data, task_spec(cfg))
+    """Table, val+test predictions and fitted model of ``cfg.split`` (one fold of a k-fold)."""
+    table = build_record_table(
+        store, cfg.disorder, build_split(cfg.split), cfg.data, task_spec(cfg)
+    )
     fitted = fit_record_model(cfg, table, logger, out, callbacks)
     predictions = pd.concat(
         [predict_records(fitted, s) for s in ("val", "test")], ignore_index=True
@@ -177,50 +183,39 @@ def record_fold(
     return table, predictions, fitted
 
 
-def run_records(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResult:
+def load_records(cfg: DictConfig) -> RecordStore:
+    """The configured record store, every record cut to the leads ``data.leads`` names."""
+    leads = resolve_leads(cfg.data.get("leads"))
+    return load_record_store(resolve_record_store(cfg.data), leads)
+
+
+def run_records(
+    cfg: DictConfig,
+    parent_run_id: str | None = None,
+    store: RecordStore | None = None,
+    callbacks: Sequence[L.Callback] = (),
+) -> RunResult:
     """Fit, predict (one row per record), evaluate at record and patient level, log to MLflow.
 
-    ``split.fold=null`` on a k-fold split trains every fold and evaluates the pooled
-    out-of-fold test predictions (the validation rows of each fold pick the threshold)."""
+    One fold of a k-fold split is one such run under the cross-validation parent
+    (``parent_run_id``; :func:`~ecgml.pipeline.crossval.cross_validate`), as for beats."""
     with preserved_tracking_uri():
         task = task_spec(cfg)
-        leads = resolve_leads(cfg.data.get("leads"))
-        store = load_record_store(resolve_record_store(cfg.data), leads)  # bad stores fail first
+        store = store or load_records(cfg)  # bad stores fail before a run opens
         L.seed_everything(cfg.seed, workers=True)
-        split = build_split(cfg.split)
-        folds = [None]
-        if split.runs_all_folds:
-            folds = split.folds(store.meta.assign(y=0))
         out = run_dir()
+        if parent_run_id is not None:  # the folds of one job share its folder
+            out = out / f"fold{cfg.split.fold}"
         tags = {
             "disorder": task.subject(cfg.disorder.name),
             "task": task.name,
             "ecgml.unit": "record",
-            "ecgml.leads": ",".join(leads),
+            "ecgml.leads": ",".join(resolve_leads(cfg.data.get("leads"))),
         }
-        logger = make_logger(cfg, tags=tags)
-        logger.log_hyperparams(flatten_config(cfg))
-        with tracked_run(logger.experiment, run_id_of(logger)):
-            frames, fitted, table = [], None, None
-            for fold in folds:
-                first = fold in (None, folds[0])  # the first fold logs its curves to the run
-                table, predictions, fitted = record_fold(
-                    cfg,
-                    store,
-                    fold,
-                    logger if first else False,
-                    out if fold is None else out / f"fold{fold}",
-                    callbacks,
-                )
-                if fold is not None:
-                    predictions["fold"] = fold
-                frames.append(predictions)
-            assert table is not None and fitted is not None
-            predictions = pd.concat(frames, ignore_index=True)
-            servable = fitted if folds == [None] else None  # k fold models: none is the model
-            return _evaluate_and_log(
-                cfg, logger, table, predictions, fitted.fit_metrics, out, servable
-            )
+        with lightning_run(cfg, tags, parent_run_id) as logger:
+            logger.log_hyperparams(flatten_config(cfg))
+            table, predictions, fitted = fit_and_predict_records(cfg, store, logger, out, callbacks)
+            return _evaluate_and_log(cfg, logger, table, predictions, fitted, out, tags)
 
 
 def unservable_reason(cfg: DictConfig) -> str | None:
@@ -264,14 +259,30 @@ def log_record_model(
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitted.model, spec)
 
 
+def skipped_frame(table: RecordTable) -> pd.DataFrame:
+    """``skipped_records.csv``: each record left out, and why."""
+    return pd.DataFrame(
+        [s.__dict__ for s in table.skipped], columns=["row", "record_id", "patient_id", "reason"]
+    )
+
+
+def skip_tags(table: RecordTable) -> dict[str, str]:
+    """``records.skipped`` and one ``records.skipped.<kind>`` count per kind of reason."""
+    kinds = table.skip_reasons()
+    return {
+        "records.skipped": str(len(table.skipped)),
+        **{f"records.skipped.{kind}": str(n) for kind, n in kinds.items()},
+    }
+
+
 def _evaluate_and_log(
     cfg: DictConfig,
     logger: Any,
     table: RecordTable,
     predictions: pd.DataFrame,
-    fit_metrics: dict[str, float],
+    fitted: FittedRecords,
     out: Path,
-    fitted: FittedRecords | None = None,
+    tags: dict[str, str],
 ) -> RunResult:
     task = table.task
     title = f"{task.subject(cfg.disorder.name)} ({cfg.model.name}, records)"
@@ -281,36 +292,21 @@ def _evaluate_and_log(
     else:
         evaluation = evaluate_task(task, predictions, cfg.evaluation, out_dir=out, title=title)
     metrics: dict[str, Any] = dict(evaluation.metrics)
-    metrics["test/n_records"] = float((predictions["split"] == "test").sum())
-    metrics["records/skipped"] = float(len(table.skipped))
-    metrics["records/mean_beats"] = float(table.meta["n_beats"].mean())
+    metrics.update(record_counts(table, predictions))
     client, run_id = logger.experiment, run_id_of(logger)
     logger.log_metrics(finite_metrics(metrics))
-    client.set_tag(run_id, "records.skipped", str(len(table.skipped)))
-    for kind, count in table.skip_reasons().items():
-        client.set_tag(run_id, f"records.skipped.{kind}", str(count))
+    skipped = skipped_frame(table)
+    for key, value in skip_tags(table).items():
+        client.set_tag(run_id, key, value)
     frame = evaluation.predictions
     write_config_files(cfg, out, hydra_overrides())
     frame.to_csv(out / "predictions.csv", index=False)
     table.splits.to_csv(out / "splits.csv", index=False)
-    pd.DataFrame(
-        [s.__dict__ for s in table.skipped], columns=["row", "record_id", "patient_id", "reason"]
-    ).to_csv(out / "skipped_records.csv", index=False)
-    for name in (
-        "config.yaml",
-        "overrides.yaml",
-        "predictions.csv",
-        "splits.csv",
-        "skipped_records.csv",
-        *TABLES,
-    ):
-        if (out / name).is_file():
-            client.log_artifact(run_id, str(out / name))
-    if (out / "figures").is_dir():
-        client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
-    if fitted is None:
-        log.info("record run %s: no model logged (split.fold=null: one model per fold)", run_id)
-    elif (reason := unservable_reason(cfg)) is not None:
+    skipped.to_csv(out / "skipped_records.csv", index=False)
+    names = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
+    log_files(client, run_id, (out / n for n in (*names, "skipped_records.csv", *TABLES)))
+    log_folder(client, run_id, out / "figures")
+    if (reason := unservable_reason(cfg)) is not None:
         log.info("record run %s: no model logged for ecgml.predict (%s)", run_id, reason)
     else:
         log_record_model(cfg, table, fitted, evaluation, run_id)
@@ -322,4 +318,22 @@ def _evaluate_and_log(
         f"{','.join(table.leads)} · test AUROC {auroc:.3f}",
     )
     log.info("record run %s: %d records, %d skipped", run_id, len(frame), len(table.skipped))
-    return RunResult(run_id, str(logger.experiment_id), metrics, frame, None, fit_metrics)
+    return RunResult(
+        run_id,
+        str(logger.experiment_id),
+        metrics,
+        frame,
+        None,
+        fitted.fit_metrics,
+        tags={**tags, **skip_tags(table)},
+        skipped=skipped,
+    )
+
+
+def record_counts(table: RecordTable, predictions: pd.DataFrame) -> dict[str, float]:
+    """``test/n_records``, ``records/skipped`` and ``records/mean_beats`` of a record run."""
+    return {
+        "test/n_records": float((predictions["split"] == "test").sum()),
+        "records/skipped": float(len(table.skipped)),
+        "records/mean_beats": float(table.meta["n_beats"].mean()),
+    }

@@ -10,15 +10,12 @@ come from the caller: the pipeline never imports the sweep.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as L
 import pandas as pd
-from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch.loggers import MLFlowLogger
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -28,7 +25,7 @@ from ecgml import CONF_DIR
 from ecgml.beatstore import BeatStore
 from ecgml.bounds import check_bounds
 from ecgml.data.augment import AugmentSettings
-from ecgml.data.datamodule import BeatTable, load_table, resolve_store_path
+from ecgml.data.datamodule import BeatTable, load_store, load_table, resolve_store_path
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
@@ -45,6 +42,13 @@ from ecgml.pipeline.beat_model import (
     n_ensemble_members,
     task_model_spec,
 )
+from ecgml.pipeline.context import (
+    Resume,
+    RunResult,
+    hydra_overrides,
+    run_dir,
+    write_config_files,
+)
 from ecgml.pipeline.fitters import (
     Fitter,
     LightningFitter,
@@ -57,20 +61,21 @@ from ecgml.pipeline.fitters import (
 )
 from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
 from ecgml.pipeline.pretrained import read_pretrained
+from ecgml.pipeline.records import load_records, record_unit, run_records
+from ecgml.recordstore import RecordStore
 from ecgml.tracking import (
     NOTE_TAG,
     end_dead_runs,
     finite_metrics,
     flatten_config,
     git_state,
+    lightning_run,
     log_dataset_inputs,
-    make_logger,
     preserved_tracking_uri,
     resolve_store,
-    tracked_run,
 )
-from ecgml.tracking.artifacts import fetch_run, run_artifact
-from ecgml.tracking.runs import reopen_logger, run_id_of
+from ecgml.tracking.artifacts import fetch_run, log_files, log_folder, run_artifact
+from ecgml.tracking.runs import run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
 ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
@@ -78,50 +83,12 @@ ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
 log = logging.getLogger("ecgml.pipeline")
 
 
-@dataclass
-class RunResult:
-    """What a run leaves behind: its evaluation metrics and the fit's last per-epoch metrics."""
-
-    run_id: str
-    experiment_id: str
-    metrics: dict[str, float]
-    predictions: pd.DataFrame = field(repr=False)
-    checkpoint: Path | None = None
-    fit_metrics: dict[str, float] = field(default_factory=dict)
-
-
-def run_dir() -> Path:
-    """This job's Hydra output folder, or a temporary one when called without Hydra."""
-    if HydraConfig.initialized():
-        return Path(HydraConfig.get().runtime.output_dir)
-    return Path(tempfile.mkdtemp(prefix="ecgml-run-"))
-
-
-def hydra_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-
-
-@dataclass(frozen=True)
-class Resume:
-    """``resume=<run_id>``: the run to re-open, its downloaded ``last.ckpt`` and the overrides
-    it was started with."""
-
-    run_id: str
-    checkpoint: Path
-    overrides: list[str]
-
-
-def write_config_files(cfg: DictConfig, out: Path, overrides: list[str]) -> None:
-    (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    (out / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-
-
 def log_config_files(logger: MLFlowLogger, cfg: DictConfig, out: Path) -> None:
     """``config.yaml`` and ``overrides.yaml`` logged as the run starts: a run killed before its
     end keeps the config ``resume=`` needs (the end of the run logs them again, unchanged)."""
     write_config_files(cfg, out, hydra_overrides())
-    for name in ("config.yaml", "overrides.yaml"):
-        logger.experiment.log_artifact(run_id_of(logger), str(out / name))
+    names = ("config.yaml", "overrides.yaml")
+    log_files(logger.experiment, run_id_of(logger), (out / n for n in names))
 
 
 def log_run_files(
@@ -143,12 +110,8 @@ def log_run_files(
         pd.DataFrame({"feature": FEATURES, "coefficient": weights}).to_csv(
             out / "coefficients.csv", index=False
         )
-        client.log_artifact(run_id, str(out / "coefficients.csv"))
-    for name in (*ARTIFACTS, *TABLES):
-        if (out / name).is_file():
-            client.log_artifact(run_id, str(out / name))
-    if (out / "figures").is_dir():
-        client.log_artifacts(run_id, str(out / "figures"), artifact_path="figures")
+    log_files(client, run_id, (out / n for n in ("coefficients.csv", *ARTIFACTS, *TABLES)))
+    log_folder(client, run_id, out / "figures")
     if cfg.training.log_checkpoint:
         for path in fitter.checkpoints:  # one per ensemble member
             folder = (
@@ -156,7 +119,7 @@ def log_run_files(
                 if path.parent.name == "checkpoints"
                 else f"checkpoints/{path.parent.name}"
             )
-            client.log_artifact(run_id, str(path), artifact_path=folder)
+            log_files(client, run_id, [path], under=folder)
 
 
 def log_model(
@@ -199,9 +162,7 @@ def explain_and_log(
         fitter.model, beats, test, table.fs, table.r_index, cfg.explain, out / "explain"
     )
     logger.log_metrics(finite_metrics(metrics))
-    logger.experiment.log_artifacts(
-        run_id_of(logger), str(out / "explain"), artifact_path="explain"
-    )
+    log_folder(logger.experiment, run_id_of(logger), out / "explain")
     return metrics
 
 
@@ -253,23 +214,37 @@ def log_model_card(
     )
     path = out / MODEL_CARD
     path.write_text(model_card_markdown(card), encoding="utf-8")
-    logger.experiment.log_artifact(run_id_of(logger), str(path))
+    log_files(logger.experiment, run_id_of(logger), [path])
     return path
+
+
+def load_unit_store(cfg: DictConfig) -> BeatStore | RecordStore:
+    """The configured store, of the unit ``data`` names: whole recordings, or beats."""
+    return load_records(cfg) if record_unit(cfg) else load_store(cfg)
 
 
 def run_one(
     cfg: DictConfig,
     parent_run_id: str | None = None,
-    store: BeatStore | None = None,
+    store: BeatStore | RecordStore | None = None,
     callbacks: Sequence[L.Callback] = (),
     resume: Resume | None = None,
 ) -> RunResult:
-    """Fit, predict val/test, evaluate, log everything; one tracked MLflow run.
+    """Fit, predict val/test, evaluate, log everything; one tracked MLflow run, whatever the
+    unit (a record unit's run is :func:`~ecgml.pipeline.records.run_records`).
 
     ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a loaded
-    beat store; ``resume`` re-opens that run and continues from its checkpoint. The process's
-    MLflow tracking URI is left as it was.
+    store; ``resume`` re-opens that run and continues from its checkpoint. The process's MLflow
+    tracking URI is left as it was.
     """
+    store = store or load_unit_store(cfg)
+    if isinstance(store, RecordStore):
+        if resume is not None:
+            raise EcgmlError(
+                f"resume={resume.run_id}: the run is a record run, and resume= continues beat "
+                "runs only: start it again (ecgml.train with its overrides.yaml)"
+            )
+        return run_records(cfg, parent_run_id, store, callbacks)
     with preserved_tracking_uri():
         L.seed_everything(cfg.seed, workers=True)
         table = load_table(cfg, store)
@@ -283,21 +258,19 @@ def run_one(
         if cfg.model.get("init_from"):
             read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
         out = run_dir()
-        if resume is None:
-            task = task_spec(cfg)
-            tags = {
-                "dataset.digest": table.digest,
-                "disorder": task.subject(cfg.disorder.name),
-                "task": task.name,
-            }
-            logger = make_logger(cfg, tags=tags, parent_run_id=parent_run_id)
-            logger.log_hyperparams(flatten_config(cfg))
-            log_config_files(logger, cfg, out)
-        else:  # params, config and datasets were logged when the run started
-            logger = reopen_logger(cfg, resume.run_id)
-        checkpoint = resume.checkpoint if resume else None
-        overrides = resume.overrides if resume else hydra_overrides()
-        with tracked_run(logger.experiment, run_id_of(logger)):
+        task = task_spec(cfg)
+        tags = {
+            "dataset.digest": table.digest,
+            "disorder": task.subject(cfg.disorder.name),
+            "task": task.name,
+        }
+        resumed = resume.run_id if resume else None
+        with lightning_run(cfg, tags, parent_run_id, resume_run_id=resumed) as logger:
+            if resume is None:  # params, config and datasets were logged when the run started
+                logger.log_hyperparams(flatten_config(cfg))
+                log_config_files(logger, cfg, out)
+            checkpoint = resume.checkpoint if resume else None
+            overrides = resume.overrides if resume else hydra_overrides()
             fitter = make_fitter(cfg, logger, out, callbacks, checkpoint)
             return _lifecycle(cfg, logger, table, out, fitter, overrides, resume is None)
 
@@ -366,10 +339,7 @@ def _task_lifecycle(
     metrics: dict[str, Any] = evaluation.metrics
     logger.log_metrics(finite_metrics(metrics))
     log_run_files(logger, cfg, out, table, fitter, evaluation.predictions, overrides)
-    if (out / "per_disorder").is_dir():
-        logger.experiment.log_artifacts(
-            run_id_of(logger), str(out / "per_disorder"), artifact_path="per_disorder"
-        )
+    log_folder(logger.experiment, run_id_of(logger), out / "per_disorder")
     log_task_model(cfg, fitter, table, run_id_of(logger), evaluation)
     metrics.update(explain_outputs(cfg, logger, fitter, table, evaluation.predictions, out, task))
     logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, task_description(cfg, task, metrics))
@@ -427,8 +397,7 @@ def explain_outputs(
             {k.replace("explain/", f"explain/{disorder}/", 1): v for k, v in found.items()}
         )
     logger.log_metrics(finite_metrics(metrics))
-    if (out / "explain").is_dir():
-        logger.experiment.log_artifacts(run_id_of(logger), str(out / "explain"), "explain")
+    log_folder(logger.experiment, run_id_of(logger), out / "explain")
     return metrics
 
 

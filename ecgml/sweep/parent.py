@@ -35,8 +35,10 @@ from ecgml.tracking import (
     PARENT_RUN_ENV,
     ensure_experiment,
     git_state,
+    open_run,
     resolve_store,
 )
+from ecgml.tracking.artifacts import write_text_artifact
 
 log = logging.getLogger("ecgml.sweep")
 STUDY_KEY_TAG = "ecgml.study_key"
@@ -123,8 +125,7 @@ class MlflowSweepParent(Callback):
         tags = {**git_state(), "ecgml.sweep": "true", "ecgml.sweeper": sweeper_name(config)}
         if key:
             tags[STUDY_KEY_TAG] = key
-        run = self.client.create_run(experiment_id, run_name=parent_run_name(config), tags=tags)
-        return str(run.info.run_id)
+        return open_run(self.client, experiment_id, parent_run_name(config), tags)
 
     def study_parent(self, config: DictConfig, experiment_id: str, key: str) -> str:
         """The study's one parent, shared by every worker (deferred imports: optuna, ~2.5 s)."""
@@ -163,7 +164,7 @@ class MlflowSweepParent(Callback):
     def log_description(self, config: DictConfig) -> None:
         assert self.client is not None and self.run_id is not None
         text = OmegaConf.to_yaml(OmegaConf.create(sweep_description(config)))
-        self.client.log_text(self.run_id, text, "sweep_config.yaml")
+        write_text_artifact(self.client, self.run_id, text, "sweep_config.yaml")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if self.run_id is None or self.client is None:

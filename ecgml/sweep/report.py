@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import OmegaConf
 
 from ecgml.tracking import parent_run, resolve_store
+from ecgml.tracking.artifacts import log_files
 
 log = logging.getLogger("ecgml.sweep")
 PLOTS = {
@@ -72,8 +73,7 @@ def log_to_parent(summary: Mapping[str, Any], files: list[Path], tracking_uri: s
         client.set_tag(run_id, "optuna.best_trial", str(summary["best_trial"]))
         for key, value in summary["best_params"].items():
             client.log_param(run_id, f"best.{key.lstrip('+')}"[:250], str(value)[:6000])
-    for path in files:
-        client.log_artifact(run_id, str(path), artifact_path="sweep")
+    log_files(client, run_id, files, under="sweep")
 
 
 def format_summary(summary: Mapping[str, Any], best_overrides: list[str], out: Path) -> str:

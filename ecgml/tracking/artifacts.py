@@ -1,12 +1,16 @@
-"""Reading a logged run back: the run itself, and its artifacts, each with one-line errors.
+"""A run's artifacts, written and read back: the one module that logs files to a run.
 
-Every command that reads a finished run (``evaluate``, ``explain``, ``resume=``,
-``model.init_from``, ``promote``) finds it and downloads its files through these functions, so
-a wrong id or a missing file reads the same everywhere.
+Every command that writes files to a run (training, cross-validation, pretraining, ``evaluate``,
+``explain``, ``compare``, a sweep) logs them through :func:`log_files`, :func:`log_folder` and
+:func:`write_text_artifact`; every command that reads a finished run (``evaluate``, ``explain``,
+``resume=``, ``model.init_from``, ``promote``) finds it and downloads its files through
+:func:`fetch_run` and :func:`run_artifact`, so a wrong id or a missing file reads the same
+everywhere.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +63,31 @@ def has_artifact(client: Any, run_id: str, path: str) -> bool:
         return path in {f.path for f in client.list_artifacts(run_id, folder)}
     except (MlflowException, OSError):
         return False
+
+
+def log_files(
+    client: Any, run_id: str, paths: Iterable[Path], under: str | None = None
+) -> list[str]:
+    """Log each of ``paths`` that is a file (at the run root, or in the folder ``under``);
+    returns the names logged. A path that is not there is skipped: callers list every file a
+    run may write, and each run writes the ones its task and unit have."""
+    logged = []
+    for path in paths:
+        if Path(path).is_file():
+            client.log_artifact(run_id, str(path), artifact_path=under)
+            logged.append(Path(path).name)
+    return logged
+
+
+def log_folder(client: Any, run_id: str, folder: Path, under: str | None = None) -> bool:
+    """Log a folder's whole content under ``under`` (default: the folder's own name); False
+    when there is no such folder."""
+    if not folder.is_dir():
+        return False
+    client.log_artifacts(run_id, str(folder), artifact_path=folder.name if under is None else under)
+    return True
+
+
+def write_text_artifact(client: Any, run_id: str, text: str, name: str) -> None:
+    """Log ``text`` as the artifact file ``name``."""
+    client.log_text(run_id, text, name)

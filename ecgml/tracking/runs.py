@@ -243,26 +243,58 @@ def run_tags(
     return all_tags
 
 
+def open_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]) -> str:
+    """Create an MLflow run and return its id: the one place ecgml starts a run (the training
+    lifecycle, pretraining, a cross-validation or sweep parent, a comparison). Whoever opens one
+    ends it through :func:`tracked_run` (or, for a sweep parent, when the sweep ends)."""
+    return str(client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
+
+
 def make_logger(
     cfg: DictConfig, tags: dict[str, str] | None = None, parent_run_id: str | None = None
 ) -> MLFlowLogger:
-    """An MLFlowLogger for one run in the configured store and experiment."""
+    """An MLFlowLogger on a new run (:func:`open_run`) in the configured store and experiment."""
     from lightning.pytorch.loggers import MLFlowLogger  # heavy: only training needs it
 
     store = resolve_store(cfg.logger.tracking_uri)
     name = experiment_name(cfg)
-    ensure_experiment(store, name)
+    experiment_id = ensure_experiment(store, name)
+    client = MlflowClient(store.tracking_uri)
     try:
-        end_dead_runs(MlflowClient(store.tracking_uri))
+        end_dead_runs(client)
     except MlflowException as err:  # housekeeping: never the reason a run does not start
         log.warning("could not check for runs left RUNNING by dead processes: %s", err)
+    run_id = open_run(client, experiment_id, run_name(cfg), run_tags(cfg, tags, parent_run_id))
     return MLFlowLogger(
-        experiment_name=name,
-        run_name=run_name(cfg),
-        tracking_uri=store.tracking_uri,
-        tags=run_tags(cfg, tags, parent_run_id),
-        log_model=False,
+        experiment_name=name, tracking_uri=store.tracking_uri, run_id=run_id, log_model=False
     )
+
+
+@contextlib.contextmanager
+def lightning_run(
+    cfg: DictConfig,
+    tags: dict[str, str] | None = None,
+    parent_run_id: str | None = None,
+    resume_run_id: str | None = None,
+) -> Iterator[MLFlowLogger]:
+    """A new run (or ``resume_run_id`` re-opened) as a Lightning logger, ended by
+    :func:`tracked_run` when the block leaves."""
+    if resume_run_id is None:
+        logger = make_logger(cfg, tags, parent_run_id)
+    else:
+        logger = reopen_logger(cfg, resume_run_id)
+    with tracked_run(logger.experiment, run_id_of(logger)):
+        yield logger
+
+
+@contextlib.contextmanager
+def client_run(
+    client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]
+) -> Iterator[str]:
+    """A new run logged through ``client`` (no Lightning), ended by :func:`tracked_run`."""
+    run_id = open_run(client, experiment_id, name, {**git_state(), **process_tags(), **tags})
+    with tracked_run(client, run_id):
+        yield run_id
 
 
 def reopen_logger(cfg: DictConfig, run_id: str) -> MLFlowLogger:

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from mlflow.tracking import MlflowClient
 
 from ecgml import PROJECT_ROOT, TWELVE_LEADS
 from tests.unit.records.toy import effect_store, write_record, write_store
@@ -203,9 +204,20 @@ def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None
     assert entry["potassium_mmol_l"] == pytest.approx(row["y_pred"], abs=1e-3)
 
 
-def test_cross_validation_pools_every_fold(tmp_path: Path) -> None:
-    """split=group_kfold split.fold=null: every fold trained, one run, each patient tested once."""
+def test_cross_validation_is_a_parent_with_a_child_per_fold(tmp_path: Path) -> None:
+    """split=group_kfold split.fold=null on records: the beat shape — a parent with the pooled
+    out-of-fold results (each patient tested once) and one child run per fold."""
     root = effect_store(tmp_path / "records", 10, 15)
+    write_record(root / "flat.csv", np.zeros(5000))
+    rows = pd.read_csv(root / "records.csv")
+    rows.loc[len(rows)] = {
+        "record_file": "flat.csv",
+        "patient_id": "PX",
+        "group": "normal",
+        "record_id": "flat",
+        "center": "C0",
+    }
+    rows.to_csv(root / "records.csv", index=False)
     run = _train(
         tmp_path,
         "data=records",
@@ -217,10 +229,34 @@ def test_cross_validation_pools_every_fold(tmp_path: Path) -> None:
         "++model.backbone.encoder_overrides.channels=[4,8]",
     )
     assert run.returncode == 0, run.stderr[-3000:]
-    predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs = client.search_runs(experiments)
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert sorted(c.info.run_name[-5:] for c in children) == ["fold0", "fold1", "fold2"]
+    assert all(c.info.status == "FINISHED" and "test/auroc" in c.data.metrics for c in children)
+    assert parent.info.status == "FINISHED"
+    tags, metrics = parent.data.tags, parent.data.metrics
+    assert (tags["ecgml.unit"], tags["ecgml.leads"]) == ("record", "II")
+    assert (tags["records.skipped"], tags["records.skipped.no_beats"]) == ("1", "1")
+    assert metrics["test/n_records"] == 25 and metrics["records/skipped"] == 1
+    assert {"test/auroc", "test_patient/auroc", "cv/auroc_mean"} <= set(metrics)
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {
+        "config.yaml",
+        "predictions.csv",
+        "splits.csv",
+        "results_folds.csv",
+        "skipped_records.csv",
+        "figures",
+    } <= artifacts
+    folder = client.download_artifacts(parent.info.run_id, "predictions.csv", str(tmp_path))
+    predictions = pd.read_csv(folder)
     test = predictions[predictions["split"] == "test"]
     assert test["patient_id"].is_unique and len(test) == 25
     assert sorted(test["fold"].unique()) == [0, 1, 2]
+    assert "flat" not in set(predictions["record_id"])
 
 
 def test_a_store_where_every_record_fails_exits_2(tmp_path: Path) -> None:

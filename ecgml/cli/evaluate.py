@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgml.cli import hydra_entry
 from ecgml.data.tasks import TaskSpec, task_spec
-from ecgml.evaluation import TABLES, evaluate_with_config
-from ecgml.evaluation.tasks import evaluate_task
+from ecgml.evaluation import TABLES
+from ecgml.tasks import run_task
 from ecgml.tracking import check_store, finite_metrics
 from ecgml.tracking.artifacts import fetch_run, log_files, log_folder, required_artifact
 
@@ -37,58 +37,28 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     predictions = fetch_predictions(client, run_id, store.tracking_uri)
     ev = cfg.evaluation
     out = Path(tempfile.mkdtemp(prefix="ecgml-evaluate-out-"))
-    task = run_task(client, run_id)
-    if not task.is_binary:
-        return reevaluate_task(client, run_id, task, predictions, ev, out)
-    evaluation = evaluate_with_config(
-        predictions, ev, out_dir=out, title=client.get_run(run_id).info.run_name or run_id
-    )
-    metrics, predictions = evaluation.metrics, evaluation.predictions
-    for key, value in finite_metrics(metrics).items():
+    task = run_task(run_task_spec(client, run_id))
+    title = client.get_run(run_id).info.run_name or run_id
+    evaluation = task.evaluate(predictions, ev, out, title)
+    for key, value in finite_metrics(evaluation.metrics).items():
         client.log_metric(run_id, key, value)
-    predictions.to_csv(out / "predictions.csv", index=False)
+    evaluation.predictions.to_csv(out / "predictions.csv", index=False)
     log_files(client, run_id, (out / name for name in ("predictions.csv", *TABLES)))
-    log_folder(client, run_id, out / "figures")
-    client.set_tag(
-        run_id,
-        "ecgml.evaluation",
-        f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed} "
-        f"calibration={ev.calibration}",
-    )
-    return metrics
+    for folder in ("figures", "per_disorder"):
+        log_folder(client, run_id, out / folder)
+    settings = f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed}"
+    if getattr(evaluation, "calibrator", None) is not None:  # one output: its calibration
+        settings += f" calibration={ev.calibration}"
+    client.set_tag(run_id, "ecgml.evaluation", settings)
+    return dict(evaluation.metrics)
 
 
-def run_task(client: MlflowClient, run_id: str) -> TaskSpec:
+def run_task_spec(client: MlflowClient, run_id: str) -> TaskSpec:
     """The task a run was trained for (its ``task`` tag; older runs: binary)."""
     run = client.get_run(run_id)
     name = run.data.tags.get("task") or run.data.params.get("task.name") or "binary"
     disorder = run.data.params.get("disorder.name", "hypokalemia")
     return task_spec(OmegaConf.create({"task": {"name": name}, "disorder": {"name": disorder}}))
-
-
-def reevaluate_task(
-    client: MlflowClient,
-    run_id: str,
-    task: TaskSpec,
-    predictions: pd.DataFrame,
-    ev: DictConfig,
-    out: Path,
-) -> dict[str, float]:
-    """:func:`reevaluate` for a multi-label or regression run (its own keys and files)."""
-    title = client.get_run(run_id).info.run_name or run_id
-    found = evaluate_task(task, predictions, ev, out_dir=out, title=title)
-    for key, value in finite_metrics(found.metrics).items():
-        client.log_metric(run_id, key, value)
-    found.predictions.to_csv(out / "predictions.csv", index=False)
-    log_files(client, run_id, (out / n for n in ("predictions.csv", "results.md", "results.csv")))
-    for folder in ("figures", "per_disorder"):
-        log_folder(client, run_id, out / folder)
-    client.set_tag(
-        run_id,
-        "ecgml.evaluation",
-        f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed}",
-    )
-    return found.metrics
 
 
 def evaluate(cfg: DictConfig) -> None:

@@ -7,7 +7,6 @@ an entry file that runs ``from ecgml.pipeline.beat_model import EcgmlBeatModel``
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -88,7 +87,6 @@ __all__ = [
     "request_example",
     "scorer_of",
     "serving_signature",
-    "task_model_spec",
     "task_scorer_of",
     "write_model_files",
 ]
@@ -125,33 +123,6 @@ def scorer_of(model: nn.Module) -> BeatProbabilityModel:
     """The probability model of a trained ``BeatClassifier`` (or a bare backbone), on CPU."""
     backbone = getattr(model, "backbone", model)
     return BeatProbabilityModel(backbone).cpu().eval()
-
-
-def task_model_spec(
-    cfg: DictConfig,
-    seq_len: int,
-    fs: float,
-    r_index: int | None,
-    model: nn.Module,
-    evaluation: Any,
-) -> ModelSpec:
-    """The spec of a multi-label or regression model: output names, and per output the
-    threshold and calibration its evaluation chose on validation (multi-label), or the
-    training targets' standardization (regression)."""
-    # ``threshold`` is the binary field: a multi-label model's are in ``thresholds``
-    base = model_spec(cfg, seq_len, fs, r_index, 0.5, ensemble=n_ensemble_members(model))
-    outputs = [str(o) for o in getattr(model, "outputs", ())]
-    per = getattr(evaluation, "per_output", {})
-    return dataclasses.replace(
-        base,
-        disorder=str(cfg.task.name),
-        task=str(cfg.task.name),
-        outputs=outputs,
-        thresholds={d: float(e.metrics["test/threshold"]) for d, e in per.items()},
-        calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
-        target_mean=float(getattr(model, "target_mean", 0.0)),
-        target_std=float(getattr(model, "target_std", 1.0)),
-    )
 
 
 def task_scorer_of(model: nn.Module, spec: ModelSpec) -> nn.Module:

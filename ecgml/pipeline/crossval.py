@@ -29,14 +29,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from ecgml.beatstore import BeatStore
 from ecgml.data.datamodule import fold_names, task_labels
 from ecgml.data.splits import build_split
-from ecgml.data.tasks import TaskSpec, task_spec
-from ecgml.evaluation import METRICS, TABLES, evaluate_with_config
+from ecgml.data.tasks import task_spec
+from ecgml.evaluation import METRICS, TABLES
 from ecgml.evaluation.clinical import GIVEN
-from ecgml.evaluation.predictions import metrics_for_frame
-from ecgml.evaluation.tasks import REGRESSION_METRICS, evaluate_task
 from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import load_unit_store, run_one
 from ecgml.recordstore import RecordStore
+from ecgml.tasks import run_task
 from ecgml.tracking import (
     client_run,
     ensure_experiment,
@@ -50,7 +49,6 @@ from ecgml.tracking.runs import run_subject
 
 log = logging.getLogger(__name__)
 SUMMARY_KEYS = tuple(f"test/{m}" for m in METRICS)
-STRATA = ("center", "device")
 
 
 @dataclass
@@ -97,15 +95,6 @@ def pool_predictions(fold_predictions: list[pd.DataFrame], folds: list[Any]) -> 
     return pd.concat(parts, ignore_index=True)
 
 
-def summary_keys(task: TaskSpec | None = None) -> tuple[str, ...]:
-    """The test metrics summarized over folds (``cv/<metric>_mean``, ``_sd``) for ``task``."""
-    if task is None or task.is_binary:
-        return SUMMARY_KEYS
-    if task.kind == "multilabel":
-        return ("test/macro_auroc", *(f"test/{d}/auroc" for d in task.outputs))
-    return tuple(f"test/{m}" for m in REGRESSION_METRICS)
-
-
 def fold_summary(
     fold_metrics: list[dict[str, float]], keys: Sequence[str] = SUMMARY_KEYS
 ) -> dict[str, float]:
@@ -119,40 +108,6 @@ def fold_summary(
         summary[f"cv/{name}_sd"] = float(finite.std(ddof=1)) if finite.size > 1 else float("nan")
     summary["cv/n_folds"] = float(len(fold_metrics))
     return summary
-
-
-def metrics_by_stratum(
-    test: pd.DataFrame, column: str, threshold: float, n_bootstrap: int, seed: int, level: float
-) -> pd.DataFrame:
-    """The eight metrics with CIs for each value of ``column`` (center or device)."""
-    rows = []
-    for value, part in test.groupby(column, sort=True):
-        metrics = metrics_for_frame(
-            part, threshold, None, n_bootstrap, seed, level, context=f"{column}={value}"
-        )
-        rows.append({column: value, **metrics})
-    return pd.DataFrame(rows)
-
-
-def write_strata_tables(
-    test: pd.DataFrame, threshold: float, cfg: DictConfig, out: Path
-) -> list[Path]:
-    written = []
-    for column in STRATA:
-        if column not in test.columns or test[column].isna().all():
-            continue
-        table = metrics_by_stratum(
-            test,
-            column,
-            threshold,
-            cfg.evaluation.n_bootstrap,
-            cfg.evaluation.seed,
-            cfg.evaluation.ci_level,
-        )
-        path = out / f"results_by_{column}.csv"
-        table.to_csv(path, index=False)
-        written.append(path)
-    return written
 
 
 def unit_folds(cfg: DictConfig, store: BeatStore | RecordStore) -> list[Any]:
@@ -194,29 +149,16 @@ def evaluate_pooled(
     """Evaluate the pooled out-of-fold predictions and log them to the parent run."""
     pooled = pool_predictions([r.predictions for r in results], folds)
     out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
-    task = task_spec(cfg)
-    if not task.is_binary:
-        title = f"{task.name} ({cfg.model.name}, {len(folds)}-fold out-of-fold)"
-        found = evaluate_task(task, pooled, cfg.evaluation, out, title, calibration=GIVEN)
-        metrics = {
-            **found.metrics,
-            **fold_summary([r.metrics for r in results], summary_keys(task)),
-        }
-        log_parent(client, run_id, cfg, metrics, found.predictions, results, folds, out, [])
-        return metrics, found.predictions
-    evaluation = evaluate_with_config(
-        pooled,
-        cfg.evaluation,
-        out_dir=out,
-        title=f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name}, "
-        f"{len(folds)}-fold out-of-fold)",
-        calibration=GIVEN,  # each fold's run recalibrated its own predictions
-    )
-    metrics, pooled = evaluation.metrics, evaluation.predictions
-    metrics.update(fold_summary([r.metrics for r in results]))
+    task = run_task(cfg)
+    title = task.title(cfg, f"{len(folds)}-fold out-of-fold")
+    # each fold's run recalibrated its own predictions
+    evaluation = task.evaluate(pooled, cfg.evaluation, out, title, calibration=GIVEN)
+    metrics, pooled = dict(evaluation.metrics), evaluation.predictions
+    keys = task.summary_keys()
+    metrics.update(fold_summary([r.metrics for r in results], keys))
     test = pooled[pooled["split"] == "test"]
-    extra_files = write_strata_tables(test, metrics["test/threshold"], cfg, out)
-    log_parent(client, run_id, cfg, metrics, pooled, results, folds, out, extra_files)
+    extra_files = task.pooled_tables(test, metrics, cfg.evaluation, out)
+    log_parent(client, run_id, cfg, metrics, pooled, results, folds, out, extra_files, keys)
     return metrics, pooled
 
 
@@ -252,6 +194,7 @@ def log_parent(
     folds: list[Any],
     out: Path,
     extra_files: list[Path],
+    keys: tuple[str, ...],
 ) -> None:
     unit_metrics, unit_files = unit_outputs(client, run_id, results, pooled, out)
     metrics.update(unit_metrics)
@@ -266,7 +209,7 @@ def log_parent(
             {
                 "fold": f,
                 "run_id": r.run_id,
-                **{k: r.metrics.get(k) for k in summary_keys(task_spec(cfg))},
+                **{k: r.metrics.get(k) for k in keys},
             }
             for f, r in zip(folds, results, strict=True)
         ]

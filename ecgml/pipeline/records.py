@@ -40,12 +40,11 @@ from ecgml.data.records import (
 from ecgml.data.splits import build_split
 from ecgml.data.tasks import task_spec
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
-from ecgml.evaluation.tasks import TaskEvaluation, evaluate_task
+from ecgml.evaluation import TABLES
 from ecgml.models.factory import build_backbone, pinned_backbone
 from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
-from ecgml.pipeline.beat_model import log_beat_model, model_spec, task_model_spec
+from ecgml.pipeline.beat_model import log_beat_model, model_spec, n_ensemble_members
 from ecgml.pipeline.context import RunResult, hydra_overrides, run_dir, write_config_files
 from ecgml.pipeline.fitters import (
     build_callbacks,
@@ -56,6 +55,7 @@ from ecgml.pipeline.fitters import (
     with_outputs,
 )
 from ecgml.recordstore import RecordStore, load_record_store
+from ecgml.tasks import run_task
 from ecgml.tracking import (
     NOTE_TAG,
     finite_metrics,
@@ -244,11 +244,8 @@ def log_record_model(
         if strip
         else (table.seq_len, table.fs, table.r_index)
     )
-    if table.task.is_binary:
-        threshold = float(evaluation.metrics["test/threshold"])
-        spec = model_spec(cfg, seq_len, fs, r_index, threshold, evaluation.calibrator.to_dict())
-    else:
-        spec = task_model_spec(cfg, seq_len, fs, r_index, fitted.model, evaluation)
+    base = model_spec(cfg, seq_len, fs, r_index, 0.5, ensemble=n_ensemble_members(fitted.model))
+    spec = run_task(table.task).finish_spec(base, cfg, fitted.model, evaluation)
     spec = dataclasses.replace(
         spec,
         unit="strip" if strip else "record",
@@ -284,13 +281,8 @@ def _evaluate_and_log(
     out: Path,
     tags: dict[str, str],
 ) -> RunResult:
-    task = table.task
-    title = f"{task.subject(cfg.disorder.name)} ({cfg.model.name}, records)"
-    evaluation: Evaluation | TaskEvaluation
-    if task.is_binary:
-        evaluation = evaluate_with_config(predictions, cfg.evaluation, out_dir=out, title=title)
-    else:
-        evaluation = evaluate_task(task, predictions, cfg.evaluation, out_dir=out, title=title)
+    task = run_task(table.task)
+    evaluation = task.evaluate(predictions, cfg.evaluation, out, task.title(cfg, "records"))
     metrics: dict[str, Any] = dict(evaluation.metrics)
     metrics.update(record_counts(table, predictions))
     client, run_id = logger.experiment, run_id_of(logger)

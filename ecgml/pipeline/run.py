@@ -26,21 +26,17 @@ from ecgml.beatstore import BeatStore
 from ecgml.bounds import check_bounds
 from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatTable, load_store, load_table, resolve_store_path
-from ecgml.data.tasks import TaskSpec, task_spec
+from ecgml.data.tasks import task_spec
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import TABLES, Evaluation, evaluate_with_config
-from ecgml.evaluation.calibration import Calibrator
+from ecgml.evaluation import TABLES, Evaluation
 from ecgml.evaluation.predictions import clinical_settings
 from ecgml.evaluation.subgroups import resolve_subgroup_columns
-from ecgml.evaluation.tasks import evaluate_task, output_frame
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
-from ecgml.models.task_modules import OutputSelector
 from ecgml.pipeline.beat_model import (
     log_beat_model,
     model_spec,
     n_ensemble_members,
-    task_model_spec,
 )
 from ecgml.pipeline.context import (
     Resume,
@@ -63,6 +59,7 @@ from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdow
 from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.pipeline.records import load_records, record_unit, run_records
 from ecgml.recordstore import RecordStore
+from ecgml.tasks import RunTask, run_task
 from ecgml.tracking import (
     NOTE_TAG,
     end_dead_runs,
@@ -111,7 +108,8 @@ def log_run_files(
             out / "coefficients.csv", index=False
         )
     log_files(client, run_id, (out / n for n in ("coefficients.csv", *ARTIFACTS, *TABLES)))
-    log_folder(client, run_id, out / "figures")
+    for folder in ("figures", "per_disorder"):
+        log_folder(client, run_id, out / folder)
     if cfg.training.log_checkpoint:
         for path in fitter.checkpoints:  # one per ensemble member
             folder = (
@@ -123,25 +121,15 @@ def log_run_files(
 
 
 def log_model(
-    cfg: DictConfig,
-    fitter: Fitter,
-    table: BeatTable,
-    run_id: str,
-    threshold: float,
-    calibrator: Calibrator,
+    cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str, task: RunTask, evaluation: Any
 ) -> None:
-    """The MLflow model ``ecgml.promote`` registers (Lightning backbones only)."""
+    """The MLflow model ``ecgml.promote`` registers (Lightning backbones only): the spec of
+    ``cfg`` with the task's outputs, thresholds and calibration."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
         return
-    spec = model_spec(
-        cfg,
-        table.seq_len,
-        table.fs,
-        table.r_index,
-        threshold,
-        calibrator.to_dict(),
-        ensemble=n_ensemble_members(fitter.model),
-    )
+    members = n_ensemble_members(fitter.model)
+    base = model_spec(cfg, table.seq_len, table.fs, table.r_index, 0.5, ensemble=members)
+    spec = task.finish_spec(base, cfg, fitter.model, evaluation)
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
 
 
@@ -152,15 +140,30 @@ def explain_and_log(
     table: BeatTable,
     predictions: pd.DataFrame,
     out: Path,
+    task: RunTask,
 ) -> dict[str, float]:
-    """Saliency on the test beats (``explain.enabled``), logged under ``explain/``."""
+    """Saliency on the test beats (``explain.enabled``) with the study's statistics, for each
+    view the task gives (a multi-label or serum run: one per disorder, under
+    ``explain/<disorder>/``), logged under ``explain/``."""
     if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
         return {}
     beats, meta = table.subset("test")
     test = predictions.set_index("beat_id").loc[meta["beat_id"]].reset_index()
-    metrics = explain_model(
-        fitter.model, beats, test, table.fs, table.r_index, cfg.explain, out / "explain"
-    )
+    metrics: dict[str, float] = {}
+    for name, model, frame in task.explain_views(fitter.model, test):
+        keep = frame.index.to_numpy()
+        folder = out / "explain" if name is None else out / "explain" / name
+        found = explain_model(
+            model,
+            beats[keep],
+            frame.reset_index(drop=True),
+            table.fs,
+            table.r_index,
+            cfg.explain,
+            folder,
+        )
+        prefix = "explain/" if name is None else f"explain/{name}/"
+        metrics.update({k.replace("explain/", prefix, 1): v for k, v in found.items()})
     logger.log_metrics(finite_metrics(metrics))
     log_folder(logger.experiment, run_id_of(logger), out / "explain")
     return metrics
@@ -180,18 +183,6 @@ def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> Non
     source = str(resolve_store_path(cfg.data))
     name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
     log_dataset_inputs(logger.experiment, run_id_of(logger), splits, source, name, table.digest)
-
-
-def run_description(cfg: DictConfig, metrics: dict[str, Any]) -> str:
-    """One line for the run page: what was trained on what, and how it did."""
-    auroc = metrics.get("test/auroc", float("nan"))
-    low, high = metrics.get("test/auroc_ci_low"), metrics.get("test/auroc_ci_high")
-    ci = f" (95% CI {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
-    return (
-        f"{cfg.disorder.name} vs {cfg.disorder.negative} · task {cfg.task.get('name', 'classify')}"
-        f" · model {cfg.model.name} · split {cfg.split.name} · test AUROC {auroc:.3f}{ci}"
-        f" · model card: model_card.md"
-    )
 
 
 def log_model_card(
@@ -284,151 +275,34 @@ def _lifecycle(
     overrides: list[str],
     new_run: bool = True,
 ) -> RunResult:
-    task = task_spec(cfg)
-    if not task.is_binary:
-        return _task_lifecycle(cfg, logger, table, out, fitter, overrides, new_run, task)
+    task = run_task(cfg)
     if new_run:
         log_datasets(cfg, logger, table)
     fitter.fit(table)
     if isinstance(fitter, SklearnFitter):
         logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
     predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
-    title = f"{cfg.disorder.name} vs {cfg.disorder.negative} ({cfg.model.name})"
-    evaluation = evaluate_with_config(predictions, cfg.evaluation, out_dir=out, title=title)
+    evaluation = task.evaluate(predictions, cfg.evaluation, out, task.title(cfg))
     metrics: dict[str, Any] = evaluation.metrics
     predictions = evaluation.predictions
+    run_id = run_id_of(logger)
     logger.log_metrics(finite_metrics(metrics))
-    logger.experiment.set_tag(
-        run_id_of(logger), "ecgml.calibration", evaluation.calibrator.describe()
-    )
+    calibrator = getattr(evaluation, "calibrator", None)  # one output: its calibration
+    if calibrator is not None:
+        logger.experiment.set_tag(run_id, "ecgml.calibration", calibrator.describe())
     log_run_files(logger, cfg, out, table, fitter, predictions, overrides)
-    log_model(
-        cfg, fitter, table, run_id_of(logger), metrics["test/threshold"], evaluation.calibrator
-    )
-    metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out))
-    log_model_card(cfg, logger, table, metrics, evaluation, out)
-    logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, run_description(cfg, metrics))
+    log_model(cfg, fitter, table, run_id, task, evaluation)
+    metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out, task))
+    if task.writes_model_card:
+        log_model_card(cfg, logger, table, metrics, evaluation, out)
+    logger.experiment.set_tag(run_id, NOTE_TAG, task.description(cfg, metrics))
     return RunResult(
-        run_id_of(logger),
+        run_id,
         str(logger.experiment_id),
         metrics,
         predictions,
         fitter.checkpoint,
         fitter.fit_metrics,
-    )
-
-
-def _task_lifecycle(
-    cfg: DictConfig,
-    logger: MLFlowLogger,
-    table: BeatTable,
-    out: Path,
-    fitter: Fitter,
-    overrides: list[str],
-    new_run: bool,
-    task: TaskSpec,
-) -> RunResult:
-    """:func:`_lifecycle` of a multi-label or regression task (:mod:`ecgml.evaluation.tasks`):
-    its own metric keys, ``predictions.csv`` columns, figures and ``per_disorder/`` tables."""
-    if new_run:
-        log_datasets(cfg, logger, table)
-    fitter.fit(table)
-    predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
-    title = f"{task.name} ({cfg.model.name})"
-    evaluation = evaluate_task(task, predictions, cfg.evaluation, out_dir=out, title=title)
-    metrics: dict[str, Any] = evaluation.metrics
-    logger.log_metrics(finite_metrics(metrics))
-    log_run_files(logger, cfg, out, table, fitter, evaluation.predictions, overrides)
-    log_folder(logger.experiment, run_id_of(logger), out / "per_disorder")
-    log_task_model(cfg, fitter, table, run_id_of(logger), evaluation)
-    metrics.update(explain_outputs(cfg, logger, fitter, table, evaluation.predictions, out, task))
-    logger.experiment.set_tag(run_id_of(logger), NOTE_TAG, task_description(cfg, task, metrics))
-    return RunResult(
-        run_id_of(logger),
-        str(logger.experiment_id),
-        metrics,
-        evaluation.predictions,
-        fitter.checkpoint,
-        fitter.fit_metrics,
-    )
-
-
-def log_task_model(
-    cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str, evaluation: Any
-) -> None:
-    """The MLflow model of a multi-label or regression run (what ``ecgml.promote`` registers as
-    ``ecgml-<task>``): every output by name, with its validation threshold and calibration."""
-    if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
-        return
-    spec = task_model_spec(cfg, table.seq_len, table.fs, table.r_index, fitter.model, evaluation)
-    log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
-
-
-def explain_outputs(
-    cfg: DictConfig,
-    logger: MLFlowLogger,
-    fitter: Fitter,
-    table: BeatTable,
-    predictions: pd.DataFrame,
-    out: Path,
-    task: TaskSpec,
-) -> dict[str, float]:
-    """Saliency per output under ``explain/<disorder>/`` with the study's statistics: each
-    disorder's output of a multi-label model; for a regression, the estimate (negated for a
-    low state) on that disorder's and the normal patients' test beats."""
-    if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
-        return {}
-    beats, meta = table.subset("test")
-    test = predictions.set_index("beat_id").loc[meta["beat_id"]].reset_index()
-    metrics: dict[str, float] = {}
-    for disorder, model, frame in output_views(fitter.model, test, task):
-        keep = frame.index.to_numpy()
-        folder = out / "explain" / disorder
-        found = explain_model(
-            model,
-            beats[keep],
-            frame.reset_index(drop=True),
-            table.fs,
-            table.r_index,
-            cfg.explain,
-            folder,
-        )
-        metrics.update(
-            {k.replace("explain/", f"explain/{disorder}/", 1): v for k, v in found.items()}
-        )
-    logger.log_metrics(finite_metrics(metrics))
-    log_folder(logger.experiment, run_id_of(logger), out / "explain")
-    return metrics
-
-
-def output_views(
-    model: Any, test: pd.DataFrame, task: TaskSpec
-) -> list[tuple[str, Any, pd.DataFrame]]:
-    """(disorder, a ``(batch,)``-scoring view of ``model``, that disorder's test rows in the
-    binary ``predictions.csv`` layout) for every output :func:`explain_outputs` maps."""
-    if task.kind == "multilabel":
-        return [
-            (d, OutputSelector(model, k), output_frame(test, d)) for k, d in enumerate(task.outputs)
-        ]
-    views = []
-    for disorder, direction in task.serum["disorders"].items():
-        rows = test[test["group"].isin([disorder, "normal"])].copy()
-        rows["y_true"] = (rows["group"] == disorder).astype(int)
-        rows = rows.drop(columns=["y_pred"])
-        sign = 1.0 if direction == "high" else -1.0
-        views.append((disorder, OutputSelector(model, None, sign), rows))
-    return views
-
-
-def task_description(cfg: DictConfig, task: TaskSpec, metrics: dict[str, Any]) -> str:
-    """The run page's one line for a multi-label or regression run."""
-    key = "test/macro_auroc" if task.kind == "multilabel" else "test/mae"
-    value = metrics.get(key, float("nan"))
-    low, high = metrics.get(f"{key}_ci_low"), metrics.get(f"{key}_ci_high")
-    ci = f" (95% CI {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
-    return (
-        f"task {task.name} · model {cfg.model.name} · split {cfg.split.name} · "
-        f"{key} {value:.3f}{ci}"
     )
 
 

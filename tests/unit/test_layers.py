@@ -83,6 +83,7 @@ def test_layers_are_the_documented_stack() -> None:
         "cli",
         "sweep | inference",
         "pipeline",
+        "tasks",
         "modelfile",
         "tracking",
         "evaluation | explain",

@@ -239,7 +239,8 @@ def _trained_like(task: str, compose_cfg, swapped: bool = False):
     from types import SimpleNamespace
 
     from ecgml.models import build_backbone
-    from ecgml.pipeline.beat_model import task_model_spec
+    from ecgml.pipeline.beat_model import model_spec
+    from ecgml.tasks import run_task
 
     cfg = compose_cfg(f"task={task}")
     torch.manual_seed(0)
@@ -259,7 +260,8 @@ def _trained_like(task: str, compose_cfg, swapped: bool = False):
             for k, d in enumerate(outputs)
         }
         evaluation = SimpleNamespace(per_output=per)
-    return model.eval(), task_model_spec(cfg, SEQ, FS, R, model, evaluation)
+    base = model_spec(cfg, SEQ, FS, R, 0.5)
+    return model.eval(), run_task(cfg).finish_spec(base, cfg, model, evaluation)
 
 
 @pytest.mark.parametrize("swapped", [False, True])

@@ -226,12 +226,12 @@ def test_debug_true_shows_the_traceback(tmp_path: Path) -> None:
 def test_failure_after_start_marks_the_run_failed(
     compose_cfg, toy_store, mlflow_store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import ecgml.pipeline.run as train_module
+    from ecgml.tasks.binary import BinaryTask
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("evaluation exploded")
 
-    monkeypatch.setattr(train_module, "evaluate_with_config", explode)
+    monkeypatch.setattr(BinaryTask, "evaluate", explode)
     cfg = compose_cfg("data=beats", f"data.path={toy_store}", "disorder=hyperkalemia", "debug=fdr")
     with pytest.raises(RuntimeError, match="exploded"):
         train(cfg)

@@ -1,0 +1,77 @@
+"""Serum potassium or sodium in mmol/L, and the disorders read off the estimate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from ecgml.evaluation.tasks import REGRESSION_METRICS, TaskEvaluation, evaluate_task
+from ecgml.modelfile.spec import ModelSpec
+from ecgml.models.task_modules import OutputSelector
+from ecgml.tasks.base import ExplainView, RunTask, ci_text, with_ci
+from ecgml.tasks.multilabel import outputs_spec
+
+
+class SerumTask(RunTask):
+    """``task=potassium`` / ``task=sodium``: MAE, RMSE, r and the AUROC of each disorder read
+    off the estimate against the normal range."""
+
+    def subject(self, cfg: Any) -> str:
+        return self.name
+
+    def evaluate(
+        self,
+        predictions: pd.DataFrame,
+        evaluation_cfg: Any,
+        out: Path | None,
+        title: str,
+        calibration: str | None = None,
+    ) -> TaskEvaluation:
+        return evaluate_task(self.spec, predictions, evaluation_cfg, out, title, calibration)
+
+    def summary_keys(self) -> tuple[str, ...]:
+        return tuple(f"test/{m}" for m in REGRESSION_METRICS)
+
+    def finish_spec(
+        self, spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any
+    ) -> ModelSpec:
+        return outputs_spec(spec, cfg, model, evaluation)
+
+    def explain_views(self, model: nn.Module, test: pd.DataFrame) -> list[ExplainView]:
+        """Per disorder read off the estimate, the estimate (negated for a low state) on that
+        disorder's and the normal patients' test beats."""
+        views: list[ExplainView] = []
+        for disorder, direction in self.spec.serum["disorders"].items():
+            rows = test[test["group"].isin([disorder, "normal"])].copy()
+            rows["y_true"] = (rows["group"] == disorder).astype(int)
+            rows = rows.drop(columns=["y_pred"])
+            sign = 1.0 if direction == "high" else -1.0
+            views.append((disorder, OutputSelector(model, None, sign), rows))
+        return views
+
+    def description(self, cfg: Any, metrics: dict[str, Any]) -> str:
+        key = "test/mae"
+        return (
+            f"task {self.name} · model {cfg.model.name} · split {cfg.split.name} · "
+            f"{key} {metrics.get(key, float('nan')):.3f}{ci_text(metrics, key)}"
+        )
+
+    def summary_header(self, cfg: Any) -> str:
+        return f"task={self.name}, model={cfg.model.name}"
+
+    def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
+        m = metrics
+        lines = [
+            f"  test {unit_word} {int(m.get('test/n_beats', 0))} from "
+            f"{int(m.get('test/n_patients', 0))} patients",
+            f"  test MAE (mmol/L)     {with_ci(m, 'test/mae')}",
+            f"  test Pearson r        {with_ci(m, 'test/pearson_r')}",
+        ]
+        lines += [
+            f"  test {d} AUROC {with_ci(m, f'test/{d}_auroc')}"
+            for d in self.spec.serum["disorders"]
+        ]
+        return lines

@@ -1,4 +1,5 @@
-"""Typed schemas for the ``data``, ``evaluation`` and ``explain`` config groups.
+"""Typed schemas for the ``data``, ``task``, ``split``, ``evaluation`` and ``explain`` config
+groups and the ``training`` block.
 
 Each YAML file of those groups lists its schema first in its defaults list (Hydra's "Structured
 Config schema" pattern), so a misspelt key (``explain.methd=…``), a wrong type
@@ -243,11 +244,107 @@ class ExplainCliConfig(ExplainConfig):
     traceback: bool = MISSING
 
 
+class MonitorMode(StrEnum):
+    min = "min"
+    max = "max"
+
+
+class Direction(StrEnum):
+    minimize = "minimize"
+    maximize = "maximize"
+
+
+@dataclass
+class TaskConfig:
+    """``conf/task/<name>.yaml``: what a run learns; ``_target_`` names its ``ecgml.tasks``
+    class (none for ``task=pretrain``, which has its own lifecycle)."""
+
+    _target_: Optional[str] = None
+    name: str = MISSING
+    monitor: str = MISSING
+    monitor_mode: MonitorMode = MISSING
+    objective: str = MISSING
+    direction: Direction = MISSING
+
+
+@dataclass
+class SerumTaskConfig(TaskConfig):
+    """``conf/task/potassium.yaml`` / ``sodium.yaml``: a serum regression."""
+
+    huber_delta: float = MISSING
+
+
+@dataclass
+class PretrainTaskConfig(TaskConfig):
+    """``conf/task/pretrain.yaml``: contrastive pretraining (ecgml/pipeline/pretrain.py)."""
+
+    embedding_dim: int = MISSING
+    temperature: float = MISSING
+    max_epochs: int = MISSING
+    batch_size: int = MISSING
+    lr: Optional[float] = MISSING
+    val_fraction: float = MISSING
+    experiment_name: Optional[str] = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
+@dataclass
+class SplitConfig:
+    """``conf/split/<name>.yaml``: a patient-level split class (ecgml/data/splits.py)."""
+
+    _target_: str = MISSING
+    name: str = MISSING
+    seed: int = MISSING
+
+
+@dataclass
+class HoldoutConfig(SplitConfig):
+    train: float = MISSING
+    val: float = MISSING
+    test: float = MISSING
+
+
+@dataclass
+class GroupKFoldConfig(SplitConfig):
+    n_splits: int = MISSING
+    fold: Optional[int] = MISSING  # null: every fold, under one parent run
+    val_fraction: float = MISSING
+    shared_folds: bool = MISSING
+
+
+@dataclass
+class LeaveCenterOutConfig(SplitConfig):
+    by: str = MISSING
+    fold: Any = MISSING  # a center (or device) to hold out; null: every one in turn
+    val_fraction: float = MISSING
+
+
+@dataclass
+class TrainingConfig:
+    """``training:`` in ``conf/train.yaml``: the loss, the checkpoint and what a run logs."""
+
+    pos_weight: Any = MISSING  # "balanced", "none" or a number
+    monitor: str = MISSING
+    monitor_mode: MonitorMode = MISSING
+    early_stopping_patience: int = MISSING
+    ensemble: int = MISSING
+    label_smoothing: float = MISSING
+    log_checkpoint: bool = MISSING
+    log_model: bool = MISSING
+
+
 #: (group, name, schema): a YAML file of ``group`` lists ``name`` first in its defaults.
 SCHEMAS: tuple[tuple[str | None, str, type], ...] = (
     ("data", "data_schema", DataConfig),
     ("data", "synthetic_data_schema", SyntheticDataConfig),
     ("data", "records_data_schema", RecordDataConfig),
+    ("task", "task_schema", TaskConfig),
+    ("task", "serum_task_schema", SerumTaskConfig),
+    ("task", "pretrain_task_schema", PretrainTaskConfig),
+    ("split", "holdout_schema", HoldoutConfig),
+    ("split", "group_kfold_schema", GroupKFoldConfig),
+    ("split", "leave_center_out_schema", LeaveCenterOutConfig),
+    ("training", "training_schema", TrainingConfig),
     ("evaluation", "evaluation_schema", EvaluationConfig),
     ("explain", "explain_schema", ExplainConfig),
     (None, "explain_cli_schema", ExplainCliConfig),

@@ -10,8 +10,9 @@ instantiated:
   :func:`importlib.import_module` and the name taken with one :func:`getattr` — no prefix test,
   no attribute walk; the value must be a class;
 - an ecgml class passes when its module is one of :func:`trusted_ecgml_modules` (every module
-  directly in the backbone package, the record models, the splits: a new backbone file needs no
-  registration) — checked *before* the import — and the class was defined in that module;
+  directly in the backbone and task packages, the record models, the splits: a new backbone or
+  task file needs no registration) — checked *before* the import — and the class was defined
+  in that module;
 - a torch or Lightning class passes only when the whole string is in
   :data:`TRUSTED_EXTERNAL_CLASSES`.
 
@@ -41,7 +42,7 @@ from omegaconf.errors import OmegaConfBaseException
 from ecgml.errors import EcgmlError
 
 #: Packages whose every direct (public) module may hold classes a stored file names.
-TRUSTED_ECGML_PACKAGES = ("ecgml.models.backbones",)
+TRUSTED_ECGML_PACKAGES = ("ecgml.models.backbones", "ecgml.tasks")
 #: Single ecgml modules whose classes a stored file may name.
 TRUSTED_ECGML_MODULES = ("ecgml.models.record_models", "ecgml.data.splits")
 #: The modules whose classes a logged model may name as its network.
@@ -135,8 +136,8 @@ def _allowed_hint(within: tuple[str, ...] | None) -> str:
     if within is not None:
         return f"is not a class of {', '.join(within)}"
     return (
-        "is not a class ecgml builds from a stored file (its backbones, record models, splits "
-        f"or {len(TRUSTED_EXTERNAL_CLASSES)} named torch/Lightning classes)"
+        "is not a class ecgml builds from a stored file (its backbones, record models, tasks, "
+        f"splits or {len(TRUSTED_EXTERNAL_CLASSES)} named torch/Lightning classes)"
     )
 
 

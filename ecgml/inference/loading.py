@@ -16,7 +16,7 @@ from typing import Any
 
 import ecgml.tracking.registry as registry_module
 from ecgml.errors import EcgmlError
-from ecgml.modelfile.files import read_model_dir, read_task_dir
+from ecgml.modelfile.files import read_model_dir, single_disorder
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import SERUM_OUTPUTS, is_beat_model_dir
 from ecgml.models.scoring import BeatProbabilityModel
@@ -56,34 +56,55 @@ def _legacy_pickled(local: Path, meta: dict[str, Any], uri: str) -> LoadedModel:
     )
 
 
+def read_downloaded(
+    local: Path, meta: Mapping[str, Any], flavors: Any, uri: str, allow_pickle: bool
+) -> dict[str, LoadedModel]:
+    """Every output of a downloaded logged model, by name (a binary model: its disorder)."""
+    if is_beat_model_dir(local):
+        return read_model_dir(local, uri)
+    if "seq_len" not in meta:
+        raise EcgmlError(
+            f"model {uri} was not logged by ecgml (no ecgml spec in it): promote a run "
+            "trained with `python -m ecgml.train`"
+        )
+    if "pytorch" in flavors and allow_pickle:
+        legacy = _legacy_pickled(local, dict(meta), uri)
+        return {legacy.disorder: legacy}
+    raise EcgmlError(
+        f"model {uri} was saved with pickle by an older ecgml, and loading it could run "
+        "any code it holds: retrain and promote it, or pass allow_pickle=true if you trust "
+        "every writer of this store"
+    )
+
+
 def load_model_uri(uri: str, tracking_uri: str, allow_pickle: bool = False) -> LoadedModel:
-    """Load a logged ecgml model from a model URI (``models:/name@alias``, ``models:/m-…``)."""
+    """A one-disorder ecgml model from a model URI (``models:/name@alias``, ``models:/m-…``)."""
     with downloaded_model(uri, tracking_uri) as (local, meta, flavors):
-        if is_beat_model_dir(local):
-            return read_model_dir(local, uri)
-        if "seq_len" not in meta:
-            raise EcgmlError(
-                f"model {uri} was not logged by ecgml (no ecgml spec in it): promote a run "
-                "trained with `python -m ecgml.train`"
-            )
-        if "pytorch" in flavors and allow_pickle:
-            return _legacy_pickled(local, meta, uri)
-        raise EcgmlError(
-            f"model {uri} was saved with pickle by an older ecgml, and loading it could run "
-            "any code it holds: retrain and promote it, or pass allow_pickle=true if you trust "
-            "every writer of this store"
-        )
+        return single_disorder(read_downloaded(local, meta, flavors, uri, allow_pickle), uri)
 
 
-def load_ref(ref: ModelRef, tracking_uri: str, allow_pickle: bool = False) -> LoadedModel:
-    loaded = load_model_uri(ref.uri, tracking_uri, allow_pickle)
-    if loaded.disorder != ref.disorder:
+def load_outputs(
+    ref: ModelRef, names: Sequence[str], tracking_uri: str | None, allow_pickle: bool = False
+) -> dict[str, LoadedModel]:
+    """The outputs ``names`` of the model behind ``ref``, whatever its task (a disorder's own
+    model, a multi-label model, a serum regression); a missing one is a one-line error."""
+    uri_store = resolve_store(tracking_uri).tracking_uri
+    with downloaded_model(ref.uri, uri_store) as (local, meta, flavors):
+        outputs = read_downloaded(local, meta, flavors, ref.uri, allow_pickle)
+    missing = [n for n in names if n not in outputs]
+    if missing and len(outputs) == 1:
         raise EcgmlError(
-            f"model {ref.uri} is a {loaded.disorder} model, asked for {ref.disorder}: point "
-            f"models.{ref.disorder} at a {ref.disorder} model"
+            f"model {ref.uri} is a {next(iter(outputs))} model, asked for {missing[0]}: point "
+            f"models.{missing[0]} at a {missing[0]} model"
         )
-    loaded.run_id, loaded.version = ref.run_id, ref.version
-    return loaded
+    if missing:
+        raise EcgmlError(
+            f"model {ref.uri} has no output for {', '.join(missing)} (it has {list(outputs)}): "
+            "promote a model trained with every disorder"
+        )
+    for model in outputs.values():
+        model.run_id, model.version = ref.run_id, ref.version
+    return {n: outputs[n] for n in names}
 
 
 def load_models(
@@ -102,9 +123,12 @@ def load_models(
     if isinstance(spec, str) and ":/" not in spec:
         multilabel = find_task_ref("multilabel", spec, tracking_uri)
         if multilabel is not None:
-            return load_task_outputs(multilabel, disorders, tracking_uri)
+            return load_outputs(multilabel, disorders, tracking_uri)
     uri_store, refs = resolve_model_refs(disorders, spec, tracking_uri)
-    return {ref.disorder: load_ref(ref, uri_store, allow_pickle) for ref in refs}
+    found: dict[str, LoadedModel] = {}
+    for ref in refs:
+        found.update(load_outputs(ref, [ref.disorder], uri_store, allow_pickle))
+    return found
 
 
 def find_task_ref(task: str, alias: str, tracking_uri: str | None) -> ModelRef | None:
@@ -118,26 +142,6 @@ def find_task_ref(task: str, alias: str, tracking_uri: str | None) -> ModelRef |
     return refs[0]
 
 
-def load_task_outputs(
-    ref: ModelRef, names: Sequence[str], tracking_uri: str | None
-) -> dict[str, LoadedModel]:
-    """The outputs ``names`` of the task model behind ``ref`` (a missing one is an error)."""
-    uri_store = resolve_store(tracking_uri).tracking_uri
-    with downloaded_model(ref.uri, uri_store) as (local, _, _):
-        if not is_beat_model_dir(local):
-            raise EcgmlError(f"model {ref.uri} was not logged by ecgml.train: re-promote a run")
-        outputs = read_task_dir(local, ref.uri)
-    missing = [n for n in names if n not in outputs]
-    if missing:
-        raise EcgmlError(
-            f"model {ref.uri} has no output for {', '.join(missing)} (it has {list(outputs)}): "
-            "promote a model trained with every disorder"
-        )
-    for model in outputs.values():
-        model.run_id, model.version = ref.run_id, ref.version
-    return {n: outputs[n] for n in names}
-
-
 def load_serum_models(alias: str, tracking_uri: str | None) -> dict[str, LoadedModel]:
     """The serum regressions registered under ``alias`` (``ecgml-potassium``,
     ``ecgml-sodium``), by name; none registered: ``{}``."""
@@ -145,7 +149,7 @@ def load_serum_models(alias: str, tracking_uri: str | None) -> dict[str, LoadedM
     for name in SERUM_OUTPUTS:
         ref = find_task_ref(name, alias, tracking_uri)
         if ref is not None:
-            found.update(load_task_outputs(ref, [name], tracking_uri))
+            found.update(load_outputs(ref, [name], tracking_uri))
     return found
 
 

@@ -6,6 +6,7 @@ through the one gate of :mod:`ecgml.trust`).
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -71,18 +72,21 @@ def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
     return scorer.eval()
 
 
-def read_model_files(weights: Path, spec_file: Path, uri: str) -> LoadedModel:
-    """A :class:`LoadedModel` from the two artifact files (a binary model)."""
-    models = read_task_files(weights, spec_file, uri)
-    if len(models) != 1 or read_spec(spec_file, uri).task != "binary":
-        raise EcgmlError(
-            f"{uri} is a task={read_spec(spec_file, uri).task} model, not one disorder's: "
-            "ecgml.predict uses it as a champion of its task"
-        )
-    return next(iter(models.values()))
+def single_disorder(models: dict[str, LoadedModel], uri: str) -> LoadedModel:
+    """The one output of a one-disorder (binary) model; a multi-label or serum model is a
+    one-line error: it answers as a champion of its task, not of one disorder."""
+    if len(models) == 1:
+        (model,) = models.values()
+        if not math.isnan(model.threshold):  # a serum regression has no decision threshold
+            return model
+    task = "multilabel" if len(models) > 1 else next(iter(models), "unknown")
+    raise EcgmlError(
+        f"{uri} is a task={task} model, not one disorder's: ecgml.predict uses it as a "
+        "champion of its task"
+    )
 
 
-def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, LoadedModel]:
+def read_model_files(weights: Path, spec_file: Path, uri: str) -> dict[str, LoadedModel]:
     """One :class:`LoadedModel` per output, by name: the disorder of a binary model; each
     disorder of a multi-label model (sharing one network, each with its own threshold and
     calibration); the serum value (``potassium`` / ``sodium``) of a regression."""
@@ -128,13 +132,8 @@ def read_task_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Loade
     }
 
 
-def read_model_dir(folder: Path, uri: str) -> LoadedModel:
-    """A downloaded logged model folder (``MLmodel`` + ``artifacts/``) as a :class:`LoadedModel`."""
+def read_model_dir(folder: Path, uri: str) -> dict[str, LoadedModel]:
+    """A downloaded logged model folder (``MLmodel`` + ``artifacts/``) of any task: one
+    :class:`LoadedModel` per output (:func:`read_model_files`)."""
     artifacts = Path(folder) / "artifacts"
     return read_model_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)
-
-
-def read_task_dir(folder: Path, uri: str) -> dict[str, LoadedModel]:
-    """A downloaded logged model folder of any task: one :class:`LoadedModel` per output."""
-    artifacts = Path(folder) / "artifacts"
-    return read_task_files(artifacts / WEIGHTS_FILE, artifacts / SPEC_FILE, uri)

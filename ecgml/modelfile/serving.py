@@ -19,7 +19,7 @@ import pandas as pd
 from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibrator import Calibrator
-from ecgml.modelfile.files import read_task_files
+from ecgml.modelfile.files import read_model_files
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import (
     MAX_ABS_MV,
@@ -301,7 +301,7 @@ class EcgmlBeatModel(PythonModel):
     _skip_type_hint_validation = True
 
     def load_context(self, context: Any) -> None:
-        models = read_task_files(
+        models = read_model_files(
             Path(context.artifacts["weights"]), Path(context.artifacts["spec"]), "served model"
         )
         # Conv+BatchNorm folded, as ecgml.predict scores (same outputs, ~1.7x faster)

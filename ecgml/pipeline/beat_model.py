@@ -21,8 +21,7 @@ from ecgml.modelfile.files import (
     load_scorer,
     read_model_dir,
     read_model_files,
-    read_task_dir,
-    read_task_files,
+    single_disorder,
     write_model_files,
 )
 from ecgml.modelfile.loaded import LoadedModel
@@ -82,12 +81,10 @@ __all__ = [
     "read_model_dir",
     "read_model_files",
     "read_spec",
-    "read_task_dir",
-    "read_task_files",
     "request_example",
     "scorer_of",
     "serving_signature",
-    "task_scorer_of",
+    "single_disorder",
     "write_model_files",
 ]
 
@@ -119,16 +116,12 @@ def model_spec(
     )
 
 
-def scorer_of(model: nn.Module) -> BeatProbabilityModel:
-    """The probability model of a trained ``BeatClassifier`` (or a bare backbone), on CPU."""
+def scorer_of(model: nn.Module, spec: ModelSpec | None = None) -> nn.Module:
+    """The scorer whose tensors a trained model (a ``BeatClassifier``, an ensemble or a bare
+    backbone) is saved as, on CPU: its probabilities (every output), or for a serum regression
+    (``spec``) the value in mmol/L."""
     backbone = getattr(model, "backbone", model)
-    return BeatProbabilityModel(backbone).cpu().eval()
-
-
-def task_scorer_of(model: nn.Module, spec: ModelSpec) -> nn.Module:
-    """The scorer whose tensors a multi-label or regression model is saved as (every output)."""
-    backbone = getattr(model, "backbone", model)
-    if spec.is_regression:
+    if spec is not None and spec.is_regression:
         return BeatValueModel(backbone, spec.target_mean, spec.target_std).cpu().eval()
     return BeatProbabilityModel(backbone).cpu().eval()
 
@@ -142,7 +135,7 @@ def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: Model
     """Log ``model`` (a ``BeatClassifier``, an ensemble or a bare backbone) with ``spec`` as the
     run's MLflow model; returns the logged model's id."""
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
-        scorer = scorer_of(model) if spec.task == "binary" else task_scorer_of(model, spec)
+        scorer = scorer_of(model, spec)
         artifacts = write_model_files(scorer, spec, Path(tmp))
         signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression, spec.leads)
         return log_python_model(

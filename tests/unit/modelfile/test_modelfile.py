@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from ecgml import PROJECT_ROOT
-from ecgml.modelfile.files import read_model_dir
+from ecgml.modelfile.files import read_model_dir, single_disorder
 from ecgml.modelfile.serving import predict_frame
 from ecgml.modelfile.spec import is_beat_model_dir
 
@@ -32,7 +32,7 @@ def expected() -> pd.DataFrame:
 
 def test_a_model_logged_before_the_package_answers_as_it_did() -> None:
     assert is_beat_model_dir(OLD_MODEL)
-    out = predict_frame(read_model_dir(OLD_MODEL, "fixture"), request())
+    out = predict_frame(single_disorder(read_model_dir(OLD_MODEL, "fixture"), "fixture"), request())
     want = expected()
     assert list(out.columns) == list(want.columns)
     np.testing.assert_allclose(out["hyperkalemia_raw"], want["hyperkalemia_raw"], rtol=0, atol=1e-9)
@@ -101,7 +101,7 @@ def test_serving_an_old_or_a_new_model_imports_no_training_code(tmp_path: Path, 
 def test_fs_and_r_index_may_be_json_integers_but_never_text() -> None:
     from ecgml.modelfile.serving import BadRequest, serving_signature
 
-    loaded = read_model_dir(OLD_MODEL, "fixture")
+    loaded = single_disorder(read_model_dir(OLD_MODEL, "fixture"), "fixture")
     as_ints = predict_frame(loaded, request().assign(fs=[500, 500]))
     as_floats = predict_frame(loaded, request().assign(fs=[500.0, 500.0]))
     pd.testing.assert_frame_equal(as_ints, as_floats)

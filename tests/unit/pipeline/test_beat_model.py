@@ -28,6 +28,7 @@ from ecgml.pipeline.beat_model import (
     model_spec,
     predict_frame,
     read_model_files,
+    single_disorder,
     write_model_files,
 )
 from ecgml.tracking.registry import tracking_uri_set
@@ -151,7 +152,7 @@ def test_bad_requests_are_refused_with_the_row(tmp_path, compose_cfg) -> None:
     files = write_model_files(
         BeatProbabilityModel(build_backbone(cfg.model, 1, 1, SEQ)), spec, tmp_path
     )
-    model = read_model_files(Path(files["weights"]), Path(files["spec"]), "m")
+    model = single_disorder(read_model_files(Path(files["weights"]), Path(files["spec"]), "m"), "m")
     ok = [0.0] * SEQ
     cases = {
         "no 'beat' column": pd.DataFrame({"x": [1]}),

@@ -270,14 +270,14 @@ def test_a_logged_multilabel_model_answers_each_disorder_by_name(
 ) -> None:
     from ecgml.pipeline.beat_model import (
         predict_outputs,
-        read_task_files,
-        task_scorer_of,
+        read_model_files,
+        scorer_of,
         write_model_files,
     )
 
     model, spec = _trained_like("multilabel", compose_cfg, swapped)
-    files = write_model_files(task_scorer_of(model, spec), spec, tmp_path)
-    loaded = read_task_files(Path(files["weights"]), Path(files["spec"]), "models:/m")
+    files = write_model_files(scorer_of(model, spec), spec, tmp_path)
+    loaded = read_model_files(Path(files["weights"]), Path(files["spec"]), "models:/m")
     assert set(loaded) == set(DISORDERS)
     x = np.random.default_rng(0).normal(0, 0.3, (4, SEQ)).astype(np.float32)
     expected = torch.sigmoid(model(torch.from_numpy(x).unsqueeze(1))).detach().numpy()
@@ -291,14 +291,14 @@ def test_a_logged_multilabel_model_answers_each_disorder_by_name(
 def test_a_logged_potassium_model_answers_in_mmol_per_litre(tmp_path: Path, compose_cfg) -> None:
     from ecgml.pipeline.beat_model import (
         predict_outputs,
-        read_task_files,
-        task_scorer_of,
+        read_model_files,
+        scorer_of,
         write_model_files,
     )
 
     model, spec = _trained_like("potassium", compose_cfg)
-    files = write_model_files(task_scorer_of(model, spec), spec, tmp_path)
-    loaded = read_task_files(Path(files["weights"]), Path(files["spec"]), "models:/k")
+    files = write_model_files(scorer_of(model, spec), spec, tmp_path)
+    loaded = read_model_files(Path(files["weights"]), Path(files["spec"]), "models:/k")
     x = np.random.default_rng(1).normal(0, 0.3, (3, SEQ)).astype(np.float32)
     expected = model(torch.from_numpy(x).unsqueeze(1)).detach().numpy()
     assert loaded["potassium"].score(x) == pytest.approx(expected, abs=1e-5)

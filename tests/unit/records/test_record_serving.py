@@ -153,7 +153,7 @@ def test_a_twelve_lead_strip_model_reads_a_wfdb_record(tmp_path, compose_cfg, le
 def task_set_model(tmp_path: Path, compose_cfg, task: str, n_outputs: int, **fields):
     """A lead-II set model of ``task`` written as a logged model's files and read back: one
     :class:`LoadedModel` per output, and the network itself."""
-    from ecgml.pipeline.beat_model import read_task_files, task_scorer_of, write_model_files
+    from ecgml.pipeline.beat_model import read_model_files, scorer_of, write_model_files
 
     cfg = compose_cfg("model=set_cnn1d")
     torch.manual_seed(1)
@@ -170,8 +170,8 @@ def task_set_model(tmp_path: Path, compose_cfg, task: str, n_outputs: int, **fie
         baseline="none",
         **fields,
     )
-    files = write_model_files(task_scorer_of(backbone, spec), spec, tmp_path / "model")
-    return read_task_files(Path(files["weights"]), Path(files["spec"]), "test"), backbone
+    files = write_model_files(scorer_of(backbone, spec), spec, tmp_path / "model")
+    return read_model_files(Path(files["weights"]), Path(files["spec"]), "test"), backbone
 
 
 def lead_ii_record(tmp_path: Path):

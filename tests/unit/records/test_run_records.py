@@ -176,7 +176,7 @@ def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None
     record``); ecgml.predict on one of the store's recordings gives that record's estimate."""
     from ecgml.inference.inputs import InputOptions
     from ecgml.inference.score import predict_path
-    from ecgml.pipeline.beat_model import read_task_dir
+    from ecgml.pipeline.beat_model import read_model_dir
     from ecgml.tracking.registry import downloaded_model
 
     root = effect_store(tmp_path / "records", 10, 10)
@@ -196,7 +196,7 @@ def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None
     predictions = pd.read_csv(tmp_path / "out" / "predictions.csv")
     model_uri, tracking_uri = _logged_model_uri(tmp_path)
     with downloaded_model(model_uri, tracking_uri) as (local, meta, _):
-        models = read_task_dir(local, model_uri)
+        models = read_model_dir(local, model_uri)
     assert meta["task"] == "potassium" and meta["unit"] == "record"
     row = predictions[predictions["split"] == "test"].iloc[0]
     record_file = rows.set_index("record_id").loc[row["record_id"], "record_file"]

@@ -327,8 +327,9 @@ class TrainingConfig:
     monitor: str = MISSING
     monitor_mode: MonitorMode = MISSING
     early_stopping_patience: int = MISSING
-    ensemble: int = MISSING
-    label_smoothing: float = MISSING
+    # checked by ecgml itself, with a one-line error naming the fix (ecgml.pipeline.fitters)
+    ensemble: Any = MISSING
+    label_smoothing: Any = MISSING
     log_checkpoint: bool = MISSING
     log_model: bool = MISSING
 

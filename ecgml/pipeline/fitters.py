@@ -424,11 +424,21 @@ def make_fitter(
     resume_from: Path | None = None,
 ) -> Fitter:
     """The fitter of ``cfg.model.kind`` (``sklearn``), else Lightning (from ``resume_from``)."""
-    if cfg.model.get("kind") == "sklearn":  # only sklearn models carry the key
-        if not task_spec(cfg).is_binary:
-            raise EcgmlError(
-                f"model={cfg.model.name} supports task=binary only: pick a neural backbone "
-                f"(e.g. model=cnn1d) for task={cfg.task.name}"
-            )
+    check_model_fits_task(cfg)
+    if is_sklearn(cfg):
         return SklearnFitter(cfg)
     return LightningFitter(cfg, logger, out, extra, resume_from)
+
+
+def is_sklearn(cfg: DictConfig) -> bool:
+    return bool(cfg.model.get("kind") == "sklearn")  # only sklearn models carry the key
+
+
+def check_model_fits_task(cfg: DictConfig) -> None:
+    """A scikit-learn model learns the binary task only: any other is refused in one line
+    (before the run opens, where the lifecycle checks its settings)."""
+    if is_sklearn(cfg) and not task_spec(cfg).is_binary:
+        raise EcgmlError(
+            f"model={cfg.model.name} supports task=binary only: pick a neural backbone "
+            f"(e.g. model=cnn1d) for task={cfg.task.name}"
+        )

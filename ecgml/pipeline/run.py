@@ -50,6 +50,7 @@ from ecgml.pipeline.fitters import (
     LightningFitter,
     SklearnFitter,
     build_callbacks,
+    check_model_fits_task,
     ensemble_size,
     label_smoothing,
     loss_pos_weight,
@@ -241,6 +242,7 @@ def run_one(
         table = load_table(cfg, store)
         loss_pos_weight(cfg.training.pos_weight, 1.0)  # bad values fail before the run opens
         ensemble_size(cfg)
+        check_model_fits_task(cfg)
         label_smoothing(cfg, task_spec(cfg))
         build_callbacks(cfg, run_dir() / "checkpoints")  # conflicting callbacks fail here too
         AugmentSettings.from_config(cfg.data.get("augment"))

@@ -86,7 +86,7 @@ def test_a_task_setting_of_the_wrong_type_fails_at_composition(compose_cfg) -> N
     for override in (
         "task.monitor_mode=highest",
         "split.n_splits=many",
-        "training.ensemble=two",
+        "training.early_stopping_patience=soon",
         "training.log_model=maybe",
     ):
         extra = ("split=group_kfold",) if override.startswith("split.") else ()

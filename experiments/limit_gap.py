@@ -139,6 +139,7 @@ def run_fold(job: FoldJob) -> FoldResult:
     import torch
 
     from ecgml.pipeline.fitters import make_fitter
+    from ecgml.pipeline.units import BeatUnit
 
     torch.set_num_threads(job.threads)
     cfg = copy.deepcopy(job.cfg)
@@ -149,7 +150,7 @@ def run_fold(job: FoldJob) -> FoldResult:
     if job.table_hook is not None:
         table = job.table_hook(table, cfg)
     out = Path(tempfile.mkdtemp(prefix="ecgml-limit-gap-"))
-    fitter = make_fitter(cfg, logger=False, out=out)  # type: ignore[arg-type]
+    fitter = make_fitter(cfg, logger=False, out=out, unit=BeatUnit())  # type: ignore[arg-type]
     fitter.fit(table)
     aggregate = cfg.evaluation.get("aggregate", "mean")  # evaluation.aggregate=max etc.
     scores, val_scores = (

@@ -46,6 +46,7 @@ from ecgml.data.splits import PatientSplit, build_split
 from ecgml.data.tasks import task_spec
 from ecgml.evaluation.bootstrap import bootstrap_auroc, patient_bootstrap_indices
 from ecgml.evaluation.predictions import patient_level
+from ecgml.pipeline.units import BeatUnit, RecordUnit
 from ecgml.recordstore import LEADS, load_record_store
 
 sys.path.insert(0, str(PROJECT_ROOT))
@@ -90,7 +91,8 @@ def beat_fold(cfg: DictConfig, store, split: PatientSplit) -> pd.DataFrame:
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     table = build_beat_table(store, cfg.disorder, split, cfg.data, task_spec(cfg))
-    fitter = make_fitter(cfg, logger=False, out=Path(tempfile.mkdtemp(prefix="ecgml-units-")))  # type: ignore[arg-type]
+    out = Path(tempfile.mkdtemp(prefix="ecgml-units-"))
+    fitter = make_fitter(cfg, logger=False, out=out, unit=BeatUnit())  # type: ignore[arg-type]
     fitter.fit(table)
     return fitter.predict("test")
 
@@ -99,12 +101,15 @@ def record_fold(cfg: DictConfig, store, split: PatientSplit) -> pd.DataFrame:
     """A record model of one fold: one test row per record (= patient)."""
     import lightning.pytorch as L
 
-    from ecgml.pipeline.records import fit_record_model, predict_records
+    from ecgml.pipeline.fitters import LightningFitter
 
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     table = build_record_table(store, cfg.disorder, split, cfg.data, task_spec(cfg))
-    out = Path(tempfile.mkdtemp(prefix="ecgml-units-"))
-    return predict_records(fit_record_model(cfg, table, False, out), "test")
+    fitter = LightningFitter(
+        cfg, False, Path(tempfile.mkdtemp(prefix="ecgml-units-")), RecordUnit()
+    )
+    fitter.fit(table)
+    return fitter.predict("test")
 
 
 def _fold_auroc(frame: pd.DataFrame) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import hydra
 import lightning.pytorch as L
@@ -25,7 +25,6 @@ from omegaconf import DictConfig
 from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
-from ecgml.data.augment import AugmentSettings
 from ecgml.data.datamodule import BeatDataModule, BeatTable
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
@@ -40,6 +39,16 @@ from ecgml.tracking.artifacts import log_files
 from ecgml.tracking.runs import run_id_of
 
 
+class UnitModels(Protocol):
+    """What a Lightning fit asks of the unit (:mod:`ecgml.pipeline.units`)."""
+
+    def datamodule(self, cfg: DictConfig, table: Any, seed: int) -> Any: ...
+
+    def network(self, cfg: DictConfig, table: Any, data: Any) -> BeatClassifier: ...
+
+    def predict(self, model: BeatClassifier, data: Any, split: str) -> pd.DataFrame: ...
+
+
 class Fitter(Protocol):
     """Fits on a table's training split and predicts val/test in ``predictions.csv`` columns."""
 
@@ -49,7 +58,7 @@ class Fitter(Protocol):
     @property
     def checkpoint(self) -> Path | None: ...
 
-    def fit(self, table: BeatTable) -> None: ...
+    def fit(self, table: Any) -> None: ...
 
     def predict(self, split: str) -> pd.DataFrame: ...
 
@@ -241,12 +250,14 @@ class LightningFitter:
     def __init__(
         self,
         cfg: DictConfig,
-        logger: MLFlowLogger,
+        logger: MLFlowLogger | Literal[False],
         out: Path,
+        unit: UnitModels,
         extra: Sequence[L.Callback] = (),
         resume_from: Path | None = None,
     ) -> None:
         self.cfg, self.logger, self.out, self.extra = cfg, logger, out, list(extra)
+        self.unit = unit
         self.resume_from = resume_from
         self.fit_metrics: dict[str, float] = {}
         self.checkpoints: list[Path] = []
@@ -256,25 +267,18 @@ class LightningFitter:
         """Member 0's checkpoint (the run's ``checkpoints/best.ckpt``)."""
         return self.checkpoints[0] if self.checkpoints else None
 
-    def fit(self, table: BeatTable) -> None:
+    def fit(self, table: Any) -> None:
         size = ensemble_size(self.cfg)
         members = [self._fit_member(table, index) for index in range(size)]
         self.model = members[0] if size == 1 else self._ensemble(members)
 
-    def _datamodule(self, table: BeatTable, seed: int) -> BeatDataModule:
-        cfg = self.cfg
-        augment = AugmentSettings.from_config(cfg.data.get("augment"))
-        return BeatDataModule(table, cfg.data.batch_size, cfg.data.num_workers, seed, augment)
-
-    def _fit_member(self, table: BeatTable, index: int) -> BeatClassifier:
+    def _fit_member(self, table: Any, index: int) -> BeatClassifier:
         cfg = self.cfg
         seed = int(cfg.seed) + index
         if index:
             L.seed_everything(seed, workers=True, verbose=False)
-        data = self._datamodule(table, seed)
-        model = build_model(
-            cfg, table.seq_len, member_pos_weight(cfg, data), targets=training_targets(table)
-        )
+        data = self.unit.datamodule(cfg, table, seed)
+        model = self.unit.network(cfg, table, data)
         folder = self.out / "checkpoints" / (f"member{index}" if index else "")
         callbacks = build_callbacks(cfg, folder) + (
             self._member0_callbacks(folder) if index == 0 else []
@@ -323,22 +327,7 @@ class LightningFitter:
         return BeatClassifier(backbone, first.optimizer_factory).eval()
 
     def predict(self, split: str) -> pd.DataFrame:
-        frame = self.datamodule.prediction_frame(split)
-        return with_outputs(frame, self.model, self._outputs(split, len(frame)))
-
-    def _outputs(self, split: str, n_rows: int) -> np.ndarray:
-        if n_rows == 0:
-            return np.zeros((0, len(getattr(self.model, "outputs", ())) or 1))
-        return self._values(self.datamodule._loader(split, shuffle=False))
-
-    @torch.inference_mode()
-    def _values(self, loader: Any) -> np.ndarray:
-        """Every batch of ``loader`` scored in eval mode (not ``trainer.predict``, which a
-        ``fast_dev_run`` trainer would stop after one batch)."""
-        model = self.model.eval()
-        device = next(model.parameters()).device
-        batches = [model.predict_values(x.to(device)).float().cpu() for x, _ in loader]
-        return torch.cat(batches).numpy()
+        return self.unit.predict(self.model, self.datamodule, split)
 
 
 def with_outputs(frame: pd.DataFrame, model: BeatClassifier, values: np.ndarray) -> pd.DataFrame:
@@ -420,6 +409,7 @@ def make_fitter(
     cfg: DictConfig,
     logger: MLFlowLogger,
     out: Path,
+    unit: UnitModels,
     extra: Sequence[L.Callback] = (),
     resume_from: Path | None = None,
 ) -> Fitter:
@@ -427,7 +417,7 @@ def make_fitter(
     check_model_fits_task(cfg)
     if is_sklearn(cfg):
         return SklearnFitter(cfg)
-    return LightningFitter(cfg, logger, out, extra, resume_from)
+    return LightningFitter(cfg, logger, out, unit, extra, resume_from)
 
 
 def is_sklearn(cfg: DictConfig) -> bool:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as L
 import pandas as pd
@@ -25,7 +26,7 @@ from ecgml import CONF_DIR
 from ecgml.beatstore import BeatStore
 from ecgml.bounds import check_bounds
 from ecgml.data.augment import AugmentSettings
-from ecgml.data.datamodule import BeatTable, load_store, load_table, resolve_store_path
+from ecgml.data.datamodule import BeatTable
 from ecgml.data.tasks import task_spec
 from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, Evaluation
@@ -58,7 +59,7 @@ from ecgml.pipeline.fitters import (
 )
 from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
 from ecgml.pipeline.pretrained import read_pretrained
-from ecgml.pipeline.records import load_records, record_unit, run_records
+from ecgml.pipeline.units import Unit, run_unit
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import RunTask, run_task
 from ecgml.tracking import (
@@ -76,7 +77,8 @@ from ecgml.tracking.artifacts import fetch_run, log_files, log_folder, run_artif
 from ecgml.tracking.runs import run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
-ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv")
+SKIPPED = "skipped_records.csv"  # a record run's records left out, and why
+ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv", SKIPPED)
 
 log = logging.getLogger("ecgml.pipeline")
 
@@ -122,15 +124,22 @@ def log_run_files(
 
 
 def log_model(
-    cfg: DictConfig, fitter: Fitter, table: BeatTable, run_id: str, task: RunTask, evaluation: Any
+    cfg: DictConfig,
+    fitter: Fitter,
+    unit: Unit,
+    table: Any,
+    run_id: str,
+    task: RunTask,
+    evaluation: Any,
 ) -> None:
-    """The MLflow model ``ecgml.promote`` registers (Lightning backbones only): the spec of
-    ``cfg`` with the task's outputs, thresholds and calibration."""
+    """The MLflow model ``ecgml.promote`` registers (Lightning models only): the spec of
+    ``cfg`` with the task's outputs, thresholds and calibration and the unit's input layout."""
     if not (cfg.training.log_model and isinstance(fitter, LightningFitter)):
         return
     members = n_ensemble_members(fitter.model)
     base = model_spec(cfg, table.seq_len, table.fs, table.r_index, 0.5, ensemble=members)
     spec = task.finish_spec(base, cfg, fitter.model, evaluation)
+    spec = unit.finish_spec(spec, cfg, table, fitter.model)
     log_beat_model(resolve_store(cfg.logger.tracking_uri).tracking_uri, run_id, fitter.model, spec)
 
 
@@ -170,8 +179,9 @@ def explain_and_log(
     return metrics
 
 
-def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> None:
-    """The beats of each split as MLflow dataset inputs (the runs table's Dataset column)."""
+def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: Any, source_path: Path) -> None:
+    """The examples (beats, records) of each split as MLflow dataset inputs (the runs table's
+    Dataset column)."""
     columns = [
         c
         for c in ("patient_id", "beat_id", "group", "y", "center", "device")
@@ -181,7 +191,7 @@ def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: BeatTable) -> Non
         s: table.meta.loc[table.meta["split"] == s, columns].reset_index(drop=True)
         for s in ("train", "val", "test")
     }
-    source = str(resolve_store_path(cfg.data))
+    source = str(source_path)
     name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
     log_dataset_inputs(logger.experiment, run_id_of(logger), splits, source, name, table.digest)
 
@@ -212,7 +222,21 @@ def log_model_card(
 
 def load_unit_store(cfg: DictConfig) -> BeatStore | RecordStore:
     """The configured store, of the unit ``data`` names: whole recordings, or beats."""
-    return load_records(cfg) if record_unit(cfg) else load_store(cfg)
+    return cast(BeatStore | RecordStore, run_unit(cfg).load_store(cfg))
+
+
+def check_settings(cfg: DictConfig, meta: pd.DataFrame) -> None:
+    """Every setting a run reads late, checked before the run opens (one line, exit 2)."""
+    loss_pos_weight(cfg.training.pos_weight, 1.0)
+    ensemble_size(cfg)
+    check_model_fits_task(cfg)
+    label_smoothing(cfg, task_spec(cfg))
+    build_callbacks(cfg, run_dir() / "checkpoints")  # conflicting callbacks fail here too
+    AugmentSettings.from_config(cfg.data.get("augment"))
+    settings = clinical_settings(cfg.evaluation)  # bad prevalences etc.
+    resolve_subgroup_columns(meta, settings.subgroups)
+    if cfg.model.get("init_from"):
+        read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
 
 
 def run_one(
@@ -223,39 +247,30 @@ def run_one(
     resume: Resume | None = None,
 ) -> RunResult:
     """Fit, predict val/test, evaluate, log everything; one tracked MLflow run, whatever the
-    unit (a record unit's run is :func:`~ecgml.pipeline.records.run_records`).
+    task (:mod:`ecgml.tasks`) and the unit (:mod:`ecgml.pipeline.units`).
 
-    ``parent_run_id`` nests the run under a cross-validation parent; ``store`` reuses a loaded
-    store; ``resume`` re-opens that run and continues from its checkpoint. The process's MLflow
-    tracking URI is left as it was.
+    ``parent_run_id`` nests the run under a cross-validation parent (its folder: the job's
+    ``fold<k>/``); ``store`` reuses a loaded store; ``resume`` re-opens that run and continues
+    from its checkpoint. The process's MLflow tracking URI is left as it was.
     """
-    store = store or load_unit_store(cfg)
-    if isinstance(store, RecordStore):
-        if resume is not None:
-            raise EcgmlError(
-                f"resume={resume.run_id}: the run is a record run, and resume= continues beat "
-                "runs only: start it again (ecgml.train with its overrides.yaml)"
-            )
-        return run_records(cfg, parent_run_id, store, callbacks)
+    unit = run_unit(cfg)
+    if resume is not None and not unit.resumable:
+        raise EcgmlError(
+            f"resume={resume.run_id}: the run is a {unit.name} run, and resume= continues beat "
+            "runs only: start it again (ecgml.train with its overrides.yaml)"
+        )
     with preserved_tracking_uri():
+        store = store or unit.load_store(cfg)
         L.seed_everything(cfg.seed, workers=True)
-        table = load_table(cfg, store)
-        loss_pos_weight(cfg.training.pos_weight, 1.0)  # bad values fail before the run opens
-        ensemble_size(cfg)
-        check_model_fits_task(cfg)
-        label_smoothing(cfg, task_spec(cfg))
-        build_callbacks(cfg, run_dir() / "checkpoints")  # conflicting callbacks fail here too
-        AugmentSettings.from_config(cfg.data.get("augment"))
-        settings = clinical_settings(cfg.evaluation)  # bad prevalences etc. fail before the run
-        resolve_subgroup_columns(table.meta, settings.subgroups)
-        if cfg.model.get("init_from"):
-            read_pretrained(str(cfg.model.init_from), cfg.logger.tracking_uri)
-        out = run_dir()
+        table = unit.table(cfg, store)
+        check_settings(cfg, table.meta)
+        out = run_dir() if parent_run_id is None else run_dir() / f"fold{cfg.split.fold}"
         task = task_spec(cfg)
         tags = {
             "dataset.digest": table.digest,
             "disorder": task.subject(cfg.disorder.name),
             "task": task.name,
+            **unit.run_tags(cfg, table),
         }
         resumed = resume.run_id if resume else None
         with lightning_run(cfg, tags, parent_run_id, resume_run_id=resumed) as logger:
@@ -264,48 +279,68 @@ def run_one(
                 log_config_files(logger, cfg, out)
             checkpoint = resume.checkpoint if resume else None
             overrides = resume.overrides if resume else hydra_overrides()
-            fitter = make_fitter(cfg, logger, out, callbacks, checkpoint)
-            return _lifecycle(cfg, logger, table, out, fitter, overrides, resume is None)
+            fitter = make_fitter(cfg, logger, out, unit, callbacks, checkpoint)
+            run = Lifecycle(cfg, logger, unit, table, out, fitter)
+            return run.complete(overrides, new_run=resume is None)
 
 
-def _lifecycle(
-    cfg: DictConfig,
-    logger: MLFlowLogger,
-    table: BeatTable,
-    out: Path,
-    fitter: Fitter,
-    overrides: list[str],
-    new_run: bool = True,
-) -> RunResult:
-    task = run_task(cfg)
-    if new_run:
-        log_datasets(cfg, logger, table)
-    fitter.fit(table)
-    if isinstance(fitter, SklearnFitter):
-        logger.log_metrics(finite_metrics(fitter.fit_metrics), step=0)
-    predictions = pd.concat([fitter.predict(s) for s in ("val", "test")], ignore_index=True)
-    evaluation = task.evaluate(predictions, cfg.evaluation, out, task.title(cfg))
-    metrics: dict[str, Any] = evaluation.metrics
-    predictions = evaluation.predictions
-    run_id = run_id_of(logger)
-    logger.log_metrics(finite_metrics(metrics))
-    calibrator = getattr(evaluation, "calibrator", None)  # one output: its calibration
-    if calibrator is not None:
-        logger.experiment.set_tag(run_id, "ecgml.calibration", calibrator.describe())
-    log_run_files(logger, cfg, out, table, fitter, predictions, overrides)
-    log_model(cfg, fitter, table, run_id, task, evaluation)
-    metrics.update(explain_and_log(cfg, logger, fitter, table, predictions, out, task))
-    if task.writes_model_card:
-        log_model_card(cfg, logger, table, metrics, evaluation, out)
-    logger.experiment.set_tag(run_id, NOTE_TAG, task.description(cfg, metrics))
-    return RunResult(
-        run_id,
-        str(logger.experiment_id),
-        metrics,
-        predictions,
-        fitter.checkpoint,
-        fitter.fit_metrics,
-    )
+@dataclass
+class Lifecycle:
+    """One run from its opened MLflow run on: fit, predict val/test, evaluate, log the files,
+    the model, the explanations and the model card, describe it."""
+
+    cfg: DictConfig
+    logger: MLFlowLogger
+    unit: Unit
+    table: Any
+    out: Path
+    fitter: Fitter
+
+    def complete(self, overrides: list[str], new_run: bool = True) -> RunResult:
+        cfg, logger, unit, table, out = self.cfg, self.logger, self.unit, self.table, self.out
+        task = run_task(cfg)
+        if new_run:
+            log_datasets(cfg, logger, table, unit.source(cfg))
+        predictions = self.fit_and_predict()
+        title = task.title(cfg, unit.title_detail)
+        evaluation = task.evaluate(predictions, cfg.evaluation, out, title)
+        metrics: dict[str, Any] = {**evaluation.metrics, **unit.run_metrics(table, predictions)}
+        predictions = evaluation.predictions
+        run_id = run_id_of(logger)
+        logger.log_metrics(finite_metrics(metrics))
+        calibrator = getattr(evaluation, "calibrator", None)  # one output: its calibration
+        if calibrator is not None:
+            logger.experiment.set_tag(run_id, "ecgml.calibration", calibrator.describe())
+        skipped = unit.skipped(table)
+        if skipped is not None:
+            skipped.to_csv(out / SKIPPED, index=False)
+        log_run_files(logger, cfg, out, table, self.fitter, predictions, overrides)
+        log_model(cfg, self.fitter, unit, table, run_id, task, evaluation)
+        note = task.description(cfg, metrics) + unit.note(table)
+        if unit.explains:
+            metrics.update(explain_and_log(cfg, logger, self.fitter, table, predictions, out, task))
+        if task.writes_model_card and unit.writes_model_card:
+            log_model_card(cfg, logger, table, metrics, evaluation, out)
+            note += f" · model card: {MODEL_CARD}"
+        logger.experiment.set_tag(run_id, NOTE_TAG, note)
+        return RunResult(
+            run_id,
+            str(logger.experiment_id),
+            metrics,
+            predictions,
+            self.fitter.checkpoint,
+            self.fitter.fit_metrics,
+            tags=unit.run_tags(cfg, table),
+            skipped=skipped,
+        )
+
+    def fit_and_predict(self) -> pd.DataFrame:
+        """The fit, then the val and test predictions (a scikit-learn fit logs its own
+        validation metrics, which Lightning logs per epoch)."""
+        self.fitter.fit(self.table)
+        if isinstance(self.fitter, SklearnFitter):
+            self.logger.log_metrics(finite_metrics(self.fitter.fit_metrics), step=0)
+        return pd.concat([self.fitter.predict(s) for s in ("val", "test")], ignore_index=True)
 
 
 def resume_run(cfg: DictConfig, callbacks: Sequence[L.Callback] = ()) -> RunResult:

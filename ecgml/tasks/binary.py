@@ -89,7 +89,6 @@ class BinaryTask(RunTask):
             f"{cfg.disorder.name} vs {cfg.disorder.negative} · task "
             f"{cfg.task.get('name', 'classify')} · model {cfg.model.name} · split "
             f"{cfg.split.name} · test AUROC {auroc:.3f}{ci_text(metrics, 'test/auroc')}"
-            f" · model card: model_card.md"
         )
 
     def summary_header(self, cfg: Any) -> str:

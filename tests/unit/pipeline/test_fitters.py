@@ -24,6 +24,7 @@ from ecgml.pipeline.fitters import (
     label_smoothing,
     make_fitter,
 )
+from ecgml.pipeline.units import BeatUnit
 
 
 def fitted(
@@ -37,7 +38,7 @@ def fitted(
         "trainer.enable_progress_bar=false",
         *extra,
     )
-    fitter = make_fitter(cfg, logger=False, out=tmp_path, extra=callbacks)  # type: ignore[arg-type]
+    fitter = make_fitter(cfg, logger=False, out=tmp_path, unit=BeatUnit(), extra=callbacks)  # type: ignore[arg-type]
     assert isinstance(fitter, LightningFitter)
     fitter.fit(load_table(cfg))
     return fitter

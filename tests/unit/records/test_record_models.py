@@ -174,7 +174,8 @@ def test_twelve_leads_are_cut_at_the_same_r_peaks() -> None:
 def test_a_regression_task_trains_on_records(effect_root: Path, compose_cfg, tmp_path) -> None:
     """task=potassium on records: the beat path's regression module around a set model, one
     prediction (mmol/L) per record."""
-    from ecgml.pipeline.records import fit_record_model, predict_records
+    from ecgml.pipeline.fitters import LightningFitter
+    from ecgml.pipeline.units import RecordUnit
     from ecgml.recordstore import RECORDS
 
     root = tmp_path / "store"
@@ -196,8 +197,9 @@ def test_a_regression_task_trains_on_records(effect_root: Path, compose_cfg, tmp
     table = build_record_table(
         load_record_store(root), cfg.disorder, cfg.split, cfg.data, task_spec(cfg)
     )
-    fitted = fit_record_model(cfg, table, out=tmp_path / "out")
-    frame = predict_records(fitted, "test")
+    fitter = LightningFitter(cfg, False, tmp_path / "out", RecordUnit())
+    fitter.fit(table)
+    frame = fitter.predict("test")
     assert len(frame) == (table.meta["split"] == "test").sum()
     assert frame["y_pred"].between(0, 20).all() and frame["y_true"].between(3.9, 6.3).all()
 

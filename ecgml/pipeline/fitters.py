@@ -26,7 +26,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from ecgml.data.datamodule import BeatDataModule, BeatTable
-from ecgml.data.tasks import TaskSpec, task_spec
+from ecgml.data.tasks import TaskSpec
 from ecgml.errors import EcgmlError
 from ecgml.models import BeatClassifier, build_backbone
 from ecgml.models.ensemble import MeanOutputEnsemble, MeanProbabilityEnsemble
@@ -34,6 +34,7 @@ from ecgml.models.features_lr import build_classifier, feature_matrix, predictio
 from ecgml.models.task_modules import BeatRegressor, MultiLabelClassifier
 from ecgml.pipeline.pretrained import load_pretrained_encoder
 from ecgml.schemas import plain_dict
+from ecgml.tasks import run_task
 from ecgml.tracking import RunTerminated
 from ecgml.tracking.artifacts import log_files
 from ecgml.tracking.runs import run_id_of
@@ -63,20 +64,6 @@ class Fitter(Protocol):
     def predict(self, split: str) -> pd.DataFrame: ...
 
 
-def loss_pos_weight(setting: Any, balanced: float) -> float | None:
-    """``training.pos_weight``: ``balanced`` (n_neg/n_pos), ``none``, or a number."""
-    if setting in (None, "none", "None"):
-        return None
-    if setting == "balanced":
-        return balanced
-    try:
-        return float(setting)
-    except (TypeError, ValueError):
-        raise EcgmlError(
-            f"training.pos_weight={setting!r} is not valid: use balanced, none or a number"
-        ) from None
-
-
 def build_model(
     cfg: DictConfig,
     seq_len: int,
@@ -91,8 +78,9 @@ def build_model(
     ``pos_weight`` is one number (binary) or one per output (multi-label); ``targets`` are the
     training targets a regression standardizes by.
     """
-    task = task_spec(cfg)
-    backbone = build_backbone(cfg.model, in_channels=1, n_outputs=task.n_outputs, seq_len=seq_len)
+    task = run_task(cfg)
+    n_outputs = task.spec.n_outputs
+    backbone = build_backbone(cfg.model, in_channels=1, n_outputs=n_outputs, seq_len=seq_len)
     if pretrained and cfg.model.get("init_from"):  # configs logged before the key existed
         load_pretrained_encoder(
             backbone,
@@ -103,49 +91,17 @@ def build_model(
         )
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.scheduler else None
-    return task_module(task, backbone, optimizer, scheduler, pos_weight, targets, cfg)
-
-
-def task_module(
-    task: TaskSpec,
-    backbone: torch.nn.Module,
-    optimizer: Any,
-    scheduler: Any,
-    pos_weight: float | Sequence[float] | None,
-    targets: Sequence[float] | np.ndarray,
-    cfg: DictConfig,
-) -> BeatClassifier:
-    """The LightningModule of ``task`` around ``backbone``."""
-    smoothing = label_smoothing(cfg, task)
-    if task.kind == "multilabel":
-        weights = None if pos_weight is None else [float(w) for w in np.atleast_1d(pos_weight)]
-        return MultiLabelClassifier(
-            backbone, optimizer, scheduler, weights, task.outputs, label_smoothing=smoothing
-        )
-    if task.kind == "regression":
-        values = np.asarray(targets, dtype=float)
-        mean, std = (float(values.mean()), float(values.std())) if values.size else (0.0, 1.0)
-        delta = float(cfg.task.get("huber_delta", 1.0))
-        return BeatRegressor(backbone, optimizer, scheduler, mean, std, delta, task.outputs)
-    weight = None if pos_weight is None else float(np.atleast_1d(pos_weight)[0])
-    return BeatClassifier(backbone, optimizer, scheduler, weight, label_smoothing=smoothing)
+    return task.module(backbone, optimizer, scheduler, pos_weight, targets, cfg)
 
 
 def label_smoothing(cfg: DictConfig, task: TaskSpec) -> float:
     """``training.label_smoothing`` (0 ≤ ε < 1); 0 for a regression, which has no class labels."""
-    value = cfg.training.get("label_smoothing", 0.0)  # configs logged before the key existed
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        raise EcgmlError(
-            f"training.label_smoothing={value!r} is not valid: use a number in [0, 1), e.g. 0.1"
-        )
-    return 0.0 if task.kind == "regression" else float(value)
+    return run_task(task).label_smoothing(cfg)
 
 
 def module_class(task: TaskSpec) -> type[BeatClassifier]:
     """The LightningModule class a checkpoint of ``task`` loads into."""
-    return {"multilabel": MultiLabelClassifier, "regression": BeatRegressor}.get(
-        task.kind, BeatClassifier
-    )
+    return run_task(task).module_class()
 
 
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
@@ -356,15 +312,9 @@ def check_outputs(model: BeatClassifier, expected: Sequence[str], source: str) -
         )
 
 
-def member_pos_weight(cfg: DictConfig, data: BeatDataModule) -> float | list[float] | None:
+def member_pos_weight(cfg: DictConfig, data: Any) -> float | list[float] | None:
     """``training.pos_weight`` for this task: one weight, one per output, or none (regression)."""
-    task = task_spec(cfg)
-    if task.kind == "regression":
-        return None
-    if task.kind == "multilabel":
-        weights = [loss_pos_weight(cfg.training.pos_weight, w) for w in data.pos_weights]
-        return None if weights[0] is None else [float(w or 0.0) for w in weights]
-    return loss_pos_weight(cfg.training.pos_weight, data.pos_weight) or 0.0
+    return run_task(cfg).pos_weight(cfg.training.pos_weight, data)
 
 
 def training_targets(table: BeatTable) -> np.ndarray:
@@ -427,7 +377,7 @@ def is_sklearn(cfg: DictConfig) -> bool:
 def check_model_fits_task(cfg: DictConfig) -> None:
     """A scikit-learn model learns the binary task only: any other is refused in one line
     (before the run opens, where the lifecycle checks its settings)."""
-    if is_sklearn(cfg) and not task_spec(cfg).is_binary:
+    if is_sklearn(cfg) and not run_task(cfg).sklearn_fits:
         raise EcgmlError(
             f"model={cfg.model.name} supports task=binary only: pick a neural backbone "
             f"(e.g. model=cnn1d) for task={cfg.task.name}"

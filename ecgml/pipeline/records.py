@@ -5,7 +5,7 @@ configured record store.
 One example is a whole recording (every beat of it, or the strip, :mod:`ecgml.data.records`);
 the model is a record model (``model=set_cnn1d``, ``model=strip_cnn1d``,
 :mod:`ecgml.models.record_models`) inside the task's LightningModule (the beat path's own
-:func:`~ecgml.pipeline.fitters.task_module`: binary, multi-label, regression). The run itself is
+:meth:`~ecgml.tasks.RunTask.module`: binary, multi-label, regression). The run itself is
 the beat run's lifecycle (:mod:`ecgml.pipeline.run`, its unit :class:`~ecgml.pipeline.units.
 RecordUnit`): predictions are one row per record (``patient_id, record_id, split, y_true,
 y_prob, y_pred, n_beats``; a set model with attention adds ``beat_weights`` and ``top_beat``),
@@ -36,10 +36,10 @@ from ecgml.models.module import BeatClassifier
 from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
 from ecgml.pipeline.fitters import (
     member_pos_weight,
-    task_module,
     with_outputs,
 )
 from ecgml.recordstore import RecordStore, load_record_store
+from ecgml.tasks import run_task
 
 __all__ = ["build_record_model", "load_records", "predict_records", "record_unit"]
 
@@ -64,8 +64,8 @@ def build_record_model(
         if "target" in table.meta.columns
         else np.zeros(0)
     )
-    pos_weight = member_pos_weight(cfg, data)  # type: ignore[arg-type]  # duck-typed data module
-    return task_module(table.task, backbone, optimizer, scheduler, pos_weight, targets, cfg)
+    pos_weight = member_pos_weight(cfg, data)
+    return run_task(cfg).module(backbone, optimizer, scheduler, pos_weight, targets, cfg)
 
 
 def predict_records(model: BeatClassifier, data: RecordDataModule, split: str) -> pd.DataFrame:

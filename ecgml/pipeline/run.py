@@ -54,7 +54,6 @@ from ecgml.pipeline.fitters import (
     check_model_fits_task,
     ensemble_size,
     label_smoothing,
-    loss_pos_weight,
     make_fitter,
 )
 from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
@@ -62,6 +61,7 @@ from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.pipeline.units import Unit, run_unit
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import RunTask, run_task
+from ecgml.tasks.base import loss_pos_weight
 from ecgml.tracking import (
     NOTE_TAG,
     end_dead_runs,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,9 @@ import pandas as pd
 from torch import nn
 
 from ecgml.data.tasks import TaskSpec
+from ecgml.errors import EcgmlError
 from ecgml.modelfile.spec import ModelSpec
+from ecgml.models.module import BeatClassifier
 
 #: (output name or None for the model's one output, a ``(batch,)``-scoring view of the model,
 #: that output's test rows in the binary ``predictions.csv`` layout)
@@ -34,11 +37,39 @@ def ci_text(metrics: dict[str, Any], key: str) -> str:
     return f" (95% CI {low:.3f}–{high:.3f})" if low is not None and high is not None else ""
 
 
+def loss_pos_weight(setting: Any, balanced: float) -> float | None:
+    """``training.pos_weight``: ``balanced`` (n_neg/n_pos), ``none``, or a number."""
+    if setting in (None, "none", "None"):
+        return None
+    if setting == "balanced":
+        return balanced
+    try:
+        return float(setting)
+    except (TypeError, ValueError):
+        raise EcgmlError(
+            f"training.pos_weight={setting!r} is not valid: use balanced, none or a number"
+        ) from None
+
+
+def smoothing_setting(cfg: Any) -> float:
+    """``training.label_smoothing``, checked: 0 ≤ ε < 1."""
+    value = cfg.training.get("label_smoothing", 0.0)  # configs logged before the key existed
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise EcgmlError(
+            f"training.label_smoothing={value!r} is not valid: use a number in [0, 1), e.g. 0.1"
+        )
+    return float(value)
+
+
 class RunTask(ABC):
     """One learning task, as the run lifecycle, cross-validation and the console see it."""
 
     #: Whether a run of this task writes ``model_card.md``.
     writes_model_card = False
+    #: Whether a scikit-learn model (``model=features_lr``) can learn this task.
+    sklearn_fits = False
+    #: Whether the loss has class labels to smooth (``training.label_smoothing``).
+    smooths_labels = True
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
@@ -50,6 +81,32 @@ class RunTask(ABC):
     @abstractmethod
     def subject(self, cfg: Any) -> str:
         """What the run is about, for titles."""
+
+    @abstractmethod
+    def module(
+        self,
+        backbone: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        pos_weight: float | Sequence[float] | None,
+        targets: Sequence[float] | np.ndarray,
+        cfg: Any,
+    ) -> BeatClassifier:
+        """The task's LightningModule (its head and loss) around ``backbone``; ``targets``
+        are the training targets a regression standardizes by."""
+
+    @abstractmethod
+    def module_class(self) -> type[BeatClassifier]:
+        """The LightningModule class a checkpoint of this task loads into."""
+
+    @abstractmethod
+    def pos_weight(self, setting: Any, data: Any) -> float | list[float] | None:
+        """``training.pos_weight`` for this task's loss, from the training data's balance."""
+
+    def label_smoothing(self, cfg: Any) -> float:
+        """``training.label_smoothing`` (checked), or 0 where there are no labels to smooth."""
+        value = smoothing_setting(cfg)
+        return value if self.smooths_labels else 0.0
 
     def title(self, cfg: Any, detail: str = "") -> str:
         """The figures' title: the subject, the model and ``detail`` (e.g. ``records``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,8 @@ from torch import nn
 from ecgml.evaluation import METRICS, Evaluation, evaluate_with_config
 from ecgml.evaluation.predictions import metrics_for_frame
 from ecgml.modelfile.spec import ModelSpec
-from ecgml.tasks.base import ExplainView, RunTask, ci_text, with_ci
+from ecgml.models.module import BeatClassifier
+from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
 
 #: The columns a cross-validation's pooled test rows are also reported by.
 STRATA = ("center", "device")
@@ -37,6 +39,26 @@ class BinaryTask(RunTask):
     study's eight with CIs at beat and patient level; the run writes a model card."""
 
     writes_model_card = True
+    sklearn_fits = True
+
+    def module(
+        self,
+        backbone: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        pos_weight: float | Sequence[float] | None,
+        targets: Sequence[float] | np.ndarray,
+        cfg: Any,
+    ) -> BeatClassifier:
+        weight = None if pos_weight is None else float(np.atleast_1d(pos_weight)[0])
+        smoothing = self.label_smoothing(cfg)
+        return BeatClassifier(backbone, optimizer, scheduler, weight, label_smoothing=smoothing)
+
+    def module_class(self) -> type[BeatClassifier]:
+        return BeatClassifier
+
+    def pos_weight(self, setting: Any, data: Any) -> float | None:
+        return loss_pos_weight(setting, data.pos_weight) or 0.0
 
     def subject(self, cfg: Any) -> str:
         return f"{cfg.disorder.name} vs {cfg.disorder.negative}"

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
 from ecgml.evaluation.tasks import TaskEvaluation, evaluate_task, output_frame
 from ecgml.modelfile.spec import ModelSpec
-from ecgml.models.task_modules import OutputSelector
-from ecgml.tasks.base import ExplainView, RunTask, ci_text, with_ci
+from ecgml.models.module import BeatClassifier
+from ecgml.models.task_modules import MultiLabelClassifier, OutputSelector
+from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
 
 
 def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -> ModelSpec:
@@ -37,6 +40,29 @@ def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -
 class MultilabelTask(RunTask):
     """``task=multilabel``: each disorder's output evaluated as a binary run
     (``test/<disorder>/*``), their macro AUROC, and ``per_disorder/`` tables."""
+
+    def module(
+        self,
+        backbone: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        pos_weight: float | Sequence[float] | None,
+        targets: Sequence[float] | np.ndarray,
+        cfg: Any,
+    ) -> BeatClassifier:
+        weights = None if pos_weight is None else [float(w) for w in np.atleast_1d(pos_weight)]
+        smoothing = self.label_smoothing(cfg)
+        return MultiLabelClassifier(
+            backbone, optimizer, scheduler, weights, self.spec.outputs, label_smoothing=smoothing
+        )
+
+    def module_class(self) -> type[BeatClassifier]:
+        return MultiLabelClassifier
+
+    def pos_weight(self, setting: Any, data: Any) -> list[float] | None:
+        """One weight per output (none, when ``training.pos_weight=none``)."""
+        weights = [loss_pos_weight(setting, w) for w in data.pos_weights]
+        return None if weights[0] is None else [float(w or 0.0) for w in weights]
 
     def subject(self, cfg: Any) -> str:
         return self.name

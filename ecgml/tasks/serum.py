@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
 from ecgml.evaluation.tasks import REGRESSION_METRICS, TaskEvaluation, evaluate_task
 from ecgml.modelfile.spec import ModelSpec
-from ecgml.models.task_modules import OutputSelector
+from ecgml.models.module import BeatClassifier
+from ecgml.models.task_modules import BeatRegressor, OutputSelector
 from ecgml.tasks.base import ExplainView, RunTask, ci_text, with_ci
 from ecgml.tasks.multilabel import outputs_spec
 
@@ -18,6 +21,29 @@ from ecgml.tasks.multilabel import outputs_spec
 class SerumTask(RunTask):
     """``task=potassium`` / ``task=sodium``: MAE, RMSE, r and the AUROC of each disorder read
     off the estimate against the normal range."""
+
+    smooths_labels = False  # a value, not a label
+
+    def module(
+        self,
+        backbone: nn.Module,
+        optimizer: Any,
+        scheduler: Any,
+        pos_weight: float | Sequence[float] | None,
+        targets: Sequence[float] | np.ndarray,
+        cfg: Any,
+    ) -> BeatClassifier:
+        """Huber loss on the value standardized by the training targets' mean and SD."""
+        values = np.asarray(targets, dtype=float)
+        mean, std = (float(values.mean()), float(values.std())) if values.size else (0.0, 1.0)
+        delta = float(cfg.task.get("huber_delta", 1.0))
+        return BeatRegressor(backbone, optimizer, scheduler, mean, std, delta, self.spec.outputs)
+
+    def module_class(self) -> type[BeatClassifier]:
+        return BeatRegressor
+
+    def pos_weight(self, setting: Any, data: Any) -> None:
+        return None  # no classes to balance
 
     def subject(self, cfg: Any) -> str:
         return self.name

@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast fuzz lint format ui server serve dashboard sweep bench clean lock
+.PHONY: help install train test test-fast fuzz lint format docs docs-build ui server serve dashboard sweep bench clean lock
+DOCS_PORT ?= 8000
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +46,12 @@ format: install  ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+docs: install  ## the documentation site on http://127.0.0.1:8000 (DOCS_PORT=…; rebuilt as docs/ changes)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve --strict -a 127.0.0.1:$(DOCS_PORT)
+
+docs-build: install  ## build the documentation site into site/ (strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
 ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
 	@mkdir -p mlruns/artifacts
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
@@ -80,11 +87,11 @@ dashboard: install  ## optuna-dashboard on http://127.0.0.1:8080 over the sweeps
 sweep: install  ## a 20-trial pruned Optuna sweep (hypokalemia) on the synthetic cohort
 	$(BIN)/python -m ecgml.train -m hparams_search=cnn1d disorder=hypokalemia $(ARGS)
 
-bench: install  ## training/inference throughput benchmark (figures for the README)
+bench: install  ## training/inference throughput benchmark (figures for docs/benchmarks.md)
 	$(BIN)/python experiments/bench_train.py
 
 lock:  ## refresh requirements.lock from the current .venv
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:  ## remove caches and build leftovers (keeps .venv and mlruns)
-	rm -rf .cache .pytest_cache .ruff_cache build dist *.egg-info outputs multirun
+	rm -rf .cache .pytest_cache .ruff_cache build dist site *.egg-info outputs multirun

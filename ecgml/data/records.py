@@ -57,14 +57,15 @@ DEFAULT_STRIP_S = 10.0
 
 
 def data_unit(cfg: Any) -> str:
-    """The run's unit of data, ``beat`` or ``record`` (``data=records`` sets ``unit: record``)."""
-    return str(cfg.data.get("unit", "beat"))
+    """The run's unit of data, ``beat`` or ``record`` (``data=records`` is always ``record``,
+    also in a config stored before its ``unit`` key existed)."""
+    data = cfg.data
+    return "record" if str(data.get("source")) == "records" else str(data.get("unit", "beat"))
 
 
 def record_unit(cfg: Any) -> bool:
     """True when the run's unit is a whole record (``data=records`` or ``data.unit=record``)."""
-    data = cfg.data
-    return str(data.get("unit", "beat")) == "record" or str(data.source) == "records"
+    return data_unit(cfg) == "record"
 
 
 def resolve_leads(leads: Any) -> tuple[str, ...]:

@@ -6,9 +6,10 @@ from omegaconf import DictConfig
 
 from ecgml.pipeline.crossval import CrossValResult
 from ecgml.pipeline.run import RunResult
+from ecgml.pipeline.units import run_unit
 from ecgml.tasks import run_task
 from ecgml.tracking import resolve_store
-from ecgml.tracking.runs import run_subject
+from ecgml.tracking.runs import run_page_url, run_subject
 
 
 def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds: float) -> str:
@@ -26,15 +27,10 @@ def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds:
             "",
             f"ecgml train: {task.summary_header(cfg)}, split={cfg.split.name}, "
             f"seed={cfg.seed} ({seconds:.0f} s)",
-            *task.summary_lines(cfg, result.metrics, unit_word(cfg)),
+            *task.summary_lines(cfg, result.metrics, f"{run_unit(cfg).name}s"),
             f"  experiment: {experiment}",
             f"  open the UI: {ui}   (tracking URI {store.tracking_uri})",
+            f"  run page: {run_page_url(result.experiment_id, result.run_id)}",
             f"run_id: {result.run_id}",
         ]
     )
-
-
-def unit_word(cfg: DictConfig) -> str:
-    """What one scored row is: a beat, or a whole record (``data.unit=record``)."""
-    record = cfg.data.get("unit") == "record" or cfg.data.get("source") == "records"
-    return "records" if record else "beats"

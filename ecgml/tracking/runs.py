@@ -45,6 +45,9 @@ HOST_TAG = "ecgml.host"
 PID_START_TAG = "ecgml.pid_start"  # the process's start time: tells a reused pid apart
 KILLED_REASON_TAG = "ecgml.killed_reason"
 RESUMED_TAG = "ecgml.resumed"  # how many times ``resume=`` re-opened the run
+#: Where the MLflow UI runs, for the links ecgml prints (``make ui`` serves it there).
+UI_URL_ENV = "ECGML_UI_URL"
+DEFAULT_UI_URL = "http://127.0.0.1:5000"
 log = logging.getLogger("ecgml")
 
 
@@ -178,6 +181,13 @@ def end_dead_runs(client: MlflowClient) -> list[str]:
         log.warning("marked run %s KILLED: %s", run.info.run_id, reason)
         ended.append(run.info.run_id)
     return ended
+
+
+def run_page_url(experiment_id: str, run_id: str) -> str:
+    """The run's page in the MLflow UI (``ECGML_UI_URL``, default ``make ui``'s address), in the
+    model-training view: MLflow 3 opens experiments in its GenAI view unless the link asks."""
+    base = (os.environ.get(UI_URL_ENV) or DEFAULT_UI_URL).rstrip("/")
+    return f"{base}/#/experiments/{experiment_id}/runs/{run_id}?workflowType=machine_learning"
 
 
 def run_subject(cfg: DictConfig) -> str:

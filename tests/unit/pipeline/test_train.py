@@ -70,6 +70,9 @@ def test_cli_run_logs_contract_metrics_and_artifacts(tmp_path: Path, toy_store: 
     assert last_lines[-1].startswith("run_id: ")
     assert any("mlflow ui" in line or "make ui" in line for line in last_lines[-4:])
     run_id = last_lines[-1].removeprefix("run_id: ").strip()
+    page = last_lines[-2].strip()  # the run's page, in MLflow's model-training view
+    assert page.startswith("run page: http://127.0.0.1:5000/#/experiments/")
+    assert page.endswith(f"/runs/{run_id}?workflowType=machine_learning")
     console = run.stdout + run.stderr  # quiet: no library chatter a user cannot act on
     for chatter in (
         "Seed set to",

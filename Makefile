@@ -9,6 +9,7 @@ PYTEST_ARGS ?=
 .DEFAULT_GOAL := help
 .PHONY: help install train test test-fast fuzz lint format docs docs-build ui server serve dashboard sweep bench clean lock
 DOCS_PORT ?= 8000
+UI_PORT = $(or $(PORT),5000)
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,12 +53,13 @@ docs: install  ## the documentation site on http://127.0.0.1:8000 (DOCS_PORT=…
 docs-build: install  ## build the documentation site into site/ (strict: a broken link fails)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
-ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns
+ui: install  ## MLflow UI on http://127.0.0.1:5000 over ./mlruns (PORT=… for another port)
 	@mkdir -p mlruns/artifacts
+	@test "$(UI_PORT)" = 5000 || echo "links ecgml prints: export ECGML_UI_URL=http://127.0.0.1:$(UI_PORT)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(BIN)/mlflow ui \
 		--backend-store-uri sqlite:///$(CURDIR)/mlruns/mlflow.db \
 		--default-artifact-root $(CURDIR)/mlruns/artifacts \
-		--host 127.0.0.1 --port 5000 --workers 1
+		--host 127.0.0.1 --port $(UI_PORT) --workers 1
 
 # `make server`: a team's MLflow tracking server, its runs in PostgreSQL (ECGML_DB_URI), its
 # artifacts proxied into SERVER_ARTIFACTS (a local folder standing for the object store; any
@@ -81,8 +83,8 @@ serve: install  ## REST API of the DISORDER champion on http://127.0.0.1:5001 (P
 	MLFLOW_TRACKING_URI="$(MLFLOW_TRACKING_URI)" \
 		$(BIN)/python -m ecgml.serve model_uri=models:/ecgml-$(DISORDER)@champion port=$(SERVE_PORT)
 
-dashboard: install  ## optuna-dashboard on http://127.0.0.1:8080 over the sweeps' mlruns/optuna.db
-	$(BIN)/optuna-dashboard sqlite:///$(CURDIR)/mlruns/optuna.db --host 127.0.0.1 --port 8080
+dashboard: install  ## optuna-dashboard on http://127.0.0.1:8080 over the sweeps' mlruns/optuna.db (PORT=…)
+	$(BIN)/optuna-dashboard sqlite:///$(CURDIR)/mlruns/optuna.db --host 127.0.0.1 --port $(or $(PORT),8080)
 
 sweep: install  ## a 20-trial pruned Optuna sweep (hypokalemia) on the synthetic cohort
 	$(BIN)/python -m ecgml.train -m hparams_search=cnn1d disorder=hypokalemia $(ARGS)

@@ -15,9 +15,11 @@ import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote, urlparse
 
 import mlflow
 from filelock import FileLock
+from mlflow.entities import ViewType
 from mlflow.tracking import MlflowClient
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
@@ -69,7 +71,8 @@ def check_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) ->
     """The resolved store, checked in seconds before any data is loaded (entry points call it).
 
     A server must answer within :data:`PROBE_TIMEOUT_S`; a sqlite database must be a file in a
-    folder ecgml can write, and is created (schema migrated) under the store's lock.
+    folder ecgml can write, and is created (schema migrated) under the store's lock; its ecgml
+    experiments must keep their artifacts in its own folder (not a copied store's original).
     """
     store = resolve_store(configured_uri, root)
     if store.tracking_uri.startswith(("http://", "https://")):
@@ -77,6 +80,7 @@ def check_store(configured_uri: str | None = None, root: Path = PROJECT_ROOT) ->
     elif store.artifact_root is not None:
         probe_sqlite(store)
         ready_store(store)
+        check_artifact_locations(store)
     return store
 
 
@@ -171,3 +175,68 @@ def ensure_experiment(store: TrackingStore, name: str) -> str:
         return client.create_experiment(
             name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
         )
+
+
+#: The command that rewrites a copied store's locations (ecgml.tracking.relocate).
+RELOCATE_COMMAND = "python -m ecgml.relocate_store"
+
+
+@dataclass(frozen=True)
+class ForeignLocation:
+    """An ecgml experiment whose artifacts live outside the store's folder."""
+
+    experiment_id: str
+    name: str
+    location: str  # as stored (a file:// URI)
+    wanted: str  # the store's own folder for it, as a file:// URI
+
+
+def local_path(location: str) -> Path | None:
+    """The folder a ``file://`` URI or plain path names; None for a remote location."""
+    parsed = urlparse(location)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "" and location.startswith("/"):
+        return Path(location)
+    return None
+
+
+def inside(path: Path, folder: Path) -> bool:
+    return path.resolve().is_relative_to(folder.resolve())
+
+
+def foreign_locations(store: TrackingStore) -> list[ForeignLocation]:
+    """ecgml's experiments (tagged as model training by ecgml) whose local artifact location is
+    not under the store's ``artifacts/`` folder; [] for a tracking server."""
+    if store.artifact_root is None:
+        return []
+    client = MlflowClient(store.tracking_uri)
+    found = []
+    for experiment in client.search_experiments(view_type=ViewType.ALL):
+        if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            continue  # MLflow's Default experiment, or one a user made by hand
+        path = local_path(experiment.artifact_location)
+        if path is None or inside(path, store.artifact_root):
+            continue
+        wanted = (store.artifact_root / experiment.name).resolve().as_uri()
+        found.append(
+            ForeignLocation(
+                experiment.experiment_id, experiment.name, experiment.artifact_location, wanted
+            )
+        )
+    return found
+
+
+def check_artifact_locations(store: TrackingStore) -> None:
+    """Refuse, in one line, a local store whose runs would write into another folder."""
+    foreign = foreign_locations(store)
+    if not foreign:
+        return
+    first = foreign[0]
+    more = f" (and {len(foreign) - 1} more experiments)" if len(foreign) > 1 else ""
+    raise EcgmlError(
+        f"MLflow store {store.tracking_uri}: experiment {first.name!r} keeps its artifacts in "
+        f"{local_path(first.location)}, outside this store's {store.artifact_root}{more} — it "
+        f"was copied or moved: run `{RELOCATE_COMMAND}` (tracking_uri= for another store) to "
+        "point it at this folder, or use the original store"
+    )

@@ -104,6 +104,7 @@ def test_layers_are_the_documented_stack() -> None:
         "compare",
         "export",
         "serve",
+        "relocate_store",
     }
 
 

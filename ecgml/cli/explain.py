@@ -104,12 +104,22 @@ def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float
     preds = test_predictions(predictions, meta["beat_id"], run_id)
     out = Path(out_dir) if out_dir else Path(str(cfg.paths.output_dir)) / "explain"
     metrics = explain_model(model, beats, preds, table.fs, table.r_index, explain_cfg, out)
-    if cfg.log_to_run:
+    if cfg.log_to_run:  # beside the training run's own explain/, never over it
+        folder = rerun_folder(cfg)
         now = int(time.time() * 1000)
-        finite = [Metric(k, v, now, 0) for k, v in finite_metrics(metrics).items()]
+        finite = [
+            Metric(k.replace("explain/", f"{folder}/", 1), v, now, 0)
+            for k, v in finite_metrics(metrics).items()
+        ]
         client.log_batch(run_id, metrics=finite)
-        log_folder(client, run_id, out, under="explain")
+        log_folder(client, run_id, out, under=folder)
     return metrics
+
+
+def rerun_folder(cfg: DictConfig) -> str:
+    """Where a re-explanation goes in the run: ``explain_runs/<method>`` (its artifacts and its
+    metric keys), so the training run's own ``explain/`` stays as it was logged."""
+    return f"explain_runs/{cfg.method}"
 
 
 def format_summary(cfg: DictConfig, metrics: dict[str, float], out: Path) -> str:
@@ -117,7 +127,7 @@ def format_summary(cfg: DictConfig, metrics: dict[str, float], out: Path) -> str
         v = metrics.get(f"explain/{key}", np.nan)
         return format(v, fmt) if np.isfinite(v) else "n/a"
 
-    logged = "logged to the run under explain/" if cfg.log_to_run else "not logged"
+    logged = f"logged to the run under {rerun_folder(cfg)}/" if cfg.log_to_run else "not logged"
     return "\n".join(
         [
             f"ecgml explain: run {cfg.run_id}, method {cfg.method}, "

@@ -64,9 +64,15 @@ def test_training_run_carries_the_explain_artifacts_and_metrics(explained_run, c
     ).read_text()
     logged = client.get_run(run_id).data.metrics
     finite = {k: v for k, v in again.items() if np.isfinite(v)}
-    assert finite and all(logged[k] == pytest.approx(v) for k, v in finite.items())
-    history = client.get_metric_history(run_id, "explain/n_beats")
-    assert len(history) == 2
+    rerun = "explain_runs/integrated_gradients"
+    assert finite and all(
+        logged[k.replace("explain/", f"{rerun}/", 1)] == pytest.approx(v) for k, v in finite.items()
+    )
+    # the training run's own explain/ is left as it was logged: one value, same files
+    assert len(client.get_metric_history(run_id, "explain/n_beats")) == 1
+    assert logged["explain/sanity_similarity"] == metrics["explain/sanity_similarity"]
+    assert artifact_names(client, run_id, "explain") == EXPLAIN_FILES
+    assert {"saliency.csv", "explain.md"} <= artifact_names(client, run_id, rerun)
 
 
 def test_unknown_run_is_a_user_error(compose_cfg, mlflow_store: str) -> None:

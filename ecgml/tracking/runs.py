@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from mlflow.entities import Metric, Param, ViewType
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from mlflow.tracking.context.registry import resolve_tags
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml import PROJECT_ROOT
@@ -255,9 +256,12 @@ def run_tags(
 
 def open_run(client: MlflowClient, experiment_id: str, name: str, tags: dict[str, str]) -> str:
     """Create an MLflow run and return its id: the one place ecgml starts a run (the training
-    lifecycle, pretraining, a cross-validation or sweep parent, a comparison). Whoever opens one
-    ends it through :func:`tracked_run` (or, for a sweep parent, when the sweep ends)."""
-    return str(client.create_run(experiment_id, run_name=name, tags=tags).info.run_id)
+    lifecycle, pretraining, a cross-validation or sweep parent, a comparison). MLflow's context
+    tags come first (``mlflow.source.name``/``type``, ``mlflow.user``: the runs table's Source
+    and User columns), the caller's win. Whoever opens one ends it through :func:`tracked_run`
+    (or, for a sweep parent, when the sweep ends)."""
+    tagged = resolve_tags(tags)
+    return str(client.create_run(experiment_id, run_name=name, tags=tagged).info.run_id)
 
 
 def make_logger(

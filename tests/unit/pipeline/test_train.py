@@ -100,6 +100,8 @@ def test_cli_run_logs_contract_metrics_and_artifacts(tmp_path: Path, toy_store: 
     assert metrics["test/auroc_ci_low"] <= metrics["test/auroc"] <= metrics["test/auroc_ci_high"]
     assert logged.data.params["disorder.name"] == "hyperkalemia"
     assert {"git.commit", "git.dirty", "dataset.digest"} <= set(logged.data.tags)
+    # MLflow's own context tags: the runs table's Source and User columns
+    assert {"mlflow.source.name", "mlflow.source.type", "mlflow.user"} <= set(logged.data.tags)
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert artifacts >= CONTRACT_ARTIFACTS
     assert [a.path for a in client.list_artifacts(run_id, "checkpoints")] == [

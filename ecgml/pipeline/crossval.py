@@ -34,12 +34,15 @@ from ecgml.evaluation import METRICS, TABLES
 from ecgml.evaluation.clinical import GIVEN
 from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import load_unit_store, run_one
+from ecgml.pipeline.units import run_unit
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import run_task
 from ecgml.tracking import (
+    NOTE_TAG,
     client_run,
     ensure_experiment,
     experiment_name,
+    log_dataset_inputs,
     log_metrics_batch,
     log_params_batch,
 )
@@ -139,8 +142,34 @@ def cross_validate(
             for fold in folds
         ]
         metrics, pooled = evaluate_pooled(client, run_id, cfg, results, folds)
+        describe_parent(client, run_id, cfg, metrics, pooled, len(folds))
     fold_ids = [r.run_id for r in results]
     return CrossValResult(run_id, experiment_id, metrics, pooled, fold_ids, results[-1].fit_metrics)
+
+
+def describe_parent(
+    client: MlflowClient,
+    run_id: str,
+    cfg: DictConfig,
+    metrics: dict[str, float],
+    pooled: pd.DataFrame,
+    n_folds: int,
+) -> None:
+    """The parent's line on its run page (the task's, over the pooled out-of-fold predictions)
+    and its dataset: the pooled test rows, each patient once, with the fold that tested it."""
+    note = run_task(cfg).description(cfg, metrics)
+    client.set_tag(run_id, NOTE_TAG, f"{note} · {n_folds}-fold out-of-fold, one child run per fold")
+    columns = [c for c in ("patient_id", "beat_id", "record_id", "group", "fold") if c in pooled]
+    test = pooled.loc[pooled["split"] == "test", columns].reset_index(drop=True)
+    source = run_unit(cfg).source(cfg)
+    name = "synthetic-cohort" if cfg.data.source == "synthetic" else source.name
+    log_dataset_inputs(client, run_id, {"test": test}, str(source), name, _digest_of(pooled))
+
+
+def _digest_of(frame: pd.DataFrame) -> str:
+    """A short digest of the pooled rows' ids (the parent's dataset digest)."""
+    ids = pd.util.hash_pandas_object(frame["patient_id"].astype(str), index=False)
+    return f"{int(ids.sum()) & 0xFFFFFFFFFFFF:012x}"
 
 
 def evaluate_pooled(

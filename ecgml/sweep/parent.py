@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import hashlib
 import logging
+import math
 import os
 import sys
 from collections import Counter
@@ -29,9 +30,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml.sweep.context import DEFAULT_OBJECTIVE
 from ecgml.sweep.storage import study_storage
 from ecgml.tracking import (
     EXPERIMENT_ENV,
+    NOTE_TAG,
     PARENT_RUN_ENV,
     ensure_experiment,
     git_state,
@@ -39,9 +42,12 @@ from ecgml.tracking import (
     resolve_store,
 )
 from ecgml.tracking.artifacts import write_text_artifact
+from ecgml.tracking.runs import run_page_url
 
 log = logging.getLogger("ecgml.sweep")
 STUDY_KEY_TAG = "ecgml.study_key"
+#: The parent's tag naming its best finished child (by the sweep's objective).
+BEST_RUN_TAG = "ecgml.best_run_id"
 
 
 def first_job_choice(config: DictConfig, group: str) -> str | None:
@@ -176,6 +182,7 @@ class MlflowSweepParent(Callback):
         )
         states = Counter(run.info.status for run in children)
         self.client.log_metric(self.run_id, "sweep/n_children", float(len(children)))
+        self.mark_best(config, children)
         for state, count in states.items():
             self.client.log_metric(self.run_id, f"sweep/children_{state.lower()}", float(count))
         busy = trials_elsewhere(config)
@@ -186,6 +193,25 @@ class MlflowSweepParent(Callback):
             self.run_id = None
             return
         self.close("FINISHED")
+
+    def mark_best(self, config: DictConfig, children: list[Any]) -> None:
+        """Tag the parent with its best finished child (``ecgml.best_run_id``) and describe it,
+        with a link to that run's page."""
+        assert self.client is not None and self.run_id is not None
+        metric = str(config.get("optimized_metric") or DEFAULT_OBJECTIVE)
+        direction = objective_direction(config)
+        best = best_child(children, metric, direction)
+        if best is None:
+            return
+        value = best.data.metrics[metric]
+        self.client.set_tag(self.run_id, BEST_RUN_TAG, best.info.run_id)
+        link = run_page_url(best.info.experiment_id, best.info.run_id)
+        self.client.set_tag(
+            self.run_id,
+            NOTE_TAG,
+            f"sweep of {len(children)} runs · best {metric} {value:.4f} ({direction}): "
+            f"[{best.info.run_name}]({link})",
+        )
 
     def close(self, status: str) -> None:
         if self.run_id is None or self.client is None:
@@ -202,6 +228,27 @@ class MlflowSweepParent(Callback):
             self.close("KILLED" if interrupted else "FAILED")
         except Exception:  # the store may be gone at interpreter exit; nothing left to do
             log.debug("could not close the parent run", exc_info=True)
+
+
+def objective_direction(config: DictConfig) -> str:
+    """``maximize`` or ``minimize``: the sweeper's, else the task's (default: maximize)."""
+    sweeper = config.hydra.sweeper.get("direction") if "hydra" in config else None
+    task = config.get("task")
+    found = sweeper or (task.get("direction") if task is not None else None)
+    return str(found or "maximize")
+
+
+def best_child(children: list[Any], metric: str, direction: str) -> Any | None:
+    """The FINISHED child with the best finite ``metric`` (None when no child has one)."""
+    scored = [
+        run
+        for run in children
+        if run.info.status == "FINISHED" and math.isfinite(run.data.metrics.get(metric, math.nan))
+    ]
+    if not scored:
+        return None
+    sign = -1.0 if direction == "minimize" else 1.0
+    return max(scored, key=lambda run: sign * run.data.metrics[metric])
 
 
 def trials_elsewhere(config: DictConfig) -> int:

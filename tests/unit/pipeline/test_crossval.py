@@ -58,6 +58,11 @@ def test_group_kfold_trains_every_fold_under_one_parent(
         assert f"cv/{m}_mean" in parent.data.metrics
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"predictions.csv", "results.md", "results_folds.csv", "figures"} <= artifacts
+    # a first-class parent: its line, its source and the pooled test rows as its dataset
+    assert "3-fold out-of-fold" in parent.data.tags["mlflow.note.content"]
+    assert "mlflow.source.name" in parent.data.tags
+    (dataset,) = parent.inputs.dataset_inputs
+    assert dataset.dataset.name.endswith("-test")
     assert {"results_by_center.csv", "results_by_device.csv"} <= artifacts
 
 

@@ -200,6 +200,14 @@ def test_three_trial_sweep_makes_one_parent_with_three_children(
     artifacts = {a.path for a in MlflowClient(uri).list_artifacts(parent.info.run_id, "sweep")}
     assert {"sweep/optimization_history.png", "sweep/trials.csv"} <= artifacts
     assert {c.info.run_name for c in children} == {f"hyperkalemia-cnn1d-trial{k}" for k in range(3)}
+    # the parent names its best child and links its page (the model-training view)
+    (winner,) = [c for c in children if c.info.run_id == parent.data.tags["ecgml.best_run_id"]]
+    assert winner.data.metrics["val/auroc_best"] == pytest.approx(best)
+    assert (
+        f"/runs/{winner.info.run_id}?workflowType=machine_learning"
+        in (parent.data.tags["mlflow.note.content"])
+    )
+    assert "mlflow.source.name" in parent.data.tags
 
 
 DESIGNED_PARAMS = (
@@ -293,3 +301,31 @@ def test_a_retry_of_a_killed_trial_is_never_surplus() -> None:
     # killed in the first trial: its retry is not surplus either
     killed_first = [trial(0, TrialState.FAIL), trial(1, TrialState.WAITING, retry_history=[0])]
     assert not is_surplus(killed_first, 1, n_trials=2)
+
+
+def test_the_best_child_follows_the_direction_and_skips_unfinished_or_nan_runs() -> None:
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from ecgml.sweep.parent import best_child, objective_direction
+
+    def child(name: str, status: str, value: float) -> SimpleNamespace:
+        return SimpleNamespace(
+            info=SimpleNamespace(run_name=name, status=status),
+            data=SimpleNamespace(metrics={"val/mae_best": value}),
+        )
+
+    runs = [
+        child("a", "FINISHED", 0.5),
+        child("b", "FINISHED", 0.3),
+        child("c", "FAILED", 0.1),
+        child("d", "FINISHED", float("nan")),
+    ]
+    assert best_child(runs, "val/mae_best", "minimize").info.run_name == "b"
+    assert best_child(runs, "val/mae_best", "maximize").info.run_name == "a"
+    assert best_child(runs, "val/auroc", "maximize") is None
+    sweep = OmegaConf.create({"hydra": {"sweeper": {"direction": "minimize"}}})
+    task_only = OmegaConf.create({"hydra": {"sweeper": {}}, "task": {"direction": "minimize"}})
+    assert objective_direction(sweep) == objective_direction(task_only) == "minimize"
+    assert objective_direction(OmegaConf.create({"hydra": {"sweeper": {}}})) == "maximize"

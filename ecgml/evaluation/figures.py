@@ -58,12 +58,20 @@ def _note(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.3")
 
 
+#: Vector copies written beside every raster figure (journals ask for vector art).
+VECTOR_FORMATS = (".svg",)
+
+
 def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
-    """Write ``fig`` as an image (format from the suffix), creating the folder. The bounding box
-    is fitted to every artist, so long titles and text beside the axes are never clipped."""
+    """Write ``fig`` as an image (format from the suffix), creating the folder, and a vector copy
+    (SVG) beside a PNG. The bounding box is fitted to every artist, so long titles and text
+    beside the axes are never clipped."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    if path.suffix.lower() == ".png":
+        for suffix in VECTOR_FORMATS:
+            fig.savefig(path.with_suffix(suffix), bbox_inches="tight")
     return path
 
 

@@ -73,5 +73,5 @@ def write_overlay(
         label = f"saliency (relative, {SMOOTH_MS:g} ms smoothing)"
         fig.colorbar(image, ax=list(axes), label=label, shrink=0.8)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # the colorbar's label is never clipped
     return path

@@ -94,7 +94,9 @@ def test_potassium_regression_learns_the_t_wave(tmp_path: Path, task_store: Path
     assert metrics["test/mae"] == pytest.approx(mae, abs=1e-6)
     assert "val/mae_best" in metrics and "test/hyperkalemia_auroc_ci_high" in metrics
     figures = {a.path for a in client.list_artifacts(run_id, "figures")}
-    assert figures == {"figures/bland_altman.png", "figures/scatter.png"}
+    assert figures == {
+        f"figures/{name}.{kind}" for name in ("bland_altman", "scatter") for kind in ("png", "svg")
+    }
 
 
 @pytest.mark.slow

@@ -124,6 +124,8 @@ def test_evaluate_writes_figures_and_results(evaluated) -> None:
     for name in ("roc", "pr", "confusion", "calibration", "decision_curve", "subgroups"):
         png = out_dir / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        svg = png.with_suffix(".svg").read_text(encoding="utf-8")  # vector copy for journals
+        assert "<svg" in svg and "</svg>" in svg, name
     table = pd.read_csv(out_dir / "results.csv")
     assert len(table) == 1 and table.loc[0, "Group"] == "Hypokalemia"
     assert table.loc[0, "auroc"] == pytest.approx(metrics["test/auroc"])

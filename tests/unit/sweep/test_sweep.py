@@ -240,6 +240,7 @@ def test_failing_trial_is_recorded_and_pruning_stops_a_hopeless_one(
     study = optuna.load_study(study_name="test-study", storage=f"sqlite:///{storage}")
     states = [t.state for t in study.trials]
     assert states == [TrialState.COMPLETE, TrialState.FAIL, TrialState.PRUNED]
+    assert study.metric_names == ["val/auroc_best"]  # optuna-dashboard's label, not "Objective 0"
     assert "dropout" in study.trials[1].user_attrs["fail_reason"]
     _, children = sweep_runs(uri)
     pruned = [c for c in children if c.data.tags.get("optuna.state") == "PRUNED"]

@@ -131,6 +131,29 @@ def load_models(
     return found
 
 
+def load_available_models(
+    disorders: Sequence[str],
+    alias: str,
+    tracking_uri: str | None = None,
+    allow_pickle: bool = False,
+) -> tuple[dict[str, LoadedModel], list[str]]:
+    """``(the models registered under alias, the disorders without one)``: what
+    ``ecgml.predict`` uses when no disorder was named. A multi-label champion answers for every
+    disorder; when no disorder has a model, the one-line error of :func:`load_models`."""
+    if find_task_ref("multilabel", alias, tracking_uri) is not None:
+        return load_models(disorders, alias, tracking_uri, allow_pickle), []
+    missing = []
+    for disorder in disorders:
+        try:
+            resolve_model_refs([disorder], alias, tracking_uri)
+        except EcgmlError:
+            missing.append(disorder)
+    present = [d for d in disorders if d not in missing]
+    if not present:
+        resolve_model_refs(disorders, alias, tracking_uri)  # raises, naming every one and the fix
+    return load_models(present, alias, tracking_uri, allow_pickle), missing
+
+
 def find_task_ref(task: str, alias: str, tracking_uri: str | None) -> ModelRef | None:
     """``ecgml-<task>@alias`` when it is registered, else None."""
     from mlflow.exceptions import MlflowException

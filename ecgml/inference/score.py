@@ -37,7 +37,7 @@ from ecgml.inference.inputs import (
     read_inputs,
     window_for,
 )
-from ecgml.inference.loading import load_models, load_serum_models
+from ecgml.inference.loading import load_available_models, load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.serving import answered
@@ -46,7 +46,7 @@ from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.outputs import check_output_file, write_text_atomic
-from ecgml.tracking.registry import CHAMPION
+from ecgml.tracking.registry import CHAMPION, promote_command
 
 log = logging.getLogger("ecgml.inference")
 
@@ -476,10 +476,22 @@ def disorder_names(value: Any) -> list[str]:
     )
 
 
+def with_missing_models(result: dict[str, Any], missing: Sequence[str]) -> None:
+    """A disorder without a model: ``null`` probability and decision, and the commands that
+    create its model under ``missing_models`` (nothing when every disorder answered)."""
+    if not missing:
+        return
+    for disorder in missing:
+        result["probabilities"][disorder] = None
+        result["decisions"][disorder] = None
+    result["missing_models"] = {d: promote_command(d) for d in missing}
+
+
 def run_predict(cfg: Any) -> list[dict[str, Any]]:
     """``python -m ecgml.predict``: load the models once, score ``cfg.input``, write the JSON."""
     if not cfg.get("input"):
         raise EcgmlError("input=PATH is required: an image, a CSV, a WFDB .hea or a folder")
+    named = bool(cfg.get("disorders"))  # none named: every disorder that has a model answers
     disorders = disorder_names(cfg.get("disorders"))
     unknown = sorted(set(disorders) - set(DISORDERS))
     if unknown:
@@ -491,14 +503,22 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
     beat_fs = beat_rate(cfg.get("fs"))
     start = time.perf_counter()
     chosen = model_spec(cfg.get("models"))
-    models = fused_models(
-        load_models(
-            disorders,
-            chosen,
-            cfg.get("tracking_uri"),
-            allow_pickle=bool(cfg.get("allow_pickle", False)),
+    allow_pickle = bool(cfg.get("allow_pickle", False))
+    missing: list[str] = []
+    if not named and isinstance(chosen, str) and ":/" not in chosen:
+        loaded, missing = load_available_models(
+            disorders, chosen, cfg.get("tracking_uri"), allow_pickle
         )
-    )
+    else:
+        loaded = load_models(disorders, chosen, cfg.get("tracking_uri"), allow_pickle)
+    models = fused_models(loaded)
+    if missing:
+        log.warning(
+            "no '%s' model for %s: their probabilities are null (missing_models says how to "
+            "create one)",
+            chosen,
+            ", ".join(missing),
+        )
     serum_models = (
         load_serum_models(chosen, cfg.get("tracking_uri"))
         if isinstance(chosen, str) and ":/" not in chosen
@@ -523,6 +543,8 @@ def run_predict(cfg: Any) -> list[dict[str, Any]]:
         input_path, models, options, saliency_dir, bool(cfg.get("progress")), serum_models
     )
     scored_s = time.perf_counter() - start
+    for result in results:
+        with_missing_models(result, missing)
     if output is not None:
         write_json_atomic(results, output)
     else:

@@ -174,6 +174,28 @@ def test_predict_cli_writes_json_and_table(registry, tmp_path: Path) -> None:
     assert proc.stdout.strip() == ""  # the JSON went to the file, logs to stderr
 
 
+def test_a_disorder_without_a_model_is_null_and_says_how_to_make_one(
+    registry, tmp_path: Path
+) -> None:
+    """Only hyperkalemia has a model under the alias ``staging``: with no disorder named, it
+    answers, the other two are null with the commands that create them; named, one line, 2."""
+    uri, stores, results = registry
+    promote_run(results["hyperkalemia"].run_id, alias="staging", tracking_uri=uri)
+    args = (f"input={stores['hyperkalemia']}", "models=staging", "output=out/pred.json")
+    proc = run_cli("ecgml.predict", *args, uri=uri, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    entry = json.loads((tmp_path / "out" / "pred.json").read_text())[0]
+    assert isinstance(entry["probabilities"]["hyperkalemia"], float)
+    for disorder in ("hypokalemia", "hyponatremia"):
+        assert entry["probabilities"][disorder] is None and entry["decisions"][disorder] is None
+        assert "python -m ecgml.promote run_id=" in entry["missing_models"][disorder]
+    assert "no 'staging' model for hypokalemia, hyponatremia" in proc.stderr
+    named = run_cli("ecgml.predict", *args[:2], "disorders=[hypokalemia]", uri=uri, cwd=tmp_path)
+    assert named.returncode == 2
+    errors = [line for line in named.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "hypokalemia" in errors[0]
+
+
 def run_in_process(main, *args: str, cwd: Path, capsys, monkeypatch) -> tuple[int, str]:
     """A Hydra entry point in this process: ``(exit code, stderr)``."""
     from hydra.core.global_hydra import GlobalHydra

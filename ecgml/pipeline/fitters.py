@@ -99,11 +99,6 @@ def label_smoothing(cfg: DictConfig, task: TaskSpec) -> float:
     return run_task(task).label_smoothing(cfg)
 
 
-def module_class(task: TaskSpec) -> type[BeatClassifier]:
-    """The LightningModule class a checkpoint of ``task`` loads into."""
-    return run_task(task).module_class()
-
-
 def build_callbacks(cfg: DictConfig, checkpoint_dir: Path) -> list[L.Callback]:
     """``cfg.callbacks`` (ModelCheckpoint, EarlyStopping, …) instantiated from ``_target_``; the
     checkpoint callback also keeps every epoch's ``last.ckpt`` (what ``resume=`` starts from)."""

@@ -11,6 +11,7 @@ task's kind. Adding a task is a module here, its ``conf/task`` file and its kind
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 from ecgml.data.tasks import TaskSpec, task_spec
@@ -40,9 +41,9 @@ def run_task(cfg_or_spec: Any, source: str = "config") -> RunTask:
     if target is None:
         return TASKS[spec.kind](spec)
     cls = trusted_class(target, source, "task._target_", within=("ecgml.tasks",))
-    if not issubclass(cls, RunTask):
+    if not issubclass(cls, RunTask) or inspect.isabstract(cls):
         raise EcgmlError(
-            f"{source}: task._target_={target} is not a task (a subclass of "
+            f"{source}: task._target_={target} is not a task (a concrete subclass of "
             "ecgml.tasks.RunTask): name one of the classes in ecgml/tasks/"
         )
     return cls(spec)

@@ -96,10 +96,6 @@ class RunTask(ABC):
         are the training targets a regression standardizes by."""
 
     @abstractmethod
-    def module_class(self) -> type[BeatClassifier]:
-        """The LightningModule class a checkpoint of this task loads into."""
-
-    @abstractmethod
     def pos_weight(self, setting: Any, data: Any) -> float | list[float] | None:
         """``training.pos_weight`` for this task's loss, from the training data's balance."""
 

@@ -54,9 +54,6 @@ class BinaryTask(RunTask):
         smoothing = self.label_smoothing(cfg)
         return BeatClassifier(backbone, optimizer, scheduler, weight, label_smoothing=smoothing)
 
-    def module_class(self) -> type[BeatClassifier]:
-        return BeatClassifier
-
     def pos_weight(self, setting: Any, data: Any) -> float | None:
         return loss_pos_weight(setting, data.pos_weight) or 0.0
 

@@ -3,26 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
-from ecgml.evaluation.tasks import REGRESSION_METRICS, TaskEvaluation, evaluate_task
-from ecgml.modelfile.spec import ModelSpec
+from ecgml.evaluation.tasks import REGRESSION_METRICS
 from ecgml.models.module import BeatClassifier
 from ecgml.models.task_modules import BeatRegressor, OutputSelector
-from ecgml.tasks.base import ExplainView, RunTask, ci_text, with_ci
-from ecgml.tasks.multilabel import outputs_spec
+from ecgml.tasks.base import ExplainView, with_ci
+from ecgml.tasks.outputs import OutputsTask
 
 
-class SerumTask(RunTask):
+class SerumTask(OutputsTask):
     """``task=potassium`` / ``task=sodium``: MAE, RMSE, r and the AUROC of each disorder read
     off the estimate against the normal range."""
 
     smooths_labels = False  # a value, not a label
+    headline_key = "test/mae"
 
     def module(
         self,
@@ -39,32 +38,11 @@ class SerumTask(RunTask):
         delta = float(cfg.task.get("huber_delta", 1.0))
         return BeatRegressor(backbone, optimizer, scheduler, mean, std, delta, self.spec.outputs)
 
-    def module_class(self) -> type[BeatClassifier]:
-        return BeatRegressor
-
     def pos_weight(self, setting: Any, data: Any) -> None:
         return None  # no classes to balance
 
-    def subject(self, cfg: Any) -> str:
-        return self.name
-
-    def evaluate(
-        self,
-        predictions: pd.DataFrame,
-        evaluation_cfg: Any,
-        out: Path | None,
-        title: str,
-        calibration: str | None = None,
-    ) -> TaskEvaluation:
-        return evaluate_task(self.spec, predictions, evaluation_cfg, out, title, calibration)
-
     def summary_keys(self) -> tuple[str, ...]:
         return tuple(f"test/{m}" for m in REGRESSION_METRICS)
-
-    def finish_spec(
-        self, spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any
-    ) -> ModelSpec:
-        return outputs_spec(spec, cfg, model, evaluation)
 
     def explain_views(self, model: nn.Module, test: pd.DataFrame) -> list[ExplainView]:
         """Per disorder read off the estimate, the estimate (negated for a low state) on that
@@ -77,16 +55,6 @@ class SerumTask(RunTask):
             sign = 1.0 if direction == "high" else -1.0
             views.append((disorder, OutputSelector(model, None, sign), rows))
         return views
-
-    def description(self, cfg: Any, metrics: dict[str, Any]) -> str:
-        key = "test/mae"
-        return (
-            f"task {self.name} · model {cfg.model.name} · split {cfg.split.name} · "
-            f"{key} {metrics.get(key, float('nan')):.3f}{ci_text(metrics, key)}"
-        )
-
-    def summary_header(self, cfg: Any) -> str:
-        return f"task={self.name}, model={cfg.model.name}"
 
     def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
         m = metrics

@@ -63,6 +63,15 @@ def test_a_target_that_is_not_a_task_is_refused_in_one_line(
     assert "\n" not in message and message.startswith("resume=abc: task._target_=")
 
 
+@pytest.mark.parametrize("target", ["ecgml.tasks.base.RunTask", "ecgml.tasks.outputs.OutputsTask"])
+def test_an_abstract_task_class_is_refused_in_one_line(compose_cfg, target: str) -> None:
+    cfg = compose_cfg()
+    cfg.task._target_ = target
+    with pytest.raises(EcgmlError, match="is not a task") as error:
+        run_task(cfg, "resume=abc")
+    assert "\n" not in str(error.value)
+
+
 def test_a_class_of_the_task_package_that_is_no_task_is_refused(
     compose_cfg, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,69 @@
+"""What the tasks with named outputs share (multi-label, serum): their evaluation, the logged
+model's spec, the run page's line and the console's header."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from torch import nn
+
+from ecgml.evaluation.tasks import TaskEvaluation, evaluate_task
+from ecgml.modelfile.spec import ModelSpec
+from ecgml.tasks.base import RunTask, ci_text
+
+
+def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -> ModelSpec:
+    """The spec of a model with named outputs: their names, and per output the threshold and
+    calibration its evaluation chose on validation (multi-label), or the training targets'
+    standardization (regression). ``threshold`` is the binary field: unused here."""
+    per = getattr(evaluation, "per_output", {})
+    return dataclasses.replace(
+        spec,
+        threshold=0.5,
+        calibration={"method": "none"},
+        disorder=str(cfg.task.name),
+        task=str(cfg.task.name),
+        outputs=[str(o) for o in getattr(model, "outputs", ())],
+        thresholds={d: float(e.metrics["test/threshold"]) for d, e in per.items()},
+        calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
+        target_mean=float(getattr(model, "target_mean", 0.0)),
+        target_std=float(getattr(model, "target_std", 1.0)),
+    )
+
+
+class OutputsTask(RunTask):
+    """A task whose model has named outputs, evaluated by :func:`evaluate_task`."""
+
+    #: The test metric the run page's line reports.
+    headline_key: str
+
+    def subject(self, cfg: Any) -> str:
+        return self.name
+
+    def evaluate(
+        self,
+        predictions: pd.DataFrame,
+        evaluation_cfg: Any,
+        out: Path | None,
+        title: str,
+        calibration: str | None = None,
+    ) -> TaskEvaluation:
+        return evaluate_task(self.spec, predictions, evaluation_cfg, out, title, calibration)
+
+    def finish_spec(
+        self, spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any
+    ) -> ModelSpec:
+        return outputs_spec(spec, cfg, model, evaluation)
+
+    def description(self, cfg: Any, metrics: dict[str, Any]) -> str:
+        key = self.headline_key
+        return (
+            f"task {self.name} · model {cfg.model.name} · split {cfg.split.name} · "
+            f"{key} {metrics.get(key, float('nan')):.3f}{ci_text(metrics, key)}"
+        )
+
+    def summary_header(self, cfg: Any) -> str:
+        return f"task={self.name}, model={cfg.model.name}"

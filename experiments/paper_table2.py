@@ -32,14 +32,15 @@ from matplotlib.figure import Figure
 from ecgml import CONF_DIR, DISORDERS, PROJECT_ROOT
 from ecgml.evaluation import format_results_table, plot_roc
 from ecgml.evaluation.report import format_clinical_table
-from ecgml.pipeline.crossval import cross_validate
+from ecgml.pipeline.crossval import CrossValResult, cross_validate
 
 COLORS = {"hyperkalemia": "tab:orange", "hypokalemia": "tab:red", "hyponatremia": "tab:purple"}
 
 
-def run_disorder(disorder: str, args: argparse.Namespace) -> tuple[dict, object]:
+def cross_validated(first: str, args: argparse.Namespace) -> CrossValResult:
+    """The study's cross-validation of one setting (``first``: ``disorder=…`` or ``task=…``)."""
     overrides = [
-        f"disorder={disorder}",
+        first,
         f"model={args.model}",
         "split=group_kfold",
         f"split.n_splits={args.folds}",
@@ -52,27 +53,17 @@ def run_disorder(disorder: str, args: argparse.Namespace) -> tuple[dict, object]
     ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
-    result = cross_validate(cfg)
+    return cross_validate(cfg)
+
+
+def run_disorder(disorder: str, args: argparse.Namespace) -> tuple[dict, object]:
+    result = cross_validated(f"disorder={disorder}", args)
     return result.metrics, result.predictions
 
 
 def multilabel_rows(args: argparse.Namespace) -> dict[str, dict]:
     """Table 2 rows of one ``task=multilabel`` model, cross-validated on the same folds."""
-    overrides = [
-        "task=multilabel",
-        f"model={args.model}",
-        "split=group_kfold",
-        f"split.n_splits={args.folds}",
-        f"data.cohort.scale={args.scale}",
-        f"trainer.max_epochs={args.epochs}",
-        "trainer.enable_progress_bar=false",
-        "explain.enabled=false",
-        "logger.experiment_name=ecgml-paper-table2",
-        *args.overrides,
-    ]
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    metrics = cross_validate(cfg).metrics
+    metrics = cross_validated("task=multilabel", args).metrics
     print(f"multilabel: pooled macro AUROC {metrics['test/macro_auroc']:.3f}", flush=True)
     return {
         f"{d.capitalize()} (multi-label)": {

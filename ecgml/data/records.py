@@ -63,11 +63,6 @@ def data_unit(cfg: Any) -> str:
     return "record" if str(data.get("source")) == "records" else str(data.get("unit", "beat"))
 
 
-def record_unit(cfg: Any) -> bool:
-    """True when the run's unit is a whole record (``data=records`` or ``data.unit=record``)."""
-    return data_unit(cfg) == "record"
-
-
 def resolve_leads(leads: Any) -> tuple[str, ...]:
     """``data.leads``: ``[II]`` (default), a list of lead names, or ``all`` (the 12)."""
     if leads is None:

@@ -161,9 +161,8 @@ def describe_parent(
     client.set_tag(run_id, NOTE_TAG, f"{note} · {n_folds}-fold out-of-fold, one child run per fold")
     columns = [c for c in ("patient_id", "beat_id", "record_id", "group", "fold") if c in pooled]
     test = pooled.loc[pooled["split"] == "test", columns].reset_index(drop=True)
-    source = run_unit(cfg).source(cfg)
-    name = "synthetic-cohort" if cfg.data.source == "synthetic" else source.name
-    log_dataset_inputs(client, run_id, {"test": test}, str(source), name, _digest_of(pooled))
+    source, name = run_unit(cfg).dataset(cfg)
+    log_dataset_inputs(client, run_id, {"test": test}, source, name, _digest_of(pooled))
 
 
 def _digest_of(frame: pd.DataFrame) -> str:

@@ -26,7 +26,6 @@ from omegaconf import DictConfig
 from ecgml.data.records import (
     RecordDataModule,
     RecordTable,
-    record_unit,
     resolve_leads,
     resolve_record_store,
 )
@@ -41,7 +40,7 @@ from ecgml.pipeline.fitters import (
 from ecgml.recordstore import RecordStore, load_record_store
 from ecgml.tasks import run_task
 
-__all__ = ["build_record_model", "load_records", "predict_records", "record_unit"]
+__all__ = ["build_record_model", "load_records", "predict_records"]
 
 log = logging.getLogger(__name__)
 

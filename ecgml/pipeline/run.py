@@ -179,7 +179,7 @@ def explain_and_log(
     return metrics
 
 
-def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: Any, source_path: Path) -> None:
+def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: Any, unit: Unit) -> None:
     """The examples (beats, records) of each split as MLflow dataset inputs (the runs table's
     Dataset column)."""
     columns = [
@@ -191,8 +191,7 @@ def log_datasets(cfg: DictConfig, logger: MLFlowLogger, table: Any, source_path:
         s: table.meta.loc[table.meta["split"] == s, columns].reset_index(drop=True)
         for s in ("train", "val", "test")
     }
-    source = str(source_path)
-    name = "synthetic-cohort" if cfg.data.source == "synthetic" else Path(source).name
+    source, name = unit.dataset(cfg)
     log_dataset_inputs(logger.experiment, run_id_of(logger), splits, source, name, table.digest)
 
 
@@ -266,11 +265,12 @@ def run_one(
         check_settings(cfg, table.meta)
         out = run_dir() if parent_run_id is None else run_dir() / f"fold{cfg.split.fold}"
         task = task_spec(cfg)
+        unit_tags = unit.run_tags(cfg, table)
         tags = {
             "dataset.digest": table.digest,
             "disorder": task.subject(cfg.disorder.name),
             "task": task.name,
-            **unit.run_tags(cfg, table),
+            **unit_tags,
         }
         resumed = resume.run_id if resume else None
         with lightning_run(cfg, tags, parent_run_id, resume_run_id=resumed) as logger:
@@ -280,7 +280,7 @@ def run_one(
             checkpoint = resume.checkpoint if resume else None
             overrides = resume.overrides if resume else hydra_overrides()
             fitter = make_fitter(cfg, logger, out, unit, callbacks, checkpoint)
-            run = Lifecycle(cfg, logger, unit, table, out, fitter)
+            run = Lifecycle(cfg, logger, unit, table, out, fitter, unit_tags)
             return run.complete(overrides, new_run=resume is None)
 
 
@@ -295,12 +295,13 @@ class Lifecycle:
     table: Any
     out: Path
     fitter: Fitter
+    unit_tags: dict[str, str]  # what the unit tagged the run with (its parent takes them)
 
     def complete(self, overrides: list[str], new_run: bool = True) -> RunResult:
         cfg, logger, unit, table, out = self.cfg, self.logger, self.unit, self.table, self.out
         task = run_task(cfg)
         if new_run:
-            log_datasets(cfg, logger, table, unit.source(cfg))
+            log_datasets(cfg, logger, table, unit)
         predictions = self.fit_and_predict()
         title = task.title(cfg, unit.title_detail)
         evaluation = task.evaluate(predictions, cfg.evaluation, out, title)
@@ -330,7 +331,7 @@ class Lifecycle:
             predictions,
             self.fitter.checkpoint,
             self.fitter.fit_metrics,
-            tags=unit.run_tags(cfg, table),
+            tags=self.unit_tags,
             skipped=skipped,
         )
 

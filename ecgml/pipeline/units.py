@@ -67,6 +67,12 @@ class Unit(ABC):
     def source(self, cfg: DictConfig) -> Path:
         """Where the configured store lives (the MLflow dataset's source)."""
 
+    def dataset(self, cfg: DictConfig) -> tuple[str, str]:
+        """``(source, name)`` of the run's MLflow dataset inputs: the store's folder, named
+        ``synthetic-cohort`` for the embedded cohort, else after its folder."""
+        source = self.source(cfg)
+        return str(source), "synthetic-cohort" if cfg.data.source == "synthetic" else source.name
+
     @abstractmethod
     def table(self, cfg: DictConfig, store: Any) -> Any:
         """The store's examples, labelled for the task and split by patient."""

@@ -161,15 +161,17 @@ def page_showing(driver: object, url: str, texts: tuple[str, ...], shot: Path) -
     return html
 
 
-def test_the_printed_run_page_link_opens_the_runs_metrics(
-    ui: str,
-    finished_run: dict[str, str],
-    browser: object,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture()
+def printed_link(ui: str, finished_run: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """The run-page link the train summary prints, with ``ECGML_UI_URL`` at this UI."""
     monkeypatch.setenv(UI_URL_ENV, ui)
-    url = run_page_url(finished_run["experiment_id"], finished_run["run_id"])
+    return run_page_url(finished_run["experiment_id"], finished_run["run_id"])
+
+
+def test_the_printed_run_page_link_opens_the_runs_metrics(
+    ui: str, printed_link: str, finished_run: dict[str, str], browser: object, tmp_path: Path
+) -> None:
+    url = printed_link
     assert url.startswith(ui) and "workflowType=machine_learning" in url
     html = page_showing(
         browser, url, (finished_run["run_name"], "test/auroc"), tmp_path / "run.png"
@@ -188,15 +190,9 @@ def test_the_experiment_link_shows_the_runs_table(
 
 
 def test_the_runs_artifacts_are_listed_and_render(
-    ui: str,
-    finished_run: dict[str, str],
-    browser: object,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    printed_link: str, browser: object, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(UI_URL_ENV, ui)
-    base = run_page_url(finished_run["experiment_id"], finished_run["run_id"])
-    url = base.replace("?", "/artifacts?", 1)
+    url = printed_link.replace("?", "/artifacts?", 1)
     page_showing(
         browser,
         url,

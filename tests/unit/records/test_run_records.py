@@ -35,11 +35,8 @@ def _train(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.parametrize(
-    ("model", "leads"), [("set_cnn1d", "II"), ("strip_cnn1d", "II"), ("set_cnn1d", "all")]
-)
-def test_train_on_a_record_store(tmp_path: Path, model: str, leads: str) -> None:
-    root = effect_store(tmp_path / "records", 12, 12, twelve_lead=leads == "all")
+def add_flat_record(root: Path) -> None:
+    """A record with no beat to detect (``flat``, patient PX): skipped with its reason."""
     write_record(root / "flat.csv", np.zeros(5000))
     rows = pd.read_csv(root / "records.csv")
     rows.loc[len(rows)] = {
@@ -50,6 +47,14 @@ def test_train_on_a_record_store(tmp_path: Path, model: str, leads: str) -> None
         "center": "C0",
     }
     rows.to_csv(root / "records.csv", index=False)
+
+
+@pytest.mark.parametrize(
+    ("model", "leads"), [("set_cnn1d", "II"), ("strip_cnn1d", "II"), ("set_cnn1d", "all")]
+)
+def test_train_on_a_record_store(tmp_path: Path, model: str, leads: str) -> None:
+    root = effect_store(tmp_path / "records", 12, 12, twelve_lead=leads == "all")
+    add_flat_record(root)
     run = _train(
         tmp_path,
         "data=records",
@@ -208,16 +213,7 @@ def test_cross_validation_is_a_parent_with_a_child_per_fold(tmp_path: Path) -> N
     """split=group_kfold split.fold=null on records: the beat shape — a parent with the pooled
     out-of-fold results (each patient tested once) and one child run per fold."""
     root = effect_store(tmp_path / "records", 10, 15)
-    write_record(root / "flat.csv", np.zeros(5000))
-    rows = pd.read_csv(root / "records.csv")
-    rows.loc[len(rows)] = {
-        "record_file": "flat.csv",
-        "patient_id": "PX",
-        "group": "normal",
-        "record_id": "flat",
-        "center": "C0",
-    }
-    rows.to_csv(root / "records.csv", index=False)
+    add_flat_record(root)
     run = _train(
         tmp_path,
         "data=records",

@@ -55,12 +55,13 @@ def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("ecgml_output_dir"):
         OmegaConf.register_new_resolver("ecgml_output_dir", _job_output_dir)
     if not OmegaConf.has_resolver("ecgml_subject"):
-        OmegaConf.register_new_resolver("ecgml_subject", _subject)
+        OmegaConf.register_new_resolver("ecgml_subject", run_subject)
 
 
-def _subject(task: str, disorder: str) -> str:
-    """``${ecgml_subject:${task.name},${disorder.name}}``: what a run is about — its disorder
-    for the binary task, else the task (multilabel, potassium, sodium)."""
+def run_subject(task: str, disorder: str) -> str:
+    """What a run is about, for its experiment, name and title: its disorder for the binary
+    task (``classify`` its old name) and pretraining, else the task (multilabel, potassium,
+    sodium). ``${ecgml_subject:${task.name},${disorder.name}}`` in the config."""
     return disorder if task in ("binary", "classify", "pretrain") else task
 
 

@@ -56,9 +56,10 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
 def run_task_spec(client: MlflowClient, run_id: str) -> TaskSpec:
     """The task a run was trained for (its ``task`` tag; older runs: binary)."""
     run = client.get_run(run_id)
-    name = run.data.tags.get("task") or run.data.params.get("task.name") or "binary"
+    name = run.data.tags.get("task") or run.data.params.get("task.name")
     disorder = run.data.params.get("disorder.name", "hypokalemia")
-    return task_spec(OmegaConf.create({"task": {"name": name}, "disorder": {"name": disorder}}))
+    task = {"task": {"name": name}} if name else {}  # no task recorded: binary
+    return task_spec(OmegaConf.create({**task, "disorder": {"name": disorder}}))
 
 
 def evaluate(cfg: DictConfig) -> None:

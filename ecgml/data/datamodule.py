@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,10 @@ from ecgml.beatstore import (
 from ecgml.data.augment import AugmentSettings, BeatAugmenter, SeededGenerators
 from ecgml.data.labels import (
     LabelSummary,
-    binary_labels,
     conflicting_patients,
-    multilabel_labels,
-    regression_targets,
 )
-from ecgml.data.splits import build_split, merge_rare_strata
-from ecgml.data.tasks import TaskSpec, task_spec
+from ecgml.data.splits import build_split
+from ecgml.data.tasks import TaskSpec, binary_spec, task_spec
 from ecgml.errors import EcgmlError
 from ecgml.signal import align_beats, reference_beats
 from ecgml.synth import ensure_cohort
@@ -50,7 +47,8 @@ class BeatTable:
     digest: str
     summary: LabelSummary
     splits: pd.DataFrame  # patient_id, y, split (+ fold)
-    task: TaskSpec | None = None  # None: the binary task (tables built before tasks existed)
+    #: What the table's targets are (a table built by hand: the binary task's ``y``).
+    task: TaskSpec = field(default_factory=lambda: binary_spec("disorder"))
 
     @property
     def seq_len(self) -> int:
@@ -59,7 +57,7 @@ class BeatTable:
     @property
     def target_columns(self) -> tuple[str, ...]:
         """The ``meta`` columns the model learns (``y`` for the binary task)."""
-        return self.task.target_columns if self.task else ("y",)
+        return self.task.target_columns
 
     def subset(self, split: str) -> tuple[np.ndarray, pd.DataFrame]:
         mask = (self.meta["split"] == split).to_numpy()
@@ -81,15 +79,28 @@ class BeatDataset(Dataset):
         return self.x[index], self.y[index]
 
 
+def synthetic_store_path(data_cfg: Any) -> Path:
+    """``data=synthetic``: the cohort's beat store, built once and cached."""
+    return ensure_cohort(data_cfg.cohort, Path(data_cfg.cache_dir)) / "beats"
+
+
+def user_store_path(data_cfg: Any) -> Path:
+    """``data=beats``: the user's beat store folder (``data.path``)."""
+    if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.path:
+        raise EcgmlError("data=beats needs data.path=/folder/with/manifest.csv")
+    return Path(str(data_cfg.path)).expanduser().resolve()
+
+
+#: Where each ``data.source`` of a beat run finds its store.
+BEAT_SOURCES = {"synthetic": synthetic_store_path, "beats": user_store_path}
+
+
 def resolve_store_path(data_cfg: Any) -> Path:
     """The beat store folder of ``data=synthetic`` (built/cached) or ``data=beats``."""
-    if data_cfg.source == "synthetic":
-        return ensure_cohort(data_cfg.cohort, Path(data_cfg.cache_dir)) / "beats"
-    if data_cfg.source == "beats":
-        if OmegaConf.is_missing(data_cfg, "path") or not data_cfg.path:
-            raise EcgmlError("data=beats needs data.path=/folder/with/manifest.csv")
-        return Path(str(data_cfg.path)).expanduser().resolve()
-    raise EcgmlError(f"data.source={data_cfg.source!r} is unknown: use 'synthetic' or 'beats'")
+    find = BEAT_SOURCES.get(str(data_cfg.source))
+    if find is None:
+        raise EcgmlError(f"data.source={data_cfg.source!r} is unknown: use 'synthetic' or 'beats'")
+    return find(data_cfg)
 
 
 def fold_names(beats: pd.DataFrame, split_cfg: Any) -> list[str | int]:
@@ -114,43 +125,27 @@ def store_universe(meta: pd.DataFrame) -> pd.DataFrame:
     return labelled[["patient_id"]].assign(y=labelled["group"].map(codes).astype("int64"))
 
 
-#: Fewest patients a label combination (multi-label) or group (regression) keeps as its own
-#: stratum of the patient-level split; rarer ones join the largest.
-MIN_STRATUM_PATIENTS = 5
-
-
 def task_labels(
     meta: pd.DataFrame, task: TaskSpec | None, disorder_cfg: Any, source: str
 ) -> tuple[pd.DataFrame, LabelSummary]:
-    """The task's beats, targets (:attr:`TaskSpec.target_columns`) and strata ``y``."""
-    if task is None or task.is_binary:
-        return binary_labels(meta, disorder_cfg.positive, disorder_cfg.negative, source=source)
-    if task.kind == "multilabel":
-        selected, summary = multilabel_labels(meta, task.outputs, source=source)
-    else:
-        serum = task.serum
-        selected, summary = regression_targets(
-            meta, serum["column"], serum["low"], serum["high"], source=source
-        )
-    return merge_rare_strata(selected, MIN_STRATUM_PATIENTS), summary
+    """The task's beats, targets (:attr:`TaskSpec.target_columns`) and strata ``y`` (no task:
+    the binary one of ``disorder_cfg``)."""
+    return (task or binary_spec(str(disorder_cfg.name))).labels(meta, disorder_cfg, source)
 
 
 def build_beat_table(
     store: BeatStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any, task: TaskSpec | None = None
 ) -> BeatTable:
     """Labels, patient-level split and padding for one task (default: binary disorder)."""
-    meta, summary = task_labels(store.meta, task, disorder_cfg, str(store.root))
+    task = task or binary_spec(str(disorder_cfg.name))
+    meta, summary = task.labels(store.meta, disorder_cfg, str(store.root))
     splits = assign_splits(meta, split_cfg, store_universe(store.meta))
     meta = meta.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
     beats = [store.beats[i] for i in _row_positions(store.meta, meta)]
     beats = referenced_beats(beats, meta, store.info.fs, data_cfg)
     r_indices = _r_indices(meta, data_cfg.align)
     x, r_target = align_beats(beats, r_indices, data_cfg.beat_length)
-    positive, negative = (
-        (disorder_cfg.positive, disorder_cfg.negative)
-        if task is None or task.is_binary
-        else ("abnormal", "normal")
-    )
+    positive, negative = task.class_names(disorder_cfg)
     log.info(
         "%d beats from %d patients (%d %s, %d %s), %d conflicting patient(s) excluded, "
         "beat length %d",
@@ -275,16 +270,10 @@ class BeatDataModule(L.LightningDataModule):
         _, meta = self.table.subset(split)
         task = self.table.task
         provenance = [c for c in PROVENANCE_COLUMNS if c in meta.columns]
-        if task is None or task.is_binary:
-            columns = ["patient_id", "beat_id", "split", "y", "group", *provenance]
-            return meta[columns].rename(columns={"y": "y_true"})
-        if task.kind == "multilabel":
-            frame = meta[["patient_id", "beat_id", "split", "group", *provenance]].copy()
-            for name, column in zip(task.outputs, task.target_columns, strict=True):
-                frame[f"y_true_{name}"] = meta[column].to_numpy()
-            return frame
-        columns = ["patient_id", "beat_id", "split", "target", "group", *provenance]
-        return meta[columns].rename(columns={"target": "y_true"})
+        frame = meta[["patient_id", "beat_id", "split"]].reset_index(drop=True)
+        truth = task.true_columns(meta)
+        rest = meta[["group", *provenance]].reset_index(drop=True)
+        return pd.concat([frame.assign(**truth), rest], axis=1)
 
 
 def load_store(cfg: Any) -> BeatStore:

@@ -25,7 +25,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Dataset
 
-from ecgml.data.datamodule import assign_splits, store_universe, task_labels
+from ecgml.data.datamodule import assign_splits, store_universe
 from ecgml.data.labels import LabelSummary
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
@@ -151,6 +151,17 @@ def make_strip(
 # --------------------------------------------------------------------------- the table
 
 
+@dataclass(frozen=True)
+class InputLayout:
+    """What one input of a record model is: its length and rate, the R-peak's column (none: a
+    strip, start-aligned) and the unit its logged model declares."""
+
+    seq_len: int
+    fs: float
+    r_index: int | None
+    unit: str
+
+
 @dataclass
 class RecordTable:
     """Per record: beats ``(n_beats, n_leads, L)`` and a strip ``(n_leads, S)``, with one
@@ -180,6 +191,13 @@ class RecordTable:
     @property
     def n_leads(self) -> int:
         return len(self.leads)
+
+    def layout(self, strip: bool) -> InputLayout:
+        """How a model reads this table's records: its strips (a whole-strip model:
+        start-aligned at ``strip_fs``, no baseline removal) or its beats (a set model)."""
+        if strip:
+            return InputLayout(self.strip_len, self.strip_fs, None, "strip")
+        return InputLayout(self.seq_len, self.fs, self.r_index, "record")
 
     @property
     def target_columns(self) -> tuple[str, ...]:
@@ -246,7 +264,7 @@ def build_record_table(
     leads = resolve_leads(data_cfg.get("leads"))
     meta, cut, skipped = cut_store(store, leads, data_cfg)
     meta["beat_id"] = meta["record_id"]  # the labels/split helpers key rows by beat_id
-    selected, summary = task_labels(meta, task, disorder_cfg, str(store.root / RECORDS))
+    selected, summary = task.labels(meta, disorder_cfg, str(store.root / RECORDS))
     splits = assign_splits(selected, split_cfg, store_universe(meta))
     selected = selected.merge(splits[["patient_id", "split"]], on="patient_id", how="left")
     position = pd.Series(np.arange(len(meta)), index=meta["record_id"])
@@ -402,10 +420,4 @@ class RecordDataModule(L.LightningDataModule):
         extra = [c for c in ("center", "device", "source_image") if c in meta.columns]
         frame = meta[["patient_id", "record_id", "split", "group", "n_beats", *extra]].copy()
         frame.insert(1, "beat_id", meta["record_id"].to_numpy())
-        task = self.table.task
-        if task.kind == "multilabel":
-            for name, column in zip(task.outputs, task.target_columns, strict=True):
-                frame[f"y_true_{name}"] = meta[column].to_numpy()
-        else:
-            frame["y_true"] = meta[task.target_columns[0]].to_numpy()
-        return frame
+        return frame.assign(**self.table.task.true_columns(meta))

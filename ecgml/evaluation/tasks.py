@@ -479,36 +479,11 @@ def _bland_altman(truth: np.ndarray, estimate: np.ndarray, title: str) -> Figure
     return fig
 
 
-def evaluate_task(
-    task: Any,
-    predictions: pd.DataFrame,
-    evaluation_cfg: Any,
-    out_dir: Path | None = None,
-    title: str = "",
-    calibration: str | None = None,
-) -> TaskEvaluation:
-    """The evaluation of a multi-label or regression ``task`` (a ``TaskSpec``)."""
-    if task.kind == "multilabel":
-        return evaluate_multilabel(
-            predictions, evaluation_cfg, task.outputs, out_dir, title, calibration
-        )
-    return evaluate_regression(predictions, evaluation_cfg, task.serum, out_dir, title)
-
-
-def task_metric_keys(task: Any, prevalences: Sequence[float]) -> list[str]:
-    """Exactly the end-of-run MLflow keys of ``task``'s runs (docs/contracts.md)."""
-    if task.kind == "multilabel":
-        return multilabel_metric_keys(task.outputs, prevalences)
-    return regression_metric_keys(task.serum)
-
-
 __all__ = [
     "REGRESSION_METRICS",
     "TaskEvaluation",
     "evaluate_multilabel",
     "evaluate_regression",
-    "evaluate_task",
     "multilabel_metric_keys",
     "regression_metric_keys",
-    "task_metric_keys",
 ]

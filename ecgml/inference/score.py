@@ -18,6 +18,7 @@ import logging
 import re
 import sys
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -39,9 +40,9 @@ from ecgml.inference.inputs import (
 )
 from ecgml.inference.loading import load_available_models, load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
+from ecgml.modelfile.kinds import unit_input
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.serving import answered
-from ecgml.modelfile.spec import UNITS
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
@@ -66,30 +67,98 @@ class RecordScore:
     seconds: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0))
 
 
-def score_entries(
-    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
-) -> dict[str, list[np.ndarray]]:
-    """Per disorder, each entry's recalibrated beat probabilities."""
-    return _per_entry(entries, models, answered)
+class UnitReader(ABC):
+    """How ``ecgml.predict`` answers with the models of one unit (what one decision reads)."""
+
+    #: One answer per beat (a patient's is their beats' mean), else one per recording.
+    per_beat = False
+
+    @abstractmethod
+    def read(
+        self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+    ) -> dict[str, list[Any]]:
+        """Per model, each entry's answer."""
+
+    def warn(self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:
+        """Tell the entries these models cannot read why (nothing by default)."""
+        return None
 
 
-def score_records(
-    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
-) -> dict[str, list[RecordScore]]:
-    """Per record model, each entry's beats read together as one recording (every lead the
-    model reads; no answer for an entry lacking one of them)."""
-    out: dict[str, list[RecordScore]] = {}
-    for name, model in models.items():
-        scores = []
-        for entry in entries:
-            beats = record_beats(entry, model)
-            if beats is None or not len(beats):
-                scores.append(RecordScore(None, np.zeros(0)))
-                continue
-            raw, weights = model.score_record(beats)
-            scores.append(RecordScore(float(answered(model, np.array([raw]))[0]), weights))
-        out[name] = scores
-    return out
+class BeatReader(UnitReader):
+    """Beat models: each beat's recalibrated probability, or a serum model's estimate in
+    mmol/L, every model's beats prepared and scored in one pass (:class:`SharedScorer`)."""
+
+    per_beat = True
+
+    def read(
+        self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+    ) -> dict[str, list[np.ndarray]]:
+        return _per_entry(entries, models, answered)
+
+
+class RecordReader(UnitReader):
+    """Set models: an entry's beats of every lead the model reads, read together as one
+    recording (no answer for an entry lacking one of them)."""
+
+    def read(
+        self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+    ) -> dict[str, list[RecordScore]]:
+        out: dict[str, list[RecordScore]] = {}
+        for name, model in models.items():
+            scores = []
+            for entry in entries:
+                beats = record_beats(entry, model)
+                if beats is None or not len(beats):
+                    scores.append(RecordScore(None, np.zeros(0)))
+                    continue
+                raw, weights = model.score_record(beats)
+                scores.append(RecordScore(float(answered(model, np.array([raw]))[0]), weights))
+            out[name] = scores
+        return out
+
+    def warn(self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:
+        warn_missing_leads(entries, models)
+
+
+class StripReader(UnitReader):
+    """Whole-strip models: an entry's recording read as one strip (``None`` where the input
+    holds beats only, a beat file or a beat store's patient, or lacks a lead the model
+    reads)."""
+
+    def read(
+        self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
+    ) -> dict[str, list[RecordScore]]:
+        strips: dict[tuple, tuple[list[int], np.ndarray]] = {}  # prepared once per layout
+        out: dict[str, list[RecordScore]] = {}
+        for name, model in models.items():
+            layout = (model.seq_len, model.fs, model.leads)
+            if layout not in strips:
+                strips[layout] = strip_inputs(entries, model)
+            rows, x = strips[layout]
+            raw = model.score(x) if len(x) else np.zeros(0)
+            probability = dict(zip(rows, answered(model, raw).tolist(), strict=True))
+            shares = dict(zip(rows, strip_shares(model, x), strict=True))
+            out[name] = [
+                RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
+                for k in range(len(entries))
+            ]
+        return out
+
+    def warn(self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:
+        for entry in (e for e in entries if models and e.signal is None):
+            entry.warnings.append(
+                f"{', '.join(models)}: a whole-strip model reads the recording, and this "
+                "input holds beats only: send the signal, image or WFDB record"
+            )
+        warn_missing_leads([e for e in entries if e.signal is not None], models)
+
+
+#: The reader of each unit a logged model declares.
+READERS: dict[str, UnitReader] = {
+    "beat": BeatReader(),
+    "record": RecordReader(),
+    "strip": StripReader(),
+}
 
 
 def record_beats(entry: BeatInput, model: LoadedModel) -> np.ndarray | None:
@@ -101,29 +170,6 @@ def record_beats(entry: BeatInput, model: LoadedModel) -> np.ndarray | None:
         return None
     prepared = [prepare_beats(beats, entry.r_indices, entry.fs, model) for beats in per_lead]
     return np.stack(prepared, axis=1)
-
-
-def score_strips(
-    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
-) -> dict[str, list[RecordScore]]:
-    """Per whole-strip model, each entry's recording read as one strip (``None`` where the
-    input holds beats only, a beat file or a beat store's patient, or lacks a lead the model
-    reads)."""
-    strips: dict[tuple, tuple[list[int], np.ndarray]] = {}  # prepared once per strip layout
-    out: dict[str, list[RecordScore]] = {}
-    for name, model in models.items():
-        layout = (model.seq_len, model.fs, model.leads)
-        if layout not in strips:
-            strips[layout] = strip_inputs(entries, model)
-        rows, x = strips[layout]
-        raw = model.score(x) if len(x) else np.zeros(0)
-        probability = dict(zip(rows, answered(model, raw).tolist(), strict=True))
-        shares = dict(zip(rows, strip_shares(model, x), strict=True))
-        out[name] = [
-            RecordScore(probability.get(k), np.zeros(0), shares.get(k, np.zeros(0)))
-            for k in range(len(entries))
-        ]
-    return out
 
 
 def strip_inputs(entries: Sequence[BeatInput], model: LoadedModel) -> tuple[list[int], np.ndarray]:
@@ -148,13 +194,6 @@ def strip_shares(model: LoadedModel, strips: np.ndarray) -> list[np.ndarray]:
         return []
     x = torch.from_numpy(model.channels_first(strips))
     return list(strip_saliency(model.model, x, model.fs).double().numpy())
-
-
-def score_values(
-    entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
-) -> dict[str, list[np.ndarray]]:
-    """Per serum model (``potassium`` / ``sodium``), each entry's beat estimates in mmol/L."""
-    return _per_entry(entries, models, answered)
 
 
 def _per_entry(
@@ -299,17 +338,14 @@ def predict_entries(
 ) -> list[dict[str, Any]]:
     """Results for already-read inputs (optionally one saliency overlay PNG per entry)."""
     serum_models = serum_models or {}
-    every = {**models, **serum_models}
-    units = {unit: {d: m for d, m in every.items() if m.unit == unit} for unit in UNITS}
-    beat_scores = score_entries(entries, {d: m for d, m in units["beat"].items() if d in models})
-    values = score_values(entries, {n: m for n, m in units["beat"].items() if n in serum_models})
-    records = {**score_records(entries, units["record"]), **score_strips(entries, units["strip"])}
-    for entry in (e for e in entries if units["strip"] and e.signal is None):
-        entry.warnings.append(
-            f"{', '.join(units['strip'])}: a whole-strip model reads the recording, and this "
-            "input holds beats only: send the signal, image or WFDB record"
-        )
-    warn_missing_leads(entries, {**units["record"], **units["strip"]})
+    per_beat: dict[str, list[Any]] = {}
+    records: dict[str, list[Any]] = {}
+    for unit, chosen in by_unit({**models, **serum_models}).items():
+        reader = READERS[unit]
+        (per_beat if reader.per_beat else records).update(reader.read(entries, chosen))
+        reader.warn(entries, chosen)
+    beat_scores = {d: v for d, v in per_beat.items() if d in models}
+    values = {n: v for n, v in per_beat.items() if n in serum_models}
     results = [
         entry_result(
             entry,
@@ -328,12 +364,27 @@ def predict_entries(
         used: set[str] = set()
         # overlays: the models that read lead-II beats (a strip model reads the recording; a
         # multi-lead model's beats are explained by their weights under ``contributions``)
-        beat_read = {d: m for d, m in models.items() if m.unit != "strip" and m.leads == ("II",)}
+        beat_read = {
+            d: m for d, m in models.items() if not reads_recording(m) and m.leads == ("II",)
+        }
         for entry, result in zip(entries, results, strict=True):
             if entry.n_beats and beat_read:
                 path = saliency_dir / f"{unique_stem(entry, used)}.png"
                 result["saliency_png"] = str(write_overlay(entry, result, beat_read, path))
     return results
+
+
+def by_unit(models: Mapping[str, LoadedModel]) -> dict[str, dict[str, LoadedModel]]:
+    """``models`` grouped by the unit each declares."""
+    groups: dict[str, dict[str, LoadedModel]] = {}
+    for name, model in models.items():
+        groups.setdefault(model.unit, {})[name] = model
+    return groups
+
+
+def reads_recording(model: LoadedModel) -> bool:
+    """A whole-strip model: it reads the recording, not beats."""
+    return unit_input(model.unit, model.uri).reads_recording
 
 
 def warn_missing_leads(entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:
@@ -343,8 +394,6 @@ def warn_missing_leads(entries: Sequence[BeatInput], models: Mapping[str, Loaded
         if not entry.n_beats:
             continue
         for name, model in models.items():
-            if model.unit == "strip" and entry.signal is None:
-                continue  # already told: a strip model reads the recording
             missing = entry.missing_leads(model.leads)
             if missing:
                 held = ", ".join(entry.lead_signals) or "lead II only"

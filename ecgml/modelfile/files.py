@@ -17,12 +17,6 @@ from torch import nn
 from ecgml.errors import EcgmlError
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import FORMAT, SPEC_FILE, WEIGHTS_FILE, ModelSpec, read_spec
-from ecgml.models.scoring import (
-    BeatProbabilityModel,
-    BeatValueModel,
-    backbone_from_config,
-    scorer_from_config,
-)
 
 
 def write_model_files(scorer: nn.Module, spec: ModelSpec, folder: Path) -> dict[str, str]:
@@ -38,25 +32,7 @@ def load_scorer(weights: Path, spec: ModelSpec, source: str) -> nn.Module:
     """The architecture of ``spec`` with the tensors of ``weights`` (no pickle anywhere): a
     :class:`BeatProbabilityModel` (output 0), or for another task its scorer of every output
     (the backbone inside a probability or a value model)."""
-    if spec.task == "binary":
-        scorer: nn.Module = scorer_from_config(
-            spec.backbone, spec.seq_len, spec.ensemble, source, in_channels=len(spec.leads)
-        )
-    else:
-        backbone = backbone_from_config(
-            spec.backbone,
-            spec.seq_len,
-            spec.ensemble,
-            source,
-            n_outputs=max(len(spec.outputs), 1),
-            regression=spec.is_regression,
-            in_channels=len(spec.leads),
-        )
-        scorer = (
-            BeatValueModel(backbone, spec.target_mean, spec.target_std)
-            if spec.is_regression
-            else BeatProbabilityModel(backbone)
-        )
+    scorer = spec.kind.scorer(spec, source)
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:
@@ -102,34 +78,7 @@ def read_model_files(weights: Path, spec_file: Path, uri: str) -> dict[str, Load
         "unit": spec.unit,
         "leads": tuple(spec.leads),
     }
-    if spec.task == "binary":
-        return {
-            spec.disorder: LoadedModel(
-                disorder=spec.disorder,
-                model=scorer,
-                threshold=spec.threshold,
-                calibration=spec.calibration,
-                **common,
-            )
-        }
-    if spec.is_regression:
-        return {
-            spec.task: LoadedModel(
-                disorder=spec.task, model=scorer, threshold=float("nan"), **common
-            )
-        }
-    backbone = scorer.backbone
-    assert isinstance(backbone, nn.Module)
-    return {
-        name: LoadedModel(
-            disorder=name,
-            model=BeatProbabilityModel(backbone, k).eval(),
-            threshold=spec.thresholds[name],
-            calibration=spec.calibrations.get(name, {"method": "none"}),
-            **common,
-        )
-        for k, name in enumerate(spec.outputs)
-    }
+    return spec.kind.outputs(spec, scorer, common)
 
 
 def read_model_dir(folder: Path, uri: str) -> dict[str, LoadedModel]:

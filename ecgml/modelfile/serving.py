@@ -20,8 +20,10 @@ from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibrator import Calibrator
 from ecgml.modelfile.files import read_model_files
+from ecgml.modelfile.kinds import unit_input
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import (
+    BEAT_COLUMN,
     MAX_ABS_MV,
     MAX_BEAT_SECONDS,
     MAX_STRIP_SECONDS,
@@ -81,7 +83,7 @@ def request_example(spec: ModelSpec) -> pd.DataFrame:
     answers it."""
     columns = ["beat"] if spec.leads == ["II"] else spec.leads
     flat = {name: [np.zeros(spec.seq_len).tolist()] for name in columns}
-    if spec.unit == "strip":
+    if spec.input.reads_recording:
         return pd.DataFrame({**flat, "fs": [spec.fs]})
     return pd.DataFrame({**flat, "r_index": [spec.r_index or 0]})
 
@@ -246,7 +248,7 @@ def prepared_lead_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray
                 f"row {row}: the leads have different lengths ({', '.join(map(str, sizes))} "
                 "samples): send the same stretch of every lead"
             )
-    others = [c for c in frame.columns if c not in ("beat", *model.leads)]
+    others = [c for c in frame.columns if c not in (BEAT_COLUMN, *model.leads)]
     per_lead = [
         prepared_lead(frame[[lead, *others]].rename(columns={lead: "beat"}), model)
         for lead in model.leads
@@ -256,7 +258,7 @@ def prepared_lead_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray
 
 def prepared_lead(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
     """One lead of a request (column ``beat``) laid out as ``model`` reads it."""
-    if model.unit == "strip":
+    if unit_input(model.unit, model.uri).reads_recording:
         signals, fs = parse_strip_request(frame, model)
         return prepare_strips(signals, fs, model)
     beats, rs, fs = parse_request(frame, model)

@@ -12,6 +12,14 @@ from typing import Any
 import ecgml
 from ecgml import TWELVE_LEADS
 from ecgml.errors import EcgmlError
+from ecgml.modelfile.kinds import SERUM_OUTPUTS as SERUM_OUTPUTS  # re-exported
+from ecgml.modelfile.kinds import UNITS as UNITS  # re-exported
+from ecgml.modelfile.kinds import (
+    OutputKind,
+    UnitInput,
+    output_kind,
+    unit_input,
+)
 from ecgml.trust import check_backbone_config
 
 FORMAT = "ecgml-beat-model"
@@ -30,6 +38,8 @@ SPEC_FILE = "ecgml_model.json"
 #: ``beat``; absent: the beat is already ``seq_len`` long with R at the model's ``r_index``)
 #: and ``fs`` (Hz; absent: the model's) are optional.
 INPUT_COLUMNS = ("beat", "r_index", "fs")
+#: The request column of a lead-II model's samples.
+BEAT_COLUMN = INPUT_COLUMNS[0]
 
 
 #: Longest beat a request may send (seconds at its ``fs``): a beat is one cardiac cycle.
@@ -39,17 +49,8 @@ MAX_BEAT_SECONDS = 4.0
 MAX_ABS_MV = 1000.0
 
 
-#: What one decision of a logged model reads: one beat, every beat of a recording (a set
-#: model), or the recording itself (a whole-strip model).
-UNITS = ("beat", "record", "strip")
-
-
 #: Longest recording a request may send to a whole-strip model (seconds at its ``fs``).
 MAX_STRIP_SECONDS = 60.0
-
-
-#: Outputs that are serum values (mmol/L), not disorder probabilities.
-SERUM_OUTPUTS = ("potassium", "sodium")
 
 
 @dataclass(frozen=True)
@@ -134,25 +135,31 @@ class ModelSpec:
                 "model with ecgml.train"
             ) from None
         check_backbone_config(spec.backbone, source)  # the gate, before anything is built
-        if spec.unit not in UNITS:
-            raise EcgmlError(f"{source}: unit {spec.unit!r} is not one of {UNITS}; re-log it")
+        unit = unit_input(spec.unit, source)
         if not set(spec.leads) <= set(TWELVE_LEADS) or len(set(spec.leads)) != len(spec.leads):
             raise EcgmlError(
                 f"{source}: leads {spec.leads} are not distinct standard leads; re-log"
             )
-        if spec.leads != ["II"] and spec.unit == "beat":
+        if spec.leads != ["II"] and not unit.multi_lead:
             raise EcgmlError(f"{source}: a beat model reads lead II only (leads {spec.leads})")
         if spec.seq_len < 1 or not math.isfinite(spec.fs) or spec.fs <= 0:
             raise EcgmlError(f"{source}: implausible seq_len/fs in the model spec; re-log it")
-        if spec.task == "multilabel" and (
-            not spec.outputs or set(spec.thresholds) != set(spec.outputs)
-        ):
-            raise EcgmlError(f"{source}: multi-label spec without a threshold per output; re-log")
+        output_kind(spec.task, source).check(spec, source)
         return spec
 
     @property
+    def kind(self) -> OutputKind:
+        """How the model's outputs are built and read (its task's :class:`OutputKind`)."""
+        return output_kind(self.task, "model spec")
+
+    @property
+    def input(self) -> UnitInput:
+        """What one decision reads (its unit's :class:`UnitInput`)."""
+        return unit_input(self.unit, "model spec")
+
+    @property
     def is_regression(self) -> bool:
-        return self.task not in ("binary", "multilabel")
+        return self.kind.regression
 
 
 def read_spec(spec_file: Path, uri: str) -> ModelSpec:

@@ -62,11 +62,9 @@ def pinned_backbone(backbone_cfg: Mapping[str, Any] | DictConfig) -> dict[str, A
 
 def beat_backbones() -> list[str]:
     """The backbones of single beats: :func:`available_backbones` but the record models
-    (``input: beats`` or ``strip`` in their config: a record's set of beats, or its strip),
+    (those with an ``input`` in their config: ``beats``, a record's set of beats, or ``strip``),
     which no beat model format (pyfunc, ONNX) serves."""
-    return [
-        name for name in available_backbones() if _model_config(name).get("input", "beat") == "beat"
-    ]
+    return [name for name in available_backbones() if not _model_config(name).get("input")]
 
 
 #: The unit of data a model reads, by its config's ``input`` (``beat`` when it has none): a

@@ -206,6 +206,12 @@ def strip_saliency(
     return per_segment / per_segment.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
-def model_input(model_cfg: Any) -> str:
-    """What a ``conf/model`` file's backbone reads from a record: ``beats`` or ``strip``."""
-    return str(model_cfg.get("input", "beats"))
+#: Whether a record backbone reads the record's strip, by its ``conf/model`` file's ``input``
+#: (else it reads the record's set of beats).
+READS_STRIP = {"beats": False, "strip": True}
+
+
+def reads_strip(model_cfg: Any) -> bool:
+    """A ``conf/model`` file's record backbone reads the strip (``input: strip``), not the set
+    of beats (``input: beats``, the default)."""
+    return READS_STRIP[str(model_cfg.get("input", "beats"))]

@@ -50,7 +50,7 @@ from ecgml.modelfile.spec import (
     is_beat_model_dir,
     read_spec,
 )
-from ecgml.models.scoring import BeatProbabilityModel, BeatValueModel
+from ecgml.models.scoring import BeatProbabilityModel
 from ecgml.schemas import plain_dict
 from ecgml.tracking.registry import log_python_model
 
@@ -121,9 +121,10 @@ def scorer_of(model: nn.Module, spec: ModelSpec | None = None) -> nn.Module:
     backbone) is saved as, on CPU: its probabilities (every output), or for a serum regression
     (``spec``) the value in mmol/L."""
     backbone = getattr(model, "backbone", model)
-    if spec is not None and spec.is_regression:
-        return BeatValueModel(backbone, spec.target_mean, spec.target_std).cpu().eval()
-    return BeatProbabilityModel(backbone).cpu().eval()
+    scorer = (
+        spec.kind.around(backbone, spec) if spec is not None else BeatProbabilityModel(backbone)
+    )
+    return scorer.cpu().eval()
 
 
 def n_ensemble_members(model: nn.Module) -> int:

@@ -32,7 +32,7 @@ from ecgml.data.records import (
 from ecgml.errors import EcgmlError
 from ecgml.models.factory import build_backbone
 from ecgml.models.module import BeatClassifier
-from ecgml.models.record_models import SetModel, StripModel, model_input, strip_saliency
+from ecgml.models.record_models import SetModel, StripModel, reads_strip, strip_saliency
 from ecgml.pipeline.fitters import (
     member_pos_weight,
     with_outputs,
@@ -53,8 +53,7 @@ def build_record_model(
         raise EcgmlError(
             f"model={cfg.model.name} has no backbone: use model=set_cnn1d or strip_cnn1d"
         )
-    strip = model_input(cfg.model) == "strip"
-    seq_len = table.strip_len if strip else table.seq_len
+    seq_len = table.layout(reads_strip(cfg.model)).seq_len
     backbone = build_backbone(cfg.model, table.n_leads, table.task.n_outputs, seq_len)
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
     scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None

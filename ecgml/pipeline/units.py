@@ -40,7 +40,7 @@ from ecgml.data.tasks import task_spec
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models import BeatClassifier
 from ecgml.models.factory import pinned_backbone
-from ecgml.models.record_models import model_input
+from ecgml.models.record_models import reads_strip
 from ecgml.pipeline.fitters import build_model, member_pos_weight, training_targets, with_outputs
 from ecgml.pipeline.records import build_record_model, load_records, predict_records
 from ecgml.recordstore import RecordStore
@@ -187,15 +187,16 @@ class RecordUnit(Unit):
         whole-strip model (``unit: strip``) reads the recording itself, laid out as the strip
         (``seq_len`` samples at ``fs`` = ``data.strip_fs``, start-aligned, no baseline
         removal) by :func:`~ecgml.signal.prepare_strip` in training and serving alike."""
-        strip = model_input(cfg.model) == "strip"
+        layout = table.layout(reads_strip(cfg.model))
+        start_aligned = layout.r_index is None
         return dataclasses.replace(
             spec,
-            seq_len=int(table.strip_len if strip else table.seq_len),
-            fs=float(table.strip_fs if strip else table.fs),
-            r_index=None if strip else int(table.r_index),
-            align="start" if strip else spec.align,
-            unit="strip" if strip else "record",
-            baseline="none" if strip else spec.baseline,
+            seq_len=int(layout.seq_len),
+            fs=float(layout.fs),
+            r_index=layout.r_index,
+            align="start" if start_aligned else spec.align,
+            unit=layout.unit,
+            baseline="none" if start_aligned else spec.baseline,
             backbone=pinned_backbone(cfg.model.backbone),
             leads=list(table.leads),
         )

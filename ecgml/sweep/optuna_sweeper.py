@@ -43,6 +43,7 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ecgml import run_subject as subject_of
 from ecgml.errors import EcgmlError
 from ecgml.schemas import plain_dict
 from ecgml.sweep.context import ObjectiveMetricMissing, activate_trial
@@ -355,8 +356,7 @@ class OptunaSweep:
     def run_subject(self) -> str:
         """A trial's run-name prefix: its disorder (binary task), else the task's name."""
         task = self.config.get("task")
-        name = str(task.get("name", "binary")) if task else "binary"
-        return "${disorder.name}" if name in ("binary", "classify") else name
+        return subject_of(str(task.get("name", "binary")) if task else "binary", "${disorder.name}")
 
     def overrides_for(self, trial: optuna.Trial) -> list[str]:
         return [

@@ -30,6 +30,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml import run_subject
 from ecgml.sweep.context import DEFAULT_OBJECTIVE
 from ecgml.sweep.storage import study_storage
 from ecgml.tracking import (
@@ -64,7 +65,7 @@ def sweep_experiment(config: DictConfig) -> str:
         return str(config.logger.experiment_name)
     disorder = first_job_choice(config, "disorder") or config.disorder.name
     task = first_job_choice(config, "task") or str(config.task.get("name", "binary"))
-    return f"ecgml-{disorder if task in ('binary', 'classify') else task}"
+    return f"ecgml-{run_subject(task, str(disorder))}"
 
 
 def study_key(config: DictConfig) -> str | None:

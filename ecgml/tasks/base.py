@@ -121,6 +121,10 @@ class RunTask(ABC):
         """The evaluation (``metrics``, ``predictions``) of val+test predictions."""
 
     @abstractmethod
+    def metric_keys(self, prevalences: Sequence[float]) -> list[str]:
+        """Exactly the end-of-run MLflow keys of this task's runs (docs/contracts.md)."""
+
+    @abstractmethod
     def summary_keys(self) -> tuple[str, ...]:
         """The test metrics summarized over folds (``cv/<metric>_mean``, ``_sd``)."""
 

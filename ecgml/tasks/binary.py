@@ -12,7 +12,7 @@ import pandas as pd
 from torch import nn
 
 from ecgml.evaluation import METRICS, Evaluation, evaluate_with_config
-from ecgml.evaluation.predictions import metrics_for_frame
+from ecgml.evaluation.predictions import metric_keys, metrics_for_frame
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models.module import BeatClassifier
 from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
@@ -69,6 +69,9 @@ class BinaryTask(RunTask):
         calibration: str | None = None,
     ) -> Evaluation:
         return evaluate_with_config(predictions, evaluation_cfg, out, title, calibration)
+
+    def metric_keys(self, prevalences: Sequence[float]) -> list[str]:
+        return metric_keys(tuple(prevalences))
 
     def summary_keys(self) -> tuple[str, ...]:
         return tuple(f"test/{m}" for m in METRICS)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
-from ecgml.evaluation.tasks import output_frame
+from ecgml.evaluation.tasks import (
+    TaskEvaluation,
+    evaluate_multilabel,
+    multilabel_metric_keys,
+    output_frame,
+)
 from ecgml.models.module import BeatClassifier
 from ecgml.models.task_modules import MultiLabelClassifier, OutputSelector
 from ecgml.tasks.base import ExplainView, loss_pos_weight, with_ci
@@ -41,6 +47,21 @@ class MultilabelTask(OutputsTask):
         """One weight per output (none, when ``training.pos_weight=none``)."""
         weights = [loss_pos_weight(setting, w) for w in data.pos_weights]
         return None if weights[0] is None else [float(w or 0.0) for w in weights]
+
+    def evaluate(
+        self,
+        predictions: pd.DataFrame,
+        evaluation_cfg: Any,
+        out: Path | None,
+        title: str,
+        calibration: str | None = None,
+    ) -> TaskEvaluation:
+        return evaluate_multilabel(
+            predictions, evaluation_cfg, self.spec.outputs, out, title, calibration
+        )
+
+    def metric_keys(self, prevalences: Sequence[float]) -> list[str]:
+        return multilabel_metric_keys(self.spec.outputs, prevalences)
 
     def summary_keys(self) -> tuple[str, ...]:
         return ("test/macro_auroc", *(f"test/{d}/auroc" for d in self.spec.outputs))

@@ -4,13 +4,10 @@ model's spec, the run page's line and the console's header."""
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
-import pandas as pd
 from torch import nn
 
-from ecgml.evaluation.tasks import TaskEvaluation, evaluate_task
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.tasks.base import RunTask, ci_text
 
@@ -35,23 +32,13 @@ def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -
 
 
 class OutputsTask(RunTask):
-    """A task whose model has named outputs, evaluated by :func:`evaluate_task`."""
+    """A task whose model has named outputs."""
 
     #: The test metric the run page's line reports.
     headline_key: str
 
     def subject(self, cfg: Any) -> str:
         return self.name
-
-    def evaluate(
-        self,
-        predictions: pd.DataFrame,
-        evaluation_cfg: Any,
-        out: Path | None,
-        title: str,
-        calibration: str | None = None,
-    ) -> TaskEvaluation:
-        return evaluate_task(self.spec, predictions, evaluation_cfg, out, title, calibration)
 
     def finish_spec(
         self, spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any

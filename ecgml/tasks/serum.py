@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
-from ecgml.evaluation.tasks import REGRESSION_METRICS
+from ecgml.data.tasks import RegressionSpec
+from ecgml.evaluation.tasks import (
+    REGRESSION_METRICS,
+    TaskEvaluation,
+    evaluate_regression,
+    regression_metric_keys,
+)
 from ecgml.models.module import BeatClassifier
 from ecgml.models.task_modules import BeatRegressor, OutputSelector
 from ecgml.tasks.base import ExplainView, with_ci
@@ -21,6 +28,13 @@ class SerumTask(OutputsTask):
     off the estimate against the normal range."""
 
     smooths_labels = False  # a value, not a label
+    spec: RegressionSpec
+
+    @property
+    def serum(self) -> dict[str, Any]:
+        """The serum value's column, normal range and the disorders read off the estimate."""
+        return self.spec.serum
+
     headline_key = "test/mae"
 
     def module(
@@ -41,6 +55,19 @@ class SerumTask(OutputsTask):
     def pos_weight(self, setting: Any, data: Any) -> None:
         return None  # no classes to balance
 
+    def evaluate(
+        self,
+        predictions: pd.DataFrame,
+        evaluation_cfg: Any,
+        out: Path | None,
+        title: str,
+        calibration: str | None = None,
+    ) -> TaskEvaluation:
+        return evaluate_regression(predictions, evaluation_cfg, self.serum, out, title)
+
+    def metric_keys(self, prevalences: Sequence[float]) -> list[str]:
+        return regression_metric_keys(self.serum)
+
     def summary_keys(self) -> tuple[str, ...]:
         return tuple(f"test/{m}" for m in REGRESSION_METRICS)
 
@@ -48,7 +75,7 @@ class SerumTask(OutputsTask):
         """Per disorder read off the estimate, the estimate (negated for a low state) on that
         disorder's and the normal patients' test beats."""
         views: list[ExplainView] = []
-        for disorder, direction in self.spec.serum["disorders"].items():
+        for disorder, direction in self.serum["disorders"].items():
             rows = test[test["group"].isin([disorder, "normal"])].copy()
             rows["y_true"] = (rows["group"] == disorder).astype(int)
             rows = rows.drop(columns=["y_pred"])
@@ -65,7 +92,6 @@ class SerumTask(OutputsTask):
             f"  test Pearson r        {with_ci(m, 'test/pearson_r')}",
         ]
         lines += [
-            f"  test {d} AUROC {with_ci(m, f'test/{d}_auroc')}"
-            for d in self.spec.serum["disorders"]
+            f"  test {d} AUROC {with_ci(m, f'test/{d}_auroc')}" for d in self.serum["disorders"]
         ]
         return lines

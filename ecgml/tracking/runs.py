@@ -34,6 +34,7 @@ from mlflow.tracking.context.registry import resolve_tags
 from omegaconf import DictConfig, OmegaConf
 
 from ecgml import PROJECT_ROOT
+from ecgml import run_subject as subject_of
 from ecgml.tracking.store import ensure_experiment, resolve_store
 
 if TYPE_CHECKING:  # lightning is heavy to import; only training needs the logger
@@ -195,8 +196,7 @@ def run_subject(cfg: DictConfig) -> str:
     """What a run is about: its disorder (binary task), else the task (``multilabel``,
     ``potassium``, ``sodium``)."""
     task = cfg.get("task")
-    name = str(task.get("name", "binary")) if task else "binary"
-    return str(cfg.disorder.name) if name in ("binary", "classify", "pretrain") else name
+    return subject_of(str(task.get("name", "binary")) if task else "binary", str(cfg.disorder.name))
 
 
 def experiment_name(cfg: DictConfig) -> str:

@@ -17,8 +17,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.metrics import roc_auc_score
 
 from ecgml import DISORDERS, PROJECT_ROOT
-from ecgml.data.tasks import task_spec
-from ecgml.evaluation.tasks import task_metric_keys
+from ecgml.tasks import run_task
 from tests.task_fakes import write_task_store
 from tests.unit.pipeline.test_train import fast, run_cli
 
@@ -58,7 +57,7 @@ def test_multilabel_run_logs_the_contract_keys_and_they_recompute(
     assert run.info.run_name == "multilabel-cnn1d-s42"
     metrics = run.data.metrics
     cfg = compose_cfg("task=multilabel")
-    expected = task_metric_keys(task_spec(cfg), tuple(cfg.evaluation.prevalence))
+    expected = run_task(cfg).metric_keys(tuple(cfg.evaluation.prevalence))
     missing = set(expected) - set(metrics)  # a NaN (e.g. an undefined slope) is not logged
     assert not {k for k in missing if "calibration_slope" not in k}
     assert {f"val/{d}/auroc" for d in DISORDERS} | {"val/macro_auroc_best"} <= set(metrics)

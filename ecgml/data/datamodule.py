@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,25 @@ log = logging.getLogger(__name__)
 SPLITS = ("train", "val", "test")
 
 
+class ExampleTable:
+    """What every unit's table has: one ``meta`` row per example (patient_id, split, group,
+    the targets) and the task they are labelled for."""
+
+    meta: pd.DataFrame
+    task: TaskSpec
+
+    @property
+    def target_columns(self) -> tuple[str, ...]:
+        """The ``meta`` columns the model learns, one per output."""
+        return self.task.target_columns
+
+    def rows(self, split: str) -> np.ndarray:
+        """The positions of ``split``'s examples."""
+        return np.flatnonzero((self.meta["split"] == split).to_numpy())
+
+
 @dataclass
-class BeatTable:
+class BeatTable(ExampleTable):
     """Padded beats ``x`` (n, length) with one ``meta`` row each (patient_id, y, split, …)."""
 
     x: np.ndarray
@@ -54,14 +72,9 @@ class BeatTable:
     def seq_len(self) -> int:
         return int(self.x.shape[1])
 
-    @property
-    def target_columns(self) -> tuple[str, ...]:
-        """The ``meta`` columns the model learns (``y`` for the binary task)."""
-        return self.task.target_columns
-
     def subset(self, split: str) -> tuple[np.ndarray, pd.DataFrame]:
-        mask = (self.meta["split"] == split).to_numpy()
-        return self.x[mask], self.meta.loc[mask].reset_index(drop=True)
+        rows = self.rows(split)
+        return self.x[rows], self.meta.iloc[rows].reset_index(drop=True)
 
 
 class BeatDataset(Dataset):
@@ -192,12 +205,82 @@ def _r_indices(meta: pd.DataFrame, align: str) -> list[int] | None:
     return meta["r_index"].astype(int).tolist()
 
 
-class BeatDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a :class:`BeatTable` (built once, outside the trainer).
+class ExamplesDataModule(L.LightningDataModule):
+    """Train/val/test loaders over a table of labelled examples, beats or whole records (built
+    once, outside the trainer): the targets, the loss balance and the loaders. A unit's module
+    says how a split's examples become a dataset (:meth:`dataset`) and which rows
+    ``predictions.csv`` starts from (:meth:`prediction_frame`)."""
+
+    #: How a batch's examples are stacked (None: torch's default).
+    collate: Callable[[list[Any]], Any] | None = None
+
+    def __init__(self, table: ExampleTable, batch_size: int, num_workers: int, seed: int) -> None:
+        super().__init__()
+        self.table = table
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.seed = seed
+
+    @property
+    def pos_weight(self) -> float:
+        """n_negative / n_positive examples of the training split (for a balanced loss)."""
+        return float(self.pos_weights[0])
+
+    @property
+    def pos_weights(self) -> np.ndarray:
+        """n_negative / n_positive training examples of each output (multi-label: one per
+        disorder)."""
+        y = self.split_meta("train")[list(self.table.target_columns)].to_numpy(dtype=float)
+        return (y == 0).sum(axis=0) / np.maximum((y == 1).sum(axis=0), 1)
+
+    def split_meta(self, split: str) -> pd.DataFrame:
+        """The ``meta`` rows of ``split``, in table order."""
+        return self.table.meta.iloc[self.table.rows(split)].reset_index(drop=True)
+
+    def targets(self, meta: pd.DataFrame) -> np.ndarray:
+        """``meta``'s targets: ``(n,)`` for one output, ``(n, k)`` for k outputs."""
+        columns = list(self.table.target_columns)
+        values = meta[columns].to_numpy(dtype=np.float32)
+        return values[:, 0] if len(columns) == 1 else values
+
+    def dataset(self, split: str) -> Dataset:
+        """``split``'s examples with their targets."""
+        raise NotImplementedError
+
+    def prediction_frame(self, split: str) -> pd.DataFrame:
+        """The rows ``predictions.csv`` starts from for ``split``."""
+        raise NotImplementedError
+
+    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            self.dataset(split),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            collate_fn=self.collate,
+            generator=generator if shuffle else None,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self.loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.loader("test")
+
+
+class BeatDataModule(ExamplesDataModule):
+    """Loaders over a :class:`BeatTable`.
 
     ``augment`` transforms the training batches only, after they reach the model's device
     (:meth:`on_after_batch_transfer`), so validation, test and predict see the beats as stored.
     """
+
+    table: BeatTable
 
     def __init__(
         self,
@@ -207,11 +290,7 @@ class BeatDataModule(L.LightningDataModule):
         seed: int = 0,
         augment: AugmentSettings | None = None,
     ) -> None:
-        super().__init__()
-        self.table = table
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.seed = seed
+        super().__init__(table, batch_size, num_workers, seed)
         self.augmenter = BeatAugmenter(augment, table.fs, table.r_index) if augment else None
         self.generators = SeededGenerators(seed)
 
@@ -222,48 +301,9 @@ class BeatDataModule(L.LightningDataModule):
         x, y = batch
         return self.augmenter(x, self.generators.get(x.device)), y
 
-    @property
-    def pos_weight(self) -> float:
-        """n_negative / n_positive beats of the training split (for a balanced loss)."""
-        return float(self.pos_weights[0])
-
-    @property
-    def pos_weights(self) -> np.ndarray:
-        """n_negative / n_positive training beats of each output (multi-label: one per
-        disorder)."""
-        train = self.table.meta.loc[self.table.meta["split"] == "train"]
-        y = train[list(self.table.target_columns)].to_numpy(dtype=float)
-        return (y == 0).sum(axis=0) / np.maximum((y == 1).sum(axis=0), 1)
-
-    def targets(self, meta: pd.DataFrame) -> np.ndarray:
-        """A split's targets: ``(n,)`` for one output, ``(n, k)`` for k outputs."""
-        columns = list(self.table.target_columns)
-        values = meta[columns].to_numpy(dtype=np.float32)
-        return values[:, 0] if len(columns) == 1 else values
-
     def dataset(self, split: str) -> BeatDataset:
         x, meta = self.table.subset(split)
         return BeatDataset(x, self.targets(meta))
-
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.seed)
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            generator=generator if shuffle else None,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
 
     def prediction_frame(self, split: str) -> pd.DataFrame:
         """The rows ``predictions.csv`` starts from for ``split`` (provenance included)."""

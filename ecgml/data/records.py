@@ -18,14 +18,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import lightning.pytorch as L
 import numpy as np
 import pandas as pd
 import torch
 from omegaconf import OmegaConf
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from ecgml.data.datamodule import assign_splits, store_universe
+from ecgml.data.datamodule import (
+    ExamplesDataModule,
+    ExampleTable,
+    assign_splits,
+    store_universe,
+)
 from ecgml.data.labels import LabelSummary
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.errors import EcgmlError
@@ -163,7 +167,7 @@ class InputLayout:
 
 
 @dataclass
-class RecordTable:
+class RecordTable(ExampleTable):
     """Per record: beats ``(n_beats, n_leads, L)`` and a strip ``(n_leads, S)``, with one
     ``meta`` row each (record_id, patient_id, group, targets, split, n_beats)."""
 
@@ -198,13 +202,6 @@ class RecordTable:
         if strip:
             return InputLayout(self.strip_len, self.strip_fs, None, "strip")
         return InputLayout(self.seq_len, self.fs, self.r_index, "record")
-
-    @property
-    def target_columns(self) -> tuple[str, ...]:
-        return self.task.target_columns
-
-    def rows(self, split: str) -> np.ndarray:
-        return np.flatnonzero((self.meta["split"] == split).to_numpy())
 
     def skip_reasons(self) -> dict[str, int]:
         """How many records were skipped for each kind of reason (the run's tags)."""
@@ -351,8 +348,12 @@ def collate_records(
     return {"beats": beats, "mask": mask, "strip": strips}, y
 
 
-class RecordDataModule(L.LightningDataModule):
-    """Train/val/test loaders over a :class:`RecordTable`."""
+class RecordDataModule(ExamplesDataModule):
+    """Loaders over a :class:`RecordTable`: every beat of a record (a random draw of
+    ``train_beats`` per training record and epoch) and its strip."""
+
+    table: RecordTable
+    collate = staticmethod(collate_records)
 
     def __init__(
         self,
@@ -362,56 +363,16 @@ class RecordDataModule(L.LightningDataModule):
         seed: int = 0,
         train_beats: int | None = None,
     ) -> None:
-        super().__init__()
-        self.table, self.batch_size, self.num_workers, self.seed = (
-            table,
-            batch_size,
-            num_workers,
-            seed,
-        )
+        super().__init__(table, batch_size, num_workers, seed)
         #: Beats drawn per training record and epoch (None: all); evaluation reads all.
         self.train_beats = train_beats
-
-    @property
-    def pos_weight(self) -> float:
-        return float(self.pos_weights[0])
-
-    @property
-    def pos_weights(self) -> np.ndarray:
-        """n_negative / n_positive training records of each output."""
-        train = self.table.meta.loc[self.table.meta["split"] == "train"]
-        y = train[list(self.table.target_columns)].to_numpy(dtype=float)
-        return (y == 0).sum(axis=0) / np.maximum((y == 1).sum(axis=0), 1)
-
-    def targets(self, rows: np.ndarray) -> np.ndarray:
-        columns = list(self.table.target_columns)
-        values = self.table.meta.iloc[rows][columns].to_numpy(dtype=np.float32)
-        return values[:, 0] if len(columns) == 1 else values
 
     def dataset(self, split: str) -> RecordDataset:
         rows = self.table.rows(split)
         beats = [self.table.beats[k] for k in rows]
         sample = self.train_beats if split == "train" else None
-        return RecordDataset(beats, self.table.strips[rows], self.targets(rows), sample, self.seed)
-
-    def loader(self, split: str, shuffle: bool = False) -> DataLoader:
-        return DataLoader(
-            self.dataset(split),
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            collate_fn=collate_records,
-            generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self.loader("train", shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self.loader("val")
-
-    def test_dataloader(self) -> DataLoader:
-        return self.loader("test")
+        targets = self.targets(self.table.meta.iloc[rows])
+        return RecordDataset(beats, self.table.strips[rows], targets, sample, self.seed)
 
     def prediction_frame(self, split: str) -> pd.DataFrame:
         """``predictions.csv``'s first columns: one row per record (``beat_id`` = record_id,

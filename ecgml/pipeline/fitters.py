@@ -26,6 +26,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import Pipeline
 
 from ecgml.data.datamodule import BeatDataModule, BeatTable
+from ecgml.data.records import RecordTable
 from ecgml.data.tasks import TaskSpec
 from ecgml.errors import EcgmlError
 from ecgml.models import BeatClassifier, build_backbone
@@ -70,8 +71,10 @@ def build_model(
     pos_weight: float | Sequence[float] | None,
     pretrained: bool = True,
     targets: Sequence[float] | np.ndarray = (),
+    in_channels: int = 1,
 ) -> BeatClassifier:
-    """The configured backbone inside the task's LightningModule.
+    """The configured backbone (reading ``in_channels`` leads) inside the task's
+    LightningModule.
 
     ``model.init_from`` (a ``task=pretrain`` run or its encoder file) initializes every weight
     but the head; ``pretrained=False`` skips it (a checkpoint is about to overwrite them).
@@ -80,7 +83,7 @@ def build_model(
     """
     task = run_task(cfg)
     n_outputs = task.spec.n_outputs
-    backbone = build_backbone(cfg.model, in_channels=1, n_outputs=n_outputs, seq_len=seq_len)
+    backbone = build_backbone(cfg.model, in_channels, n_outputs=n_outputs, seq_len=seq_len)
     if pretrained and cfg.model.get("init_from"):  # configs logged before the key existed
         load_pretrained_encoder(
             backbone,
@@ -90,7 +93,7 @@ def build_model(
             backbone_cfg=plain_dict(cfg.model.backbone),
         )
     optimizer = hydra.utils.instantiate(cfg.model.optimizer)
-    scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.scheduler else None
+    scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
     return task.module(backbone, optimizer, scheduler, pos_weight, targets, cfg)
 
 
@@ -312,7 +315,7 @@ def member_pos_weight(cfg: DictConfig, data: Any) -> float | list[float] | None:
     return run_task(cfg).pos_weight(cfg.training.pos_weight, data)
 
 
-def training_targets(table: BeatTable) -> np.ndarray:
+def training_targets(table: BeatTable | RecordTable) -> np.ndarray:
     """The training split's regression targets (empty for classification tasks)."""
     if "target" not in table.meta.columns:
         return np.zeros(0)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 
-import hydra
 import numpy as np
 import pandas as pd
 import torch
@@ -25,45 +24,19 @@ from omegaconf import DictConfig
 
 from ecgml.data.records import (
     RecordDataModule,
-    RecordTable,
     resolve_leads,
     resolve_record_store,
 )
-from ecgml.errors import EcgmlError
-from ecgml.models.factory import build_backbone
 from ecgml.models.module import BeatClassifier
-from ecgml.models.record_models import SetModel, StripModel, reads_strip, strip_saliency
+from ecgml.models.record_models import SetModel, StripModel, strip_saliency
 from ecgml.pipeline.fitters import (
-    member_pos_weight,
     with_outputs,
 )
 from ecgml.recordstore import RecordStore, load_record_store
-from ecgml.tasks import run_task
 
-__all__ = ["build_record_model", "load_records", "predict_records"]
+__all__ = ["load_records", "predict_records"]
 
 log = logging.getLogger(__name__)
-
-
-def build_record_model(
-    cfg: DictConfig, table: RecordTable, data: RecordDataModule
-) -> BeatClassifier:
-    """``cfg.model``'s record backbone inside the task's LightningModule."""
-    if "_target_" not in cfg.model.get("backbone", {}):
-        raise EcgmlError(
-            f"model={cfg.model.name} has no backbone: use model=set_cnn1d or strip_cnn1d"
-        )
-    seq_len = table.layout(reads_strip(cfg.model)).seq_len
-    backbone = build_backbone(cfg.model, table.n_leads, table.task.n_outputs, seq_len)
-    optimizer = hydra.utils.instantiate(cfg.model.optimizer)
-    scheduler = hydra.utils.instantiate(cfg.model.scheduler) if cfg.model.get("scheduler") else None
-    targets = (
-        table.meta.loc[table.meta["split"] == "train", "target"].to_numpy(dtype=float)
-        if "target" in table.meta.columns
-        else np.zeros(0)
-    )
-    pos_weight = member_pos_weight(cfg, data)
-    return run_task(cfg).module(backbone, optimizer, scheduler, pos_weight, targets, cfg)
 
 
 def predict_records(model: BeatClassifier, data: RecordDataModule, split: str) -> pd.DataFrame:

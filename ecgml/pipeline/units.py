@@ -42,7 +42,7 @@ from ecgml.models import BeatClassifier
 from ecgml.models.factory import pinned_backbone
 from ecgml.models.record_models import reads_strip
 from ecgml.pipeline.fitters import build_model, member_pos_weight, training_targets, with_outputs
-from ecgml.pipeline.records import build_record_model, load_records, predict_records
+from ecgml.pipeline.records import load_records, predict_records
 from ecgml.recordstore import RecordStore
 
 
@@ -143,7 +143,7 @@ class BeatUnit(Unit):
         if len(frame) == 0:
             values = np.zeros((0, len(getattr(model, "outputs", ())) or 1))
         else:
-            values = scored_values(model, data._loader(split, shuffle=False))
+            values = scored_values(model, data.loader(split))
         return with_outputs(frame, model, values)
 
     def finish_spec(
@@ -175,7 +175,10 @@ class RecordUnit(Unit):
     def network(
         self, cfg: DictConfig, table: RecordTable, data: RecordDataModule
     ) -> BeatClassifier:
-        return build_record_model(cfg, table, data)
+        seq_len = table.layout(reads_strip(cfg.model)).seq_len
+        pos_weight = member_pos_weight(cfg, data)
+        targets = training_targets(table)
+        return build_model(cfg, seq_len, pos_weight, targets=targets, in_channels=table.n_leads)
 
     def predict(self, model: BeatClassifier, data: RecordDataModule, split: str) -> pd.DataFrame:
         return predict_records(model, data, split)

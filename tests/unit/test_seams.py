@@ -52,3 +52,18 @@ def test_the_counter_sees_each_kind_of_seam(tmp_path: Path) -> None:
     assert {int(site.rsplit(":", 1)[1]) for site in counted} == {2, 4, 10}
     measured = seams.measure(source.parent)
     assert measured.artifact_loggers == ["ecgml/m.py"] == measured.run_openers
+
+
+def test_a_twin_pair_counts_until_its_shared_job_lives_in_one_base(tmp_path: Path) -> None:
+    seams = load_seams()
+    source = tmp_path / "ecgml" / "m.py"
+    source.parent.mkdir()
+    twins = "class BeatTable:\n    pass\nclass RecordTable:\n    pass\n"
+    source.write_text(twins)
+    assert seams.measure(source.parent).twins == ["BeatTable / RecordTable"]
+    outside = "import pandas as pd\nclass BeatTable(pd.DataFrame):\n    pass\n"
+    source.write_text(outside + "class RecordTable(pd.DataFrame):\n    pass\n")
+    assert seams.measure(source.parent).twins == ["BeatTable / RecordTable"]  # not ecgml's
+    seam = "class ExampleTable:\n    pass\nclass BeatTable(ExampleTable):\n    pass\n"
+    source.write_text(seam + "class RecordTable(ExampleTable):\n    pass\n")
+    assert seams.measure(source.parent).twins == []

@@ -22,7 +22,8 @@ from ecgml.data.records import data_unit
 from ecgml.models.factory import check_model_reads_unit
 from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
-from ecgml.pipeline.run import RunResult, resume_run, run_one
+from ecgml.pipeline.context import RunResult
+from ecgml.pipeline.run import resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks
 from ecgml.sweep.context import objective_value

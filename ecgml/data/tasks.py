@@ -15,6 +15,7 @@ within it. ``task=pretrain`` is handled by :mod:`ecgml.pipeline.pretrain`, not h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -162,7 +163,7 @@ def binary_spec(disorder: str) -> TaskSpec:
 
 #: Every ``task.name`` and how its spec is built from the run's disorder (``classify`` is the
 #: binary task's old name).
-KINDS = {
+KINDS: dict[str, Callable[[str, str], TaskSpec]] = {
     "binary": lambda name, disorder: binary_spec(disorder),
     "classify": lambda name, disorder: binary_spec(disorder),
     "multilabel": lambda name, disorder: MultilabelSpec(name, DISORDERS),

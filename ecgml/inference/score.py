@@ -128,7 +128,7 @@ class StripReader(UnitReader):
     def read(
         self, entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]
     ) -> dict[str, list[RecordScore]]:
-        strips: dict[tuple, tuple[list[int], np.ndarray]] = {}  # prepared once per layout
+        strips: dict[tuple[Any, ...], tuple[list[int], np.ndarray]] = {}  # prepared once per layout
         out: dict[str, list[RecordScore]] = {}
         for name, model in models.items():
             layout = (model.seq_len, model.fs, model.leads)
@@ -216,8 +216,8 @@ class SharedScorer:
 
     def __init__(self, entries: Sequence[BeatInput]) -> None:
         self.entries = entries
-        self._prepared: dict[tuple, np.ndarray] = {}
-        self._logits: dict[tuple, np.ndarray] = {}
+        self._prepared: dict[tuple[Any, ...], np.ndarray] = {}
+        self._logits: dict[tuple[Any, ...], np.ndarray] = {}
 
     def per_entry(self, values: np.ndarray) -> list[np.ndarray]:
         """``values`` of every beat (entries in order) split into one array per entry."""

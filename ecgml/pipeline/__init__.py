@@ -11,14 +11,15 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from ecgml.pipeline.fitters import Fitter, LightningFitter, SklearnFitter, make_fitter
-    from ecgml.pipeline.run import RunResult, run_one
+    from ecgml.pipeline.context import RunResult
+    from ecgml.pipeline.run import run_one
 
 #: Where each public name lives: imported on first use, so importing one light submodule
 #: (the served model does) does not import every sibling.
 _LAZY = {
     "Fitter": "ecgml.pipeline.fitters",
     "LightningFitter": "ecgml.pipeline.fitters",
-    "RunResult": "ecgml.pipeline.run",
+    "RunResult": "ecgml.pipeline.context",
     "SklearnFitter": "ecgml.pipeline.fitters",
     "make_fitter": "ecgml.pipeline.fitters",
     "run_one": "ecgml.pipeline.run",

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ecgml.errors import EcgmlError
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities import Run
 
 #: What a user does about an unknown run id.
 RUN_ID_HINT = (
@@ -23,7 +27,9 @@ RUN_ID_HINT = (
 )
 
 
-def fetch_run(client: Any, run_id: str, tracking_uri: str, what: str = "run_id") -> Any:
+def fetch_run(
+    client: MlflowClient, run_id: str, tracking_uri: str, what: str = "run_id"
+) -> Run:
     """The MLflow run ``run_id`` (``what`` names the setting that gave it, for the message)."""
     from mlflow.exceptions import MlflowException
 

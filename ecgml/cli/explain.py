@@ -2,20 +2,19 @@
 
 Reads the run's ``config.yaml``, ``predictions.csv`` and best checkpoint from MLflow, rebuilds the
 (cached) beat table and the model, runs :func:`~ecgml.explain.explain_model` on the test beats
-and logs ``explain/`` artifacts and metrics back to that run.
+and logs its artifacts back to that run under ``explain_runs/<method>/`` (its statistics as
+``stats.csv``).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -25,7 +24,7 @@ from ecgml.data.datamodule import load_table
 from ecgml.errors import EcgmlError
 from ecgml.explain import as_dict, explain_model
 from ecgml.pipeline.fitters import build_model
-from ecgml.tracking import check_store, finite_metrics
+from ecgml.tracking import check_store
 from ecgml.tracking.artifacts import fetch_run, log_folder, required_artifact
 from ecgml.trust import read_stored_config
 
@@ -105,20 +104,14 @@ def explain_run(cfg: DictConfig, out_dir: Path | None = None) -> dict[str, float
     out = Path(out_dir) if out_dir else Path(str(cfg.paths.output_dir)) / "explain"
     metrics = explain_model(model, beats, preds, table.fs, table.r_index, explain_cfg, out)
     if cfg.log_to_run:  # beside the training run's own explain/, never over it
-        folder = rerun_folder(cfg)
-        now = int(time.time() * 1000)
-        finite = [
-            Metric(k.replace("explain/", f"{folder}/", 1), v, now, 0)
-            for k, v in finite_metrics(metrics).items()
-        ]
-        client.log_batch(run_id, metrics=finite)
-        log_folder(client, run_id, out, under=folder)
+        log_folder(client, run_id, out, under=rerun_folder(cfg))
     return metrics
 
 
 def rerun_folder(cfg: DictConfig) -> str:
-    """Where a re-explanation goes in the run: ``explain_runs/<method>`` (its artifacts and its
-    metric keys), so the training run's own ``explain/`` stays as it was logged."""
+    """Where a re-explanation goes in the run: ``explain_runs/<method>`` (its artifacts, its
+    statistics in ``stats.csv``), so the training run's own ``explain/`` stays as it was
+    logged."""
     return f"explain_runs/{cfg.method}"
 
 

@@ -20,9 +20,9 @@ from ecgml.bounds import check_bounds
 from ecgml.cli import hydra_entry
 from ecgml.data.records import data_unit
 from ecgml.models.factory import check_model_reads_unit
+from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.crossval import CrossValResult, cross_validate, runs_all_folds
 from ecgml.pipeline.pretrain import format_pretrain_summary, pretrain, task_name
-from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import resume_run, run_one
 from ecgml.pipeline.summary import format_summary
 from ecgml.sweep.callbacks import trial_callbacks

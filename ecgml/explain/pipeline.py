@@ -339,7 +339,27 @@ def explain_model(
     write_report(out_dir / "explain.md", render_report(ctx, table, stats, shift, focus, sanity))
     metrics = metrics_from(table, stats, shift, sanity)
     metrics["explain/seconds"] = time.perf_counter() - start_time
+    write_stats(out_dir / STATS_FILE, metrics)
     return metrics
+
+
+#: The saliency statistics of one explanation, one row each (``statistic``, ``value``): a table
+#: beside ``explain.md`` rather than dozens of single-value metric charts in the run.
+STATS_FILE = "stats.csv"
+
+
+def write_stats(path: Path, metrics: dict[str, float]) -> None:
+    """``metrics`` (``explain/<statistic>``) as ``stats.csv``."""
+    names = [k.removeprefix("explain/") for k in metrics]
+    pd.DataFrame({"statistic": names, "value": list(metrics.values())}).to_csv(path, index=False)
+
+
+def read_stats(path: Path) -> dict[str, float]:
+    """``stats.csv`` back as ``explain/<statistic>`` values."""
+    frame = pd.read_csv(path)
+    return {
+        f"explain/{k}": float(v) for k, v in zip(frame["statistic"], frame["value"], strict=True)
+    }
 
 
 def _empty_table() -> pd.DataFrame:

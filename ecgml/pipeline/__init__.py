@@ -10,8 +10,8 @@ import importlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ecgml.pipeline.fitters import Fitter, LightningFitter, SklearnFitter, make_fitter
     from ecgml.pipeline.context import RunResult
+    from ecgml.pipeline.fitters import Fitter, LightningFitter, SklearnFitter, make_fitter
     from ecgml.pipeline.run import run_one
 
 #: Where each public name lives: imported on first use, so importing one light submodule

@@ -154,7 +154,8 @@ def explain_and_log(
 ) -> dict[str, float]:
     """Saliency on the test beats (``explain.enabled``) with the study's statistics, for each
     view the task gives (a multi-label or serum run: one per disorder, under
-    ``explain/<disorder>/``), logged under ``explain/``."""
+    ``explain/<disorder>/``), logged under ``explain/``: the statistics as its ``stats.csv``,
+    not as metrics (they are returned for the model card and the console)."""
     if not cfg.explain.enabled or not isinstance(fitter, LightningFitter):
         return {}
     beats, meta = table.subset("test")
@@ -174,7 +175,6 @@ def explain_and_log(
         )
         prefix = "explain/" if name is None else f"explain/{name}/"
         metrics.update({k.replace("explain/", prefix, 1): v for k, v in found.items()})
-    logger.log_metrics(finite_metrics(metrics))
     log_folder(logger.experiment, run_id_of(logger), out / "explain")
     return metrics
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
-from ecgml.pipeline.crossval import CrossValResult
 from ecgml.pipeline.context import RunResult
+from ecgml.pipeline.crossval import CrossValResult
 from ecgml.pipeline.units import run_unit
 from ecgml.tasks import run_task
 from ecgml.tracking import resolve_store

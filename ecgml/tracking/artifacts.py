@@ -27,9 +27,7 @@ RUN_ID_HINT = (
 )
 
 
-def fetch_run(
-    client: MlflowClient, run_id: str, tracking_uri: str, what: str = "run_id"
-) -> Run:
+def fetch_run(client: MlflowClient, run_id: str, tracking_uri: str, what: str = "run_id") -> Run:
     """The MLflow run ``run_id`` (``what`` names the setting that gave it, for the message)."""
     from mlflow.exceptions import MlflowException
 

@@ -332,8 +332,19 @@ def reopen_logger(cfg: DictConfig, run_id: str) -> MLFlowLogger:
     )
 
 
+#: Config keys whose values are this machine's folders and store (``paths.*``, ``data.cache_dir``,
+#: ``logger.tracking_uri``): not params, since they differ per machine and compare nothing in a
+#: runs table; the run's resolved ``config.yaml`` keeps them.
+MACHINE_KEYS = ("paths", "data.cache_dir", "logger.tracking_uri")
+
+
+def is_machine_key(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in MACHINE_KEYS)
+
+
 def flatten_config(cfg: DictConfig) -> dict[str, Any]:
-    """The composed config as flat ``a.b.c`` params (MLflow params hold ≤ 6000 chars)."""
+    """The composed config as flat ``a.b.c`` params (MLflow params hold ≤ 6000 chars), but the
+    machine's own folders (:data:`MACHINE_KEYS`)."""
     container = OmegaConf.to_container(cfg, resolve=True)
     flat: dict[str, Any] = {}
 
@@ -341,7 +352,7 @@ def flatten_config(cfg: DictConfig) -> dict[str, Any]:
         if isinstance(node, dict):
             for key, value in node.items():
                 walk(f"{prefix}.{key}" if prefix else str(key), value)
-        else:
+        elif not is_machine_key(prefix):
             flat[prefix] = str(node)[:6000]
 
     walk("", container)

@@ -14,10 +14,18 @@ from mlflow.tracking import MlflowClient
 from ecgml import PROJECT_ROOT
 from ecgml.errors import EcgmlError
 from ecgml.explain.__main__ import explain_run
+from ecgml.explain.pipeline import read_stats
 from ecgml.train import train
 
 pytestmark = pytest.mark.slow
-EXPLAIN_FILES = {"saliency.csv", "explain.md", "overlay.png", "examples.png", "profiles.png"}
+EXPLAIN_FILES = {
+    "saliency.csv",
+    "explain.md",
+    "stats.csv",
+    "overlay.png",
+    "examples.png",
+    "profiles.png",
+}
 
 
 def artifact_names(client: MlflowClient, run_id: str, folder: str) -> set[str]:
@@ -42,17 +50,24 @@ def explained_run(compose_cfg, toy_store: Path, mlflow_store: str) -> tuple[str,
     return result.run_id, mlflow_store
 
 
-def test_training_run_carries_the_explain_artifacts_and_metrics(explained_run, compose_cfg) -> None:
+def logged_stats(client: MlflowClient, run_id: str, folder: str, into: Path) -> dict[str, float]:
+    return read_stats(Path(client.download_artifacts(run_id, f"{folder}/stats.csv", str(into))))
+
+
+def test_training_run_carries_the_explain_artifacts_and_stats(
+    explained_run, compose_cfg, tmp_path: Path
+) -> None:
     run_id, uri = explained_run
     client = MlflowClient(uri)
     assert artifact_names(client, run_id, "explain") == EXPLAIN_FILES
-    metrics = client.get_run(run_id).data.metrics
+    assert not [k for k in client.get_run(run_id).data.metrics if k.startswith("explain")]
+    stats = logged_stats(client, run_id, "explain", tmp_path / "before")
     for key in (
         "explain/shift_ms",
         "explain/t_region_fraction_positive",
         "explain/sanity_similarity",
     ):
-        assert key in metrics, key
+        assert np.isfinite(stats[key]), key
 
     cfg = compose_cfg(
         f"run_id={run_id}", "method=integrated_gradients", "figures.enabled=false", name="explain"
@@ -62,17 +77,16 @@ def test_training_run_carries_the_explain_artifacts_and_metrics(explained_run, c
     assert (out / "saliency.csv").is_file() and "Method `integrated_gradients`" in (
         out / "explain.md"
     ).read_text()
-    logged = client.get_run(run_id).data.metrics
-    finite = {k: v for k, v in again.items() if np.isfinite(v)}
     rerun = "explain_runs/integrated_gradients"
-    assert finite and all(
-        logged[k.replace("explain/", f"{rerun}/", 1)] == pytest.approx(v) for k, v in finite.items()
-    )
-    # the training run's own explain/ is left as it was logged: one value, same files
-    assert len(client.get_metric_history(run_id, "explain/n_beats")) == 1
-    assert logged["explain/sanity_similarity"] == metrics["explain/sanity_similarity"]
+    logged = logged_stats(client, run_id, rerun, tmp_path / "rerun")
+    assert logged.keys() == again.keys()
+    assert all(np.isclose(logged[k], v, equal_nan=True) for k, v in again.items())
+    # the training run's own explain/ is left as it was logged: same files, same statistics
     assert artifact_names(client, run_id, "explain") == EXPLAIN_FILES
-    assert {"saliency.csv", "explain.md"} <= artifact_names(client, run_id, rerun)
+    assert logged_stats(client, run_id, "explain", tmp_path / "after") == pytest.approx(
+        stats, nan_ok=True
+    )
+    assert {"saliency.csv", "explain.md", "stats.csv"} <= artifact_names(client, run_id, rerun)
 
 
 def test_unknown_run_is_a_user_error(compose_cfg, mlflow_store: str) -> None:

@@ -31,6 +31,7 @@ from ecgml.explain.localization import (
     saliency_profiles,
     valid_spans,
 )
+from ecgml.explain.pipeline import read_stats
 from ecgml.explain.regions import (
     delineate_medians,
     fixed_bounds,
@@ -43,6 +44,9 @@ from ecgml.explain.stats import group_statistics, primary_focus, run_test
 from ecgml.models import BeatClassifier, build_backbone
 from ecgml.signal import align_beats
 from tests.fakes import FS
+
+#: What one explanation writes.
+FILES = ("saliency.csv", "explain.md", "stats.csv", "overlay.png", "examples.png", "profiles.png")
 
 LENGTH = 200  # toy beats are 150 samples: padded to 200 around the R-peak
 NO_FIGURES = {"figures": {"enabled": False}}
@@ -293,12 +297,15 @@ def test_saliency_concentrates_on_the_t_wave(trained, tmp_path: Path) -> None:
     assert metrics["explain/sanity_passed"] == 1.0
 
 
-def test_explain_model_writes_artifacts_and_metric_keys(trained, tmp_path: Path) -> None:
+def test_explain_model_writes_artifacts_and_stats_table(trained, tmp_path: Path) -> None:
     model, beats, predictions, r0 = trained
     cfg = {"method": "saliency", "figures": {"examples_per_class": 2, "dpi": 40}}
     metrics = explain_model(model, beats, predictions, FS, r0, cfg, tmp_path)
-    for name in ("saliency.csv", "explain.md", "overlay.png", "examples.png", "profiles.png"):
+    for name in FILES:
         assert (tmp_path / name).is_file(), name
+    stats = read_stats(tmp_path / "stats.csv")  # every statistic, NaNs included, one row each
+    assert stats.keys() == metrics.keys()
+    assert all(np.isclose(stats[k], metrics[k], equal_nan=True) for k in metrics)
     table = pd.read_csv(tmp_path / "saliency.csv")
     assert len(table) == len(beats)
     assert table["beat_id"].tolist() == predictions["beat_id"].tolist()

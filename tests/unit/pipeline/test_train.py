@@ -12,11 +12,14 @@ from mlflow.tracking import MlflowClient
 
 from ecgml import PROJECT_ROOT
 from ecgml.errors import EcgmlError
-from ecgml.evaluation import METRICS
+from ecgml.evaluation import METRICS, metric_keys
 from ecgml.train import train
 from tests.fakes import write_toy_store
 
 pytestmark = pytest.mark.slow
+#: The per-epoch keys (docs/contracts.md): the learning curves, the sweep objective and
+#: Lightning's ``epoch`` (their x-axis).
+PER_EPOCH_KEYS = {"train/loss", "train/auroc", "val/loss", "val/auroc", "val/auroc_best", "epoch"}
 CONTRACT_ARTIFACTS = {
     "config.yaml",
     "overrides.yaml",
@@ -96,6 +99,11 @@ def test_cli_run_logs_contract_metrics_and_artifacts(tmp_path: Path, toy_store: 
                 assert f"{prefix}/{metric}{suffix}" in metrics
     for key in ("test/threshold", "test/n_beats", "test/n_patients", "val/auroc_best"):
         assert key in metrics
+    # a curated run: the contracted keys only (NaN ones are not logged)
+    assert set(metrics) <= set(metric_keys((0.01, 0.05, 0.2))) | PER_EPOCH_KEYS
+    params = logged.data.params
+    assert not [k for k in params if k.startswith("paths.")], "machine paths are not params"
+    assert "logger.tracking_uri" not in params and "data.cache_dir" not in params
     assert metrics["test/auroc"] > 0.8  # the toy effect is large: a working pipeline finds it
     assert metrics["test/auroc_ci_low"] <= metrics["test/auroc"] <= metrics["test/auroc_ci_high"]
     assert logged.data.params["disorder.name"] == "hyperkalemia"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import re
 import sys
 import warnings
@@ -107,6 +108,15 @@ def quiet_library_warnings() -> None:
         warnings.filterwarnings("ignore", message=f".*{re.escape(message)}", category=category)
 
 
+def quiet_mlflow_console() -> None:
+    """MLflow's INFO lines (``Creating initial MLflow database tables…``) and its per-file
+    download bars are not for ecgml's users: off, unless the user set MLflow's own variables
+    (``MLFLOW_LOGGING_LEVEL``, ``MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR``)."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    if not os.environ.get("MLFLOW_LOGGING_LEVEL"):
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # configured when it was imported
+
+
 def hydra_entry(
     config_name: str, interrupted: InterruptNote = _stopped
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -122,6 +132,7 @@ def hydra_entry(
         def main() -> Any:
             sys.argv = normalize_argv(sys.argv)
             quiet_library_warnings()
+            quiet_mlflow_console()
             return hydra_main()
 
         return main

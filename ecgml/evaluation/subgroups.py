@@ -216,7 +216,7 @@ def _cell_row(
         "n_beats": len(cell),
         "small": bool(labels.size < min_patients),
     }
-    with _quiet_metric_warnings():
+    with quiet_metric_warnings():
         metrics = compute_metrics(
             cell["y_true"].to_numpy(),
             cell["y_prob"].to_numpy(),
@@ -232,9 +232,9 @@ def _cell_row(
 
 
 @contextlib.contextmanager
-def _quiet_metric_warnings() -> Iterator[None]:
-    """Undefined metrics are the rule in small one-class cells: they show as n/a in the table
-    (one summary line is logged by :func:`subgroup_table`), not as a warning per metric."""
+def quiet_metric_warnings() -> Iterator[None]:
+    """Undefined metrics are the rule in small one-class cells (a subgroup, a center): they show
+    as n/a in the table (its caller logs one summary line), not as a warning per metric."""
     loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
     levels = [lg.level for lg in loggers]
     for lg in loggers:

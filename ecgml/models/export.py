@@ -104,12 +104,19 @@ def export_ready(scorer: nn.Module, calibration: dict) -> tuple[nn.Module, bool]
     return model.eval(), line is not None
 
 
+#: The torch.onnx logger that warns about every torchvision op it cannot register.
+TORCHVISION_REGISTRY = "torch.onnx._internal.exporter._registration"
+
+
 def export_onnx(model: nn.Module, seq_len: int, path: Path) -> Path:
     """Write ``model`` (beats ``(n, 1, seq_len)`` float32 → :data:`OUTPUT_NAMES`) as ONNX."""
     example = torch.zeros(2, 1, int(seq_len))
     batch = torch.export.Dim("batch")
     for name in ("onnx_ir", "onnxscript", "torch.onnx"):  # per-pass INFO lines under Hydra
         logging.getLogger(name).setLevel(logging.WARNING)
+    # "torchvision is not installed. Skipping torchvision::nms", once per op: ecgml's graphs hold
+    # no torchvision op, so the registry's warning says nothing a user can act on
+    logging.getLogger(TORCHVISION_REGISTRY).setLevel(logging.ERROR)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # exporter chatter (deprecations, torchvision ops)

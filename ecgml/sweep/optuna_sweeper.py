@@ -249,8 +249,11 @@ class OptunaSweep:
                 direction=study_direction(s.direction),
                 load_if_exists=True,
             )
-        # the objective's name, for optuna-dashboard and the study's reports (not "Objective 0")
-        study.set_metric_names([self.objective_name])
+        # the objective's name, for optuna-dashboard and the study's reports (not "Objective 0");
+        # experimental since Optuna 3.2 and stable in use: its warning is not the user's to act on
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([self.objective_name])
         if study.get_trials(deepcopy=False):
             log.info(
                 "resuming study %r: %d trial(s) so far", study.study_name, counted_trials(study)

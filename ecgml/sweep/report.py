@@ -34,9 +34,12 @@ def save_plots(study: optuna.Study, out: Path) -> list[Path]:
     saved = []
     for filename, function in PLOTS.items():
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 ax = getattr(optuna_plots, function)(study)
+            for warning in caught:  # e.g. importances all equal over a few similar trials
+                log.info("%s: %s", filename, warning.message)
             figure = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
             figure.savefig(out / filename, dpi=110, bbox_inches="tight")
             plt.close(figure)

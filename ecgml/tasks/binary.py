@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,12 @@ from torch import nn
 
 from ecgml.evaluation import METRICS, Evaluation, evaluate_with_config
 from ecgml.evaluation.predictions import metric_keys, metrics_for_frame
+from ecgml.evaluation.subgroups import quiet_metric_warnings
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models.module import BeatClassifier
 from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
+
+log = logging.getLogger(__name__)
 
 #: The columns a cross-validation's pooled test rows are also reported by.
 STRATA = ("center", "device")
@@ -24,14 +28,26 @@ STRATA = ("center", "device")
 def metrics_by_stratum(
     test: pd.DataFrame, column: str, threshold: float, n_bootstrap: int, seed: int, level: float
 ) -> pd.DataFrame:
-    """The eight metrics with CIs for each value of ``column`` (center or device)."""
+    """The eight metrics with CIs for each value of ``column`` (center or device); a metric a
+    one-class cell leaves undefined is n/a in the table, told in one line."""
     rows = []
-    for value, part in test.groupby(column, sort=True):
-        metrics = metrics_for_frame(
-            part, threshold, None, n_bootstrap, seed, level, context=f"{column}={value}"
+    with quiet_metric_warnings():
+        for value, part in test.groupby(column, sort=True):
+            metrics = metrics_for_frame(
+                part, threshold, None, n_bootstrap, seed, level, context=f"{column}={value}"
+            )
+            rows.append({column: value, **metrics})
+    table = pd.DataFrame(rows)
+    undefined = int(table["auroc"].isna().sum()) if "auroc" in table else 0
+    if undefined:
+        log.info(
+            "results by %s: AUROC undefined in %d of %d %ss (one class only): n/a in the table",
+            column,
+            undefined,
+            len(table),
+            column,
         )
-        rows.append({column: value, **metrics})
-    return pd.DataFrame(rows)
+    return table
 
 
 class BinaryTask(RunTask):

@@ -22,6 +22,7 @@ from ecgml.inference.loading import load_disorder_model, load_models
 from ecgml.inference.score import predict_path
 from ecgml.tracking.registry import promote_run
 from tests.conftest import compose_once
+from tests.console import third_party_lines
 from tests.fakes import FS, write_toy_store
 
 pytestmark = pytest.mark.slow
@@ -172,6 +173,19 @@ def test_predict_cli_writes_json_and_table(registry, tmp_path: Path) -> None:
     assert set(results[0]["probabilities"]) == set(DISORDERS)
     assert "hyperkalemia" in proc.stderr and "P000" in proc.stderr
     assert proc.stdout.strip() == ""  # the JSON went to the file, logs to stderr
+    assert third_party_lines(proc.stderr) == []
+
+
+def test_promote_and_export_print_only_their_own_lines(registry, tmp_path: Path) -> None:
+    uri, _, results = registry
+    run_id = results["hyperkalemia"].run_id
+    promoted = run_cli("ecgml.promote", f"run_id={run_id}", uri=uri, cwd=tmp_path)
+    exported = run_cli("ecgml.export", f"run_id={run_id}", "out=m.onnx", uri=uri, cwd=tmp_path)
+    for proc in (promoted, exported):
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert third_party_lines(proc.stdout + proc.stderr) == []
+    assert promoted.stdout.strip().endswith("is now 'champion'")
+    assert (tmp_path / "m.onnx").is_file()
 
 
 def test_a_disorder_without_a_model_is_null_and_says_how_to_make_one(

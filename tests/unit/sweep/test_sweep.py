@@ -29,6 +29,7 @@ from ecgml.pipeline.run import RunResult
 from ecgml.sweep.context import ObjectiveMetricMissing, objective_value
 from ecgml.sweep.optuna_sweeper import make_sampler, settings_from, storage_url
 from ecgml.sweep.search_space import parse_search_space, trial_overrides
+from tests.console import third_party_lines
 
 # -- fast ------------------------------------------------------------------------------------
 
@@ -186,6 +187,7 @@ def test_three_trial_sweep_makes_one_parent_with_three_children(
     run = run_sweep(sweep_command(conf, "toy", toy_store, tmp_path), uri)
     assert run.returncode == 0, run.stderr[-3000:]
     assert "best val/auroc_best" in run.stdout
+    assert third_party_lines(run.stdout + run.stderr) == []
     parents, children = sweep_runs(uri)
     assert len(parents) == 1 and len(children) == 3
     parent = parents[0]

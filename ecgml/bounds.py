@@ -106,6 +106,21 @@ def _value(cfg: Mapping[str, Any] | DictConfig, key: str) -> Any:
     return node
 
 
+#: Settings that are a ``[low, high]`` range, each end within the bound and ``low < high``.
+RANGES = {"evaluation.decision_thresholds": Bound(0, 1, low_open=True, high_open=True)}
+
+
+def range_problem(value: Any, bound: Bound) -> str | None:
+    """Why ``value`` is not a ``[low, high]`` range within ``bound`` (None when it is)."""
+    ends = list(value) if isinstance(value, list | tuple) or OmegaConf.is_list(value) else None
+    if ends is None or len(ends) != 2:
+        return f"must be [low, high], each {bound.describe()}"
+    why = bound.problem(ends[0]) or bound.problem(ends[1])
+    if why:
+        return f"must be [low, high], each {bound.describe()}"
+    return None if ends[0] < ends[1] else "must be [low, high] with low < high"
+
+
 def bound_problems(cfg: Mapping[str, Any] | DictConfig) -> list[str]:
     """``key=value must be …`` for every out-of-bounds setting of ``cfg``."""
     problems = []
@@ -116,6 +131,14 @@ def bound_problems(cfg: Mapping[str, Any] | DictConfig) -> list[str]:
         why = bound.problem(value)
         if why:
             problems.append(f"{key}={value} {why}")
+    for key, bound in RANGES.items():
+        value = _value(cfg, key)
+        if value is _ABSENT:
+            continue
+        why = range_problem(value, bound)
+        if why:
+            shown = list(value) if OmegaConf.is_list(value) else value
+            problems.append(f"{key}={shown} {why}")
     return problems
 
 

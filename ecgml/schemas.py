@@ -153,6 +153,7 @@ class EvaluationConfig:
     subgroups: Optional[list[str]] = MISSING
     min_subgroup_patients: int = MISSING
     aggregate: PatientAggregate = MISSING
+    decision_thresholds: list[float] = MISSING
 
 
 @dataclass

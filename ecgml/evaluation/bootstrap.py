@@ -272,6 +272,51 @@ def bootstrap_roc_band(
     return grid, low, high
 
 
+def interpolated_precision(
+    tp: np.ndarray, fp: np.ndarray, n_pos: float, grid: np.ndarray
+) -> np.ndarray:
+    """Precision at each recall of ``grid`` from cumulative ``tp`` / ``fp`` counts (descending
+    score): the interpolated precision, the best precision at that recall or above (the PR
+    curve's upper envelope, so one resample gives one value per recall)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 1.0)
+    recall = tp / n_pos
+    envelope = np.maximum.accumulate(precision[::-1])[::-1]
+    recall, first = np.unique(recall, return_index=True)  # a tied recall: its best precision
+    at_or_above = np.searchsorted(recall, grid, side="left")  # the first point reaching r
+    return envelope[first][np.minimum(at_or_above, recall.size - 1)]
+
+
+def bootstrap_pr_band(
+    plan: BootstrapPlan,
+    patient_ids: npt.ArrayLike,
+    y_true: npt.ArrayLike,
+    y_prob: npt.ArrayLike,
+    recall_grid: npt.ArrayLike | None = None,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(recall grid, pointwise lower precision, pointwise upper precision): a percentile band
+    of the (interpolated) precision–recall curve over the patient-level resamples."""
+    grid = np.linspace(0.0, 1.0, 101) if recall_grid is None else np.asarray(recall_grid, float)
+    s = _prepare(plan, patient_ids, y_true, y_prob)
+    curves = np.full((plan.n_resamples, grid.size), np.nan)
+    for chunk in _chunks(plan.n_resamples, s.cols.size):
+        pos, neg = _group_weights(plan.counts[chunk], s)
+        tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+        for i, row in enumerate(range(plan.n_resamples)[chunk]):
+            n_pos = float(tp[i, -1])
+            if n_pos > 0 and fp[i, -1] > 0:
+                curves[row] = interpolated_precision(tp[i], fp[i], n_pos, grid)
+    valid = np.isfinite(curves).all(axis=1)
+    if not valid.any():
+        log.warning("PR band: every resample lacks a class; band is NaN")
+        nan = np.full(grid.size, np.nan)
+        return grid, nan, nan
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(curves[valid], [tail, 1.0 - tail], axis=0)
+    return grid, low, high
+
+
 def bootstrap_metrics(
     plan: BootstrapPlan,
     patient_ids: npt.ArrayLike,

@@ -276,10 +276,16 @@ def plot_reliability(
     ax: Axes | None = None,
 ) -> Figure:
     """Reliability diagram, the model's own vs recalibrated probabilities: binned points, a
-    LOWESS curve with a patient-bootstrap band, and each one's ECE in the legend."""
+    LOWESS curve with a patient-bootstrap band, and each one's ECE in the legend; on its own
+    figure, the histogram of both predictions underneath (where the curve has data)."""
     y = as_labels(y_true)
     ids = np.asarray(patient_ids).astype(str)
-    fig, ax = _axes(ax)
+    hist_ax: Axes | None = None
+    if ax is None:
+        fig = Figure(figsize=(5.0, 5.8), layout="constrained")
+        ax, hist_ax = fig.subplots(2, 1, sharex=True, height_ratios=(3, 1))
+    else:
+        fig, ax = _axes(ax)
     ax.plot([0, 1], [0, 1], ls="--", color="0.6", lw=1, label="perfect")
     if not _both_classes(y):
         _note(ax, "one class only: calibration undefined")
@@ -304,8 +310,16 @@ def plot_reliability(
     ax.set(
         xlim=(0, 1),
         ylim=(0, 1),
-        xlabel="Predicted probability",
         ylabel="Observed fraction with the disorder",
         title=title or "Calibration",
     )
+    if hist_ax is None:
+        ax.set_xlabel("Predicted probability")
+        return fig
+    for name, scores, color in (
+        ("model's own", as_probabilities(y_prob_raw), "tab:red"),
+        ("recalibrated", as_probabilities(y_prob_calibrated), "tab:blue"),
+    ):
+        hist_ax.hist(scores, bins=20, range=(0, 1), histtype="step", color=color, label=name)
+    hist_ax.set(xlabel="Predicted probability", ylabel="Test beats")
     return fig

@@ -37,11 +37,13 @@ from ecgml.evaluation.subgroups import (
     subgroup_table,
 )
 from ecgml.evaluation.utility import (
+    DEFAULT_DECISION_RANGE,
     DEFAULT_PREVALENCES,
     DEFAULT_SENSITIVITIES,
     check_prevalences,
     decision_curve,
     decision_curve_summary,
+    decision_grid,
     operating_points,
     plot_decision_curve,
     prevalence_key,
@@ -66,9 +68,17 @@ class ClinicalSettings:
     subgroups: tuple[str, ...] | None = None
     min_patients: int = MIN_PATIENTS
     aggregate: str = "mean"  # patient level: mean / median / max of the beats' probabilities
+    #: The decision curve's range of threshold probabilities (the clinically plausible ones).
+    decision_thresholds: tuple[float, float] = DEFAULT_DECISION_RANGE
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)
+        low, high = (float(t) for t in self.decision_thresholds)
+        if not 0.0 < low < high < 1.0:
+            raise EcgmlError(
+                f"evaluation.decision_thresholds={[low, high]} is not a range inside (0, 1): give "
+                "the lowest and highest threshold probability, e.g. [0.01,0.5]"
+            )
         object.__setattr__(self, "prevalences", check_prevalences(self.prevalences))
         if self.calibration != GIVEN:
             check_calibration_method(self.calibration)
@@ -157,7 +167,14 @@ def clinical_results(
         plan, ids, y, test["y_pred"].to_numpy(), settings.prevalences, level
     )
     metrics.update({f"test/{k}": float(v) for k, v in prevalence.items()})
-    curve = decision_curve(y, test["y_prob"].to_numpy(), patient_ids=ids, plan=plan, level=level)
+    curve = decision_curve(
+        y,
+        test["y_prob"].to_numpy(),
+        decision_grid(*settings.decision_thresholds),
+        patient_ids=ids,
+        plan=plan,
+        level=level,
+    )
     points = operating_points(
         val["y_true"].to_numpy(),
         val["y_prob"].to_numpy(),

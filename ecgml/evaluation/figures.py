@@ -27,6 +27,7 @@ from ecgml.evaluation._checks import as_ids, as_labels, as_probabilities, check_
 from ecgml.evaluation.bootstrap import (
     BootstrapPlan,
     bootstrap_auroc,
+    bootstrap_pr_band,
     bootstrap_roc_band,
     patient_bootstrap_indices,
 )
@@ -123,13 +124,20 @@ def plot_roc(
 def plot_pr(
     y_true: npt.ArrayLike,
     y_prob: npt.ArrayLike,
+    patient_ids: npt.ArrayLike | None = None,
     *,
+    plan: BootstrapPlan | None = None,
+    n_bootstrap: int = 2000,
+    seed: int = 0,
+    level: float = 0.95,
     label: str = "",
     title: str = "",
     color: str | None = None,
     ax: Axes | None = None,
 ) -> Figure:
-    """Precision–recall curve with its average precision and the prevalence baseline."""
+    """Precision–recall curve with its average precision and the prevalence baseline; with
+    ``patient_ids`` (or a ``plan``) also a pointwise patient-bootstrap band of the
+    (interpolated) precision."""
     truth, scores = as_labels(y_true), as_probabilities(y_prob)
     check_same_length(y_true=truth, y_prob=scores)
     fig, ax = _axes(ax)
@@ -141,7 +149,7 @@ def plot_pr(
     precision, recall, _ = precision_recall_curve(truth, scores)
     ap = float(average_precision_score(truth, scores))
     text = f"AP {ap:.2f}"
-    ax.step(
+    (line,) = ax.step(
         recall,
         precision,
         where="post",
@@ -149,6 +157,15 @@ def plot_pr(
         color=color,
         label=f"{label}: {text}" if label else text,
     )
+    if patient_ids is not None and (plan is not None or n_bootstrap > 0):
+        ids = as_ids(patient_ids)
+        check_same_length(y_true=truth, patient_ids=ids)
+        if plan is None:
+            plan = patient_bootstrap_indices(ids, truth, n_resamples=n_bootstrap, seed=seed)
+        grid, low, high = bootstrap_pr_band(plan, ids, truth, scores, level=level)
+        ax.fill_between(
+            grid, low, high, color=line.get_color(), alpha=0.2, lw=0, label=f"{level:.0%} band"
+        )
     prevalence = float(truth.mean())
     ax.axhline(prevalence, ls=":", color="0.6", lw=1, label=f"prevalence {prevalence:.2f}")
     ax.legend(loc="lower left", fontsize="small")

@@ -30,6 +30,7 @@ from ecgml.evaluation.metrics import METRICS, compute_metrics
 from ecgml.evaluation.patients import patient_level
 from ecgml.evaluation.report import format_results_table
 from ecgml.evaluation.threshold import choose_threshold
+from ecgml.evaluation.utility import DEFAULT_DECISION_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -273,22 +274,63 @@ def evaluate_full(
 
 
 def _test_figures(
-    test: pd.DataFrame, plan: BootstrapPlan | None, level: float, title: str
+    test: pd.DataFrame,
+    plan: BootstrapPlan | None,
+    ci: Uncertainty,
+    title: str,
+    aggregate: str,
 ) -> dict[str, Any]:
-    """ROC (bootstrap band from ``plan``), PR and confusion of the test beats."""
+    """ROC and PR of the test beats (bootstrap bands from ``plan``) and of the test patients
+    (each patient's ``aggregate`` probability: the clinical unit; their own patient
+    resamples), and the beats' confusion matrix."""
     y_true, y_prob = test["y_true"].to_numpy(), test["y_prob"].to_numpy()
+    ids = test["patient_id"].to_numpy()
     name = f"{title} — " if title else ""
+    patients = patient_level(test[["patient_id", "y_true", "y_prob"]], aggregate)
+    p_true, p_prob = patients["y_true"].to_numpy(), patients["y_prob"].to_numpy()
+    p_ids = patients["patient_id"].to_numpy()
+    p_plan = (
+        patient_bootstrap_indices(p_ids, p_true, n_resamples=ci.n_bootstrap, seed=ci.seed)
+        if ci.n_bootstrap > 0
+        else None
+    )
     return {
         "roc": plot_roc(
             y_true,
             y_prob,
-            test["patient_id"].to_numpy(),
+            ids,
             plan=plan,
             n_bootstrap=0,
-            level=level,
+            level=ci.level,
             title=f"{name}ROC, test beats",
         ),
-        "pr": plot_pr(y_true, y_prob, title=f"{name}Precision–recall, test beats"),
+        "pr": plot_pr(
+            y_true,
+            y_prob,
+            ids,
+            plan=plan,
+            n_bootstrap=0,
+            level=ci.level,
+            title=f"{name}Precision–recall, test beats",
+        ),
+        "roc_patient": plot_roc(
+            p_true,
+            p_prob,
+            p_ids,
+            plan=p_plan,
+            n_bootstrap=0,
+            level=ci.level,
+            title=f"{name}ROC, test patients ({aggregate})",
+        ),
+        "pr_patient": plot_pr(
+            p_true,
+            p_prob,
+            p_ids,
+            plan=p_plan,
+            n_bootstrap=0,
+            level=ci.level,
+            title=f"{name}Precision–recall, test patients ({aggregate})",
+        ),
         "confusion": plot_confusion(
             y_true, test["y_pred"].to_numpy(), title=f"{name}Confusion matrix, test beats"
         ),
@@ -356,7 +398,7 @@ def write_evaluation_outputs(
 ) -> dict[str, Path]:
     """Write the test-set figures, ``results.md`` / ``results.csv`` and the clinical tables."""
     ci = Uncertainty(n_bootstrap, seed, level)
-    figures = _test_figures(test, plan, level, title)
+    figures = _test_figures(test, plan, ci, title, settings.aggregate)
     written = {
         key: save_figure(fig, out_dir / "figures" / f"{key}.png") for key, fig in figures.items()
     }
@@ -389,7 +431,19 @@ def clinical_settings(evaluation_cfg: Any, calibration: str | None = None) -> Cl
         subgroups=tuple(subgroups) if subgroups else None,
         min_patients=int(ev.get("min_subgroup_patients", ClinicalSettings().min_patients)),
         aggregate=str(ev.get("aggregate", "mean")),  # configs logged before the key existed
+        decision_thresholds=_range(ev.get("decision_thresholds", DEFAULT_DECISION_RANGE)),
     )
+
+
+def _range(values: Any) -> tuple[float, float]:
+    """``evaluation.decision_thresholds``: two numbers, low and high."""
+    pair = tuple(float(v) for v in values)
+    if len(pair) != 2:
+        raise EcgmlError(
+            f"evaluation.decision_thresholds={list(pair)} must be two numbers: [low,high], "
+            "e.g. [0.01,0.5]"
+        )
+    return pair[0], pair[1]
 
 
 def evaluate_with_config(

@@ -318,6 +318,10 @@ def _draw_overall(ax: Axes, metric: str, overall: Mapping[str, float] | None) ->
     ax.legend(loc="lower left", fontsize="small")
 
 
+#: Where the value and the heterogeneity p columns start, in points right of the forest's axes.
+VALUE_COLUMN_PT, P_COLUMN_PT = 8.0, 100.0
+
+
 def _draw_cells(ax: Axes, table: pd.DataFrame, metric: str, ys: np.ndarray) -> None:
     """Point + CI whisker per cell (small cells hollow and grey), the formatted value and the
     subgroup's heterogeneity p as text columns right of the axes."""
@@ -331,11 +335,20 @@ def _draw_cells(ax: Axes, table: pd.DataFrame, metric: str, ys: np.ndarray) -> N
         if np.isfinite(value):
             face = "white" if row["small"] else color
             ax.plot(value, y, "o", mfc=face, mec=color, mew=1.4, ms=6)
-        text = format_value(metric, value, low, high)
-        ax.text(1.03, y, text, transform=text_at, va="center", fontsize="small", color="0.2")
+        columns = [(VALUE_COLUMN_PT, format_value(metric, value, low, high))]
         if first:
-            p = _p_text(float(row["heterogeneity_p"]))
-            ax.text(1.36, y, p, transform=text_at, va="center", fontsize="small", color="0.2")
+            columns.append((P_COLUMN_PT, _p_text(float(row["heterogeneity_p"]))))
+        for offset, text in columns:  # points right of the axes: the layout makes room for them
+            ax.annotate(
+                text,
+                (1.0, y),
+                xycoords=text_at,
+                xytext=(offset, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize="small",
+                color="0.2",
+            )
     for y in ys[first_rows.to_numpy()][1:]:
         ax.axhline(y + 0.5, color="0.85", lw=0.8)
 
@@ -347,22 +360,40 @@ def plot_subgroups(
     title: str = "",
     ax: Axes | None = None,
 ) -> Figure:
-    """Forest plot of ``metric`` per subgroup cell (a :func:`subgroup_table`): point and CI,
-    small cells hollow and grey and marked ``<10``, the overall value as a line with its CI as a
-    band, each subgroup's heterogeneity p beside its first row."""
+    """Forest plot of ``metric`` per subgroup cell (a :func:`subgroup_table`): point and CI, the
+    overall value as a line with its CI as a band, each subgroup's heterogeneity p beside its
+    first row. Cells with fewer patients than the table's ``min_patients`` are left out (their
+    1–5-patient intervals say nothing) and a footnote says how many; the table keeps them."""
     name = METRIC_TITLES.get(metric, metric)
+    min_patients = int(table.attrs.get("min_patients", MIN_PATIENTS))
+    hidden = int(table["small"].sum()) if "small" in table and len(table) else 0
+    if hidden:
+        table = table.loc[~table["small"].astype(bool)]
     fig, ax = _axes(ax, figsize=(8.0, max(2.5, 0.38 * len(table) + 1.5)))
+    if hidden:
+        fig.supxlabel(  # a figure-level label: the layout makes room for it
+            f"{hidden} cell(s) with fewer than {min_patients} test patients not shown "
+            "(subgroups.csv lists them)",
+            x=0.01,
+            ha="left",
+            fontsize="small",
+            color="0.35",
+        )
     ax.set_title(title or f"{name} by subgroup")
     ax.set_xlabel(name)
     if table.empty:
         ax.set(xlim=(0, 1), yticks=[])
-        _note(ax, "no subgroup cells (no center / device column in the predictions)")
+        reason = (
+            f"every cell has fewer than {min_patients} test patients"
+            if hidden
+            else "no subgroup cells (no center / device column in the predictions)"
+        )
+        _note(ax, reason)
         return fig
     missing = [f"{metric}{s}" for s in CI_SUFFIXES if f"{metric}{s}" not in table]
     if missing:
         raise EcgmlError(f"plot_subgroups: table lacks {missing}: pick metric from {list(METRICS)}")
     table = table.reset_index(drop=True)
-    min_patients = int(table.attrs.get("min_patients", MIN_PATIENTS))
     ys = np.arange(len(table), dtype=float)[::-1]
     _draw_cells(ax, table, metric, ys)
     _draw_overall(ax, metric, overall)

@@ -28,6 +28,18 @@ from ecgml.evaluation.intervals import percentile_interval, wilson_interval
 from ecgml.evaluation.threshold import choose_threshold
 
 DEFAULT_THRESHOLDS = np.round(np.arange(0.01, 1.0, 0.01), 2)
+#: The threshold probabilities a decision curve is drawn over by default: a clinician acts on
+#: an electrolyte disorder well below even odds, so 1–50 % (Vickers et al.: show only the
+#: clinically plausible range).
+DEFAULT_DECISION_RANGE = (0.01, 0.5)
+
+
+def decision_grid(low: float, high: float, step: float = 0.01) -> np.ndarray:
+    """Threshold probabilities from ``low`` to ``high`` (both included) every ``step``."""
+    n = round((high - low) / step)
+    return np.round(np.linspace(low, low + n * step, n + 1), 4)
+
+
 DEFAULT_PREVALENCES = (0.01, 0.05, 0.2)
 DEFAULT_SENSITIVITIES = (0.90, 0.95)
 

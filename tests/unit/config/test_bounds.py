@@ -27,6 +27,15 @@ from tests.unit.pipeline.test_train import run_cli
         ("evaluation.ci_level=1.5", "evaluation.ci_level=1.5 must be a finite number > 0 and < 1"),
         ("evaluation.n_bootstrap=-5", "evaluation.n_bootstrap=-5 must be"),
         ("seed=-1", "seed=-1 must be"),
+        (
+            "evaluation.decision_thresholds=[0.5,0.1]",
+            r"evaluation\.decision_thresholds=\[0\.5, 0\.1\] must be \[low, high\] with low < high",
+        ),
+        (
+            "evaluation.decision_thresholds=[0.0,0.5]",
+            r"evaluation\.decision_thresholds=\[0\.0, 0\.5\]",
+        ),
+        ("evaluation.decision_thresholds=[0.1]", r"must be \[low, high\], each"),
     ],
 )
 def test_out_of_range_settings_are_refused_before_a_run_opens(

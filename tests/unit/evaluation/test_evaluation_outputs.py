@@ -121,7 +121,8 @@ def test_evaluate_thresholds_on_val_and_scores_test(predictions, evaluated) -> N
 
 def test_evaluate_writes_figures_and_results(evaluated) -> None:
     metrics, _, out_dir = evaluated
-    for name in ("roc", "pr", "confusion", "calibration", "decision_curve", "subgroups"):
+    figures = ("roc", "pr", "roc_patient", "pr_patient", "confusion", "calibration")
+    for name in (*figures, "decision_curve", "subgroups"):
         png = out_dir / "figures" / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         svg = png.with_suffix(".svg").read_text(encoding="utf-8")  # vector copy for journals

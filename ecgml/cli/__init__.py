@@ -117,6 +117,50 @@ def quiet_mlflow_console() -> None:
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # configured when it was imported
 
 
+def config_keys(node: Any, prefix: str = "") -> list[str]:
+    """Every dotted key of a composed config (its groups' nodes and their leaves)."""
+    keys = []
+    for key, value in node.items():
+        dotted = f"{prefix}{key}"
+        keys.append(dotted)
+        if isinstance(value, dict):
+            keys += config_keys(value, f"{dotted}.")
+    return keys
+
+
+def misspelt_keys(config_name: str, args: Sequence[str]) -> list[str]:
+    """``did you mean …`` for each ``key=value`` of ``args`` whose key the config lacks but
+    nearly has (Hydra says only that the key is not in the config)."""
+    import difflib
+
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import OmegaConf
+
+    overrides = [a for a in args if "=" in a and not a.startswith(("+", "~", "hydra", "-"))]
+    if not overrides:
+        return []
+    GlobalHydra.instance().clear()  # the refused command's own Hydra is done
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base=HYDRA_VERSION_BASE):
+            cfg = compose(config_name)
+    except Exception:
+        return []
+    finally:
+        GlobalHydra.instance().clear()
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    known = config_keys(tree) if isinstance(tree, dict) else []
+    lines = []
+    for override in overrides:
+        key, _, value = override.partition("=")
+        if key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+        if close:
+            lines.append(f"did you mean {close[0]}={value} (instead of {key})?")
+    return lines
+
+
 def hydra_entry(
     config_name: str, interrupted: InterruptNote = _stopped
 ) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
@@ -133,7 +177,13 @@ def hydra_entry(
             sys.argv = normalize_argv(sys.argv)
             quiet_library_warnings()
             quiet_mlflow_console()
-            return hydra_main()
+            try:
+                return hydra_main()
+            except SystemExit as stop:
+                if stop.code == 1:  # Hydra refused the command line: suggest the keys meant
+                    for line in misspelt_keys(config_name, sys.argv[1:]):
+                        print(line, file=sys.stderr, flush=True)
+                raise
 
         return main
 

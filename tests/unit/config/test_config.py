@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 
 from ecgml import CONF_DIR, PROJECT_ROOT
-from ecgml.cli import normalize_argv
+from ecgml.cli import misspelt_keys, normalize_argv
 from ecgml.data.splits import PatientSplit, build_split
 from ecgml.models import available_backbones, build_backbone
 
@@ -66,9 +66,9 @@ def test_overlays_apply(compose_cfg) -> None:
     assert compose_cfg("debug=overfit").training.label_smoothing == 0.0
 
 
-def test_unknown_option_fails_with_hydras_list() -> None:
+def test_unknown_option_fails_with_hydras_list_and_a_misspelt_key_gets_a_suggestion() -> None:
     run = subprocess.run(
-        [sys.executable, "-m", "ecgml.train", "disorder=hypercalcemia"],
+        [sys.executable, "-m", "ecgml.train", "disorder=hypercalcemia", "trainer.max_epoch=3"],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -78,6 +78,16 @@ def test_unknown_option_fails_with_hydras_list() -> None:
     assert "Could not find 'disorder/hypercalcemia'" in run.stderr
     for option in ("hyperkalemia", "hypokalemia", "hyponatremia"):
         assert option in run.stderr
+    assert "did you mean trainer.max_epochs=3 (instead of trainer.max_epoch)?" in run.stderr
+
+
+def test_misspelt_keys_are_matched_to_the_nearest_real_key() -> None:
+    args = ["trainer.max_epoch=3", "dissorder=hyperkalemia", "data.batch_size=8", "+new.key=1"]
+    assert misspelt_keys("train", args) == [
+        "did you mean trainer.max_epochs=3 (instead of trainer.max_epoch)?",
+        "did you mean disorder=hyperkalemia (instead of dissorder)?",
+    ]
+    assert misspelt_keys("train", ["totally.unrelated=1"]) == []  # nothing near: no guess
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,7 @@ def examples_figure(
         ax.tick_params(labelsize=7)
     fig.supxlabel("ms from R-peak", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # long titles are never clipped
     return path
 
 
@@ -196,5 +196,5 @@ def profiles_figure(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")  # long titles are never clipped
     return path

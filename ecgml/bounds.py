@@ -90,6 +90,7 @@ BOUNDS: dict[str, Bound] = {
     "evaluation.threshold_value": Bound(0, 1),
     "evaluation.target_sensitivity": FRACTION,
     "evaluation.min_subgroup_patients": AT_LEAST_ONE,
+    "evaluation.min_threshold_positives": AT_LEAST_ONE,
 }
 
 _ABSENT = object()

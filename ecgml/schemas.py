@@ -67,6 +67,7 @@ class ThresholdRule(StrEnum):
     fixed = "fixed"
     youden = "youden"
     sensitivity = "sensitivity"
+    binormal = "binormal"
 
 
 class ExplainMethod(StrEnum):
@@ -154,6 +155,7 @@ class EvaluationConfig:
     min_subgroup_patients: int = MISSING
     aggregate: PatientAggregate = MISSING
     decision_thresholds: list[float] = MISSING
+    min_threshold_positives: int = MISSING
 
 
 @dataclass

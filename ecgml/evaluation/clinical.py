@@ -58,6 +58,10 @@ GIVEN = "given"
 CI_SUFFIXES = ("", "_ci_low", "_ci_high")
 
 
+#: The fewest positive validation patients a threshold rests on without a warning.
+MIN_THRESHOLD_POSITIVES = 20
+
+
 @dataclass(frozen=True)
 class ClinicalSettings:
     """The clinical part of the ``evaluation`` config group."""
@@ -70,6 +74,8 @@ class ClinicalSettings:
     aggregate: str = "mean"  # patient level: mean / median / max of the beats' probabilities
     #: The decision curve's range of threshold probabilities (the clinically plausible ones).
     decision_thresholds: tuple[float, float] = DEFAULT_DECISION_RANGE
+    #: Fewer positive validation patients than this: the threshold is flagged as fragile.
+    min_threshold_positives: int = MIN_THRESHOLD_POSITIVES
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)

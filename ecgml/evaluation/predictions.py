@@ -17,6 +17,7 @@ from ecgml.evaluation._checks import as_labels, as_probabilities
 from ecgml.evaluation.bootstrap import BootstrapPlan, patient_bootstrap_indices
 from ecgml.evaluation.calibration import Calibrator
 from ecgml.evaluation.clinical import (
+    MIN_THRESHOLD_POSITIVES,
     ClinicalResults,
     ClinicalSettings,
     clinical_markdown,
@@ -29,7 +30,7 @@ from ecgml.evaluation.figures import plot_confusion, plot_pr, plot_roc, save_fig
 from ecgml.evaluation.metrics import METRICS, compute_metrics
 from ecgml.evaluation.patients import patient_level
 from ecgml.evaluation.report import format_results_table
-from ecgml.evaluation.threshold import choose_threshold
+from ecgml.evaluation.threshold import ThresholdChoice, choose_threshold, threshold_choice
 from ecgml.evaluation.utility import DEFAULT_DECISION_RANGE
 
 log = logging.getLogger(__name__)
@@ -256,7 +257,15 @@ def evaluate_full(
             test,
             results,
             threshold,
-            rule,
+            threshold_choice(
+                val[["patient_id", "y_true", "y_prob"]],
+                threshold,
+                rule,
+                value,
+                target_sensitivity,
+                ci.seed,
+                ci.level,
+            ),
             plan,
             ci.n_bootstrap,
             ci.seed,
@@ -338,7 +347,11 @@ def _test_figures(
 
 
 def _results_markdown(
-    results: dict[str, dict[str, float]], threshold: float, rule: str, ci: Uncertainty, title: str
+    results: dict[str, dict[str, float]],
+    choice: ThresholdChoice,
+    min_positives: int,
+    ci: Uncertainty,
+    title: str,
 ) -> str:
     """``results.md``: the one-row Table 2 at beat and patient level, with how CIs were made."""
     group = title or "Test"
@@ -353,8 +366,9 @@ def _results_markdown(
     lines = [
         f"# Results{': ' + title if title else ''}",
         "",
-        f"Test split, beat level (as the study's Table 2). Threshold {threshold:.4g}, chosen on "
-        f"the validation split by rule `{rule}`; `y_pred = y_prob >= threshold`.",
+        f"Test split, beat level (as the study's Table 2). Threshold {choice.value:.4g}, chosen "
+        f"on the validation split by rule `{choice.rule}`; `y_pred = y_prob >= threshold`. "
+        f"In words: {choice.describe(min_positives)}.",
         "",
         beat_md,
         f"{t['n_beats']} beats from {t['n_patients']} patients ({t['n_positive']} positive, "
@@ -387,7 +401,7 @@ def write_evaluation_outputs(
     test: pd.DataFrame,
     results: dict[str, dict[str, float]],
     threshold: float,
-    rule: str,
+    choice: ThresholdChoice,
     plan: BootstrapPlan | None,
     n_bootstrap: int,
     seed: int,
@@ -410,7 +424,7 @@ def write_evaluation_outputs(
     _results_frame(results, threshold, level, title).to_csv(written["results.csv"], index=False)
     written["results.md"] = out_dir / "results.md"
     written["results.md"].write_text(
-        _results_markdown(results, threshold, rule, ci, title)
+        _results_markdown(results, choice, settings.min_threshold_positives, ci, title)
         + "\n"
         + clinical_markdown(clinical, settings),
         encoding="utf-8",
@@ -432,6 +446,7 @@ def clinical_settings(evaluation_cfg: Any, calibration: str | None = None) -> Cl
         min_patients=int(ev.get("min_subgroup_patients", ClinicalSettings().min_patients)),
         aggregate=str(ev.get("aggregate", "mean")),  # configs logged before the key existed
         decision_thresholds=_range(ev.get("decision_thresholds", DEFAULT_DECISION_RANGE)),
+        min_threshold_positives=int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)),
     )
 
 

@@ -149,8 +149,15 @@ class RunTask(ABC):
         """The run page's one line."""
 
     @abstractmethod
-    def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
-        """The console's lines for the run's results (after its header)."""
+    def summary_lines(
+        self,
+        cfg: Any,
+        metrics: dict[str, float],
+        unit_word: str,
+        predictions: pd.DataFrame | None = None,
+    ) -> list[str]:
+        """The console's lines for the run's results (after its header); ``predictions``: the
+        run's validation and test rows, where a line needs more than the metrics."""
 
     @abstractmethod
     def summary_header(self, cfg: Any) -> str:

@@ -13,8 +13,10 @@ import pandas as pd
 from torch import nn
 
 from ecgml.evaluation import METRICS, Evaluation, evaluate_with_config
+from ecgml.evaluation.clinical import MIN_THRESHOLD_POSITIVES
 from ecgml.evaluation.predictions import metric_keys, metrics_for_frame
 from ecgml.evaluation.subgroups import quiet_metric_warnings
+from ecgml.evaluation.threshold import threshold_choice
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models.module import BeatClassifier
 from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
@@ -48,6 +50,24 @@ def metrics_by_stratum(
             column,
         )
     return table
+
+
+def threshold_text(ev: Any, threshold: float, predictions: pd.DataFrame | None) -> str:
+    """The threshold, with its interval over validation patient resamples and a warning when
+    few positive validation patients carry it (from the run's validation rows)."""
+    val = None if predictions is None else predictions[predictions["split"] == "val"]
+    if val is None or val.empty or not np.isfinite(threshold):
+        return f"threshold {threshold:.3f} ({ev.threshold_rule} on validation)"
+    choice = threshold_choice(
+        val[["patient_id", "y_true", "y_prob"]],
+        threshold,
+        str(ev.threshold_rule),
+        float(ev.threshold_value),
+        float(ev.target_sensitivity),
+        int(ev.seed),
+        float(ev.ci_level),
+    )
+    return choice.describe(int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)))
 
 
 class BinaryTask(RunTask):
@@ -132,7 +152,13 @@ class BinaryTask(RunTask):
     def summary_header(self, cfg: Any) -> str:
         return f"{cfg.disorder.positive} vs {cfg.disorder.negative}, model={cfg.model.name}"
 
-    def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
+    def summary_lines(
+        self,
+        cfg: Any,
+        metrics: dict[str, float],
+        unit_word: str,
+        predictions: pd.DataFrame | None = None,
+    ) -> list[str]:
         m = metrics
         folds = (
             [
@@ -146,8 +172,7 @@ class BinaryTask(RunTask):
         return [
             f"  test {unit_word} {int(m.get('test/n_beats', 0))} from "
             f"{int(m.get('test/n_patients', 0))} patients, "
-            f"threshold {m.get('test/threshold', np.nan):.3f} "
-            f"({cfg.evaluation.threshold_rule} on validation)",
+            f"{threshold_text(cfg.evaluation, m.get('test/threshold', np.nan), predictions)}",
             *folds,
             f"  test AUROC     {with_ci(m, 'test/auroc')}",
             f"  test accuracy  {with_ci(m, 'test/accuracy', pct=True)}",

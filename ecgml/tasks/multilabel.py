@@ -72,7 +72,13 @@ class MultilabelTask(OutputsTask):
             for k, d in enumerate(self.spec.outputs)
         ]
 
-    def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
+    def summary_lines(
+        self,
+        cfg: Any,
+        metrics: dict[str, float],
+        unit_word: str,
+        predictions: pd.DataFrame | None = None,
+    ) -> list[str]:
         lines = [f"  test macro AUROC      {with_ci(metrics, 'test/macro_auroc')}"]
         lines += [
             f"  test {d:<16} {with_ci(metrics, f'test/{d}/auroc')}" for d in self.spec.outputs

@@ -83,7 +83,13 @@ class SerumTask(OutputsTask):
             views.append((disorder, OutputSelector(model, None, sign), rows))
         return views
 
-    def summary_lines(self, cfg: Any, metrics: dict[str, float], unit_word: str) -> list[str]:
+    def summary_lines(
+        self,
+        cfg: Any,
+        metrics: dict[str, float],
+        unit_word: str,
+        predictions: pd.DataFrame | None = None,
+    ) -> list[str]:
         m = metrics
         lines = [
             f"  test {unit_word} {int(m.get('test/n_beats', 0))} from "

@@ -120,7 +120,7 @@ def test_schema_choices_read_as_their_strings(compose_cfg) -> None:
     assert cfg.explain.method == "integrated_gradients" and f"{cfg.explain.method}" == (
         "integrated_gradients"
     )
-    assert cfg.evaluation.n_bootstrap == 50 and cfg.evaluation.threshold_rule == "youden"
+    assert cfg.evaluation.n_bootstrap == 50 and cfg.evaluation.threshold_rule == "binormal"
     assert compose_cfg("run_id=abc", name="evaluate").evaluation.n_bootstrap == 2000
 
 

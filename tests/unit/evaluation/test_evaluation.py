@@ -7,9 +7,12 @@ import logging
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.special import expit, logit
+from scipy.stats import norm
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
@@ -36,6 +39,7 @@ from ecgml.evaluation import (
     wilson_interval,
 )
 from ecgml.evaluation import bootstrap as bootstrap_module
+from ecgml.evaluation.threshold import threshold_choice
 
 
 def make_beats(
@@ -307,6 +311,39 @@ def test_threshold_rules() -> None:
         assert reached >= target
         higher = prob[prob > t].min()  # the next stricter threshold misses the target
         assert recall_score(y_noisy, prob >= higher) < target
+
+
+def test_binormal_rule_is_where_the_two_fitted_normals_cross() -> None:
+    rng = np.random.default_rng(1)
+    negative, positive = rng.normal(-1.0, 1.0, 3000), rng.normal(1.5, 1.0, 1000)
+    y = np.r_[np.zeros(3000), np.ones(1000)].astype(int)
+    prob = expit(np.r_[negative, positive])
+    t = choose_threshold(y, prob, "binormal")
+    m0, m1 = negative.mean(), positive.mean()
+    s0, s1 = negative.std(ddof=1), positive.std(ddof=1)
+    grid = np.linspace(-5, 5, 200001)  # J = Φ((m1−z)/s1) − Φ((m0−z)/s0), maximized directly
+    best = grid[np.argmax(norm.cdf((m1 - grid) / s1) - norm.cdf((m0 - grid) / s0))]
+    assert logit(t) == pytest.approx(best, abs=2e-3)
+    assert logit(t) == pytest.approx(0.25, abs=0.15)  # equal SDs: halfway between the means
+    # one positive row: no normal to fit, the empirical Youden point instead
+    assert choose_threshold([0, 0, 0, 1], [0.1, 0.2, 0.3, 0.9], "binormal") == choose_threshold(
+        [0, 0, 0, 1], [0.1, 0.2, 0.3, 0.9], "youden"
+    )
+
+
+def test_a_threshold_resting_on_few_positive_patients_is_flagged_with_its_interval() -> None:
+    ids, y, prob = make_beats(n_patients=18, beats_per_patient=3, separation=1.0)
+    val = pd.DataFrame({"patient_id": ids, "y_true": y, "y_prob": prob})
+    t = choose_threshold(y, prob, "binormal")
+    choice = threshold_choice(val, t, "binormal", seed=0)
+    assert choice.positive_patients == 6  # a third of 18
+    assert choice.low <= t <= choice.high
+    text = choice.describe(min_positives=20)
+    assert text.startswith(f"threshold {t:.3f} (binormal on validation, 95% interval")
+    assert "chosen on 6 positive validation patients (fewer than 20)" in text
+    assert "fewer than" not in choice.describe(min_positives=5)
+    fixed = threshold_choice(val, 0.5, "fixed")
+    assert fixed.describe(5) == "threshold 0.500 (fixed on validation)"
 
 
 def test_threshold_rule_errors_and_fallback(caplog: pytest.LogCaptureFixture) -> None:

@@ -9,8 +9,8 @@ keeps each run's validation and test predictions (``--out/threshold_rules/<d>-s<
 to the same recalibrated validation probabilities, and two candidates measured and not shipped:
 ``prevalence`` (the positive fraction: J-optimal on perfectly calibrated probabilities) and
 ``youden_bootstrap`` (the median Youden point of 200 validation patient resamples). Per rule
-it reports, over the runs: the gap between the test Youden's J at the chosen threshold and the best J any threshold reaches on
-that test set (median, IQR), the shift of sensitivity and specificity from validation to test,
+it reports, over the runs: the gap between the test Youden's J at the chosen threshold and the
+best J any threshold reaches on that test set (median, IQR), the shift of sensitivity and specificity from validation to test,
 the threshold's spread over seeds, and the test accuracy (beside, not judged). Writes
 ``threshold_rules.md`` / ``.csv`` under ``--out``.
 """

@@ -10,9 +10,9 @@ to the same recalibrated validation probabilities, and two candidates measured a
 ``prevalence`` (the positive fraction: J-optimal on perfectly calibrated probabilities) and
 ``youden_bootstrap`` (the median Youden point of 200 validation patient resamples). Per rule
 it reports, over the runs: the gap between the test Youden's J at the chosen threshold and the
-best J any threshold reaches on that test set (median, IQR), the shift of sensitivity and specificity from validation to test,
-the threshold's spread over seeds, and the test accuracy (beside, not judged). Writes
-``threshold_rules.md`` / ``.csv`` under ``--out``.
+best J any threshold reaches on that test set (median, IQR), the shift of sensitivity and
+specificity from validation to test, the threshold's spread over seeds, and the test accuracy
+(beside, not judged). Writes ``threshold_rules.md`` / ``.csv`` under ``--out``.
 """
 
 from __future__ import annotations

@@ -122,21 +122,28 @@ class ThresholdChoice:
     level: float
     positive_patients: int
 
-    def describe(self, min_positives: int) -> str:
-        """``threshold 0.712 (binormal on validation, 95% interval 0.64–0.78)`` and, when it
-        rests on fewer than ``min_positives`` positive patients, a warning in words."""
+    def text(self) -> str:
+        """``threshold 0.712 (binormal on validation, 95% interval 0.640–0.780)``."""
         spread = (
             f", {self.level:.0%} interval {self.low:.3f}–{self.high:.3f}"
             if np.isfinite(self.low) and np.isfinite(self.high)
             else ""
         )
-        text = f"threshold {self.value:.3f} ({self.rule} on validation{spread})"
-        if self.positive_patients < min_positives:
-            text += (
-                f"; chosen on {self.positive_patients} positive validation patients (fewer than "
-                f"{min_positives}): it may not hold on new patients"
-            )
-        return text
+        return f"threshold {self.value:.3f} ({self.rule} on validation{spread})"
+
+    def caution(self, min_positives: int) -> str:
+        """Why the threshold may not hold, when it rests on fewer than ``min_positives``
+        positive validation patients (empty otherwise)."""
+        if self.positive_patients >= min_positives:
+            return ""
+        return (
+            f"chosen on {self.positive_patients} positive validation patients (fewer than "
+            f"{min_positives}): it may not hold on new patients"
+        )
+
+    def describe(self, min_positives: int) -> str:
+        """:meth:`text` and, where there is one, :meth:`caution`."""
+        return "; ".join(part for part in (self.text(), self.caution(min_positives)) if part)
 
 
 def threshold_choice(

@@ -52,12 +52,14 @@ def metrics_by_stratum(
     return table
 
 
-def threshold_text(ev: Any, threshold: float, predictions: pd.DataFrame | None) -> str:
-    """The threshold, with its interval over validation patient resamples and a warning when
-    few positive validation patients carry it (from the run's validation rows)."""
+def threshold_lines(
+    ev: Any, threshold: float, predictions: pd.DataFrame | None
+) -> tuple[str, list[str]]:
+    """The threshold with its interval over validation patient resamples, and a caution line
+    when few positive validation patients carry it (from the run's validation rows)."""
     val = None if predictions is None else predictions[predictions["split"] == "val"]
     if val is None or val.empty or not np.isfinite(threshold):
-        return f"threshold {threshold:.3f} ({ev.threshold_rule} on validation)"
+        return f"threshold {threshold:.3f} ({ev.threshold_rule} on validation)", []
     choice = threshold_choice(
         val[["patient_id", "y_true", "y_prob"]],
         threshold,
@@ -67,7 +69,8 @@ def threshold_text(ev: Any, threshold: float, predictions: pd.DataFrame | None) 
         int(ev.seed),
         float(ev.ci_level),
     )
-    return choice.describe(int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)))
+    caution = choice.caution(int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)))
+    return choice.text(), [f"  caution: the threshold was {caution}"] if caution else []
 
 
 class BinaryTask(RunTask):
@@ -169,11 +172,14 @@ class BinaryTask(RunTask):
             if "cv/n_folds" in m
             else []
         )
+        threshold, caution = threshold_lines(
+            cfg.evaluation, m.get("test/threshold", np.nan), predictions
+        )
         return [
             f"  test {unit_word} {int(m.get('test/n_beats', 0))} from "
-            f"{int(m.get('test/n_patients', 0))} patients, "
-            f"{threshold_text(cfg.evaluation, m.get('test/threshold', np.nan), predictions)}",
+            f"{int(m.get('test/n_patients', 0))} patients, {threshold}",
             *folds,
             f"  test AUROC     {with_ci(m, 'test/auroc')}",
             f"  test accuracy  {with_ci(m, 'test/accuracy', pct=True)}",
+            *caution,
         ]

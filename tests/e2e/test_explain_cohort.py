@@ -22,6 +22,7 @@ def test_hyperkalemia_saliency_concentrates_on_the_t_wave(tmp_path: Path) -> Non
     cfg = compose_once(
         "disorder=hyperkalemia",
         "data.cohort.scale=3",
+        "trainer.max_epochs=25",
         f"paths.cache_dir={tmp_path / 'cache'}",
         f"logger.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}",
         "trainer.enable_progress_bar=false",

@@ -262,14 +262,20 @@ def bootstrap_roc_band(
         for i, row in enumerate(range(plan.n_resamples)[chunk]):
             if n_pos[i] > 0 and n_neg[i] > 0:
                 tprs[row] = np.interp(grid, fpr[i] / n_neg[i], tpr[i] / n_pos[i])
-    valid = np.isfinite(tprs).all(axis=1)
+    return grid, *_pointwise_band(tprs, level, "ROC")
+
+
+def _pointwise_band(curves: np.ndarray, level: float, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """The pointwise percentile band of the resampled ``curves`` (rows; NaN rows: a resample
+    lacking a class, left out)."""
+    valid = np.isfinite(curves).all(axis=1)
     if not valid.any():
-        log.warning("ROC band: every resample lacks a class; band is NaN")
-        nan = np.full(grid.size, np.nan)
-        return grid, nan, nan
+        log.warning("%s band: every resample lacks a class; band is NaN", what)
+        nan = np.full(curves.shape[1], np.nan)
+        return nan, nan
     tail = (1.0 - level) / 2.0
-    low, high = np.quantile(tprs[valid], [tail, 1.0 - tail], axis=0)
-    return grid, low, high
+    low, high = np.quantile(curves[valid], [tail, 1.0 - tail], axis=0)
+    return low, high
 
 
 def interpolated_precision(
@@ -307,14 +313,7 @@ def bootstrap_pr_band(
             n_pos = float(tp[i, -1])
             if n_pos > 0 and fp[i, -1] > 0:
                 curves[row] = interpolated_precision(tp[i], fp[i], n_pos, grid)
-    valid = np.isfinite(curves).all(axis=1)
-    if not valid.any():
-        log.warning("PR band: every resample lacks a class; band is NaN")
-        nan = np.full(grid.size, np.nan)
-        return grid, nan, nan
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(curves[valid], [tail, 1.0 - tail], axis=0)
-    return grid, low, high
+    return grid, *_pointwise_band(curves, level, "PR")
 
 
 def bootstrap_metrics(

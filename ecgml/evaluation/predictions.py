@@ -303,43 +303,23 @@ def _test_figures(
         if ci.n_bootstrap > 0
         else None
     )
+    curves = {}
+    for suffix, (truth, prob, who, resamples, unit) in {
+        "": (y_true, y_prob, ids, plan, "beats"),
+        "_patient": (p_true, p_prob, p_ids, p_plan, f"patients ({aggregate})"),
+    }.items():
+        for key, plot, what in (("roc", plot_roc, "ROC"), ("pr", plot_pr, "Precision–recall")):
+            curves[f"{key}{suffix}"] = plot(
+                truth,
+                prob,
+                who,
+                plan=resamples,
+                n_bootstrap=0,
+                level=ci.level,
+                title=f"{name}{what}, test {unit}",
+            )
     return {
-        "roc": plot_roc(
-            y_true,
-            y_prob,
-            ids,
-            plan=plan,
-            n_bootstrap=0,
-            level=ci.level,
-            title=f"{name}ROC, test beats",
-        ),
-        "pr": plot_pr(
-            y_true,
-            y_prob,
-            ids,
-            plan=plan,
-            n_bootstrap=0,
-            level=ci.level,
-            title=f"{name}Precision–recall, test beats",
-        ),
-        "roc_patient": plot_roc(
-            p_true,
-            p_prob,
-            p_ids,
-            plan=p_plan,
-            n_bootstrap=0,
-            level=ci.level,
-            title=f"{name}ROC, test patients ({aggregate})",
-        ),
-        "pr_patient": plot_pr(
-            p_true,
-            p_prob,
-            p_ids,
-            plan=p_plan,
-            n_bootstrap=0,
-            level=ci.level,
-            title=f"{name}Precision–recall, test patients ({aggregate})",
-        ),
+        **curves,
         "confusion": plot_confusion(
             y_true, test["y_pred"].to_numpy(), title=f"{name}Confusion matrix, test beats"
         ),

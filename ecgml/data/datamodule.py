@@ -138,14 +138,6 @@ def store_universe(meta: pd.DataFrame) -> pd.DataFrame:
     return labelled[["patient_id"]].assign(y=labelled["group"].map(codes).astype("int64"))
 
 
-def task_labels(
-    meta: pd.DataFrame, task: TaskSpec | None, disorder_cfg: Any, source: str
-) -> tuple[pd.DataFrame, LabelSummary]:
-    """The task's beats, targets (:attr:`TaskSpec.target_columns`) and strata ``y`` (no task:
-    the binary one of ``disorder_cfg``)."""
-    return (task or binary_spec(str(disorder_cfg.name))).labels(meta, disorder_cfg, source)
-
-
 def build_beat_table(
     store: BeatStore, disorder_cfg: Any, split_cfg: Any, data_cfg: Any, task: TaskSpec | None = None
 ) -> BeatTable:

@@ -7,7 +7,7 @@ and the same R-peaks cut every selected lead, so a record becomes an array
 record. The strip (the selected leads over the whole recording, resampled to ``strip_fs`` and
 padded/cropped to ``strip_s``) feeds the whole-strip models. Batches pad the beat axis and carry
 a ``mask`` (True: a real beat). Labels and the patient-level split are those of the beat path
-(:func:`ecgml.data.datamodule.task_labels`, :func:`ecgml.data.splits.build_split`): a patient's
+(:meth:`ecgml.data.tasks.TaskSpec.labels`, :func:`ecgml.data.splits.build_split`): a patient's
 records all fall into one subset.
 """
 

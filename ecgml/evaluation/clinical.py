@@ -79,12 +79,13 @@ class ClinicalSettings:
 
     def __post_init__(self) -> None:
         check_aggregate(self.aggregate)
-        low, high = (float(t) for t in self.decision_thresholds)
-        if not 0.0 < low < high < 1.0:
+        ends = [float(t) for t in self.decision_thresholds]
+        if len(ends) != 2 or not 0.0 < ends[0] < ends[1] < 1.0:
             raise EcgmlError(
-                f"evaluation.decision_thresholds={[low, high]} is not a range inside (0, 1): give "
+                f"evaluation.decision_thresholds={ends} is not a range inside (0, 1): give "
                 "the lowest and highest threshold probability, e.g. [0.01,0.5]"
             )
+        object.__setattr__(self, "decision_thresholds", (ends[0], ends[1]))
         object.__setattr__(self, "prevalences", check_prevalences(self.prevalences))
         if self.calibration != GIVEN:
             check_calibration_method(self.calibration)

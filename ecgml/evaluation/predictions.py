@@ -181,13 +181,14 @@ def _metric_dict(results: dict[str, dict[str, float]], threshold: float) -> dict
 @dataclass
 class Evaluation:
     """An evaluated run: the MLflow metrics, the predictions with the recalibrated ``y_prob``,
-    ``y_prob_raw`` and ``y_pred``, the calibrator (stored in the logged model) and the
-    clinical tables."""
+    ``y_prob_raw`` and ``y_pred``, the calibrator (stored in the logged model), the clinical
+    tables and the threshold with its interval (what ``results.md`` and the summary say)."""
 
     metrics: dict[str, float]
     predictions: pd.DataFrame
     calibrator: Calibrator
     clinical: ClinicalResults
+    threshold: ThresholdChoice | None = None
 
 
 def evaluate_predictions(
@@ -242,6 +243,15 @@ def evaluate_full(
     )
     df["y_pred"] = (df["y_prob"] >= threshold).astype(np.int8)
     val, test = df[df["split"] == "val"], df[df["split"] == "test"]
+    choice = threshold_choice(
+        val[["patient_id", "y_true", "y_prob"]],
+        threshold,
+        rule,
+        value,
+        target_sensitivity,
+        ci.seed,
+        ci.level,
+    )
     plan = None
     if ci.n_bootstrap > 0:
         plan = patient_bootstrap_indices(
@@ -257,15 +267,7 @@ def evaluate_full(
             test,
             results,
             threshold,
-            threshold_choice(
-                val[["patient_id", "y_true", "y_prob"]],
-                threshold,
-                rule,
-                value,
-                target_sensitivity,
-                ci.seed,
-                ci.level,
-            ),
+            choice,
             plan,
             ci.n_bootstrap,
             ci.seed,
@@ -279,7 +281,7 @@ def evaluate_full(
     with_pred["y_prob_raw"] = df["y_prob_raw"].to_numpy()
     with_pred["y_pred"] = df["y_pred"].to_numpy()
     metrics = {**_metric_dict(results, threshold), **clinical.metrics}
-    return Evaluation(metrics, with_pred, calibrator, clinical)
+    return Evaluation(metrics, with_pred, calibrator, clinical, choice)
 
 
 def _test_figures(
@@ -425,20 +427,9 @@ def clinical_settings(evaluation_cfg: Any, calibration: str | None = None) -> Cl
         subgroups=tuple(subgroups) if subgroups else None,
         min_patients=int(ev.get("min_subgroup_patients", ClinicalSettings().min_patients)),
         aggregate=str(ev.get("aggregate", "mean")),  # configs logged before the key existed
-        decision_thresholds=_range(ev.get("decision_thresholds", DEFAULT_DECISION_RANGE)),
+        decision_thresholds=tuple(ev.get("decision_thresholds", DEFAULT_DECISION_RANGE)),
         min_threshold_positives=int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)),
     )
-
-
-def _range(values: Any) -> tuple[float, float]:
-    """``evaluation.decision_thresholds``: two numbers, low and high."""
-    pair = tuple(float(v) for v in values)
-    if len(pair) != 2:
-        raise EcgmlError(
-            f"evaluation.decision_thresholds={list(pair)} must be two numbers: [low,high], "
-            "e.g. [0.01,0.5]"
-        )
-    return pair[0], pair[1]
 
 
 def evaluate_with_config(

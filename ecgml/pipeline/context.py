@@ -11,6 +11,8 @@ import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ecgml.evaluation.threshold import ThresholdChoice
+
 
 @dataclass
 class RunResult:
@@ -27,6 +29,8 @@ class RunResult:
     fit_metrics: dict[str, float] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
     skipped: pd.DataFrame | None = field(default=None, repr=False)
+    #: The decision threshold with its interval (a binary task's evaluation; None otherwise).
+    threshold: ThresholdChoice | None = None
 
 
 @dataclass(frozen=True)

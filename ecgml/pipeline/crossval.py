@@ -27,11 +27,14 @@ from mlflow.tracking import MlflowClient
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ecgml.beatstore import BeatStore
-from ecgml.data.datamodule import fold_names, task_labels
+from ecgml.data.datamodule import fold_names
 from ecgml.data.splits import build_split
 from ecgml.data.tasks import task_spec
 from ecgml.evaluation import METRICS, TABLES
 from ecgml.evaluation.clinical import GIVEN
+from ecgml.evaluation.predictions import Evaluation
+from ecgml.evaluation.tasks import TaskEvaluation
+from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import load_unit_store, run_one
 from ecgml.pipeline.units import run_unit
@@ -64,6 +67,8 @@ class CrossValResult:
     predictions: pd.DataFrame = field(repr=False)
     fold_run_ids: list[str] = field(default_factory=list)
     fit_metrics: dict[str, float] = field(default_factory=dict)
+    #: The pooled threshold with its interval (a binary task's evaluation; None otherwise).
+    threshold: ThresholdChoice | None = None
 
 
 def runs_all_folds(cfg: DictConfig) -> bool:
@@ -115,7 +120,7 @@ def fold_summary(
 
 def unit_folds(cfg: DictConfig, store: BeatStore | RecordStore) -> list[Any]:
     """The split's folds over the task's labelled rows of ``store`` (beats or records)."""
-    labelled, _ = task_labels(store.meta, task_spec(cfg), cfg.disorder, str(store.root))
+    labelled, _ = task_spec(cfg).labels(store.meta, cfg.disorder, str(store.root))
     return fold_names(labelled, cfg.split)
 
 
@@ -141,10 +146,13 @@ def cross_validate(
             run_one(with_fold(cfg, fold), parent_run_id=run_id, store=loaded, callbacks=callbacks)
             for fold in folds
         ]
-        metrics, pooled = evaluate_pooled(client, run_id, cfg, results, folds)
+        evaluation = evaluate_pooled(client, run_id, cfg, results, folds)
+        metrics, pooled = evaluation.metrics, evaluation.predictions
         describe_parent(client, run_id, cfg, metrics, pooled, len(folds))
     fold_ids = [r.run_id for r in results]
-    return CrossValResult(run_id, experiment_id, metrics, pooled, fold_ids, results[-1].fit_metrics)
+    threshold = getattr(evaluation, "threshold", None)  # one output: its threshold
+    fit = results[-1].fit_metrics
+    return CrossValResult(run_id, experiment_id, metrics, pooled, fold_ids, fit, threshold)
 
 
 def describe_parent(
@@ -173,21 +181,22 @@ def _digest_of(frame: pd.DataFrame) -> str:
 
 def evaluate_pooled(
     client: MlflowClient, run_id: str, cfg: DictConfig, results: list[RunResult], folds: list[Any]
-) -> tuple[dict[str, float], pd.DataFrame]:
-    """Evaluate the pooled out-of-fold predictions and log them to the parent run."""
+) -> Evaluation | TaskEvaluation:
+    """Evaluate the pooled out-of-fold predictions and log them to the parent run; the task's
+    evaluation back, its metrics with the folds' summary added."""
     pooled = pool_predictions([r.predictions for r in results], folds)
     out = Path(tempfile.mkdtemp(prefix="ecgml-cv-"))
     task = run_task(cfg)
     title = task.title(cfg, f"{len(folds)}-fold out-of-fold")
     # each fold's run recalibrated its own predictions
     evaluation = task.evaluate(pooled, cfg.evaluation, out, title, calibration=GIVEN)
-    metrics, pooled = dict(evaluation.metrics), evaluation.predictions
+    metrics, pooled = evaluation.metrics, evaluation.predictions
     keys = task.summary_keys()
     metrics.update(fold_summary([r.metrics for r in results], keys))
     test = pooled[pooled["split"] == "test"]
     extra_files = task.pooled_tables(test, metrics, cfg.evaluation, out)
     log_parent(client, run_id, cfg, metrics, pooled, results, folds, out, extra_files, keys)
-    return metrics, pooled
+    return evaluation
 
 
 def unit_outputs(

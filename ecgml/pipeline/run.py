@@ -333,6 +333,7 @@ class Lifecycle:
             self.fitter.fit_metrics,
             tags=self.unit_tags,
             skipped=skipped,
+            threshold=getattr(evaluation, "threshold", None),  # one output: its threshold
         )
 
     def fit_and_predict(self) -> pd.DataFrame:

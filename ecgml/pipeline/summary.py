@@ -27,7 +27,7 @@ def format_summary(cfg: DictConfig, result: RunResult | CrossValResult, seconds:
             "",
             f"ecgml train: {task.summary_header(cfg)}, split={cfg.split.name}, "
             f"seed={cfg.seed} ({seconds:.0f} s)",
-            *task.summary_lines(cfg, result.metrics, f"{run_unit(cfg).name}s", result.predictions),
+            *task.summary_lines(cfg, result.metrics, f"{run_unit(cfg).name}s", result.threshold),
             f"  experiment: {experiment}",
             f"  open the UI: {ui}   (tracking URI {store.tracking_uri})",
             f"  run page: {run_page_url(result.experiment_id, result.run_id)}",

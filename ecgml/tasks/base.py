@@ -13,6 +13,7 @@ from torch import nn
 
 from ecgml.data.tasks import TaskSpec
 from ecgml.errors import EcgmlError
+from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models.module import BeatClassifier
 
@@ -154,10 +155,10 @@ class RunTask(ABC):
         cfg: Any,
         metrics: dict[str, float],
         unit_word: str,
-        predictions: pd.DataFrame | None = None,
+        threshold: ThresholdChoice | None = None,
     ) -> list[str]:
-        """The console's lines for the run's results (after its header); ``predictions``: the
-        run's validation and test rows, where a line needs more than the metrics."""
+        """The console's lines for the run's results (after its header); ``threshold``: the
+        evaluation's decision threshold with its interval (a task with one output)."""
 
     @abstractmethod
     def summary_header(self, cfg: Any) -> str:

@@ -16,7 +16,7 @@ from ecgml.evaluation import METRICS, Evaluation, evaluate_with_config
 from ecgml.evaluation.clinical import MIN_THRESHOLD_POSITIVES
 from ecgml.evaluation.predictions import metric_keys, metrics_for_frame
 from ecgml.evaluation.subgroups import quiet_metric_warnings
-from ecgml.evaluation.threshold import threshold_choice
+from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.modelfile.spec import ModelSpec
 from ecgml.models.module import BeatClassifier
 from ecgml.tasks.base import ExplainView, RunTask, ci_text, loss_pos_weight, with_ci
@@ -53,22 +53,12 @@ def metrics_by_stratum(
 
 
 def threshold_lines(
-    ev: Any, threshold: float, predictions: pd.DataFrame | None
+    ev: Any, threshold: float, choice: ThresholdChoice | None
 ) -> tuple[str, list[str]]:
-    """The threshold with its interval over validation patient resamples, and a caution line
-    when few positive validation patients carry it (from the run's validation rows)."""
-    val = None if predictions is None else predictions[predictions["split"] == "val"]
-    if val is None or val.empty or not np.isfinite(threshold):
+    """The threshold with its interval over validation patient resamples (the evaluation's
+    ``choice``), and a caution line when few positive validation patients carry it."""
+    if choice is None:
         return f"threshold {threshold:.3f} ({ev.threshold_rule} on validation)", []
-    choice = threshold_choice(
-        val[["patient_id", "y_true", "y_prob"]],
-        threshold,
-        str(ev.threshold_rule),
-        float(ev.threshold_value),
-        float(ev.target_sensitivity),
-        int(ev.seed),
-        float(ev.ci_level),
-    )
     caution = choice.caution(int(ev.get("min_threshold_positives", MIN_THRESHOLD_POSITIVES)))
     return choice.text(), [f"  caution: the threshold was {caution}"] if caution else []
 
@@ -160,7 +150,7 @@ class BinaryTask(RunTask):
         cfg: Any,
         metrics: dict[str, float],
         unit_word: str,
-        predictions: pd.DataFrame | None = None,
+        threshold: ThresholdChoice | None = None,
     ) -> list[str]:
         m = metrics
         folds = (
@@ -172,12 +162,12 @@ class BinaryTask(RunTask):
             if "cv/n_folds" in m
             else []
         )
-        threshold, caution = threshold_lines(
-            cfg.evaluation, m.get("test/threshold", np.nan), predictions
+        chosen, caution = threshold_lines(
+            cfg.evaluation, m.get("test/threshold", np.nan), threshold
         )
         return [
             f"  test {unit_word} {int(m.get('test/n_beats', 0))} from "
-            f"{int(m.get('test/n_patients', 0))} patients, {threshold}",
+            f"{int(m.get('test/n_patients', 0))} patients, {chosen}",
             *folds,
             f"  test AUROC     {with_ci(m, 'test/auroc')}",
             f"  test accuracy  {with_ci(m, 'test/accuracy', pct=True)}",

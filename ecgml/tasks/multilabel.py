@@ -16,6 +16,7 @@ from ecgml.evaluation.tasks import (
     multilabel_metric_keys,
     output_frame,
 )
+from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.models.module import BeatClassifier
 from ecgml.models.task_modules import MultiLabelClassifier, OutputSelector
 from ecgml.tasks.base import ExplainView, loss_pos_weight, with_ci
@@ -77,7 +78,7 @@ class MultilabelTask(OutputsTask):
         cfg: Any,
         metrics: dict[str, float],
         unit_word: str,
-        predictions: pd.DataFrame | None = None,
+        threshold: ThresholdChoice | None = None,
     ) -> list[str]:
         lines = [f"  test macro AUROC      {with_ci(metrics, 'test/macro_auroc')}"]
         lines += [

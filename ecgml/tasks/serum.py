@@ -17,6 +17,7 @@ from ecgml.evaluation.tasks import (
     evaluate_regression,
     regression_metric_keys,
 )
+from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.models.module import BeatClassifier
 from ecgml.models.task_modules import BeatRegressor, OutputSelector
 from ecgml.tasks.base import ExplainView, with_ci
@@ -88,7 +89,7 @@ class SerumTask(OutputsTask):
         cfg: Any,
         metrics: dict[str, float],
         unit_word: str,
-        predictions: pd.DataFrame | None = None,
+        threshold: ThresholdChoice | None = None,
     ) -> list[str]:
         m = metrics
         lines = [

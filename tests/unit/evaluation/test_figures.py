@@ -116,7 +116,7 @@ def test_subgroup_figure_leaves_out_small_cells_and_says_so() -> None:
     assert outside_canvas(fig) == {}
 
 
-@pytest.mark.parametrize("bad", [(0.5, 0.1), (0.0, 0.5), (0.1, 1.0)])
+@pytest.mark.parametrize("bad", [(0.5, 0.1), (0.0, 0.5), (0.1, 1.0), (0.1, 0.2, 0.3)])
 def test_a_decision_range_outside_zero_one_or_reversed_is_one_line(bad) -> None:
     with pytest.raises(EcgmlError, match=r"evaluation\.decision_thresholds="):
         ClinicalSettings(decision_thresholds=bad)

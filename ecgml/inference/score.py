@@ -40,7 +40,7 @@ from ecgml.inference.inputs import (
 )
 from ecgml.inference.loading import load_available_models, load_models, load_serum_models
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
-from ecgml.modelfile.kinds import unit_input
+from ecgml.modelfile.kinds import reads_recording
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.serving import answered
 from ecgml.models.inference import fused_for_inference
@@ -380,11 +380,6 @@ def by_unit(models: Mapping[str, LoadedModel]) -> dict[str, dict[str, LoadedMode
     for name, model in models.items():
         groups.setdefault(model.unit, {})[name] = model
     return groups
-
-
-def reads_recording(model: LoadedModel) -> bool:
-    """A whole-strip model: it reads the recording, not beats."""
-    return unit_input(model.unit, model.uri).reads_recording
 
 
 def warn_missing_leads(entries: Sequence[BeatInput], models: Mapping[str, LoadedModel]) -> None:

@@ -161,3 +161,8 @@ def unit_input(unit: str, source: str) -> UnitInput:
     if found is None:
         raise EcgmlError(f"{source}: unit {unit!r} is not one of {UNITS}; re-log it")
     return found
+
+
+def reads_recording(model: LoadedModel) -> bool:
+    """A whole-strip model: it reads the recording, not beats."""
+    return unit_input(model.unit, model.uri).reads_recording

@@ -20,7 +20,7 @@ from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibrator import Calibrator
 from ecgml.modelfile.files import read_model_files
-from ecgml.modelfile.kinds import unit_input
+from ecgml.modelfile.kinds import reads_recording
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.modelfile.spec import (
     BEAT_COLUMN,
@@ -258,7 +258,7 @@ def prepared_lead_request(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray
 
 def prepared_lead(frame: pd.DataFrame, model: LoadedModel) -> np.ndarray:
     """One lead of a request (column ``beat``) laid out as ``model`` reads it."""
-    if unit_input(model.unit, model.uri).reads_recording:
+    if reads_recording(model):
         signals, fs = parse_strip_request(frame, model)
         return prepare_strips(signals, fs, model)
     beats, rs, fs = parse_request(frame, model)

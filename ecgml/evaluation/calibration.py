@@ -280,6 +280,10 @@ def plot_reliability(
     figure, the histogram of both predictions underneath (where the curve has data)."""
     y = as_labels(y_true)
     ids = np.asarray(patient_ids).astype(str)
+    series = (
+        ("model's own", as_probabilities(y_prob_raw), "tab:red"),
+        ("recalibrated", as_probabilities(y_prob_calibrated), "tab:blue"),
+    )
     hist_ax: Axes | None = None
     if ax is None:
         fig = Figure(figsize=(5.0, 5.8), layout="constrained")
@@ -290,10 +294,7 @@ def plot_reliability(
     if not _both_classes(y):
         _note(ax, "one class only: calibration undefined")
     else:
-        for name, scores, color in (
-            ("model's own", as_probabilities(y_prob_raw), "tab:red"),
-            ("recalibrated", as_probabilities(y_prob_calibrated), "tab:blue"),
-        ):
+        for name, scores, color in series:
             ece = calibration_metrics(y, scores)["ece"]
             edges = np.linspace(0, 1, n_bins + 1)
             which = np.clip(np.digitize(scores, edges) - 1, 0, n_bins - 1)
@@ -316,10 +317,7 @@ def plot_reliability(
     if hist_ax is None:
         ax.set_xlabel("Predicted probability")
         return fig
-    for name, scores, color in (
-        ("model's own", as_probabilities(y_prob_raw), "tab:red"),
-        ("recalibrated", as_probabilities(y_prob_calibrated), "tab:blue"),
-    ):
+    for name, scores, color in series:
         hist_ax.hist(scores, bins=20, range=(0, 1), histtype="step", color=color, label=name)
     hist_ax.set(xlabel="Predicted probability", ylabel="Test beats")
     return fig

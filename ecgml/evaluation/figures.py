@@ -76,6 +76,24 @@ def save_figure(fig: Figure, path: str | Path, dpi: int = 150) -> Path:
     return path
 
 
+def _resamples(
+    truth: np.ndarray,
+    patient_ids: npt.ArrayLike | None,
+    plan: BootstrapPlan | None,
+    n_bootstrap: int,
+    seed: int,
+) -> tuple[np.ndarray, BootstrapPlan] | None:
+    """The patient ids and the patient-level resamples a curve's band is drawn from: ``plan``,
+    else ``n_bootstrap`` new ones; None without ids or resamples (no band)."""
+    if patient_ids is None or (plan is None and n_bootstrap <= 0):
+        return None
+    ids = as_ids(patient_ids)
+    check_same_length(y_true=truth, patient_ids=ids)
+    if plan is None:
+        plan = patient_bootstrap_indices(ids, truth, n_resamples=n_bootstrap, seed=seed)
+    return ids, plan
+
+
 def plot_roc(
     y_true: npt.ArrayLike,
     y_prob: npt.ArrayLike,
@@ -105,11 +123,9 @@ def plot_roc(
     auroc = float(roc_auc_score(truth, scores))
     text = f"AUROC {auroc:.2f}"
     band = None
-    if patient_ids is not None and (plan is not None or n_bootstrap > 0):
-        ids = as_ids(patient_ids)
-        check_same_length(y_true=truth, patient_ids=ids)
-        if plan is None:
-            plan = patient_bootstrap_indices(ids, truth, n_resamples=n_bootstrap, seed=seed)
+    resampled = _resamples(truth, patient_ids, plan, n_bootstrap, seed)
+    if resampled is not None:
+        ids, plan = resampled
         low, high = percentile_interval(bootstrap_auroc(plan, ids, truth, scores), level, "auroc")
         text += f" ({level:.0%} CI {low:.2f}–{high:.2f})"
         band = bootstrap_roc_band(plan, ids, truth, scores, level=level)
@@ -157,11 +173,9 @@ def plot_pr(
         color=color,
         label=f"{label}: {text}" if label else text,
     )
-    if patient_ids is not None and (plan is not None or n_bootstrap > 0):
-        ids = as_ids(patient_ids)
-        check_same_length(y_true=truth, patient_ids=ids)
-        if plan is None:
-            plan = patient_bootstrap_indices(ids, truth, n_resamples=n_bootstrap, seed=seed)
+    resampled = _resamples(truth, patient_ids, plan, n_bootstrap, seed)
+    if resampled is not None:
+        ids, plan = resampled
         grid, low, high = bootstrap_pr_band(plan, ids, truth, scores, level=level)
         ax.fill_between(
             grid, low, high, color=line.get_color(), alpha=0.2, lw=0, label=f"{level:.0%} band"

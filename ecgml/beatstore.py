@@ -28,6 +28,7 @@ import pandas as pd
 from ecgml import GROUPS
 from ecgml.ecgfile.signalcsv import guess_separator
 from ecgml.errors import EcgmlError
+from ecgml.packstore import PACKED, ROW_COLUMN, PackedSamples, PackedWriter, file_digest, is_packed
 from ecgml.signal.windows import BeatSet
 
 log = logging.getLogger("ecgml.data")
@@ -190,11 +191,12 @@ def validate_store_index(table: pd.DataFrame, path: Path, index: StoreIndex) -> 
     """The one validator of a store's index table (beat or record store): required columns,
     groups, unique ids (defaulting to the file column), serum bounds; every problem one
     :class:`EcgmlError` line naming the file, line and column. Returns a cleaned copy."""
-    _check_columns(table, path, index)
+    required = _required_columns(table, path, index)
+    _check_columns(table, path, index, required)
     if table.empty:
         raise EcgmlError(f"{path} lists no {index.unit}s: add one row per {index.unit} CSV")
     table = table.copy()
-    for column in index.required:
+    for column in required:
         blank = table[column].isna() | (table[column].astype(str).str.strip() == "")
         if blank.any():
             raise EcgmlError(
@@ -210,7 +212,9 @@ def validate_store_index(table: pd.DataFrame, path: Path, index: StoreIndex) -> 
             f": use one of {', '.join(VALID_GROUPS)}"
         )
     ids = table[index.id_column] if index.id_column in table.columns else table[index.file_column]
-    table[index.id_column] = ids.fillna(table[index.file_column]).astype(str)
+    if index.file_column in table.columns:
+        ids = ids.fillna(table[index.file_column])
+    table[index.id_column] = ids.astype(str)
     repeated = table[index.id_column].duplicated()
     if repeated.any():
         raise EcgmlError(
@@ -224,8 +228,25 @@ def validate_store_index(table: pd.DataFrame, path: Path, index: StoreIndex) -> 
     return table.reset_index(drop=True)
 
 
-def _check_columns(table: pd.DataFrame, path: Path, index: StoreIndex) -> None:
-    missing = [c for c in index.required if c not in table.columns]
+def _required_columns(table: pd.DataFrame, path: Path, index: StoreIndex) -> tuple[str, ...]:
+    """The index's required columns: a packed store's rows name their samples by
+    ``packed_row`` and their id, so its file column is optional."""
+    if ROW_COLUMN not in table.columns:
+        return index.required
+    if index.file_column not in table.columns and index.id_column not in table.columns:
+        raise EcgmlError(
+            f"{path} has {ROW_COLUMN} but neither {index.file_column} nor {index.id_column}: "
+            f"a packed store's index needs {index.id_column} (the id its samples are stored "
+            "under)"
+        )
+    extra = (index.id_column,) if index.file_column not in table.columns else ()
+    return (*(c for c in index.required if c != index.file_column), *extra)
+
+
+def _check_columns(
+    table: pd.DataFrame, path: Path, index: StoreIndex, required: tuple[str, ...]
+) -> None:
+    missing = [c for c in required if c not in table.columns]
     if not missing:
         return
     sep = guess_separator(str(table.columns[0])) if len(table.columns) == 1 else None
@@ -235,7 +256,7 @@ def _check_columns(table: pd.DataFrame, path: Path, index: StoreIndex) -> None:
             f"{table.columns[0]!r} was read): save {index.name} comma-separated"
         )
     raise EcgmlError(
-        f"{path} lacks column(s) {', '.join(missing)}: required are {', '.join(index.required)}"
+        f"{path} lacks column(s) {', '.join(missing)}: required are {', '.join(required)}"
     )
 
 
@@ -597,11 +618,13 @@ def load_beat_store(
     are refused either way.
     """
     root = Path(root).resolve()
-    if not skip_bad_beats and (root / MANIFEST).is_file():
+    if not skip_bad_beats and (root / MANIFEST).is_file() and not (root / PACKED).exists():
         check_listed_files(root)  # a missing file answers at its row, before the full parse
     manifest = read_manifest(root)
     info = read_store_meta(root, default_fs)
     limits = BeatLimits.of(info.fs, max_beat_s)
+    if is_packed(root, manifest):
+        return _load_packed(root, manifest, info, limits, skip_bad_beats)
     to_path = StorePaths(root)
     paths = [to_path(beat_file) for beat_file in manifest["beat_file"]]
     if skip_bad_beats:
@@ -619,6 +642,42 @@ def load_beat_store(
     if cache_file is not None and not cached:
         _write_packed(cache_file, beats)
     return BeatStore(root, manifest, beats, info, digest)
+
+
+def _load_packed(
+    root: Path, manifest: pd.DataFrame, info: StoreMeta, limits: BeatLimits, skipping: bool
+) -> BeatStore:
+    """A packed store's beats, sliced from ``samples.arrow`` (no cache needed). With
+    ``skipping`` (prediction) a beat that fails its checks is left out, else it stops the load."""
+    samples = PackedSamples.open(root / PACKED, "beat")
+    rows = samples.rows_for(manifest, "beat_id", root / MANIFEST)
+    beats, kept, skipped = [], [], []
+    for k, row in enumerate(rows):
+        beat = samples.signal(int(row))
+        try:
+            check_beat(beat, _r_of(manifest, k), limits, _packed_where(root, manifest, k))
+        except EcgmlError as err:
+            if not skipping:
+                raise
+            ids = manifest.iloc[k]
+            skipped.append(SkippedBeat(k, str(ids["beat_id"]), str(ids["patient_id"]), str(err)))
+            continue
+        beats.append(beat)
+        kept.append(k)
+    meta = manifest.iloc[kept] if skipped else manifest
+    return BeatStore(root, meta, beats, info, packed_digest(root, MANIFEST), skipped)
+
+
+def _packed_where(root: Path, manifest: pd.DataFrame, row: int) -> str:
+    return f"{root / MANIFEST} line {row + 2} (beat {manifest['beat_id'].iloc[row]})"
+
+
+def packed_digest(root: Path, index_name: str) -> str:
+    """SHA-256 over a packed store's index, ``beatstore.json`` and ``samples.arrow``."""
+    digest = hashlib.sha256((root / index_name).read_bytes())
+    if (root / META_FILE).is_file():
+        digest.update(read_capped(root / META_FILE, MAX_META_BYTES, "a small JSON file"))
+    return str(file_digest(root / PACKED, digest).hexdigest()[:16])
 
 
 def _load_skipping(
@@ -690,8 +749,11 @@ def write_beat_store(
     pre_r_ms: float | None = None,
     post_r_ms: float | None = None,
     beats_subdir: str = "beats",
+    packed: bool = False,
+    dtype: str = "int16",
 ) -> Path:
-    """Write a beat store into ``root``.
+    """Write a beat store into ``root``: one CSV per beat, or with ``packed`` every beat in
+    ``samples.arrow`` (:mod:`ecgml.packstore`, samples as ``dtype``) and no beat CSV.
 
     ``rows`` holds one row per beat with at least ``patient_id`` and ``group`` (plus any
     optional manifest columns); ``beat_id`` defaults to ``<patient_id>_<k>``. The manifest is
@@ -704,19 +766,44 @@ def write_beat_store(
     if "beat_id" not in rows.columns:
         rows["beat_id"] = rows.groupby("patient_id").cumcount().map("{:02d}".format)
         rows["beat_id"] = rows["patient_id"].astype(str) + "_" + rows["beat_id"]
-    (root / beats_subdir).mkdir(parents=True, exist_ok=True)
-    beat_files = []
-    for beat_id, samples in zip(rows["beat_id"], beats, strict=True):
-        rel = f"{beats_subdir}/{beat_id}.csv"
-        _write_text_atomic(root / rel, _beat_csv_text(samples))
-        beat_files.append(rel)
-    rows.insert(0, "beat_file", beat_files)
+    root.mkdir(parents=True, exist_ok=True)
+    if packed:
+        rows[ROW_COLUMN] = pack_beats(root / PACKED, rows["beat_id"], beats, fs, dtype)
+    else:
+        rows.insert(0, "beat_file", _write_beat_csvs(root, beats_subdir, rows["beat_id"], beats))
     columns = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in rows.columns]
     columns += [c for c in rows.columns if c not in columns]
     meta = {"fs": float(fs), "units": "mV", "pre_r_ms": pre_r_ms, "post_r_ms": post_r_ms}
     _write_text_atomic(root / META_FILE, json.dumps(meta, indent=2) + "\n")
     _write_text_atomic(root / MANIFEST, rows[columns].to_csv(index=False))
     return root
+
+
+def _write_beat_csvs(
+    root: Path, subdir: str, beat_ids: Sequence[str], beats: Sequence[np.ndarray]
+) -> list[str]:
+    (root / subdir).mkdir(parents=True, exist_ok=True)
+    beat_files = []
+    for beat_id, samples in zip(beat_ids, beats, strict=True):
+        rel = f"{subdir}/{beat_id}.csv"
+        _write_text_atomic(root / rel, _beat_csv_text(samples))
+        beat_files.append(rel)
+    return beat_files
+
+
+def pack_beats(
+    path: Path,
+    beat_ids: Sequence[str],
+    beats: Sequence[np.ndarray],
+    fs: float,
+    dtype: str = "int16",
+) -> list[int]:
+    """Every beat into the packed file ``path`` (atomic); returns each beat's row."""
+    with PackedWriter(path, "beat", dtype) as writer:
+        pairs = zip(beat_ids, beats, strict=True)
+        rows = [writer.add(beat_id, beat, fs, ()) for beat_id, beat in pairs]
+        writer.commit()
+    return rows
 
 
 def _beat_csv_text(samples: np.ndarray) -> str:

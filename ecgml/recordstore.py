@@ -22,9 +22,10 @@ import logging
 import os
 import stat
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +39,7 @@ from ecgml.beatstore import (
 from ecgml.ecgfile import EcgFileProblem
 from ecgml.ecgfile.signalcsv import parse_signal_csv
 from ecgml.errors import EcgmlError
+from ecgml.packstore import PACKED, ROW_COLUMN, PackedSamples, PackedWriter, is_packed
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +193,55 @@ def read_record_csv(path: Path) -> tuple[float, tuple[str, ...], np.ndarray]:
     return table.fs, table.leads, table.signal.astype(np.float32)
 
 
+class RecordReader:
+    """One record's ``(fs, leads, signal)``: from ``samples.arrow`` for a row with a
+    ``packed_row``, else from its ``record_file`` CSV. A row without either is a
+    :class:`RecordProblem`; a packed file that disagrees with the table stops the load."""
+
+    def __init__(self, root: Path, table: pd.DataFrame) -> None:
+        self.root = root
+        self.rows: np.ndarray | None = None
+        self.samples: PackedSamples | None = None
+        if is_packed(root, table):
+            self.samples = PackedSamples.open(root / PACKED, "record")
+            listed = table[ROW_COLUMN].notna().to_numpy()
+            rows = np.full(len(table), -1, dtype=np.int64)
+            index_rows = self.samples.rows_for(table[listed], "record_id", root / RECORDS)
+            rows[listed] = index_rows
+            self.rows = rows
+
+    def __call__(self, row: int, item: Any) -> tuple[float, tuple[str, ...], np.ndarray]:
+        if self.samples is not None and self.rows is not None and self.rows[row] >= 0:
+            return self._packed(int(self.rows[row]))
+        listed = getattr(item, "record_file", None)
+        if not isinstance(listed, str) or not listed.strip():
+            raise RecordProblem("neither a packed row nor a record_file")
+        return read_record_csv(record_path(self.root, listed))
+
+    def _packed(self, row: int) -> tuple[float, tuple[str, ...], np.ndarray]:
+        assert self.samples is not None
+        fs, names = float(self.samples.fs[row]), self.samples.lead_names(row)
+        unknown = [name for name in names if name not in LEADS]
+        if unknown:
+            raise RecordProblem(f"unknown lead name(s) {', '.join(unknown)}")
+        signal = self.samples.signal(row)
+        duration = signal.shape[1] / fs
+        if duration < MIN_DURATION_S:
+            raise RecordProblem(f"{duration:.2f} s long: shorter than {MIN_DURATION_S:g} s")
+        return fs, names, signal
+
+
+def pack_records(
+    root: Path, items: Iterable[tuple[str, float, Sequence[str], np.ndarray]]
+) -> list[int]:
+    """``(record_id, fs, leads, signal (n_leads, n) mV)`` items into ``root/samples.arrow``
+    (atomic); returns each record's row, for ``records.csv``'s ``packed_row``."""
+    with PackedWriter(root / PACKED, "record") as writer:
+        rows = [writer.add(record_id, signal, fs, leads) for record_id, fs, leads, signal in items]
+        writer.commit()
+    return rows
+
+
 def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> RecordStore:
     """Every usable record of the store at ``root`` (``leads``: those every record must hold).
 
@@ -200,12 +251,12 @@ def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> R
     """
     root = Path(root)
     table = read_records_table(root)
+    read = RecordReader(root, table)
     kept: list[tuple[int, Record]] = []
     skipped: list[SkippedRecord] = []
     for row, item in enumerate(table.itertuples(index=False)):
-        path = record_path(root, item.record_file)
         try:
-            fs, names, signal = read_record_csv(path)
+            fs, names, signal = read(row, item)
             if leads is not None:
                 missing = [name for name in leads if name not in names]
                 if missing:

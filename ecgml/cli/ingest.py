@@ -66,7 +66,16 @@ def settings_from_config(cfg: DictConfig) -> IngestSettings:
         hash_salt=None if cfg.get("hash_salt") is None else str(cfg.hash_salt),
         n_jobs=int(cfg.n_jobs) if cfg.get("n_jobs") else min(os.cpu_count() or 1, MAX_WORKERS),
         progress=bool(cfg.get("progress", True)),
+        pack=_pack_dtype(cfg.get("pack", "int16")),
     )
+
+
+def _pack_dtype(value: Any) -> str | None:
+    if value in (None, "none", False):
+        return None
+    if str(value) not in ("int16", "float32"):
+        raise EcgmlError(f"pack={value!r}: use int16, float32 or null (CSV files only)")
+    return str(value)
 
 
 def _itemids(node: Any) -> dict[str, tuple[int, ...]]:

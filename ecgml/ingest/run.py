@@ -37,6 +37,7 @@ from ecgml.ingest.reading import Cutting, read_all
 from ecgml.ingest.sources import find_sources
 from ecgml.outputs import check_replaceable, move_into_place, new_temp, refuse_overlap
 from ecgml.outputs.workers import map_isolated
+from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import RECORDS, save_records_table
 
 log = logging.getLogger("ecgml.ingest")
@@ -75,6 +76,8 @@ class IngestSettings:
     hash_salt: str | None = None
     n_jobs: int = 1
     progress: bool = True
+    #: ``samples.arrow``'s sample type (``int16`` whole µV, ``float32``), or None: CSVs only.
+    pack: str | None = "int16"
 
 
 @dataclass
@@ -164,6 +167,8 @@ def write_store(
     (tmp / "signals").mkdir()
     _write_signals(tmp, staging, kept, settings)
     records = _records_frame(kept, salt)
+    if settings.pack:
+        records[ROW_COLUMN] = _pack_signals(tmp, staging, kept, settings)
     save_records_table(tmp, records)
     _write_excluded(tmp, excluded, labs, salt)
     report = IngestReport(
@@ -190,6 +195,23 @@ def _write_signals(tmp: Path, staging: Path, kept: pd.DataFrame, settings: Inges
             bar.update(1)
     finally:
         bar.close()
+
+
+def _pack_signals(
+    tmp: Path, staging: Path, kept: pd.DataFrame, settings: IngestSettings
+) -> list[int]:
+    """Every staged window into ``tmp/samples.arrow`` (the store's packed samples), in
+    ``records.csv`` order; returns each record's ``packed_row``."""
+    items = zip(kept["record_id"], kept["staging_file"], kept["leads"], strict=True)
+    bar = tqdm(total=len(kept), desc="pack", unit="ECG", disable=not settings.progress)
+    with bar, PackedWriter(tmp / PACKED, "record", str(settings.pack)) as writer:
+        rows = []
+        for record_id, staging_file, leads in items:
+            signal = np.load(staging / staging_file, allow_pickle=False)
+            rows.append(writer.add(str(record_id), signal, settings.cutting.fs, leads))
+            bar.update(1)
+        writer.commit()
+    return rows
 
 
 def _write_failed(job: tuple[str, str, tuple[str, ...]], why: str) -> str:

@@ -17,7 +17,7 @@ import math
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -33,7 +33,8 @@ from tqdm import tqdm
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
 from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
-from ecgml.recordstore import write_records_csv
+from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
+from ecgml.recordstore import records_table, save_records_table
 from ecgml.schemas import plain_dict
 from ecgml.signal import extract_windows
 from ecgml.synth.physiology import sample_patient
@@ -166,7 +167,23 @@ def build_patient(task: PatientTask) -> dict[str, Any]:
             row["source_image"] = f"images/{image_row['image_file']}"
     row = patient.row()
     row["n_beats"] = len(beat_rows)
-    return {"patient": row, "beats": beats, "beat_rows": beat_rows, "image": image_row}
+    stored = TWELVE_LEADS if cfg["twelve_lead"] else ("II",)
+    signal = [recording.leads[k] if cfg["twelve_lead"] else recording.lead_ii for k in stored]
+    record = (task.patient_id, as_written(np.stack(signal)), fs, stored)
+    beats = [as_written(beat) for beat in beats]
+    return {
+        "patient": row,
+        "beats": beats,
+        "beat_rows": beat_rows,
+        "image": image_row,
+        "record": record,
+    }
+
+
+def as_written(samples: np.ndarray) -> np.ndarray:
+    """``samples`` as the cohort's CSVs hold them (mV to 0.01 µV), so the packed stores and the
+    signal CSVs agree bit for bit once read as float32."""
+    return np.rint(np.asarray(samples, dtype=np.float64) * 1e5) / 1e5
 
 
 def _write_signal(path: Path, samples: np.ndarray, fs: float) -> None:
@@ -333,11 +350,14 @@ def _build_into(
     for sub in subfolders:  # workers write only into these (never re-create a removed folder)
         (folder / sub).mkdir(parents=True, exist_ok=True)
     tasks = plan_patients(cfg, folder)
-    results = _run_tasks(tasks, n_jobs, progress)
+    with PackedWriter(folder / PACKED, "record", "float32") as records:
+        results = _run_tasks(tasks, n_jobs, progress, lambda r: records.add(*r.pop("record")))
+        records.commit()
     patients = pd.DataFrame([r["patient"] for r in results])
     patients = patients[_patient_columns(patients)]
     patients.to_csv(folder / "patients.csv", index=False, float_format="%.6g")
-    write_records_csv(folder, patients, bool(cfg["twelve_lead"]))  # the record store
+    table = records_table(patients, "signals12" if cfg["twelve_lead"] else "signals")
+    save_records_table(folder, table.assign(**{ROW_COLUMN: range(len(table))}))
     if cfg["images"]:
         images = pd.DataFrame([r["image"] for r in results])
         images.to_csv(folder / "images" / "images.csv", index=False, float_format="%.6g")
@@ -346,7 +366,14 @@ def _build_into(
     if not cfg["images"]:
         rows = rows.drop(columns="source_image")
     write_beat_store(
-        folder / "beats", beats, rows, float(cfg["fs"]), cfg["pre_r_ms"], cfg["post_r_ms"]
+        folder / "beats",
+        beats,
+        rows,
+        float(cfg["fs"]),
+        cfg["pre_r_ms"],
+        cfg["post_r_ms"],
+        packed=True,
+        dtype="float32",  # the values the CSVs would hold, bit for bit
     )
     meta = {
         "created_by": "ecgml.synth",
@@ -369,8 +396,13 @@ def _patient_columns(patients: pd.DataFrame) -> list[str]:
 
 
 def _run_tasks(
-    tasks: list[PatientTask], n_jobs: int | None, progress: bool
+    tasks: list[PatientTask],
+    n_jobs: int | None,
+    progress: bool,
+    consume: Callable[[dict[str, Any]], Any],
 ) -> list[dict[str, Any]]:
+    """Every patient built, in order; ``consume`` sees each result as it arrives (and may take
+    its bulky parts out of it, so they never pile up)."""
     workers = _worker_count(n_jobs, len(tasks))
     bar = tqdm(total=len(tasks), desc="synth cohort", unit="patient", disable=not progress)
     with bar:
@@ -378,6 +410,7 @@ def _run_tasks(
             results = []
             for task in tasks:
                 results.append(build_patient(task))
+                consume(results[-1])
                 bar.update()
             return results
         # fork is fast, but not safe once torch has started its thread pools.
@@ -388,6 +421,7 @@ def _run_tasks(
             results = []
             for result in pool.map(build_patient, tasks, chunksize=chunk):
                 results.append(result)
+                consume(result)
                 bar.update()
         except BaseException:  # Ctrl-C or a failed patient: no worker may write on
             stop_pool(pool)

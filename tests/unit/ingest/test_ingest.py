@@ -92,6 +92,12 @@ def test_the_ingested_store_loads_as_a_record_store(ingested: tuple) -> None:
     _, _, store, _ = ingested
     loaded = load_record_store(store)
     assert len(loaded) == 20 and loaded.fs == 500 and not loaded.skipped
+    table = pd.read_csv(store / "records.csv", dtype={"record_id": str})
+    assert (store / "samples.arrow").is_file() and table["packed_row"].tolist() == list(range(20))
+    for record, listed in zip(loaded.records, table["record_file"], strict=True):
+        _, leads, written = read_record_csv(store / listed)  # the CSV copy of the same window
+        assert record.leads == leads
+        np.testing.assert_allclose(record.signal, written, atol=0.0005 + 1e-6)  # int16: 1 µV
 
 
 # --------------------------------------------------------------------------- bad input
@@ -219,7 +225,8 @@ def test_hashed_patient_ids_never_reach_the_store(tmp_path: Path) -> None:
     ingest(_settings(ecgs / "index.csv", labs, tmp_path / "b", hash_ids=True, hash_salt="s3cret"))
     ids = [pd.read_csv(tmp_path / d / "records.csv", dtype=str)["patient_id"][0] for d in "ab"]
     assert ids[0] == ids[1] and len(ids[0]) == 16 and first.n_records == 1
-    text = "".join(p.read_text() for p in (tmp_path / "a").rglob("*") if p.is_file())
+    files = (p for p in (tmp_path / "a").rglob("*") if p.is_file())
+    text = "".join(p.read_bytes().decode("utf-8", "replace") for p in files)  # samples.arrow too
     assert "MRN-7734" not in text
 
 

@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 from ecgml import CONF_DIR
 from ecgml.beatstore import load_beat_store
 from ecgml.errors import EcgmlError
+from ecgml.packstore import PACKED, ROW_COLUMN
+from ecgml.recordstore import load_record_store, read_record_csv
 from ecgml.synth import build_cohort, config_hash, ensure_cohort
 from ecgml.synth.cohort import cohort_config
 from ecgml.synth.physiology import NEUTRAL_EFFECTS, sample_patient
@@ -77,6 +79,24 @@ def test_cohort_folder_layout_and_group_counts(small_cohort: Path) -> None:
 
     meta = json.loads((small_cohort / "cohort.json").read_text())
     assert meta["n_patients"] == len(patients) and meta["seed"] == 1234
+
+
+def test_the_cohort_stores_are_packed_and_agree_with_its_signal_csvs(small_cohort: Path) -> None:
+    assert (small_cohort / "beats" / PACKED).is_file() and (small_cohort / PACKED).is_file()
+    assert not (small_cohort / "beats" / "beats").exists()  # no CSV per beat
+    assert "beat_file" not in pd.read_csv(small_cohort / "beats" / "manifest.csv").columns
+    records = load_record_store(small_cohort)
+    table = pd.read_csv(small_cohort / "records.csv")
+    assert table[ROW_COLUMN].tolist() == list(range(len(table)))
+    for record, listed in zip(records.records, table["record_file"], strict=True):
+        _, leads, signal = read_record_csv(small_cohort / listed)
+        assert record.leads == leads == ("II",)
+        np.testing.assert_array_equal(record.signal, signal)  # bit for bit
+    store = load_beat_store(small_cohort / "beats")
+    row = store.meta.iloc[0]
+    r = int(row.record_r_index)
+    written = read_record_csv(small_cohort / "signals" / f"{row.patient_id}.csv")[2][0]
+    np.testing.assert_array_equal(store.beats[0], written[r - 125 : r + 325])
 
 
 def test_beats_are_cut_at_the_true_r_peaks(small_cohort: Path) -> None:

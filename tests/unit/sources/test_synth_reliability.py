@@ -140,7 +140,7 @@ PARENT_SCRIPT = textwrap.dedent(
         time.sleep(60)
 
     cohort.build_patient = slow_patient
-    cohort._run_tasks(list(range(cohort.MIN_PATIENTS_FOR_POOL)), 2, False)
+    cohort._run_tasks(list(range(cohort.MIN_PATIENTS_FOR_POOL)), 2, False, print)
     """
 )
 

@@ -14,6 +14,7 @@ cumulative weighted sums per resample (the Mann–Whitney statistic with ties co
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -118,20 +119,58 @@ def strata_bootstrap_plan(
     return _stratified_plan(unique, per_patient.astype(np.int64), int(n_resamples), seed)
 
 
+#: Draws made at once while building a plan (bounds its memory at ~32 MB of int64).
+_DRAWS_PER_BLOCK = 1 << 22
+#: Plans kept for reuse (the test split's beats and patients, its subgroups' parents share one).
+_PLAN_CACHE: dict[tuple[str, int, int], BootstrapPlan] = {}
+_PLAN_CACHE_SIZE = 2
+
+
 def _stratified_plan(
     unique: np.ndarray, strata: np.ndarray, n_resamples: int, seed: int
 ) -> BootstrapPlan:
+    key = (_digest(unique, strata), n_resamples, int(seed))
+    cached = _PLAN_CACHE.get(key)
+    if cached is not None:
+        return cached
     rng = np.random.default_rng(seed)
     counts = np.zeros((n_resamples, unique.size), dtype=np.int32)
     for label in np.unique(strata):
         members = np.flatnonzero(strata == label)
-        if members.size == 0:
+        if members.size:
+            counts[:, members] = _stratum_counts(rng, n_resamples, members.size)
+    counts.flags.writeable = False  # shared by every caller of the cached plan
+    plan = BootstrapPlan(patient_ids=unique, strata=strata, counts=counts, seed=int(seed))
+    if len(_PLAN_CACHE) >= _PLAN_CACHE_SIZE:
+        _PLAN_CACHE.pop(next(iter(_PLAN_CACHE)))
+    _PLAN_CACHE[key] = plan
+    return plan
+
+
+def _stratum_counts(rng: np.random.Generator, n_resamples: int, size: int) -> np.ndarray:
+    """How often each of ``size`` patients is drawn in each resample (``size`` draws with
+    replacement per resample). Drawn in blocks of rows, which consume the generator exactly as
+    one ``(n_resamples, size)`` draw would, and counted row by row: cache-friendly, and memory
+    bounded by the block instead of the whole plan."""
+    counts = np.empty((n_resamples, size), dtype=np.int32)
+    rows = max(1, _DRAWS_PER_BLOCK // size)
+    for start in range(0, n_resamples, rows):
+        draws = rng.integers(0, size, size=(min(rows, n_resamples - start), size))
+        if size < 256:  # small strata: one bincount over the whole block is cheaper
+            flat = draws + (np.arange(len(draws)) * size)[:, None]
+            block = np.bincount(flat.ravel(), minlength=len(draws) * size)
+            counts[start : start + len(draws)] = block.reshape(len(draws), size)
             continue
-        draws = rng.integers(0, members.size, size=(n_resamples, members.size))
-        flat = draws + (np.arange(n_resamples) * members.size)[:, None]
-        stratum_counts = np.bincount(flat.ravel(), minlength=n_resamples * members.size)
-        counts[:, members] = stratum_counts.reshape(n_resamples, members.size)
-    return BootstrapPlan(patient_ids=unique, strata=strata, counts=counts, seed=int(seed))
+        for k, row in enumerate(draws):
+            counts[start + k] = np.bincount(row, minlength=size)
+    return counts
+
+
+def _digest(unique: np.ndarray, strata: np.ndarray) -> str:
+    digest = hashlib.sha256(np.ascontiguousarray(unique).tobytes())
+    digest.update(str(unique.dtype).encode())
+    digest.update(np.ascontiguousarray(strata, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def _chunks(n_resamples: int, n_beats: int) -> list[slice]:
@@ -160,8 +199,24 @@ def bootstrap_confusion(
         [np.bincount(cols, weights=cell, minlength=plan.n_patients) for cell in cells.values()],
         axis=1,
     )
-    totals = plan.counts @ per_patient.astype(np.int64)
+    totals = _integer_matmul(plan.counts, per_patient)
     return {name: totals[:, i] for i, name in enumerate(cells)}
+
+
+def _integer_matmul(counts: np.ndarray, per_patient: np.ndarray) -> np.ndarray:
+    """``counts @ per_patient`` for whole numbers, through float32 BLAS in chunks of resamples:
+    exact while every sum stays below 2**24 (checked), and far faster than numpy's integer
+    matmul, which has no BLAS."""
+    right = per_patient.astype(np.float32)
+    if (
+        float(np.abs(per_patient).sum(axis=0).max(initial=0.0)) * float(counts.max(initial=0))
+        >= 2**24
+    ):
+        return counts.astype(np.int64) @ per_patient.astype(np.int64)
+    out = np.empty((counts.shape[0], per_patient.shape[1]), dtype=np.int64)
+    for chunk in _chunks(counts.shape[0], counts.shape[1]):
+        out[chunk] = np.rint(counts[chunk].astype(np.float32) @ right)
+    return out
 
 
 def f1_from_counts(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:

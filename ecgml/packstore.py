@@ -227,35 +227,41 @@ class PackedSamples:
         """Open and check the file's structure (its rows, offsets and format version); a
         missing, truncated, corrupted, foreign or newer file is one line naming it."""
         path = Path(path)
-        root = path.parent
         try:
-            reader = ipc.open_file(pa.memory_map(str(path)))
-            batches = [reader.get_batch(k) for k in range(reader.num_record_batches)]
+            return cls._open(path, unit)
+        except EcgmlError:
+            raise
         except FileNotFoundError:
-            raise EcgmlError(f"{path} is missing: {REPACK.format(root=root)}") from None
-        except (OSError, pa.ArrowException) as err:
+            raise EcgmlError(f"{path} is missing: {REPACK.format(root=path.parent)}") from None
+        except (OSError, pa.ArrowException, ValueError, KeyError, IndexError, TypeError) as err:
             raise EcgmlError(
                 f"{path} is not a readable packed store ({_one_line(err)}): it is truncated or "
-                f"corrupted; {REPACK.format(root=root)}, or restore the folder"
+                f"corrupted; {REPACK.format(root=path.parent)}, or restore the folder"
             ) from None
+
+    @classmethod
+    def _open(cls, path: Path, unit: str) -> PackedSamples:
+        reader = ipc.open_file(pa.memory_map(str(path)))
         _check_schema(path, reader.schema, unit)
+        batches = [reader.get_batch(k) for k in range(reader.num_record_batches)]
+        for batch in batches:  # offsets, lengths and text: never index out of a buffer
+            batch.validate(full=True)
         scale = float((reader.schema.metadata or {}).get(b"ecgml.scale_mv", b"1"))
-        values, offsets = [], []
-        for batch in batches:
-            mv = batch.column("mv")
-            values.append(mv.values.to_numpy(zero_copy_only=True))
-            offsets.append(_checked_offsets(path, mv))
+        if scale not in (1.0, INT16_STEP_MV):
+            raise ValueError(f"unknown sample scale {scale!r}")
+        values = [b.column("mv").values.to_numpy(zero_copy_only=True) for b in batches]
+        offsets = [_checked_offsets(path, b.column("mv")) for b in batches]
         counts = [batch.num_rows for batch in batches]
+
+        def column(name: str) -> list[np.ndarray]:
+            return [b.column(name).to_numpy(zero_copy_only=False) for b in batches]
+
         return cls(
             path=path,
             unit=unit,
-            ids=np.concatenate([b.column("id").to_numpy(zero_copy_only=False) for b in batches])
-            if batches
-            else np.zeros(0, dtype=object),
-            fs=np.concatenate([b.column("fs").to_numpy() for b in batches])
-            if batches
-            else np.zeros(0),
-            leads=[name for b in batches for name in b.column("leads").to_pylist()],
+            ids=np.concatenate(column("id")) if batches else np.zeros(0, dtype=object),
+            fs=np.concatenate(column("fs")) if batches else np.zeros(0),
+            leads=[name or "" for b in batches for name in b.column("leads").to_pylist()],
             scale=scale,
             _values=values,
             _offsets=offsets,
@@ -285,6 +291,11 @@ class PackedSamples:
         values = raw.astype(np.float32)
         if self.scale != 1.0:
             values *= np.float32(self.scale)
+        elif not np.isfinite(values).all():  # float32 files only: int16 is always finite
+            raise EcgmlError(
+                f"{self.path} row {row} ({self.ids[row]}) holds NaN or infinite samples: the "
+                f"file is corrupted; {REPACK.format(root=self.path.parent)}"
+            )
         n_leads = len(self.lead_names(row))
         if not n_leads:  # a beat: one lead, named by its store
             return values
@@ -323,7 +334,13 @@ class PackedSamples:
 def _check_schema(path: Path, schema: pa.Schema, unit: str) -> None:
     meta = schema.metadata or {}
     version = meta.get(b"ecgml.format")
-    if version is None or schema.names != ["id", "fs", "leads", "mv"]:
+    types = [str(field.type) for field in schema]
+    expected = [["string"], ["double"], ["string"], ["list<item: int16>", "list<item: float>"]]
+    if (
+        version is None
+        or schema.names != ["id", "fs", "leads", "mv"]
+        or not all(t in allowed for t, allowed in zip(types, expected, strict=True))
+    ):
         raise EcgmlError(
             f"{path} is not an ecgml packed store (columns {schema.names}): "
             f"{REPACK.format(root=path.parent)}"

@@ -221,6 +221,8 @@ class RecordReader:
     def _packed(self, row: int) -> tuple[float, tuple[str, ...], np.ndarray]:
         assert self.samples is not None
         fs, names = float(self.samples.fs[row]), self.samples.lead_names(row)
+        if not 50.0 <= fs <= 10_000.0:  # NaN included
+            raise RecordProblem(f"sampling rate {fs:g} Hz in {PACKED} is implausible")
         unknown = [name for name in names if name not in LEADS]
         if unknown:
             raise RecordProblem(f"unknown lead name(s) {', '.join(unknown)}")

@@ -122,11 +122,13 @@ def test_truncated_foreign_and_newer_files_are_one_line(csv_store: Path, tmp_pat
         EcgmlError, match=r"samples.arrow is not a readable packed store .*truncated"
     ):
         load_beat_store(packed)
-    table = pa.table({"id": ["x"], "fs": [500.0], "leads": [""], "mv": [[1, 2]]})
+    mv = pa.array([[1, 2]], pa.list_(pa.int16()))
+    table = pa.table({"id": ["x"], "fs": [500.0], "leads": [""], "mv": mv})
     for metadata, message in (
         ({"ecgml.format": "2", "ecgml.unit": "beat"}, "written by a newer ecgml"),
         ({"ecgml.format": "1", "ecgml.unit": "record"}, "packs records, not beats"),
         ({}, "not an ecgml packed store"),
+        ({"ecgml.format": "1", "ecgml.unit": "beat", "ecgml.scale_mv": "7"}, "unknown sample"),
     ):
         with ipc.new_file(str(packed / PACKED), table.schema.with_metadata(metadata)) as out:
             out.write_table(table)

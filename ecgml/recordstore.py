@@ -33,6 +33,7 @@ import pandas as pd
 from ecgml import TWELVE_LEADS
 from ecgml.beatstore import (
     StoreIndex,
+    packed_digest,
     read_store_csv,
     validate_store_index,
 )
@@ -91,6 +92,9 @@ class RecordStore:
     records: list[Record]
     fs: float
     skipped: list[SkippedRecord] = field(default_factory=list)
+    #: SHA-256 (16 hex) of a packed store's index and samples ("" for a CSV store): what the
+    #: cut beats are cached under.
+    digest: str = ""
 
     def __len__(self) -> int:
         return len(self.records)
@@ -286,8 +290,14 @@ def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> R
     rows = [row for row, _ in consistent]
     meta = table.iloc[rows].reset_index(drop=True)
     meta["source_row"] = rows
+    digest = packed_digest(root, RECORDS) if read.samples is not None else ""
     return RecordStore(
-        root, meta, [record for _, record in consistent], fs, sorted(skipped, key=lambda s: s.row)
+        root,
+        meta,
+        [record for _, record in consistent],
+        fs,
+        sorted(skipped, key=lambda s: s.row),
+        digest,
     )
 
 

@@ -13,7 +13,12 @@ records all fall into one subset.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import os
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -240,6 +245,106 @@ def cut_store(
     return meta, cut, sorted(skipped, key=lambda s: s.row)
 
 
+#: Bump when cutting changes for the same record and options (invalidates cached cuts).
+CUT_VERSION = 1
+
+
+def cached_cut(
+    store: RecordStore, leads: tuple[str, ...], data_cfg: Any
+) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]]:
+    """:func:`cut_store`, cached in ``data.cache_dir`` for a packed store (keyed by its digest,
+    the leads and the cutting options): the R-peaks of every record are found once, not on
+    every run or sweep trial. A damaged cache file is rebuilt; a CSV store is cut every time."""
+    cache_dir = data_cfg.get("cache_dir")
+    if not store.digest or not cache_dir:
+        return cut_store(store, leads, data_cfg)
+    settings = {
+        "store": store.digest,
+        "leads": list(leads),
+        "baseline": str(data_cfg.get("baseline", "none")),
+        "version": CUT_VERSION,
+        **record_options(data_cfg),
+    }
+    key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    path = Path(str(cache_dir)) / f"cuts-{key}.npz"
+    cached = _read_cuts(path, store)
+    if cached is not None:
+        return cached
+    meta, cut, skipped = cut_store(store, leads, data_cfg)
+    _write_cuts(path, store, meta, cut, skipped)
+    return meta, cut, skipped
+
+
+def _write_cuts(
+    path: Path,
+    store: RecordStore,
+    meta: pd.DataFrame,
+    cut: list[RecordBeats],
+    skipped: list[SkippedRecord],
+) -> None:
+    position = pd.Series(np.arange(len(store.meta)), index=store.meta["record_id"])
+    arrays = {
+        "rows": position.loc[meta["record_id"]].to_numpy(np.int64),
+        "n_beats": np.array([len(item.beats) for item in cut], np.int64),
+        "beats": np.concatenate([item.beats.reshape(-1) for item in cut]),
+        "beat_shape": np.array(cut[0].beats.shape[1:], np.int64),
+        "strips": np.stack([item.strip for item in cut]).astype(np.float32),
+        "r_offsets": np.array([item.r_offset for item in cut], np.int64),
+        "n_rejected": np.array([item.n_rejected for item in cut], np.int64),
+        "skipped_rows": np.array([item.row for item in skipped], np.int64),
+        "skipped_text": np.array(
+            [f"{item.record_id}\t{item.patient_id}\t{item.reason}" for item in skipped], str
+        ),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+        os.close(fd)
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    except OSError as err:  # a cache that cannot be written only costs the next run its time
+        log.warning("cut beats not cached in %s (%s)", path.parent, err.strerror or err)
+
+
+def _read_cuts(
+    path: Path, store: RecordStore
+) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]] | None:
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+        rows, counts = arrays["rows"], arrays["n_beats"]
+        shape = tuple(int(v) for v in arrays["beat_shape"])
+        ends = np.cumsum(counts * int(np.prod(shape)))
+        flat = arrays["beats"]
+        if ends[-1] != flat.size or rows.max() >= len(store.meta) or len(rows) != len(counts):
+            raise ValueError("its arrays do not fit together")
+        pieces = np.split(flat, ends[:-1])
+        cut = [
+            RecordBeats(piece.reshape(-1, *shape), strip, int(r), int(rejected))
+            for piece, strip, r, rejected in zip(
+                pieces, arrays["strips"], arrays["r_offsets"], arrays["n_rejected"], strict=True
+            )
+        ]
+        skipped = [
+            SkippedRecord(int(row), *text.split("\t", 2))
+            for row, text in zip(arrays["skipped_rows"], arrays["skipped_text"], strict=True)
+        ]
+    except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as err:
+        log.warning("cut beats cache %s is unusable (%s): cutting again", path, err)
+        path.unlink(missing_ok=True)
+        return None
+    meta = store.meta.iloc[rows].reset_index(drop=True)
+    meta["n_beats"] = counts
+    meta["n_rejected_beats"] = arrays["n_rejected"]
+    read_already = {item.row for item in store.skipped}  # load_record_store said these
+    for item in skipped:
+        if item.row not in read_already:
+            log.warning("record %s skipped: %s", item.record_id, item.reason)
+    return meta, cut, skipped
+
+
 def record_options(data_cfg: Any) -> dict[str, Any]:
     return {
         "strip_fs": float(data_cfg.get("strip_fs", DEFAULT_STRIP_FS) or DEFAULT_STRIP_FS),
@@ -259,7 +364,7 @@ def build_record_table(
 ) -> RecordTable:
     """Cut, label and split the records of ``store`` for ``task`` (patient-level split)."""
     leads = resolve_leads(data_cfg.get("leads"))
-    meta, cut, skipped = cut_store(store, leads, data_cfg)
+    meta, cut, skipped = cached_cut(store, leads, data_cfg)
     meta["beat_id"] = meta["record_id"]  # the labels/split helpers key rows by beat_id
     selected, summary = task.labels(meta, disorder_cfg, str(store.root / RECORDS))
     splits = assign_splits(selected, split_cfg, store_universe(meta))

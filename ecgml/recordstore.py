@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 import pandas as pd
@@ -83,13 +83,52 @@ class Record:
         return self.signal.shape[1] / self.fs
 
 
+@dataclass(frozen=True)
+class PackedRecord:
+    """A usable record of ``samples.arrow``, without its samples: ``packed_row`` says where."""
+
+    record_id: str
+    patient_id: str
+    fs: float
+    leads: tuple[str, ...]
+    packed_row: int
+
+
+class StoreRecords(Sequence[Record]):
+    """A store's kept records in order: a packed record's samples are sliced from the mapped
+    file on access, so a store larger than memory loads; CSV records are held whole."""
+
+    def __init__(self, items: list[Record | PackedRecord], samples: PackedSamples | None) -> None:
+        self._items = items
+        self._samples = samples
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Record]: ...
+
+    def __getitem__(self, index: int | slice) -> Record | list[Record]:
+        if isinstance(index, slice):
+            return [self[k] for k in range(*index.indices(len(self)))]
+        item = self._items[index]
+        if isinstance(item, Record):
+            return item
+        assert self._samples is not None
+        signal = self._samples.signal(int(item.packed_row))
+        return Record(item.record_id, item.patient_id, item.fs, item.leads, signal)
+
+
 @dataclass
 class RecordStore:
     """A loaded record store: one ``meta`` row per kept record, its :class:`Record` alike."""
 
     root: Path
     meta: pd.DataFrame
-    records: list[Record]
+    records: Sequence[Record]
     fs: float
     skipped: list[SkippedRecord] = field(default_factory=list)
     #: SHA-256 (16 hex) of a packed store's index and samples ("" for a CSV store): what the
@@ -222,6 +261,14 @@ class RecordReader:
             raise RecordProblem("neither a packed row nor a record_file")
         return read_record_csv(record_path(self.root, listed))
 
+    def kept(self, row: int, record: Record) -> Record | PackedRecord:
+        """What the store keeps of a usable record: a packed one's place in the mapped file
+        (its samples are read again on access), a CSV one whole."""
+        if self.rows is None or self.rows[row] < 0:
+            return record
+        leads = record.leads
+        return PackedRecord(record.record_id, record.patient_id, record.fs, leads, self.rows[row])
+
     def _packed(self, row: int) -> tuple[float, tuple[str, ...], np.ndarray]:
         assert self.samples is not None
         fs, names = float(self.samples.fs[row]), self.samples.lead_names(row)
@@ -258,7 +305,7 @@ def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> R
     root = Path(root)
     table = read_records_table(root)
     read = RecordReader(root, table)
-    kept: list[tuple[int, Record]] = []
+    kept: list[tuple[int, Record | PackedRecord]] = []
     skipped: list[SkippedRecord] = []
     for row, item in enumerate(table.itertuples(index=False)):
         try:
@@ -270,7 +317,8 @@ def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> R
         except RecordProblem as problem:
             skipped.append(SkippedRecord(row, item.record_id, item.patient_id, str(problem)))
             continue
-        kept.append((row, Record(item.record_id, item.patient_id, fs, names, signal)))
+        usable = Record(item.record_id, item.patient_id, fs, names, signal)
+        kept.append((row, read.kept(row, usable)))
     fs = _store_fs([record for _, record in kept])
     consistent = []
     for row, record in kept:
@@ -294,14 +342,14 @@ def load_record_store(root: Path | str, leads: Sequence[str] | None = None) -> R
     return RecordStore(
         root,
         meta,
-        [record for _, record in consistent],
+        StoreRecords([record for _, record in consistent], read.samples),
         fs,
         sorted(skipped, key=lambda s: s.row),
         digest,
     )
 
 
-def _store_fs(records: Sequence[Record]) -> float:
+def _store_fs(records: Sequence[Record | PackedRecord]) -> float:
     if not records:
         return 0.0
     counts = Counter(round(r.fs, 6) for r in records)

@@ -11,7 +11,8 @@ Stages, each run in its own process (wall time, records/s and that process's pea
   under new ids: today's format, the input of ``pack``);
 - ``pack``: ``ecgml.pack``'s conversion of that store (int16) — and its bytes per record;
 - ``open``: loading the packed store (``load_record_store``: index, checks, every record);
-- ``cut``: the record table (R-peaks and beats of every record, labels, split);
+- ``cut``: the record table (R-peaks and beats of every record, labels, split), the first
+  time (the cut beats are then cached: the later stages read them back memory-mapped);
 - ``loader``: two passes of the record data module's training loader (``num_workers=2``,
   persistent workers as in training, no model): records/s of the first pass (starting the
   workers) and of the second; the stage's time includes building the table;
@@ -103,7 +104,12 @@ def _record_table(work: Path, n: int) -> Any:
     from ecgml.recordstore import load_record_store
     from tests.conftest import compose_once
 
-    cfg = compose_once("data=records", f"data.path={work / f'packed{n}'}", "disorder=hypokalemia")
+    cfg = compose_once(
+        "data=records",
+        f"data.path={work / f'packed{n}'}",
+        f"data.cache_dir={work / 'cache'}",
+        "disorder=hypokalemia",
+    )
     store = load_record_store(work / f"packed{n}")
     return cfg, build_record_table(store, cfg.disorder, cfg.split, cfg.data, task_spec(cfg))
 

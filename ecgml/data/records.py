@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
+import shutil
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -266,29 +266,29 @@ def cached_cut(
         **record_options(data_cfg),
     }
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
-    path = Path(str(cache_dir)) / f"cuts-{key}.npz"
-    cached = _read_cuts(path, store)
+    folder = Path(str(cache_dir)) / f"cuts-{key}"
+    cached = _read_cuts(folder, store)
     if cached is not None:
         return cached
     meta, cut, skipped = cut_store(store, leads, data_cfg)
-    _write_cuts(path, store, meta, cut, skipped)
+    _write_cuts(folder, store, meta, cut, skipped)
     return meta, cut, skipped
 
 
 def _write_cuts(
-    path: Path,
+    folder: Path,
     store: RecordStore,
     meta: pd.DataFrame,
     cut: list[RecordBeats],
     skipped: list[SkippedRecord],
 ) -> None:
+    """The cut records as ``folder/beats.npy`` (every beat, flat), ``strips.npy`` and
+    ``index.npz``, written into a temporary folder renamed into place."""
     position = pd.Series(np.arange(len(store.meta)), index=store.meta["record_id"])
-    arrays = {
+    index = {
         "rows": position.loc[meta["record_id"]].to_numpy(np.int64),
         "n_beats": np.array([len(item.beats) for item in cut], np.int64),
-        "beats": np.concatenate([item.beats.reshape(-1) for item in cut]),
         "beat_shape": np.array(cut[0].beats.shape[1:], np.int64),
-        "strips": np.stack([item.strip for item in cut]).astype(np.float32),
         "r_offsets": np.array([item.r_offset for item in cut], np.int64),
         "n_rejected": np.array([item.n_rejected for item in cut], np.int64),
         "skipped_rows": np.array([item.row for item in skipped], np.int64),
@@ -296,48 +296,57 @@ def _write_cuts(
             [f"{item.record_id}\t{item.patient_id}\t{item.reason}" for item in skipped], str
         ),
     }
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-        os.close(fd)
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        np.save(tmp / "beats.npy", np.concatenate([item.beats.reshape(-1) for item in cut]))
+        np.save(tmp / "strips.npy", np.stack([item.strip for item in cut]).astype(np.float32))
+        np.savez(tmp / "index.npz", **index)
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(tmp, folder)
     except OSError as err:  # a cache that cannot be written only costs the next run its time
-        log.warning("cut beats not cached in %s (%s)", path.parent, err.strerror or err)
+        shutil.rmtree(tmp, ignore_errors=True)
+        log.warning("cut beats not cached in %s (%s)", folder.parent, err.strerror or err)
 
 
 def _read_cuts(
-    path: Path, store: RecordStore
+    folder: Path, store: RecordStore
 ) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]] | None:
-    if not path.is_file():
+    """The cached cut records, their beats and strips memory-mapped (None: no usable cache)."""
+    if not folder.is_dir():
         return None
     try:
-        with np.load(path, allow_pickle=False) as saved:
-            arrays = {name: saved[name] for name in saved.files}
-        rows, counts = arrays["rows"], arrays["n_beats"]
-        shape = tuple(int(v) for v in arrays["beat_shape"])
-        ends = np.cumsum(counts * int(np.prod(shape)))
-        flat = arrays["beats"]
-        if ends[-1] != flat.size or rows.max() >= len(store.meta) or len(rows) != len(counts):
+        beats = np.load(folder / "beats.npy", mmap_mode="r", allow_pickle=False)
+        strips = np.load(folder / "strips.npy", mmap_mode="r", allow_pickle=False)
+        with np.load(folder / "index.npz", allow_pickle=False) as saved:
+            index = {name: saved[name] for name in saved.files}
+        rows, counts = index["rows"], index["n_beats"]
+        shape = tuple(int(v) for v in index["beat_shape"])
+        ends = np.concatenate([[0], np.cumsum(counts * int(np.prod(shape)))])
+        if (
+            beats.dtype != np.float32
+            or ends[-1] != beats.size
+            or len(strips) != len(rows)
+            or len(rows) != len(counts)
+            or rows.max(initial=0) >= len(store.meta)
+        ):
             raise ValueError("its arrays do not fit together")
-        pieces = np.split(flat, ends[:-1])
         cut = [
-            RecordBeats(piece.reshape(-1, *shape), strip, int(r), int(rejected))
-            for piece, strip, r, rejected in zip(
-                pieces, arrays["strips"], arrays["r_offsets"], arrays["n_rejected"], strict=True
-            )
+            RecordBeats(beats[ends[k] : ends[k + 1]].reshape(-1, *shape), strips[k], int(r), int(n))
+            for k, (r, n) in enumerate(zip(index["r_offsets"], index["n_rejected"], strict=True))
         ]
         skipped = [
             SkippedRecord(int(row), *text.split("\t", 2))
-            for row, text in zip(arrays["skipped_rows"], arrays["skipped_text"], strict=True)
+            for row, text in zip(index["skipped_rows"], index["skipped_text"], strict=True)
         ]
     except (OSError, ValueError, KeyError, IndexError, EOFError, zipfile.BadZipFile) as err:
-        log.warning("cut beats cache %s is unusable (%s): cutting again", path, err)
-        path.unlink(missing_ok=True)
+        log.warning("cut beats cache %s is unusable (%s): cutting again", folder, err)
+        shutil.rmtree(folder, ignore_errors=True)
         return None
     meta = store.meta.iloc[rows].reset_index(drop=True)
     meta["n_beats"] = counts
-    meta["n_rejected_beats"] = arrays["n_rejected"]
+    meta["n_rejected_beats"] = index["n_rejected"]
     read_already = {item.row for item in store.skipped}  # load_record_store said these
     for item in skipped:
         if item.row not in read_already:
@@ -408,7 +417,8 @@ def load_record_table(cfg: Any, store: RecordStore | None = None) -> RecordTable
 
 
 class RecordDataset(Dataset):
-    """``(beats (n, C, L), strip (C, S), target)`` per record."""
+    """``(beats (n, C, L), strip (C, S), target)`` per record. The beats may be memory-mapped
+    (a cached cut): each item copies only what it returns."""
 
     def __init__(
         self,
@@ -418,8 +428,8 @@ class RecordDataset(Dataset):
         sample_beats: int | None = None,
         seed: int = 0,
     ) -> None:
-        self.beats = [torch.from_numpy(np.ascontiguousarray(b, np.float32)) for b in beats]
-        self.strips = torch.from_numpy(np.ascontiguousarray(strips, np.float32))
+        self.beats = beats
+        self.strips = strips
         self.y = torch.from_numpy(np.asarray(y, dtype=np.float32))
         self.sample_beats = sample_beats
         self.generator = torch.Generator().manual_seed(seed)
@@ -432,8 +442,10 @@ class RecordDataset(Dataset):
         k = self.sample_beats
         if k and len(beats) > k:  # training: a random subset of the record's beats each time
             keep = torch.randperm(len(beats), generator=self.generator)[:k].sort().values
-            beats = beats[keep]
-        return beats, self.strips[index], self.y[index]
+            beats = beats[keep.numpy()]
+        chosen = torch.from_numpy(np.array(beats, dtype=np.float32))
+        strip = torch.from_numpy(np.array(self.strips[index], dtype=np.float32))
+        return chosen, strip, self.y[index]
 
 
 def collate_records(

@@ -152,9 +152,10 @@ def build_patient(task: PatientTask) -> dict[str, Any]:
     recording = synthesize(
         patient, fs, duration, rng, leads=leads, amp_jitter=float(cfg["beat"]["amplitude_jitter"])
     )
-    _write_signal(out / "signals" / f"{task.patient_id}.csv", recording.lead_ii, fs)
-    if cfg["twelve_lead"]:
-        _write_twelve_lead(out / "signals12" / f"{task.patient_id}.csv", recording.leads, fs)
+    if writes_signal_csvs(cfg):
+        _write_signal(out / "signals" / f"{task.patient_id}.csv", recording.lead_ii, fs)
+        if cfg["twelve_lead"]:
+            _write_twelve_lead(out / "signals12" / f"{task.patient_id}.csv", recording.leads, fs)
     beats, beat_rows = _select_beats(cfg, task, recording.lead_ii, recording.r_indices, rng)
     if cfg.get("serum") is not None:  # the patient's serum values on every beat (mmol/L)
         for row in beat_rows:
@@ -178,6 +179,12 @@ def build_patient(task: PatientTask) -> dict[str, Any]:
         "image": image_row,
         "record": record,
     }
+
+
+def writes_signal_csvs(cfg: Mapping[str, Any]) -> bool:
+    """Whether the cohort holds its recordings as signal CSVs too (always with images: they are
+    the images' ground truth)."""
+    return bool(cfg.get("signal_csvs", True)) or bool(cfg["images"])
 
 
 def as_written(samples: np.ndarray) -> np.ndarray:
@@ -345,8 +352,9 @@ def build_cohort(
 def _build_into(
     cfg: dict[str, Any], digest: str, folder: Path, n_jobs: int | None, progress: bool
 ) -> None:
-    subfolders = ["signals"] + ["images"] * bool(cfg["images"])
-    subfolders += ["signals12"] * bool(cfg["twelve_lead"])
+    csvs = writes_signal_csvs(cfg)
+    subfolders = ["signals"] * csvs + ["images"] * bool(cfg["images"])
+    subfolders += ["signals12"] * (csvs and bool(cfg["twelve_lead"]))
     for sub in subfolders:  # workers write only into these (never re-create a removed folder)
         (folder / sub).mkdir(parents=True, exist_ok=True)
     tasks = plan_patients(cfg, folder)
@@ -357,6 +365,8 @@ def _build_into(
     patients = patients[_patient_columns(patients)]
     patients.to_csv(folder / "patients.csv", index=False, float_format="%.6g")
     table = records_table(patients, "signals12" if cfg["twelve_lead"] else "signals")
+    if not csvs:  # the packed store only
+        table = table.drop(columns="record_file")
     save_records_table(folder, table.assign(**{ROW_COLUMN: range(len(table))}))
     if cfg["images"]:
         images = pd.DataFrame([r["image"] for r in results])

@@ -98,6 +98,9 @@ def validate_cohort_config(cfg: Mapping[str, Any]) -> None:
         raise EcgmlError(
             f"cohort config lacks {', '.join(missing)}: start from conf/cohort/default.yaml"
         )
+    for flag in ("images", "twelve_lead", "signal_csvs"):
+        if not isinstance(cfg.get(flag, True), bool):
+            raise _fail(flag, f"{cfg[flag]!r} is not true or false", "use true or false")
     _validate_counts(cfg)
     _validate_recording(cfg)
     _validate_baseline(cfg)

@@ -10,6 +10,7 @@ frontal-plane vector plus precordial templates.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -188,6 +189,13 @@ def recording_noise(
     return noise
 
 
+@functools.lru_cache(maxsize=64)
+def lowpass(cutoff_hz: float, fs: float) -> np.ndarray:
+    """The device's 2nd-order Butterworth low-pass as second-order sections (designed once per
+    device and rate: a design costs as much as filtering a recording)."""
+    return sps.butter(2, min(cutoff_hz, 0.45 * fs), fs=fs, output="sos")  # shared: never edit
+
+
 def synthesize(
     patient: Patient,
     fs: float,
@@ -208,8 +216,7 @@ def synthesize(
     noise = recording_noise(patient, t, rng, len(leads))
     if not clean:
         signals = patient.gain * (signals + noise)
-        sos = sps.butter(2, min(patient.lowpass_hz, 0.45 * fs), fs=fs, output="sos")
-        signals = sps.sosfiltfilt(sos, signals, axis=-1)
+        signals = sps.sosfiltfilt(lowpass(patient.lowpass_hz, fs), signals, axis=-1)
     r_idx = np.round(r_times * fs).astype(np.int64)
     r_idx = r_idx[(r_idx >= 0) & (r_idx < n_samples)]
     return Recording({lead: signals[i] for i, lead in enumerate(leads)}, float(fs), r_idx)

@@ -99,6 +99,21 @@ def test_the_cohort_stores_are_packed_and_agree_with_its_signal_csvs(small_cohor
     np.testing.assert_array_equal(store.beats[0], written[r - 125 : r + 325])
 
 
+def test_signal_csvs_false_keeps_the_packed_store_only(
+    small_cfg: dict[str, Any], small_cohort: Path, tmp_path: Path
+) -> None:
+    cfg = {**small_cfg, "images": False, "signal_csvs": False}
+    folder = build_cohort(cfg, tmp_path / "packed_only", progress=False)
+    assert not (folder / "signals").exists()
+    assert "record_file" not in pd.read_csv(folder / "records.csv").columns
+    lean, full = load_record_store(folder), load_record_store(small_cohort)
+    assert len(lean) == len(full)
+    for a, b in zip(lean.records, full.records, strict=True):
+        np.testing.assert_array_equal(a.signal, b.signal)  # the same samples, no CSV needed
+    with pytest.raises(EcgmlError, match=r"cohort.signal_csvs: 'no' is not true or false"):
+        build_cohort({**cfg, "signal_csvs": "no"}, tmp_path / "bad", progress=False)
+
+
 def test_beats_are_cut_at_the_true_r_peaks(small_cohort: Path) -> None:
     store = load_beat_store(small_cohort / "beats")
     row = store.meta.iloc[0]

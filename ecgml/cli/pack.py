@@ -12,10 +12,12 @@ from __future__ import annotations
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 from tqdm import tqdm
@@ -23,6 +25,8 @@ from tqdm import tqdm
 from ecgml.beatstore import MANIFEST, load_beat_store, read_manifest
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
+from ecgml.outputs import init_worker
+from ecgml.outputs.engine import check_address, check_reachable, executor
 from ecgml.outputs.files import storage_error
 from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import (
@@ -65,11 +69,18 @@ def stores_in(root: Path) -> list[tuple[Path, Packer]]:
     ``manifest.csv``, and a cohort folder's ``beats/`` beat store."""
     found: list[tuple[Path, Packer]] = []
     if (root / RECORDS).is_file():
-        found.append((root, lambda folder, cfg: pack_record_store(folder, str(cfg.dtype))))
+        found.append((root, _pack_records_as_configured))
     for folder in (root, root / "beats"):
         if (folder / MANIFEST).is_file():
             found.append((folder, _pack_beats_as_configured))
     return found
+
+
+def _pack_records_as_configured(folder: Path, cfg: DictConfig) -> Packed | None:
+    workers = int(cfg.n_jobs) if cfg.get("n_jobs") else min(os.cpu_count() or 1, 8)
+    address = check_address(cfg.get("engine", {}).get("address"))
+    check_reachable(address)
+    return pack_record_store(folder, str(cfg.dtype), workers, address)
 
 
 def _pack_beats_as_configured(folder: Path, cfg: DictConfig) -> Packed | None:
@@ -93,37 +104,56 @@ def pack_beat_store(folder: Path, dtype: str, fs: float, max_beat_s: float) -> P
     return Packed(folder, "beat", len(rows), 0, _bytes(paths), (folder / PACKED).stat().st_size)
 
 
-def pack_record_store(folder: Path, dtype: str) -> Packed | None:
-    """Pack a CSV record store (None: already packed)."""
+def pack_record_store(
+    folder: Path, dtype: str, n_jobs: int = 1, address: str | None = None
+) -> Packed | None:
+    """Pack a CSV record store (None: already packed); its CSVs are parsed by ``n_jobs``
+    local processes or the Dask cluster at ``address``, in order."""
     table = read_records_table(folder)
     if ROW_COLUMN in table.columns and (folder / PACKED).is_file():
         return None
+    paths = [record_path(folder, name) for name in table["record_file"]]  # outside: fatal
     rows: list[int | None] = []
-    paths = []
-    with PackedWriter(folder / PACKED, "record", dtype) as writer:
-        items = tqdm(
-            table.itertuples(index=False),
-            total=len(table),
-            desc="packing records",
-            unit="record",
-            disable=None,
-        )
-        for item in items:
-            path = record_path(folder, item.record_file)
-            try:
-                fs, leads, signal = read_record_csv(path)
-            except RecordProblem as problem:
-                log.warning("record %s left to its CSV: %s", item.record_id, problem)
+    read: list[Path] = []
+    with ExitStack() as stack:
+        writer = stack.enter_context(PackedWriter(folder / PACKED, "record", dtype))
+        parsed = _parsed(paths, n_jobs, address, stack)
+        bar = tqdm(total=len(paths), desc="packing records", unit="record", disable=None)
+        stack.enter_context(bar)
+        for item, path, result in zip(table.itertuples(index=False), paths, parsed, strict=True):
+            bar.update(1)
+            if isinstance(result, str):
+                log.warning("record %s left to its CSV: %s", item.record_id, result)
                 rows.append(None)
                 continue
+            fs, leads, signal = result
             rows.append(writer.add(str(item.record_id), signal, fs, leads))
-            paths.append(path)
+            read.append(path)
         writer.commit()
     _rewrite_index(folder / RECORDS, rows)
     left = sum(row is None for row in rows)
-    return Packed(
-        folder, "record", len(rows) - left, left, _bytes(paths), (folder / PACKED).stat().st_size
-    )
+    size = (folder / PACKED).stat().st_size
+    return Packed(folder, "record", len(rows) - left, left, _bytes(read), size)
+
+
+#: What parsing one record CSV gives: its ``(fs, leads, signal)``, or why it cannot be used.
+Parsed = tuple[float, tuple[str, ...], np.ndarray] | str
+
+
+def parse_record(path: Path) -> Parsed:
+    try:
+        return read_record_csv(path)
+    except RecordProblem as problem:
+        return str(problem)
+
+
+def _parsed(
+    paths: list[Path], n_jobs: int, address: str | None, stack: ExitStack
+) -> Iterator[Parsed]:
+    if n_jobs <= 1 and address is None:
+        return map(parse_record, paths)
+    pool = stack.enter_context(executor(n_jobs, address, init_worker))
+    return pool.map(parse_record, paths, chunksize=32)
 
 
 def _rewrite_index(path: Path, rows: list[int] | list[int | None]) -> None:

@@ -9,12 +9,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
+from ecgml.outputs.engine import check_address
 from ecgml.synth.cohort import build_cohort, read_cohort_json
 
 log = logging.getLogger("ecgml.synth")
 
 #: Keys of conf/synth.yaml that drive the CLI rather than the generator (not in the cache key).
-CLI_KEYS = ("out", "overwrite", "n_jobs", "task_name", "paths", "debug", "traceback")
+CLI_KEYS = ("out", "overwrite", "n_jobs", "engine", "task_name", "paths", "debug", "traceback")
 
 
 def generator_config(cfg: DictConfig) -> dict:
@@ -28,8 +29,13 @@ def run(cfg: DictConfig) -> Path:
     """Build the cohort the CLI config describes; return its folder."""
     if not cfg.out:
         raise EcgmlError("no output folder: pass out=DIR (e.g. out=data/synthetic)")
+    address = check_address(cfg.get("engine", {}).get("address"))
     out = build_cohort(
-        generator_config(cfg), Path(str(cfg.out)), bool(cfg.overwrite), n_jobs=cfg.n_jobs
+        generator_config(cfg),
+        Path(str(cfg.out)),
+        bool(cfg.overwrite),
+        n_jobs=cfg.n_jobs,
+        engine_address=address,
     )
     meta = read_cohort_json(out) or {}
     print(

@@ -16,11 +16,8 @@ import logging
 import math
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +29,8 @@ from tqdm import tqdm
 
 from ecgml.beatstore import write_beat_store
 from ecgml.errors import EcgmlError
-from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp, stop_pool
+from ecgml.outputs import check_replaceable, init_worker, move_into_place, new_temp
+from ecgml.outputs.engine import check_reachable, executor
 from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import records_table, save_records_table
 from ecgml.schemas import plain_dict
@@ -323,8 +321,11 @@ def build_cohort(
     overwrite: bool = False,
     n_jobs: int | None = None,
     progress: bool = True,
+    engine_address: str | None = None,
 ) -> Path:
-    """Build the cohort folder at ``out`` (atomically); reuse it when it holds this cohort."""
+    """Build the cohort folder at ``out`` (atomically); reuse it when it holds this cohort.
+    ``engine_address``: a Dask scheduler whose workers build the patients (null: ``n_jobs``
+    local processes); the cohort is the same either way."""
     cfg = cohort_config(cohort_cfg)
     out = Path(out).absolute()
     digest = config_hash(cfg)
@@ -339,9 +340,10 @@ def build_cohort(
             "or choose another out=DIR"
         )
     _check_replaceable(out, overwrite)
+    check_reachable(engine_address)
     tmp = new_temp(out, CREATED_BY)
     try:
-        _build_into(cfg, digest, tmp, n_jobs, progress)
+        _build_into(cfg, digest, tmp, n_jobs, progress, engine_address)
         _move_into_place(tmp, out, overwrite)
     finally:
         if tmp.exists():
@@ -350,7 +352,12 @@ def build_cohort(
 
 
 def _build_into(
-    cfg: dict[str, Any], digest: str, folder: Path, n_jobs: int | None, progress: bool
+    cfg: dict[str, Any],
+    digest: str,
+    folder: Path,
+    n_jobs: int | None,
+    progress: bool,
+    address: str | None = None,
 ) -> None:
     csvs = writes_signal_csvs(cfg)
     subfolders = ["signals"] * csvs + ["images"] * bool(cfg["images"])
@@ -359,7 +366,11 @@ def _build_into(
         (folder / sub).mkdir(parents=True, exist_ok=True)
     tasks = plan_patients(cfg, folder)
     with PackedWriter(folder / PACKED, "record", "float32") as records:
-        results = _run_tasks(tasks, n_jobs, progress, lambda r: records.add(*r.pop("record")))
+
+        def add_record(result: dict[str, Any]) -> None:
+            records.add(*result.pop("record"))
+
+        results = _run_tasks(tasks, n_jobs, progress, add_record, address)
         records.commit()
     patients = pd.DataFrame([r["patient"] for r in results])
     patients = patients[_patient_columns(patients)]
@@ -410,33 +421,28 @@ def _run_tasks(
     n_jobs: int | None,
     progress: bool,
     consume: Callable[[dict[str, Any]], Any],
+    address: str | None = None,
 ) -> list[dict[str, Any]]:
     """Every patient built, in order; ``consume`` sees each result as it arrives (and may take
-    its bulky parts out of it, so they never pile up)."""
+    its bulky parts out of it, so they never pile up). ``address``: a Dask scheduler whose
+    workers build them (:mod:`ecgml.outputs.engine`); else local processes."""
     workers = _worker_count(n_jobs, len(tasks))
     bar = tqdm(total=len(tasks), desc="synth cohort", unit="patient", disable=not progress)
     with bar:
-        if workers <= 1:
+        if workers <= 1 and address is None:
             results = []
             for task in tasks:
                 results.append(build_patient(task))
                 consume(results[-1])
                 bar.update()
             return results
-        # fork is fast, but not safe once torch has started its thread pools.
-        method = "spawn" if "torch" in sys.modules else "fork"
-        pool = ProcessPoolExecutor(workers, mp_context=get_context(method), initializer=init_worker)
-        try:
+        results = []
+        with executor(workers, address, init_worker) as pool:
             chunk = max(1, min(16, math.ceil(len(tasks) / (4 * workers))))
-            results = []
             for result in pool.map(build_patient, tasks, chunksize=chunk):
                 results.append(result)
                 consume(result)
                 bar.update()
-        except BaseException:  # Ctrl-C or a failed patient: no worker may write on
-            stop_pool(pool)
-            raise
-        pool.shutdown()
         return results
 
 

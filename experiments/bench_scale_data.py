@@ -5,10 +5,10 @@
 
 Stages, each run in its own process (wall time, records/s and that process's peak RSS):
 
-- ``generate``: ``ecgml.synth`` with ``images=false`` (lead II, 2 workers) at ``--generate``
-  patients (one 10 s record each);
-- ``write_csv``: a CSV record store of N records (the generated cohort's signal CSVs repeated
-  under new ids: today's format, the input of ``pack``);
+- ``generate``: ``ecgml.synth`` with ``images=false signal_csvs=false`` (lead II, the packed
+  store only, 2 workers) at ``--generate`` patients (one 10 s record each);
+- ``write_csv``: a CSV record store of N records (the default cohort's 441 signal CSVs
+  repeated under new ids: the CSV format, the input of ``pack``);
 - ``pack``: ``ecgml.pack``'s conversion of that store (int16) — and its bytes per record;
 - ``open``: loading the packed store (``load_record_store``: index, checks, every record);
 - ``cut``: the record table (R-peaks and beats of every record, labels, split), the first
@@ -55,7 +55,8 @@ def stage_generate(work: Path, n: int) -> dict[str, Any]:
     from tests.conftest import compose_once
 
     cohort = generator_config(compose_once(name="synth"))
-    cohort.update(images=False, scale=n / sum(int(v) for v in cohort["groups"].values()))
+    scale = n / sum(int(v) for v in cohort["groups"].values())
+    cohort.update(images=False, signal_csvs=False, scale=scale)
     folder = build_cohort(cohort, work / f"cohort{n}", progress=False, n_jobs=2)
     return {"records": len(pd.read_csv(folder / "records.csv"))}
 
@@ -190,11 +191,14 @@ def stage_evaluate(work: Path, n: int) -> dict[str, Any]:
 
 
 def _base_cohort(work: Path) -> Path:
-    found = sorted(work.glob("cohort*"), key=lambda p: len(p.name))
-    if found:
-        return found[0]
-    stage_generate(work, 441)
-    return work / "cohort441"
+    """The default cohort (441 records) with its signal CSVs: what ``write_csv`` repeats."""
+    from ecgml.cli.synth import generator_config
+    from ecgml.synth import build_cohort
+    from tests.conftest import compose_once
+
+    cohort = generator_config(compose_once(name="synth"))
+    cohort.update(images=False)
+    return build_cohort(cohort, work / "base", progress=False, n_jobs=2)
 
 
 def _bytes(folder: Path) -> int:

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,11 +219,16 @@ class RecordTable(ExampleTable):
 
 
 def cut_store(
-    store: RecordStore, leads: tuple[str, ...], data_cfg: Any
+    store: RecordStore,
+    leads: tuple[str, ...],
+    data_cfg: Any,
+    sink: Callable[[RecordBeats], None] | None = None,
 ) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]]:
-    """Every record of ``store`` cut into beats; records without beats skipped with a reason."""
+    """Every record of ``store`` cut into beats; records without beats skipped with a reason.
+    With ``sink``, each cut record goes to it as it is made and the returned list is empty (a
+    store larger than memory is cut into a file)."""
     options = record_options(data_cfg)
-    rows, cut, skipped = [], [], list(store.skipped)
+    rows, counts, cut, skipped = [], [], [], list(store.skipped)
     for k, record in enumerate(store.records):
         try:
             item = cut_record(record, leads, str(data_cfg.get("baseline", "none")), **options)
@@ -232,21 +238,25 @@ def cut_store(
             log.warning("record %s skipped: %s", record.record_id, err)
             continue
         rows.append(k)
-        cut.append(item)
-    if not cut:
+        counts.append((len(item.beats), item.n_rejected))
+        if sink is None:
+            cut.append(item)
+        else:
+            sink(item)
+    if not rows:
         first = min(skipped, key=lambda s: s.row)
         raise EcgmlError(
             f"{store.root / RECORDS}: none of its records is usable (line {first.row + 2}, "
             f"{first.record_id}: {first.reason}): fix the record files"
         )
     meta = store.meta.iloc[rows].reset_index(drop=True)
-    meta["n_beats"] = [len(item.beats) for item in cut]
-    meta["n_rejected_beats"] = [item.n_rejected for item in cut]
+    meta["n_beats"] = [n for n, _ in counts]
+    meta["n_rejected_beats"] = [n for _, n in counts]
     return meta, cut, sorted(skipped, key=lambda s: s.row)
 
 
 #: Bump when cutting changes for the same record and options (invalidates cached cuts).
-CUT_VERSION = 1
+CUT_VERSION = 2  # 2: raw float32 files, written while cutting
 
 
 def cached_cut(
@@ -270,68 +280,97 @@ def cached_cut(
     cached = _read_cuts(folder, store)
     if cached is not None:
         return cached
-    meta, cut, skipped = cut_store(store, leads, data_cfg)
-    _write_cuts(folder, store, meta, cut, skipped)
-    return meta, cut, skipped
+    written = _cut_into(folder, store, leads, data_cfg)
+    if written is not None:
+        return written
+    return cut_store(store, leads, data_cfg)  # the cache could not be written: cut in memory
 
 
-def _write_cuts(
-    folder: Path,
-    store: RecordStore,
-    meta: pd.DataFrame,
-    cut: list[RecordBeats],
-    skipped: list[SkippedRecord],
-) -> None:
-    """The cut records as ``folder/beats.npy`` (every beat, flat), ``strips.npy`` and
-    ``index.npz``, written into a temporary folder renamed into place."""
-    position = pd.Series(np.arange(len(store.meta)), index=store.meta["record_id"])
-    index = {
-        "rows": position.loc[meta["record_id"]].to_numpy(np.int64),
-        "n_beats": np.array([len(item.beats) for item in cut], np.int64),
-        "beat_shape": np.array(cut[0].beats.shape[1:], np.int64),
-        "r_offsets": np.array([item.r_offset for item in cut], np.int64),
-        "n_rejected": np.array([item.n_rejected for item in cut], np.int64),
-        "skipped_rows": np.array([item.row for item in skipped], np.int64),
-        "skipped_text": np.array(
-            [f"{item.record_id}\t{item.patient_id}\t{item.reason}" for item in skipped], str
-        ),
-    }
+class _CutWriter:
+    """Appends each cut record's beats and strip to raw float32 files as it is made."""
+
+    def __init__(self, folder: Path) -> None:
+        self.beats = (folder / "beats.f32").open("wb")
+        self.strips = (folder / "strips.f32").open("wb")
+        self.beat_shape: tuple[int, ...] = ()
+        self.strip_shape: tuple[int, ...] = ()
+        self.r_offsets: list[int] = []
+
+    def __call__(self, item: RecordBeats) -> None:
+        self.beat_shape, self.strip_shape = item.beats.shape[1:], item.strip.shape
+        self.beats.write(np.ascontiguousarray(item.beats, dtype=np.float32).tobytes())
+        self.strips.write(np.ascontiguousarray(item.strip, dtype=np.float32).tobytes())
+        self.r_offsets.append(item.r_offset)
+
+    def close(self) -> None:
+        self.beats.close()
+        self.strips.close()
+
+
+def _cut_into(
+    folder: Path, store: RecordStore, leads: tuple[str, ...], data_cfg: Any
+) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]] | None:
+    """Cut every record straight into the cache ``folder`` (a temporary folder renamed into
+    place), then read it back memory-mapped: the beats are never all in memory. None when the
+    cache cannot be written (the caller cuts in memory)."""
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.save(tmp / "beats.npy", np.concatenate([item.beats.reshape(-1) for item in cut]))
-        np.save(tmp / "strips.npy", np.stack([item.strip for item in cut]).astype(np.float32))
-        np.savez(tmp / "index.npz", **index)
+        writer = _CutWriter(tmp)
+        try:
+            meta, _, skipped = cut_store(store, leads, data_cfg, sink=writer)
+        finally:
+            writer.close()
+        position = pd.Series(np.arange(len(store.meta)), index=store.meta["record_id"])
+        texts = [f"{item.record_id}\t{item.patient_id}\t{item.reason}" for item in skipped]
+        np.savez(
+            tmp / "index.npz",
+            rows=position.loc[meta["record_id"]].to_numpy(np.int64),
+            n_beats=meta["n_beats"].to_numpy(np.int64),
+            n_rejected=meta["n_rejected_beats"].to_numpy(np.int64),
+            r_offsets=np.array(writer.r_offsets, np.int64),
+            beat_shape=np.array(writer.beat_shape, np.int64),
+            strip_shape=np.array(writer.strip_shape, np.int64),
+            skipped_rows=np.array([item.row for item in skipped], np.int64),
+            skipped_text=np.array(texts, str),
+        )
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     except OSError as err:  # a cache that cannot be written only costs the next run its time
         shutil.rmtree(tmp, ignore_errors=True)
         log.warning("cut beats not cached in %s (%s)", folder.parent, err.strerror or err)
+        return None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return _read_cuts(folder, store, quiet=True)
 
 
 def _read_cuts(
-    folder: Path, store: RecordStore
+    folder: Path, store: RecordStore, quiet: bool = False
 ) -> tuple[pd.DataFrame, list[RecordBeats], list[SkippedRecord]] | None:
-    """The cached cut records, their beats and strips memory-mapped (None: no usable cache)."""
+    """The cached cut records, their beats and strips memory-mapped (None: no usable cache);
+    ``quiet``: the skipped records were just reported by the cut."""
     if not folder.is_dir():
         return None
     try:
-        beats = np.load(folder / "beats.npy", mmap_mode="r", allow_pickle=False)
-        strips = np.load(folder / "strips.npy", mmap_mode="r", allow_pickle=False)
         with np.load(folder / "index.npz", allow_pickle=False) as saved:
             index = {name: saved[name] for name in saved.files}
         rows, counts = index["rows"], index["n_beats"]
         shape = tuple(int(v) for v in index["beat_shape"])
+        strip_shape = tuple(int(v) for v in index["strip_shape"])
         ends = np.concatenate([[0], np.cumsum(counts * int(np.prod(shape)))])
+        beats = np.memmap(folder / "beats.f32", dtype=np.float32, mode="r")
+        flat_strips = np.memmap(folder / "strips.f32", dtype=np.float32, mode="r")
         if (
-            beats.dtype != np.float32
-            or ends[-1] != beats.size
-            or len(strips) != len(rows)
+            ends[-1] != beats.size
+            or flat_strips.size != len(rows) * int(np.prod(strip_shape))
             or len(rows) != len(counts)
             or rows.max(initial=0) >= len(store.meta)
         ):
             raise ValueError("its arrays do not fit together")
+        strips = flat_strips.reshape(len(rows), *strip_shape)
         cut = [
             RecordBeats(beats[ends[k] : ends[k + 1]].reshape(-1, *shape), strips[k], int(r), int(n))
             for k, (r, n) in enumerate(zip(index["r_offsets"], index["n_rejected"], strict=True))
@@ -349,7 +388,7 @@ def _read_cuts(
     meta["n_rejected_beats"] = index["n_rejected"]
     read_already = {item.row for item in store.skipped}  # load_record_store said these
     for item in skipped:
-        if item.row not in read_already:
+        if not quiet and item.row not in read_already:
             log.warning("record %s skipped: %s", item.record_id, item.reason)
     return meta, cut, skipped
 

@@ -11,7 +11,7 @@ import pytest
 
 from ecgml.cli.pack import pack_record_store
 from ecgml.data import records as record_data
-from ecgml.data.records import build_record_table
+from ecgml.data.records import build_record_table, cut_store
 from ecgml.data.tasks import task_spec
 from ecgml.recordstore import load_record_store
 from tests.unit.records.toy import effect_store, write_record
@@ -43,8 +43,14 @@ def test_the_second_table_reads_the_cached_cuts(
     packed: Path, compose_cfg, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = table_of(packed, compose_cfg, tmp_path / "cache")
+    meta, in_memory, _ = cut_store(load_record_store(packed), ("II",), {})  # no cache at all
+    by_id = dict(zip(meta["record_id"], in_memory, strict=True))
+    rows = zip(first.meta["record_id"], first.beats, first.strips, strict=True)
+    for record_id, beats, strip in rows:
+        np.testing.assert_array_equal(beats, by_id[record_id].beats)
+        np.testing.assert_array_equal(strip, by_id[record_id].strip)
     (cached,) = (tmp_path / "cache").glob("cuts-*")
-    assert sorted(p.name for p in cached.iterdir()) == ["beats.npy", "index.npz", "strips.npy"]
+    assert sorted(p.name for p in cached.iterdir()) == ["beats.f32", "index.npz", "strips.f32"]
     calls = []
     monkeypatch.setattr(record_data, "cut_record", lambda *a, **k: calls.append(a))
     again = table_of(packed, compose_cfg, tmp_path / "cache")

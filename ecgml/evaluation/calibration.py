@@ -117,8 +117,8 @@ def _weighted_ece(w: np.ndarray, y: np.ndarray, p: np.ndarray, n_bins: int) -> n
         return np.sum(gap * count, axis=1) / total[:, 0]
 
 
-#: Newton's stopping step in each precision (float32 sums carry ~1e-6 relative error).
-_NEWTON_TOL = {np.dtype(np.float64): 1e-9, np.dtype(np.float32): 1e-5}
+#: Newton's stopping step.
+_NEWTON_TOL = 1e-9
 
 
 def _newton_logistic(
@@ -129,12 +129,18 @@ def _newton_logistic(
     iterations: int = 50,
     start: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Weighted logistic fits for every row of ``w`` (in ``w``'s precision): slope ``b`` of
-    ``a + b·z`` when ``slope_free`` else intercept ``a`` of ``a + offset(z)``; NaN where it does
-    not converge. ``start``: the ``(a, b)`` every row starts from (a bootstrap starts from the
-    full sample's fit, a few steps from each resample's)."""
+    """Weighted logistic fits for every row of ``w``: slope ``b`` of ``a + b·z`` when
+    ``slope_free`` else intercept ``a`` of ``a + offset(z)``; NaN where it does not converge.
+    ``start``: the ``(a, b)`` every row starts from (a bootstrap starts from the full sample's
+    fit, a few steps from each resample's)."""
     a, b = _newton_fit(w, y, z, slope_free, iterations, start)
-    out = (b if slope_free else a).astype(np.float64)
+    return _converged(b if slope_free else a, w, y, z, slope_free)
+
+
+def _converged(
+    out: np.ndarray, w: np.ndarray, y: np.ndarray, z: np.ndarray, slope_free: bool
+) -> np.ndarray:
+    """``out`` (one fitted value per row of ``w``), NaN where the fit has no finite answer."""
     bad = ~np.isfinite(out) | (np.abs(out) > 50) | ~_rows_have_both(w, y)
     if slope_free:  # no finite slope exists for separated scores, however far Newton got
         bad |= _rows_separated(w, y, z)
@@ -150,13 +156,11 @@ def _newton_fit(
     start: tuple[float, float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Newton's ``(a, b)`` per row of ``w`` (unchecked: :func:`_newton_logistic` masks them)."""
-    r, dtype = w.shape[0], w.dtype
-    y, z = y.astype(dtype, copy=False), z.astype(dtype, copy=False)
+    r = w.shape[0]
     # by default start at b = 0 (slope free): Newton from the null model converges for the
     # logistic likelihood; from b = 1 it overshoots on over-confident logits
     a0, b0 = start if start is not None else (0.0, 0.0 if slope_free else 1.0)
-    a, b = np.full(r, a0, dtype=dtype), np.full(r, b0, dtype=dtype)
-    tol = _NEWTON_TOL[np.dtype(dtype)]
+    a, b = np.full(r, a0), np.full(r, b0)
     for _ in range(iterations):
         q = expit(a[:, None] + b[:, None] * z[None, :])
         resid, v = w * (y - q), w * q * (1 - q)
@@ -168,9 +172,9 @@ def _newton_fit(
                 da, db = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det
         else:
             with np.errstate(divide="ignore", invalid="ignore"):
-                da, db = resid.sum(1) / v.sum(1), np.zeros(r, dtype=dtype)
+                da, db = resid.sum(1) / v.sum(1), np.zeros(r)
         a, b = a + np.clip(da, -2, 2), b + np.clip(db, -2, 2)
-        moving = (np.abs(da) >= tol) | (np.abs(db) >= tol)
+        moving = (np.abs(da) >= _NEWTON_TOL) | (np.abs(db) >= _NEWTON_TOL)
         runaway = (np.abs(a) > 50) | (np.abs(b) > 50)  # NaN in the end, whatever comes next
         if not (moving & ~runaway).any():
             break
@@ -236,9 +240,9 @@ def _full_fit(
 ) -> tuple[float, float] | None:
     """``(a, b)`` of the one-row fit (None when it has none: a resample then starts from the
     null model)."""
-    if not np.isfinite(_newton_logistic(w, y, z, slope_free)[0]):
-        return None
     a, b = _newton_fit(w, y, z, slope_free)
+    if not np.isfinite(_converged(b if slope_free else a, w, y, z, slope_free)[0]):
+        return None
     return float(a[0]), float(b[0])
 
 

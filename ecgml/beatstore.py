@@ -17,7 +17,7 @@ import os
 import stat
 import tempfile
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -651,21 +651,37 @@ def _load_packed(
     ``skipping`` (prediction) a beat that fails its checks is left out, else it stops the load."""
     samples = PackedSamples.open(root / PACKED, "beat")
     rows = samples.rows_for(manifest, "beat_id", root / MANIFEST)
+    stored = [samples.signal(int(row)) for row in rows]  # a damaged file stops the load
+    beats, kept, skipped = _checked_beats(
+        manifest, stored.__getitem__, lambda k: _packed_where(root, manifest, k), limits, skipping
+    )
+    meta = manifest.iloc[kept] if skipped else manifest
+    return BeatStore(root, meta, beats, info, packed_digest(root, MANIFEST), skipped)
+
+
+def _checked_beats(
+    manifest: pd.DataFrame,
+    read: Callable[[int], np.ndarray],
+    where: Callable[[int], str],
+    limits: BeatLimits,
+    skipping: bool,
+) -> tuple[list[np.ndarray], list[int], list[SkippedBeat]]:
+    """Each manifest row's beat (``read``) within ``limits``: the usable beats and their rows,
+    and with ``skipping`` the others as :class:`SkippedBeat` entries (else the first stops)."""
     beats, kept, skipped = [], [], []
-    for k, row in enumerate(rows):
-        beat = samples.signal(int(row))
+    for row in range(len(manifest)):
         try:
-            check_beat(beat, _r_of(manifest, k), limits, _packed_where(root, manifest, k))
+            beat = read(row)
+            check_beat(beat, _r_of(manifest, row), limits, where(row))
         except EcgmlError as err:
             if not skipping:
                 raise
-            ids = manifest.iloc[k]
-            skipped.append(SkippedBeat(k, str(ids["beat_id"]), str(ids["patient_id"]), str(err)))
+            ids = manifest.iloc[row]
+            skipped.append(SkippedBeat(row, str(ids["beat_id"]), str(ids["patient_id"]), str(err)))
             continue
         beats.append(beat)
-        kept.append(k)
-    meta = manifest.iloc[kept] if skipped else manifest
-    return BeatStore(root, meta, beats, info, packed_digest(root, MANIFEST), skipped)
+        kept.append(row)
+    return beats, kept, skipped
 
 
 def _packed_where(root: Path, manifest: pd.DataFrame, row: int) -> str:
@@ -684,19 +700,16 @@ def _load_skipping(
     root: Path, manifest: pd.DataFrame, paths: list[Path], info: StoreMeta, limits: BeatLimits
 ) -> BeatStore:
     """Every usable beat; the others become :class:`SkippedBeat` entries (meta keeps its index)."""
-    beats, kept, skipped = [], [], []
+    beats, kept, skipped = _checked_beats(
+        manifest,
+        lambda row: read_beat_csv(paths[row], limits),
+        lambda row: _where(root, manifest, row),
+        limits,
+        skipping=True,
+    )
     digest = hashlib.sha256((root / MANIFEST).read_bytes())
-    for row, path in enumerate(paths):
-        try:
-            beat = read_beat_csv(path, limits)
-            check_beat(beat, _r_of(manifest, row), limits, _where(root, manifest, row))
-        except EcgmlError as err:
-            ids = manifest.iloc[row]
-            skipped.append(SkippedBeat(row, str(ids["beat_id"]), str(ids["patient_id"]), str(err)))
-            continue
+    for beat in beats:
         digest.update(beat.tobytes())
-        beats.append(beat)
-        kept.append(row)
     meta = manifest.iloc[kept]
     return BeatStore(root, meta, beats, info, digest.hexdigest()[:16], skipped)
 

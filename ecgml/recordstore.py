@@ -32,6 +32,8 @@ import pandas as pd
 
 from ecgml import TWELVE_LEADS
 from ecgml.beatstore import (
+    MAX_FS,
+    MIN_FS,
     StoreIndex,
     packed_digest,
     read_store_csv,
@@ -230,10 +232,16 @@ def read_record_csv(path: Path) -> tuple[float, tuple[str, ...], np.ndarray]:
         table = parse_signal_csv(path)
     except EcgFileProblem as problem:
         raise RecordProblem(str(problem)) from None
-    duration = table.signal.shape[1] / table.fs
+    check_duration(table.signal, table.fs)
+    return table.fs, table.leads, table.signal.astype(np.float32)
+
+
+def check_duration(signal: np.ndarray, fs: float) -> None:
+    """A :class:`RecordProblem` for a record (``(n_leads, n)`` at ``fs``) shorter than
+    :data:`MIN_DURATION_S`."""
+    duration = signal.shape[1] / fs
     if duration < MIN_DURATION_S:
         raise RecordProblem(f"{duration:.2f} s long: shorter than {MIN_DURATION_S:g} s")
-    return table.fs, table.leads, table.signal.astype(np.float32)
 
 
 class RecordReader:
@@ -272,15 +280,13 @@ class RecordReader:
     def _packed(self, row: int) -> tuple[float, tuple[str, ...], np.ndarray]:
         assert self.samples is not None
         fs, names = float(self.samples.fs[row]), self.samples.lead_names(row)
-        if not 50.0 <= fs <= 10_000.0:  # NaN included
+        if not MIN_FS <= fs <= MAX_FS:  # NaN included
             raise RecordProblem(f"sampling rate {fs:g} Hz in {PACKED} is implausible")
         unknown = [name for name in names if name not in LEADS]
         if unknown:
             raise RecordProblem(f"unknown lead name(s) {', '.join(unknown)}")
         signal = self.samples.signal(row)
-        duration = signal.shape[1] / fs
-        if duration < MIN_DURATION_S:
-            raise RecordProblem(f"{duration:.2f} s long: shorter than {MIN_DURATION_S:g} s")
+        check_duration(signal, fs)
         return fs, names, signal
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from ecgml.ingest.groups import GroupRule
 from ecgml.ingest.pairing import PairingRule
 from ecgml.ingest.reading import WINDOWS, Cutting
 from ecgml.ingest.run import IngestSettings, ingest, summary_lines
+from ecgml.outputs.engine import local_workers
 
 #: The numeric settings and their bounds (checked before anything is read).
 SETTING_BOUNDS = {
@@ -27,7 +27,6 @@ SETTING_BOUNDS = {
     "groups.sodium_high": Bound(100, 180),
     "n_jobs": Bound(1, 512, integer=True, optional=True),
 }
-MAX_WORKERS = 8
 
 
 def settings_from_config(cfg: DictConfig) -> IngestSettings:
@@ -64,7 +63,7 @@ def settings_from_config(cfg: DictConfig) -> IngestSettings:
         timezone=_timezone(cfg.pairing.get("timezone")),
         hash_ids=bool(cfg.hash_ids),
         hash_salt=None if cfg.get("hash_salt") is None else str(cfg.hash_salt),
-        n_jobs=int(cfg.n_jobs) if cfg.get("n_jobs") else min(os.cpu_count() or 1, MAX_WORKERS),
+        n_jobs=local_workers(cfg.get("n_jobs")),
         progress=bool(cfg.get("progress", True)),
         pack=_pack_dtype(cfg.get("pack", "int16")),
     )

@@ -26,7 +26,7 @@ from ecgml.beatstore import MANIFEST, load_beat_store, read_manifest
 from ecgml.cli import hydra_entry
 from ecgml.errors import EcgmlError
 from ecgml.outputs import init_worker
-from ecgml.outputs.engine import check_address, check_reachable, executor
+from ecgml.outputs.engine import check_address, check_reachable, executor, local_workers
 from ecgml.outputs.files import storage_error
 from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import (
@@ -77,7 +77,7 @@ def stores_in(root: Path) -> list[tuple[Path, Packer]]:
 
 
 def _pack_records_as_configured(folder: Path, cfg: DictConfig) -> Packed | None:
-    workers = int(cfg.n_jobs) if cfg.get("n_jobs") else min(os.cpu_count() or 1, 8)
+    workers = local_workers(cfg.get("n_jobs"))
     address = check_address(cfg.get("engine", {}).get("address"))
     check_reachable(address)
     return pack_record_store(folder, str(cfg.dtype), workers, address)

@@ -13,6 +13,7 @@ its temporary output removed.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Callable, Iterator
@@ -26,6 +27,13 @@ from ecgml.outputs.workers import stop_pool
 
 #: Seconds to wait for a scheduler to answer before the stage gives up (one line, exit 2).
 CONNECT_TIMEOUT_S = 10
+#: Local worker processes when ``n_jobs`` is null: every core, up to this many.
+MAX_LOCAL_WORKERS = 8
+
+
+def local_workers(n_jobs: Any) -> int:
+    """``n_jobs`` as a worker count; null (or 0) = every core, up to :data:`MAX_LOCAL_WORKERS`."""
+    return int(n_jobs) if n_jobs else min(os.cpu_count() or 1, MAX_LOCAL_WORKERS)
 
 
 def check_address(address: Any) -> str | None:

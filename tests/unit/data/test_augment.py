@@ -121,3 +121,25 @@ def test_no_trainer_means_no_augmentation() -> None:
     data = BeatDataModule(small_table(), batch_size=8, augment=STANDARD)
     batch = next(iter(data.val_dataloader()))
     assert data.on_after_batch_transfer(batch, 0)[0] is batch[0]
+
+
+def test_worker_loaders_give_the_in_process_batches_over_shared_files() -> None:
+    """Two loader workers hand over the same batches as loading in process; they share them as
+    named files (their own strategy), the training process keeps its strategy."""
+    before = torch.multiprocessing.get_sharing_strategy()
+    in_process = list(BeatDataModule(small_table(), batch_size=4).val_dataloader())
+    workers = BeatDataModule(small_table(), batch_size=4, num_workers=2)
+    batches = list(workers.val_dataloader())
+    assert len(batches) == len(in_process) == 3
+    for (x, y), (x0, y0) in zip(batches, in_process, strict=True):
+        assert torch.equal(x, x0) and torch.equal(y, y0)
+    loader = workers.val_dataloader()
+    assert loader.worker_init_fn is not None
+    probe = torch.utils.data.DataLoader(
+        [0, 1],
+        num_workers=1,
+        worker_init_fn=loader.worker_init_fn,
+        collate_fn=lambda _: str(torch.multiprocessing.get_sharing_strategy()),
+    )
+    assert list(probe) == ["file_system", "file_system"]
+    assert torch.multiprocessing.get_sharing_strategy() == before

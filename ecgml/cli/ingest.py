@@ -14,7 +14,7 @@ from ecgml.ingest.groups import GroupRule
 from ecgml.ingest.pairing import PairingRule
 from ecgml.ingest.reading import WINDOWS, Cutting
 from ecgml.ingest.run import IngestSettings, ingest, summary_lines
-from ecgml.outputs.engine import local_workers
+from ecgml.outputs.engine import check_address, check_reachable, local_workers
 
 #: The numeric settings and their bounds (checked before anything is read).
 SETTING_BOUNDS = {
@@ -44,6 +44,8 @@ def settings_from_config(cfg: DictConfig) -> IngestSettings:
     if cfg.windows not in WINDOWS:
         raise EcgmlError(f"windows={cfg.windows!r}: use one of {', '.join(WINDOWS)}")
     groups = cfg.groups
+    address = check_address(cfg.get("engine", {}).get("address"))
+    check_reachable(address)
     return IngestSettings(
         ecgs=Path(str(cfg.ecgs)),
         labs=Path(str(cfg.labs)),
@@ -64,6 +66,7 @@ def settings_from_config(cfg: DictConfig) -> IngestSettings:
         hash_ids=bool(cfg.hash_ids),
         hash_salt=None if cfg.get("hash_salt") is None else str(cfg.hash_salt),
         n_jobs=local_workers(cfg.get("n_jobs")),
+        engine_address=address,
         progress=bool(cfg.get("progress", True)),
         pack=_pack_dtype(cfg.get("pack", "int16")),
     )

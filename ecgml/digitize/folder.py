@@ -36,6 +36,7 @@ from ecgml.outputs import (
     storage_error,
     workers,
 )
+from ecgml.outputs.engine import check_address, check_reachable, map_jobs
 from ecgml.recordstore import save_records_table
 
 log = logging.getLogger("ecgml.digitize")
@@ -137,13 +138,15 @@ def run_images(
     n_jobs: int,
     progress: bool = True,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    engine_address: str | None = None,
 ) -> list[ImageResult]:
-    """Process images (path, layout) in ``n_jobs`` processes; results in input order."""
+    """Process images (path, layout) in ``n_jobs`` processes, or on the Dask cluster at
+    ``engine_address``; results in input order."""
     func = partial(_process_job, fs=fs, dpi=dpi, beat_options=beat_options, max_pixels=max_pixels)
     bar = tqdm(total=len(jobs), desc="digitize", unit="image", disable=not progress)
     results: dict[int, ImageResult] = {}
     try:
-        for index, result in workers.map_isolated(func, jobs, n_jobs, _image_failed):
+        for index, result in map_jobs(func, jobs, n_jobs, _image_failed, engine_address):
             results[index] = result
             bar.update(1)
     finally:
@@ -287,8 +290,10 @@ def digitize_folder(
     beat_options: dict[str, Any] | None = None,
     progress: bool = True,
     max_image_pixels: int = DEFAULT_MAX_PIXELS,
+    engine_address: str | None = None,
 ) -> pd.DataFrame:
-    """Digitize every image in ``input_dir`` into ``output_dir``; returns the report.
+    """Digitize every image in ``input_dir`` into ``output_dir`` (on ``n_jobs`` local processes,
+    or on the Dask cluster at ``engine_address``); returns the report.
 
     Raises :class:`EcgmlError` for bad arguments, and (after writing the report) when no image
     could be digitized.
@@ -304,6 +309,8 @@ def digitize_folder(
         raise EcgmlError(f"n_jobs={n_jobs!r} must be a positive number of processes (or null)")
     if max_image_pixels < 1:
         raise EcgmlError(f"max_image_pixels={max_image_pixels!r} must be ≥ 1 (e.g. 50000000)")
+    engine_address = check_address(engine_address)
+    check_reachable(engine_address)
     images = list_images(input_dir)
     check_paths(input_dir, output_dir)
     labels = read_labels(input_dir, images, layout)
@@ -315,7 +322,14 @@ def digitize_folder(
         jobs = [(p, str(labels.loc[p.name, "layout"])) for p in images if p.name not in duplicates]
         workers = n_jobs or os.cpu_count() or 1
         results = run_images(
-            jobs, float(fs), dpi, beat_options or {}, workers, progress, max_image_pixels
+            jobs,
+            float(fs),
+            dpi,
+            beat_options or {},
+            workers,
+            progress,
+            max_image_pixels,
+            engine_address,
         )
         results += [
             ImageResult(name, "failed", "another image has the same file name stem: rename it")
@@ -367,6 +381,7 @@ def digitize_folder_from_config(cfg: DictConfig) -> pd.DataFrame:
         max_image_pixels=_whole(
             cfg.get("max_image_pixels", DEFAULT_MAX_PIXELS), "max_image_pixels"
         ),
+        engine_address=cfg.get("engine", {}).get("address"),
     )
 
 

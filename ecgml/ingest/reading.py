@@ -4,7 +4,7 @@ A worker reads one file with :func:`ecgml.ecgfile.read_ecg`, resamples it to the
 (``scipy.signal.resample_poly``), cuts the first ``max_s`` seconds (or every ``max_s`` window)
 and writes each window as float32 ``.npy`` into the staging folder; only the metadata travels
 back. A file that cannot be used comes back with its reason; a worker that dies costs only
-its own file (:func:`ecgml.outputs.workers.map_isolated`).
+its own file (:func:`ecgml.outputs.engine.map_jobs`).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from ecgml.ecgfile import EcgFileProblem, read_ecg
 from ecgml.ingest.sources import Source
-from ecgml.outputs.workers import map_isolated
+from ecgml.outputs.engine import map_jobs
 
 WINDOWS = ("first", "all")
 
@@ -68,14 +68,16 @@ def read_all(
     cutting: Cutting,
     n_jobs: int,
     progress: bool = True,
+    engine_address: str | None = None,
 ) -> list[FileResult]:
-    """Every source read (in ``n_jobs`` processes), results in source order."""
+    """Every source read (in ``n_jobs`` processes, or on the Dask cluster at
+    ``engine_address``), results in source order."""
     jobs = list(enumerate(sources))
     func = partial(read_source, staging=staging, cutting=cutting)
     results: list[FileResult | None] = [None] * len(jobs)
     bar = tqdm(total=len(jobs), desc="ingest", unit="ECG", disable=not progress)
     try:
-        for index, result in map_isolated(func, jobs, n_jobs, _died):
+        for index, result in map_jobs(func, jobs, n_jobs, _died, engine_address):
             results[index] = result
             bar.update(1)
     finally:

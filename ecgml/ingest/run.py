@@ -36,7 +36,7 @@ from ecgml.ingest.pairing import PairingRule
 from ecgml.ingest.reading import Cutting, read_all
 from ecgml.ingest.sources import find_sources
 from ecgml.outputs import check_replaceable, move_into_place, new_temp, refuse_overlap
-from ecgml.outputs.workers import map_isolated
+from ecgml.outputs.engine import map_jobs
 from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import RECORDS, save_records_table
 
@@ -75,6 +75,9 @@ class IngestSettings:
     hash_ids: bool = False
     hash_salt: str | None = None
     n_jobs: int = 1
+    #: A Dask scheduler (``tcp://host:port``) whose workers read and write instead of local
+    #: processes (None: local); its workers must see ``out``'s parent folder.
+    engine_address: str | None = None
     progress: bool = True
     #: ``samples.arrow``'s sample type (``int16`` whole µV, ``float32``), or None: CSVs only.
     pack: str | None = "int16"
@@ -107,7 +110,14 @@ def ingest(settings: IngestSettings) -> IngestReport:
     try:
         staging = tmp / ".staging"
         staging.mkdir()
-        results = read_all(sources, staging, settings.cutting, settings.n_jobs, settings.progress)
+        results = read_all(
+            sources,
+            staging,
+            settings.cutting,
+            settings.n_jobs,
+            settings.progress,
+            settings.engine_address,
+        )
         clock = LocalClock(settings.timezone)
         table = ecg_table(sources, unlisted, results, settings.cutting, clock)
         clock.report(settings.ecgs)
@@ -189,7 +199,9 @@ def _write_signals(tmp: Path, staging: Path, kept: pd.DataFrame, settings: Inges
     func = partial(write_signal, staging=staging, root=tmp, fs=settings.cutting.fs)
     bar = tqdm(total=len(jobs), desc="write", unit="ECG", disable=not settings.progress)
     try:
-        for _, error in map_isolated(func, jobs, settings.n_jobs, _write_failed):
+        for _, error in map_jobs(
+            func, jobs, settings.n_jobs, _write_failed, settings.engine_address
+        ):
             if error:
                 raise EcgmlError(f"writing the store failed: {error}")
             bar.update(1)

@@ -16,14 +16,17 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
 from multiprocessing import get_context
-from typing import Any
+from typing import Any, TypeVar
 
 from ecgml.errors import EcgmlError
-from ecgml.outputs.workers import stop_pool
+from ecgml.outputs.workers import WORKER_DIED, map_isolated, stop_pool
+
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 #: Seconds to wait for a scheduler to answer before the stage gives up (one line, exit 2).
 CONNECT_TIMEOUT_S = 10
@@ -96,6 +99,38 @@ def executor(
         raise
     finally:
         client.close()
+
+
+def map_jobs(
+    func: Callable[[Job], Result],
+    jobs: Sequence[Job],
+    n_jobs: int,
+    failed: Callable[[Job, str], Result],
+    address: str | None = None,
+) -> Iterator[tuple[int, Result]]:
+    """``(index, func(job))`` as jobs finish, each job isolated: on ``n_jobs`` local processes
+    (:func:`~ecgml.outputs.workers.map_isolated`), or on the Dask cluster at ``address``. A job
+    that raises, or whose worker dies (on a cluster: after Dask's retries), gives
+    ``failed(job, why)`` and every other result stands; a cluster that stops answering ends
+    the stage with one line."""
+    if address is None:
+        yield from map_isolated(func, jobs, n_jobs, failed)
+        return
+    from distributed import KilledWorker
+
+    with executor(0, address) as cluster:
+        futures = {cluster.submit(func, job): index for index, job in enumerate(jobs)}
+        for future in as_completed(futures):
+            index = futures.pop(future)
+            try:
+                result = future.result()
+            except KilledWorker:
+                result = failed(jobs[index], WORKER_DIED)
+            except Exception as err:
+                if _lost_cluster(err):
+                    raise
+                result = failed(jobs[index], f"internal error: {type(err).__name__}: {err}")
+            yield index, result
 
 
 def _connect(address: str) -> Any:

@@ -23,6 +23,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
+def prefixes_run(address: str) -> set[str]:
+    """The names of the functions the cluster's scheduler has run jobs of."""
+    from distributed import Client
+
+    with Client(address, set_as_default=False) as client:
+        return set(
+            client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.task_prefixes))
+        )
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     from distributed import LocalCluster
@@ -59,6 +69,22 @@ def test_a_cohort_built_on_the_cluster_equals_the_local_one(cluster: str, tmp_pa
 def test_no_scheduler_and_a_bad_address_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(EcgmlError, match="is not a Dask scheduler address"):
         check_address("127.0.0.1:8786")
+    from ecgml.digitize.folder import digitize_folder
+
+    images = tmp_path / "images"
+    images.mkdir()
+    with pytest.raises(EcgmlError, match="no Dask scheduler answers there"):
+        digitize_folder(images, tmp_path / "d", engine_address="tcp://127.0.0.1:9")
+    assert not (tmp_path / "d").exists()
+    from ecgml.cli.ingest import settings_from_config
+    from tests.conftest import compose_once
+
+    ingest_cfg = compose_once(
+        f"ecgs={images}", f"labs={images}", f"out={tmp_path / 'i'}", name="ingest"
+    )
+    ingest_cfg.engine.address = "tcp://127.0.0.1:9"
+    with pytest.raises(EcgmlError, match="no Dask scheduler answers there"):
+        settings_from_config(ingest_cfg)
     done = subprocess.run(
         [
             sys.executable,
@@ -97,3 +123,71 @@ def test_packing_on_the_cluster_and_on_local_processes_equals_serial(
         for a, b in zip(packed[name], packed["serial"], strict=True):
             assert a.record_id == b.record_id
             np.testing.assert_array_equal(a.signal, b.signal)
+
+
+def test_ingest_on_the_cluster_equals_the_local_run(cluster: str, tmp_path: Path) -> None:
+    from ecgml.ingest.run import IngestSettings, ingest
+    from ecgml.synth.exports import export_cohort
+
+    groups = {"normal": 2, "hypokalemia": 2}
+    cohort = build_cohort(
+        default_cfg(images=False, twelve_lead=True, groups=groups), tmp_path / "cohort", n_jobs=1
+    )
+    exported = export_cohort(cohort, tmp_path / "export", "wfdb")
+    stores = {}
+    for name, address in (("local", None), ("dask", cluster)):
+        out = tmp_path / name
+        settings = IngestSettings(
+            exported.ecgs, exported.labs, out, progress=False, n_jobs=2, engine_address=address
+        )
+        assert ingest(settings).n_records == 4
+        stores[name] = out
+    assert {"read_source", "write_signal"} <= prefixes_run(cluster)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(stores["local"] / "records.csv"), pd.read_csv(stores["dask"] / "records.csv")
+    )
+    local, remote = (load_record_store(stores[k]).records for k in ("local", "dask"))
+    for a, b in zip(local, remote, strict=True):
+        assert a.record_id == b.record_id
+        np.testing.assert_array_equal(a.signal, b.signal)
+
+
+def test_digitizing_on_the_cluster_equals_the_local_run(
+    cluster: str, tmp_path: Path, real_ecg: np.ndarray
+) -> None:
+    """Each image's result (a blank one fails with its reason) is the same on the cluster."""
+    import cv2
+
+    from ecgml.digitize.folder import digitize_folder
+    from ecgml.synth.render import render_ecg
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for k, dpi in enumerate((110, 130)):
+        cv2.imwrite(str(images / f"strip{k}.png"), render_ecg(real_ecg, 500, dpi=dpi)[0])
+    cv2.imwrite(str(images / "blank.png"), np.full((40, 60, 3), 245, np.uint8))
+    reports = {
+        name: digitize_folder(
+            images, tmp_path / name, n_jobs=1, progress=False, engine_address=address
+        ).drop(columns="seconds")
+        for name, address in (("local", None), ("dask", cluster))
+    }
+    assert "process_job" in prefixes_run(cluster)  # dask drops the leading _
+    pd.testing.assert_frame_equal(reports["local"], reports["dask"])
+    assert reports["dask"]["status"].tolist() == ["failed", "ok", "ok"]
+    for k in range(2):
+        local = pd.read_csv(tmp_path / "local" / "signals" / f"strip{k}.csv")
+        pd.testing.assert_frame_equal(
+            local, pd.read_csv(tmp_path / "dask" / "signals" / f"strip{k}.csv")
+        )
+
+
+def test_a_job_that_raises_on_the_cluster_costs_only_itself(cluster: str) -> None:
+    import math
+
+    from ecgml.outputs.engine import map_jobs
+
+    results = dict(
+        map_jobs(math.sqrt, [4.0, -1.0, 9.0], 1, lambda job, why: f"{job}: {why}", cluster)
+    )
+    assert results == {0: 2.0, 1: "-1.0: internal error: ValueError: math domain error", 2: 3.0}

@@ -603,6 +603,15 @@ def _beat_file_chunks(path: Path) -> Iterator[list[Any]]:
         return
 
 
+def beat_store_folder(root: Path) -> Path:
+    """The beat store ``root`` names: ``root`` itself, or, for a folder without
+    ``manifest.csv`` whose ``beats/`` holds one (a synthetic cohort or a digitization output
+    folder), ``root/beats``."""
+    if not (root / MANIFEST).is_file() and (root / "beats" / MANIFEST).is_file():
+        return root / "beats"
+    return root
+
+
 def load_beat_store(
     root: Path | str,
     default_fs: float = 500.0,
@@ -617,7 +626,7 @@ def load_beat_store(
     listed in :attr:`BeatStore.skipped` instead of failing the store; paths outside the store
     are refused either way.
     """
-    root = Path(root).resolve()
+    root = beat_store_folder(Path(root).resolve())
     if not skip_bad_beats and (root / MANIFEST).is_file() and not (root / PACKED).exists():
         check_listed_files(root)  # a missing file answers at its row, before the full parse
     manifest = read_manifest(root)
@@ -865,9 +874,13 @@ def beat_rows(beat_set: BeatSet, labels: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def export_beat_store(
-    root: Path | str, recordings: Sequence[tuple[BeatSet, Mapping[str, Any]]]
+    root: Path | str,
+    recordings: Sequence[tuple[BeatSet, Mapping[str, Any]]],
+    packed: bool = False,
+    dtype: str = "int16",
 ) -> Path:
-    """Write the beats of several recordings as one beat store (``manifest.csv`` last)."""
+    """Write the beats of several recordings as one beat store (``manifest.csv`` last), with
+    ``packed`` into ``samples.arrow`` (:func:`write_beat_store`)."""
     recordings = [(bs, labels) for bs, labels in recordings if len(bs)]
     if not recordings:
         raise ValueError("no beats to export")
@@ -878,5 +891,12 @@ def export_beat_store(
     beats = [beat for bs, _ in recordings for beat in bs.beats]
     rows = pd.concat([beat_rows(bs, labels) for bs, labels in recordings], ignore_index=True)
     return write_beat_store(
-        root, beats, rows, fs=first.fs, pre_r_ms=first.pre_r_ms, post_r_ms=first.post_r_ms
+        root,
+        beats,
+        rows,
+        fs=first.fs,
+        pre_r_ms=first.pre_r_ms,
+        post_r_ms=first.post_r_ms,
+        packed=packed,
+        dtype=dtype,
     )

@@ -72,6 +72,14 @@ def stores_in(root: Path) -> list[tuple[Path, Packer]]:
         found.append((root, _pack_records_as_configured))
     for folder in (root, root / "beats"):
         if (folder / MANIFEST).is_file():
+            if folder == root and found:  # one samples.arrow per folder: the records' here
+                log.warning(
+                    "%s: a beat store beside a record store keeps its CSV files (both would "
+                    "pack into %s); digitize again to get it as a packed beats/ store",
+                    root / MANIFEST,
+                    root / PACKED,
+                )
+                continue
             found.append((folder, _pack_beats_as_configured))
     return found
 

@@ -37,6 +37,7 @@ from ecgml.outputs import (
     workers,
 )
 from ecgml.outputs.engine import check_address, check_reachable, map_jobs
+from ecgml.packstore import PACKED, ROW_COLUMN, PackedWriter
 from ecgml.recordstore import save_records_table
 
 log = logging.getLogger("ecgml.digitize")
@@ -173,12 +174,12 @@ def _image_failed(job: Job, why: str) -> ImageResult:
 def write_outputs(
     tmp: Path, results: Sequence[ImageResult], labels: pd.DataFrame, fs: float
 ) -> pd.DataFrame:
-    """signals/, leads/, the beat store, records.csv (the record store: one record per digitized
-    image, with every lead that spans its strip: :func:`record_file`) and report.csv into
-    ``tmp``; returns the report."""
+    """signals/, leads/, the beat store (``beats/``, packed), the record store (records.csv and
+    its packed samples: one record per digitized image, with every lead that spans its strip:
+    :func:`record_leads`) and report.csv into ``tmp``; returns the report."""
     (tmp / "signals").mkdir(parents=True)
     (tmp / "leads").mkdir()
-    recordings, record_files = [], []
+    recordings, records = [], []
     for result in results:
         if result.status != "ok" or result.digitized is None or result.beats is None:
             continue
@@ -198,10 +199,13 @@ def write_outputs(
             if key in row.index and isinstance(row[key], str) and row[key]:
                 meta[key] = row[key]
         recordings.append((result.beats, meta))
-        record_files.append(record_file(tmp, stem, signal, result.digitized.leads, fs))
+        leads = record_leads(signal, result.digitized.leads, fs)
+        records.append((stem, record_file(tmp, stem, leads, fs), leads))
     if recordings:
-        export_beat_store(tmp, recordings)
-        save_records_table(tmp, records_rows([meta for _, meta in recordings], record_files))
+        export_beat_store(tmp / "beats", recordings, packed=True, dtype="float32")
+        table = records_rows([meta for _, meta in recordings], [file for _, file, _ in records])
+        table[ROW_COLUMN] = pd.array(pack_records(tmp / PACKED, records, fs), dtype="Int64")
+        save_records_table(tmp, table)
     report = pd.DataFrame(
         [
             (r.image_file, r.status, r.error, r.n_beats, round(r.seconds, 4), *_lead_cells(r))
@@ -221,21 +225,46 @@ def records_rows(metas: Sequence[dict[str, Any]], record_files: Sequence[str]) -
     return table
 
 
-def record_file(
-    tmp: Path, stem: str, signal: np.ndarray, leads: dict[str, np.ndarray], fs: float
-) -> str:
-    """An image's record for the record store: ``signals/<stem>.csv`` (lead II), or, when other
-    leads span the whole strip (a 12×1 page: all twelve; 6×2: the six beside II; the same rule
-    as ``ecgml.predict``, :func:`~ecgml.digitize.leads.page_leads`), ``records/<stem>.csv``
-    with ``time_s`` and one column per such lead, in standard order."""
+def record_leads(
+    signal: np.ndarray, leads: dict[str, np.ndarray], fs: float
+) -> dict[str, np.ndarray]:
+    """An image's record for the record store, lead name → samples in standard order: lead II
+    alone, or every lead that spans the whole strip (a 12×1 page: all twelve; 6×2: the six
+    beside II; the same rule as ``ecgml.predict``, :func:`~ecgml.digitize.leads.page_leads`)."""
     spanning = page_leads(signal, leads, fs)
     if set(spanning) <= {"II"}:
+        return {"II": signal}
+    return {name: spanning[name] for name in sorted(spanning, key=_lead_rank)}
+
+
+def record_file(tmp: Path, stem: str, leads: dict[str, np.ndarray], fs: float) -> str:
+    """The record's CSV (``record_file``): ``signals/<stem>.csv`` for lead II alone (written
+    already), else ``records/<stem>.csv`` with ``time_s`` and one column per lead."""
+    if list(leads) == ["II"]:
         return f"signals/{stem}.csv"
     (tmp / "records").mkdir(exist_ok=True)
-    columns = {"time_s": np.arange(signal.size) / fs}
-    columns |= {name: spanning[name] for name in sorted(spanning, key=_lead_rank)}
+    n = len(next(iter(leads.values())))
+    columns = {"time_s": np.arange(n) / fs, **leads}
     pd.DataFrame(columns).to_csv(tmp / "records" / f"{stem}.csv", index=False, float_format="%.5f")
     return f"records/{stem}.csv"
+
+
+def pack_records(
+    path: Path, records: Sequence[tuple[str, str, dict[str, np.ndarray]]], fs: float
+) -> list[int | None]:
+    """Each record's samples into the record store's ``samples.arrow`` (float32, the values its
+    CSV holds: rounded to 0.01 µV); returns each one's ``packed_row``. A record with a gap it
+    could not fill is left to its CSV (no ``packed_row``: training skips it with the reason)."""
+    rows: list[int | None] = []
+    with PackedWriter(path, "record", "float32") as writer:
+        for stem, _, leads in records:
+            matrix = np.round(np.vstack(list(leads.values())).astype(np.float64), 5)
+            if np.isfinite(matrix).all():
+                rows.append(writer.add(stem, matrix, fs, list(leads)))
+            else:
+                rows.append(None)
+        writer.commit()
+    return rows
 
 
 def write_leads(path: Path, leads: dict[str, np.ndarray], fs: float) -> None:

@@ -32,6 +32,7 @@ from ecgml.beatstore import (
     BeatStore,
     StorePathError,
     amplitude_problem,
+    beat_store_folder,
     check_regular,
     load_beat_store,
     read_beat_csv,
@@ -446,8 +447,8 @@ def list_inputs(path: Path) -> list[Path]:
             f"input={path} is not a regular file or folder (a device, FIFO or socket): pass an "
             "image, CSV, WFDB .hea or folder"
         )
-    if path.is_file() or (path / MANIFEST).is_file():
-        return [path]
+    if path.is_file() or (beat_store_folder(path) / MANIFEST).is_file():
+        return [beat_store_folder(path)]  # a beat store, or the folder holding it in beats/
     found = list(iter_folder(path))
     if not found:
         raise EcgmlError(

@@ -86,12 +86,15 @@ def test_digitize_folder_writes_signals_beats_and_report(image_dir: Path, tmp_pa
     assert signal["time_s"].iloc[1] == pytest.approx(1 / FS)
     assert abs(signal["time_s"].iloc[-1] - 8.0) < 0.1
     assert not (out / "signals" / "c.csv").exists()
-    store = load_beat_store(out)
+    store = load_beat_store(out)  # the packed beat store in out/beats/
+    names = sorted(p.name for p in (out / "beats").iterdir())
+    assert names == ["beatstore.json", "manifest.csv", "samples.arrow"]  # no beat CSVs
     assert len(store) == int(report["n_beats"].sum()) >= 12
     assert set(store.meta["patient_id"]) == {"p1", "p2"}
     assert set(store.meta["group"]) == {"normal", "hyperkalemia"}
     assert set(store.meta["source_image"]) == {"a.png", "b.jpg"}
     assert store.info.fs == FS
+    assert pd.read_csv(out / "records.csv")["packed_row"].tolist() == [0, 1]  # samples.arrow
     records = load_record_store(out)  # records.csv: each digitized image's lead-II signal
     assert sorted(r.record_id for r in records.records) == ["a", "b"]
     by_id = {r.record_id: r for r in records.records}
@@ -120,7 +123,7 @@ def test_digitize_folder_rejects_bad_arguments(image_dir: Path, tmp_path: Path) 
 def test_cli_exit_codes(image_dir: Path, tmp_path: Path) -> None:
     ok = run_cli(f"input_dir={image_dir}", "output_dir=out", "n_jobs=2", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
-    assert (tmp_path / "out" / "manifest.csv").is_file()
+    assert (tmp_path / "out" / "beats" / "manifest.csv").is_file()
     report = pd.read_csv(tmp_path / "out" / "report.csv")
     assert (report["status"] == "ok").sum() == 2
 
@@ -130,7 +133,7 @@ def test_cli_exit_codes(image_dir: Path, tmp_path: Path) -> None:
     failed = run_cli(f"input_dir={only_bad}", "output_dir=out2", cwd=tmp_path)
     assert failed.returncode == 2
     assert failed.stderr.strip().splitlines()[-1].startswith("error: no image could be digitized")
-    assert not (tmp_path / "out2" / "manifest.csv").exists()
+    assert not (tmp_path / "out2" / "beats").exists()
     assert (tmp_path / "out2" / "report.csv").is_file()
 
     missing = run_cli("output_dir=out3", cwd=tmp_path)

@@ -42,7 +42,7 @@ def cluster() -> Iterator[str]:
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",  # a free port: two test processes may each start one
         silence_logs=50,
     ) as local:
         yield local.scheduler_address

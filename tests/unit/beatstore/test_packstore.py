@@ -190,3 +190,23 @@ def test_pack_cli_exits_2_on_a_folder_without_a_store(tmp_path: Path) -> None:
         f"error: {tmp_path} holds neither manifest.csv nor records.csv: pass a beat or record "
         "store folder"
     ]
+
+
+def test_a_beat_store_beside_a_record_store_keeps_its_csvs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A folder holding both indexes (a digitization output of an earlier version) packs its
+    record store only: one samples.arrow per folder."""
+    from ecgml.cli.pack import stores_in
+
+    root = effect_store(tmp_path / "both", n_positive=2, n_negative=2)
+    write_toy_store(root, n_positive=2, n_negative=2, beats_per_patient=2)
+    beats_before = load_beat_store(root)
+    stores = stores_in(root)
+    assert [folder for folder, _ in stores] == [root]
+    assert "keeps its CSV files" in caplog.text
+    assert pack_record_store(root, "float32") is not None
+    beats_after = load_beat_store(root)
+    for a, b in zip(beats_after.beats, beats_before.beats, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert len(load_record_store(root).records) == 4

@@ -87,6 +87,7 @@ BOUNDS: dict[str, Bound] = {
     "training.early_stopping_patience": COUNT,
     "evaluation.n_bootstrap": COUNT,
     "evaluation.ci_level": FRACTION,
+    "evaluation.interval_level": FRACTION,
     "evaluation.threshold_value": Bound(0, 1),
     "evaluation.target_sensitivity": FRACTION,
     "evaluation.min_subgroup_patients": AT_LEAST_ONE,

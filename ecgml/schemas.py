@@ -156,6 +156,7 @@ class EvaluationConfig:
     aggregate: PatientAggregate = MISSING
     decision_thresholds: list[float] = MISSING
     min_threshold_positives: int = MISSING
+    interval_level: float = MISSING
 
 
 @dataclass

@@ -11,7 +11,9 @@ every disorder, so the CI of the mean is honest about their correlation).
 (stratified on the group), for test beats, test patients (mean estimate over a patient's beats)
 and validation beats; and each disorder the serum value defines (``hyperkalemia``/``hypokalemia``
 for potassium) read off the estimate: ``test/<disorder>_auroc`` on that group's and the normal
-group's patients, the estimate as the score (higher for hyper-, lower for hypo-states).
+group's patients, the estimate as the score (higher for hyper-, lower for hypo-states). Every
+estimate gets a conformal interval and severity probabilities calibrated on the validation
+patients (:mod:`ecgml.evaluation.serum_intervals`), with their coverage on the test split.
 """
 
 from __future__ import annotations
@@ -39,8 +41,22 @@ from ecgml.evaluation.intervals import percentile_interval
 from ecgml.evaluation.patients import aggregate_beats
 from ecgml.evaluation.predictions import PREFIXES, Evaluation, evaluate_with_config, metric_keys
 from ecgml.evaluation.report import format_results_table
+from ecgml.evaluation.serum_intervals import (
+    DEFAULT_LEVEL,
+    MIN_BAND_PATIENTS,
+    SEVERITY,
+    SerumIntervals,
+    band_coverage,
+    band_keys,
+    check_level,
+    coverage,
+    severity_auroc_key,
+    severity_columns,
+)
 
 REGRESSION_METRICS = ("mae", "rmse", "pearson_r")
+#: A serum run's per-patient table (validation and test patients).
+PATIENT_PREDICTIONS = "patient_predictions.csv"
 
 
 @dataclass
@@ -51,6 +67,8 @@ class TaskEvaluation:
     metrics: dict[str, float]
     predictions: pd.DataFrame
     per_output: dict[str, Evaluation] = field(default_factory=dict)
+    #: A serum run's calibrated intervals (they go into the logged model).
+    intervals: SerumIntervals | None = None
 
 
 # --------------------------------------------------------------------------- multi-label
@@ -368,11 +386,25 @@ def evaluate_regression(
         int(evaluation_cfg.seed),
         float(evaluation_cfg.ci_level),
     )
-    test = predictions[predictions["split"] == "test"]
     aggregate = evaluation_cfg.get("aggregate", "mean")
+    systems = {
+        fold: serum_intervals(rows, evaluation_cfg, serum, aggregate, fold)
+        for fold, rows in by_fold(predictions)
+    }
+    predictions = predictions.reset_index(drop=True)
+    predictions = pd.concat(
+        [with_interval_columns(rows, systems[fold]) for fold, rows in by_fold(predictions)]
+    ).sort_index()
+    patients = pd.concat(
+        [patient_predictions(rows, systems[f], aggregate) for f, rows in by_fold(predictions)],
+        ignore_index=True,
+    )
+    test = predictions[predictions["split"] == "test"]
+    test_patients = patients[patients["split"] == "test"]
+    intervals = systems.get(None)  # one run's (a pooled cross-validation: each fold's own)
     parts = {
         "test": test,
-        "test_patient": regression_patient_level(test, aggregate),
+        "test_patient": test_patients,
         "val_final": predictions[predictions["split"] == "val"],
     }
     metrics: dict[str, float] = {}
@@ -382,18 +414,165 @@ def evaluate_regression(
             value, low, high = estimate_auroc(part, disorder, direction, n_boot, seed, level)
             key = f"{prefix}/{disorder}_auroc"
             metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+    metrics.update(interval_metrics(test, test_patients, serum, n_boot, seed, level))
     metrics["test/n_beats"] = float(len(test))
     metrics["test/n_patients"] = float(test["patient_id"].nunique())
     if out_dir is not None:
-        write_regression_outputs(Path(out_dir), test, metrics, serum, title)
-    return TaskEvaluation(metrics, predictions.copy())
+        calibrated = IntervalSource(
+            float(next(iter(systems.values())).level),
+            sum(system.residuals.size for system in systems.values()),
+            len(systems),
+        )
+        write_regression_outputs(
+            Path(out_dir), test, metrics, serum, title, calibrated, test_patients
+        )
+        patients.to_csv(Path(out_dir) / PATIENT_PREDICTIONS, index=False)
+    return TaskEvaluation(metrics, predictions.copy(), intervals=intervals)
+
+
+@dataclass(frozen=True)
+class IntervalSource:
+    """What ``results.md`` says calibrated the intervals: the level, the validation patients
+    and the number of folds (1: one run)."""
+
+    level: float
+    n_patients: int
+    n_folds: int
+
+
+def by_fold(predictions: pd.DataFrame) -> list[tuple[Any, pd.DataFrame]]:
+    """A pooled cross-validation's rows per ``fold`` (each fold's own validation patients
+    calibrate its test rows), or one run's rows under ``None``."""
+    if "fold" not in predictions.columns:
+        return [(None, predictions)]
+    return [(fold, rows) for fold, rows in predictions.groupby("fold", sort=False)]
+
+
+def serum_intervals(
+    predictions: pd.DataFrame,
+    evaluation_cfg: Any,
+    serum: Mapping[str, Any],
+    aggregate: str,
+    fold: Any = None,
+) -> SerumIntervals:
+    """The conformal predictive system calibrated on the validation patients' residuals."""
+    level = check_level(evaluation_cfg.get("interval_level", DEFAULT_LEVEL))
+    val = predictions[predictions["split"] == "val"]
+    calibration = regression_patient_level(val, aggregate) if len(val) else val
+    return SerumIntervals.calibrate(
+        str(serum["column"]),
+        calibration["y_true"].to_numpy(float),
+        calibration["y_pred"].to_numpy(float),
+        level,
+        "the validation split" if fold is None else f"fold {fold}'s validation split",
+    )
+
+
+def with_interval_columns(predictions: pd.DataFrame, intervals: SerumIntervals) -> pd.DataFrame:
+    """``predictions.csv`` with each beat row's ``y_low``, ``y_high`` and severity
+    probabilities."""
+    columns = intervals.columns(predictions["y_pred"].to_numpy(float))
+    return predictions.assign(**columns)
+
+
+def patient_predictions(
+    predictions: pd.DataFrame, intervals: SerumIntervals, aggregate: str
+) -> pd.DataFrame:
+    """``patient_predictions.csv``: one row per validation and test patient, its measured value,
+    the ``aggregate`` of its beats' estimates, and that estimate's interval and severity
+    probabilities."""
+    frames = []
+    for split in ("val", "test"):
+        rows = predictions[predictions["split"] == split]
+        if rows.empty:
+            continue
+        patients = regression_patient_level(rows, aggregate)
+        patients.insert(1, "split", split)
+        if "fold" in rows.columns:
+            patients["fold"] = rows["fold"].iloc[0]
+        frames.append(patients)
+    columns = ["patient_id", "split", "y_true", "y_pred", "group"]
+    if not frames:
+        return pd.DataFrame(columns=columns)
+    table = pd.concat(frames, ignore_index=True)
+    table = table[[*columns, *(["fold"] if "fold" in table.columns else [])]]
+    return table.assign(**intervals.columns(table["y_pred"].to_numpy(float)))
+
+
+def interval_metrics(
+    test: pd.DataFrame,
+    test_patients: pd.DataFrame,
+    serum: Mapping[str, Any],
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+) -> dict[str, float]:
+    """Interval coverage and width (beats, patients, patients per measured band) and each
+    severity grade's patient-level AUROC with its CI (docs/contracts.md)."""
+    name = str(serum["column"])
+    out: dict[str, float] = {}
+    for prefix, part in (("test", test), ("test_patient", test_patients)):
+        cover, width = coverage(
+            part["y_true"].to_numpy(float), part["y_low"].to_numpy(), part["y_high"].to_numpy()
+        )
+        out.update({f"{prefix}/interval_coverage": cover, f"{prefix}/interval_width": width})
+    bands = band_coverage(
+        name,
+        test_patients["y_true"].to_numpy(float),
+        test_patients["y_low"].to_numpy(),
+        test_patients["y_high"].to_numpy(),
+    )
+    for band, (value, _) in bands.items():
+        out[f"test_patient/interval_coverage_{band}"] = value
+    for column, direction, cut in SEVERITY.get(name, ()):
+        truth = test_patients["y_true"].to_numpy(float)
+        positive = (truth >= cut) if direction == "ge" else (truth < cut)
+        key = f"test_patient/{severity_auroc_key(name, column)}"
+        value, low, high = severity_auroc(
+            test_patients, positive, test_patients[column].to_numpy(float), n_bootstrap, seed, level
+        )
+        out.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
+    return out
+
+
+def severity_auroc(
+    patients: pd.DataFrame,
+    positive: np.ndarray,
+    probability: np.ndarray,
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+) -> tuple[float, float, float]:
+    """AUROC of a severity grade's probability over the test patients (one row each), with a
+    patient bootstrap CI; NaN when the grade or its absence is missing."""
+    truth = positive.astype(np.int8)
+    if truth.size == 0 or truth.min() == truth.max():
+        return (np.nan, np.nan, np.nan)
+    score = probability + 1e-9 * (rankdata(patients["y_pred"].to_numpy(float)) / truth.size)
+    scaled = (rankdata(score) - 0.5) / score.size  # ties of a flat tail broken by the estimate
+    point = float(roc_auc_score(truth, scaled))
+    if n_bootstrap <= 0:
+        return (point, np.nan, np.nan)
+    ids = patients["patient_id"].astype(str).to_numpy()
+    plan = patient_bootstrap_indices(ids, truth, n_bootstrap, seed)
+    low, high = percentile_interval(bootstrap_auroc(plan, ids, truth, scaled), level, "severity")
+    return (point, low, high)
 
 
 def regression_metric_keys(serum: Mapping[str, Any]) -> list[str]:
     """The end-of-run MLflow keys of a regression run (docs/contracts.md)."""
     names = [*REGRESSION_METRICS, *(f"{d}_auroc" for d in serum["disorders"])]
     keys = [f"{p}/{m}{s}" for p in PREFIXES for m in names for s in ("", "_ci_low", "_ci_high")]
-    return [*keys, "test/n_beats", "test/n_patients"]
+    name = str(serum["column"])
+    intervals = [
+        f"{p}/interval_{m}" for p in ("test", "test_patient") for m in ("coverage", "width")
+    ]
+    severity = [
+        f"test_patient/{severity_auroc_key(name, column)}{s}"
+        for column in severity_columns(name)
+        for s in ("", "_ci_low", "_ci_high")
+    ]
+    return [*keys, *intervals, *band_keys(name), *severity, "test/n_beats", "test/n_patients"]
 
 
 def write_regression_outputs(
@@ -402,6 +581,8 @@ def write_regression_outputs(
     metrics: Mapping[str, float],
     serum: Mapping[str, Any],
     title: str,
+    calibrated: IntervalSource | None = None,
+    test_patients: pd.DataFrame | None = None,
 ) -> None:
     """``figures/scatter.png`` (estimate vs measured, identity line), ``figures/bland_altman.png``
     and ``results.md`` / ``results.csv``."""
@@ -437,7 +618,52 @@ def write_regression_outputs(
             f"| {row['level']} | {row['metric']} | {row['value']:.3f} "
             f"({row['ci_low']:.3f}–{row['ci_high']:.3f}) |"
         )
+    if calibrated is not None and test_patients is not None:
+        lines += interval_lines(str(serum["column"]), calibrated, test_patients, metrics)
     (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def interval_lines(
+    name: str,
+    calibrated: IntervalSource,
+    test_patients: pd.DataFrame,
+    metrics: Mapping[str, float],
+) -> list[str]:
+    """``results.md``'s interval section: coverage and width (beats, patients, each measured
+    band, a band under the minimum count said to be too small) and the severity AUROCs."""
+    n_folds = calibrated.n_folds
+    folds = f", each fold's on its own ({n_folds} folds)" if n_folds > 1 else ""
+    lines = [
+        "",
+        f"## {calibrated.level:.0%} intervals (conformal, calibrated on "
+        f"{calibrated.n_patients} validation patients{folds})",
+        "",
+        "| test | coverage | mean width (mmol/L) |",
+        "|---|---|---|",
+    ]
+    for prefix, label in (("test", "beats"), ("test_patient", "patients")):
+        lines.append(
+            f"| {label} | {metrics[f'{prefix}/interval_coverage']:.3f} | "
+            f"{metrics[f'{prefix}/interval_width']:.3f} |"
+        )
+    bands = band_coverage(
+        name,
+        test_patients["y_true"].to_numpy(float),
+        test_patients["y_low"].to_numpy(),
+        test_patients["y_high"].to_numpy(),
+    )
+    lines += ["", "| measured band | patients | coverage |", "|---|---|---|"]
+    for band, (value, n) in bands.items():
+        shown = f"{value:.3f}" if np.isfinite(value) else f"too small (< {MIN_BAND_PATIENTS})"
+        lines.append(f"| {band} | {n} | {shown} |")
+    lines += ["", "| severity grade (patients) | AUROC (95% CI) |", "|---|---|"]
+    for column in severity_columns(name):
+        key = f"test_patient/{severity_auroc_key(name, column)}"
+        lines.append(
+            f"| {column} | {metrics[key]:.3f} ({metrics[f'{key}_ci_low']:.3f}–"
+            f"{metrics[f'{key}_ci_high']:.3f}) |"
+        )
+    return lines
 
 
 def _scatter(

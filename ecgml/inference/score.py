@@ -42,7 +42,7 @@ from ecgml.inference.loading import load_available_models, load_models, load_ser
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.modelfile.kinds import reads_recording
 from ecgml.modelfile.loaded import LoadedModel
-from ecgml.modelfile.serving import answered
+from ecgml.modelfile.serving import answered, serum_columns
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
@@ -255,6 +255,26 @@ def model_source(model: LoadedModel) -> str:
     return f"{uri} (v{version})" if version else str(uri)
 
 
+def serum_answer(
+    model: LoadedModel | None, name: str, estimates: np.ndarray
+) -> dict[str, np.ndarray]:
+    """``<name>_mmol_l`` per estimate and, for a model with logged intervals, its interval and
+    severity probabilities (:func:`~ecgml.modelfile.serving.serum_columns`)."""
+    values = np.asarray(estimates, dtype=np.float64)
+    if model is None:
+        return {f"{name}_mmol_l": values}
+    return serum_columns(model, values)
+
+
+def serum_scalars(
+    model: LoadedModel | None, name: str, estimate: float | None
+) -> dict[str, float | None]:
+    """One entry's serum answer (``None`` everywhere when it has no estimate)."""
+    if estimate is None:
+        return {column: None for column in serum_answer(model, name, np.zeros(1))}
+    return {k: float(v[0]) for k, v in serum_answer(model, name, np.array([estimate])).items()}
+
+
 def entry_result(
     entry: BeatInput,
     probs: Mapping[str, np.ndarray],
@@ -269,6 +289,7 @@ def entry_result(
     record model's (``records``) is its one decision from all of them, each beat's weight in it
     under ``contributions``."""
     serum, serum_models, records = serum or {}, serum_models or {}, records or {}
+    beat_serum = {n: serum_answer(serum_models.get(n), n, v) for n, v in serum.items()}
     per_beat = [
         {
             "beat_id": beat_id,
@@ -283,7 +304,7 @@ def entry_result(
                 )
                 else {}
             ),
-            **{f"{n}_mmol_l": float(serum[n][k]) for n in serum},
+            **{c: float(v[k]) for columns in beat_serum.values() for c, v in columns.items()},
         }
         for k, (beat_id, r_peak_s) in enumerate(zip(entry.beat_ids, entry.r_peak_s, strict=True))
     ]
@@ -308,8 +329,19 @@ def entry_result(
         "calibration": {
             d: Calibrator.from_dict(m.calibration).describe() for d, m in models.items()
         },
-        **{f"{n}_mmol_l": (float(np.mean(v)) if usable else None) for n, v in serum.items()},
-        **{f"{n}_mmol_l": records[n].probability for n in serum_models if n in records},
+        **{
+            column: value
+            for n, v in serum.items()
+            for column, value in serum_scalars(
+                serum_models.get(n), n, float(np.mean(v)) if usable else None
+            ).items()
+        },
+        **{
+            column: value
+            for n in serum_models
+            if n in records
+            for column, value in serum_scalars(serum_models[n], n, records[n].probability).items()
+        },
         "models": {
             **{d: model_source(m) for d, m in models.items()},
             **{n: model_source(m) for n, m in serum_models.items()},

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ecgml.errors import EcgmlError
+from ecgml.evaluation.serum_intervals import SerumIntervals
 from ecgml.modelfile.loaded import LoadedModel
 from ecgml.models.scoring import BeatProbabilityModel, BeatValueModel, backbone_from_config
 
@@ -108,8 +109,11 @@ class SerumOutput(OutputKind):
     def outputs(
         self, spec: ModelSpec, scorer: nn.Module, common: dict[str, Any]
     ) -> dict[str, LoadedModel]:
+        interval = SerumIntervals.from_dict(spec.interval, common["uri"]) if spec.interval else None
         return {
-            spec.task: LoadedModel(disorder=spec.task, model=scorer, threshold=math.nan, **common)
+            spec.task: LoadedModel(
+                disorder=spec.task, model=scorer, threshold=math.nan, interval=interval, **common
+            )
         }
 
 

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ecgml.evaluation.serum_intervals import SerumIntervals
+
 SCORE_BATCH = 1024
 
 
@@ -35,6 +37,8 @@ class LoadedModel:
     #: The leads the model reads (its input channels, in order); a multi-lead record model's
     #: prepared input is ``(n, len(leads), seq_len)``, every other model's ``(n, seq_len)``.
     leads: tuple[str, ...] = ("II",)
+    #: A serum model's calibrated intervals and severity probabilities (None: it has none).
+    interval: SerumIntervals | None = None
 
     @property
     def pre_r_ms(self) -> float | None:

@@ -19,6 +19,7 @@ import pandas as pd
 from ecgml.beatstore import MAX_FS, MIN_FS
 from ecgml.errors import EcgmlError
 from ecgml.evaluation.calibrator import Calibrator
+from ecgml.evaluation.serum_intervals import severity_columns
 from ecgml.modelfile.files import read_model_files
 from ecgml.modelfile.kinds import reads_recording
 from ecgml.modelfile.loaded import LoadedModel
@@ -46,10 +47,12 @@ def serving_signature(
     outputs: Sequence[str] = (),
     regression: bool = False,
     leads: Sequence[str] = ("II",),
+    intervals: bool = False,
 ) -> Any:
     """The served model's request and response columns (the documented schema): ``beat``, or
     for a multi-lead model one column per lead; per disorder ``<d>``, ``<d>_raw``,
-    ``<d>_decision``; a regression answers ``<name>_mmol_l``."""
+    ``<d>_decision``; a regression answers ``<name>_mmol_l`` (with ``intervals``: also
+    ``_low``, ``_high`` and its severity probabilities ``<name>_p_…``)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema, TensorSpec
 
@@ -64,8 +67,12 @@ def serving_signature(
         ]
     )
     if regression:
+        names = [f"{disorder}_mmol_l"]
+        if intervals:
+            names += [f"{disorder}_mmol_l_low", f"{disorder}_mmol_l_high"]
+            names += [f"{disorder}_{column}" for column in severity_columns(disorder)]
         return ModelSignature(
-            inputs=inputs, outputs=Schema([ColSpec(DataType.double, f"{disorder}_mmol_l")])
+            inputs=inputs, outputs=Schema([ColSpec(DataType.double, n) for n in names])
         )
     columns: list[ColSpec | TensorSpec] = []
     for name in outputs or [disorder]:
@@ -273,6 +280,18 @@ def answered(model: LoadedModel, raw: np.ndarray) -> np.ndarray:
     return Calibrator.from_dict(model.calibration).apply(raw)
 
 
+def serum_columns(model: LoadedModel, estimate: np.ndarray) -> dict[str, np.ndarray]:
+    """A serum model's answer: ``<name>_mmol_l`` and, when it logged intervals,
+    ``<name>_mmol_l_low`` / ``_high`` and each severity grade's ``<name>_p_…``."""
+    name = model.disorder
+    columns = {f"{name}_mmol_l": estimate}
+    if model.interval is not None:
+        low, high = model.interval.interval(estimate)
+        columns |= {f"{name}_mmol_l_low": low, f"{name}_mmol_l_high": high}
+        columns |= {f"{name}_{k}": v for k, v in model.interval.probabilities(estimate).items()}
+    return columns
+
+
 def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> pd.DataFrame:
     """:func:`predict_frame`'s columns for every output of a model, by name (a regression's
     ``<name>_mmol_l``); the beats (a strip model's recordings) are parsed and prepared once."""
@@ -282,7 +301,7 @@ def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> p
     for name, model in models.items():
         raw = model.score(x)
         if model.disorder in SERUM_OUTPUTS:
-            columns[f"{name}_mmol_l"] = answered(model, raw)
+            columns.update(serum_columns(model, answered(model, raw)))
             continue
         prob = answered(model, raw)
         columns.update(

@@ -86,6 +86,9 @@ class ModelSpec:
     #: The leads the model reads, one input channel each in this order (a multi-lead record
     #: model's ``data.leads``); every other model reads lead II.
     leads: list[str] = field(default_factory=lambda: ["II"])
+    #: A serum model's calibrated intervals (:class:`~ecgml.evaluation.serum_intervals.
+    #: SerumIntervals` as numbers: method, level, the calibration residuals); empty: none.
+    interval: dict[str, Any] = field(default_factory=dict)
     ecgml_version: str = ecgml.__version__
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
@@ -126,6 +129,7 @@ class ModelSpec:
                 target_std=float(data.get("target_std", 1.0)),
                 unit=str(data.get("unit", "beat")),
                 leads=[str(lead) for lead in data.get("leads") or ["II"]],
+                interval=dict(data.get("interval") or {}),
                 ecgml_version=str(data.get("ecgml_version", "?")),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
             )

@@ -138,7 +138,9 @@ def log_beat_model(tracking_uri: str, run_id: str, model: nn.Module, spec: Model
     with tempfile.TemporaryDirectory(prefix="ecgml-model-") as tmp:
         scorer = scorer_of(model, spec)
         artifacts = write_model_files(scorer, spec, Path(tmp))
-        signature = serving_signature(spec.disorder, spec.outputs, spec.is_regression, spec.leads)
+        signature = serving_signature(
+            spec.disorder, spec.outputs, spec.is_regression, spec.leads, bool(spec.interval)
+        )
         return log_python_model(
             tracking_uri,
             run_id,

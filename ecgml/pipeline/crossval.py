@@ -33,7 +33,7 @@ from ecgml.data.tasks import task_spec
 from ecgml.evaluation import METRICS, TABLES
 from ecgml.evaluation.clinical import GIVEN
 from ecgml.evaluation.predictions import Evaluation
-from ecgml.evaluation.tasks import TaskEvaluation
+from ecgml.evaluation.tasks import PATIENT_PREDICTIONS, TaskEvaluation
 from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import load_unit_store, run_one
@@ -252,7 +252,8 @@ def log_parent(
         ]
     )
     per_fold.to_csv(out / "results_folds.csv", index=False)
-    names = ["config.yaml", "predictions.csv", "splits.csv", *TABLES, "results_folds.csv"]
+    names = ["config.yaml", "predictions.csv", PATIENT_PREDICTIONS, "splits.csv", *TABLES]
+    names.append("results_folds.csv")
     # a multi-label or regression run writes results.* only
     log_files(client, run_id, [*(out / n for n in names), *extra_files, *unit_files])
     for folder in ("figures", "per_disorder"):

@@ -32,6 +32,7 @@ from ecgml.errors import EcgmlError
 from ecgml.evaluation import TABLES, Evaluation
 from ecgml.evaluation.predictions import clinical_settings
 from ecgml.evaluation.subgroups import resolve_subgroup_columns
+from ecgml.evaluation.tasks import PATIENT_PREDICTIONS
 from ecgml.explain import explain_model
 from ecgml.models.features_lr import FEATURES
 from ecgml.pipeline.beat_model import (
@@ -78,7 +79,14 @@ from ecgml.tracking.runs import run_id_of
 from ecgml.trust import read_stored_config, read_stored_overrides
 
 SKIPPED = "skipped_records.csv"  # a record run's records left out, and why
-ARTIFACTS = ("config.yaml", "overrides.yaml", "predictions.csv", "splits.csv", SKIPPED)
+ARTIFACTS = (
+    "config.yaml",
+    "overrides.yaml",
+    "predictions.csv",
+    PATIENT_PREDICTIONS,  # a serum run's
+    "splits.csv",
+    SKIPPED,
+)
 
 log = logging.getLogger("ecgml.pipeline")
 
@@ -230,6 +238,7 @@ def check_settings(cfg: DictConfig, meta: pd.DataFrame) -> None:
     ensemble_size(cfg)
     check_model_fits_task(cfg)
     label_smoothing(cfg, task_spec(cfg))
+    run_task(task_spec(cfg)).check_table(cfg, meta)
     build_callbacks(cfg, run_dir() / "checkpoints")  # conflicting callbacks fail here too
     AugmentSettings.from_config(cfg.data.get("augment"))
     settings = clinical_settings(cfg.evaluation)  # bad prevalences etc.

@@ -105,6 +105,11 @@ class RunTask(ABC):
         value = smoothing_setting(cfg)
         return value if self.smooths_labels else 0.0
 
+    def check_table(self, cfg: Any, meta: pd.DataFrame) -> None:
+        """Refuse, before the run opens, a split table this task cannot evaluate (one line);
+        every table by default."""
+        return None
+
     def title(self, cfg: Any, detail: str = "") -> str:
         """The figures' title: the subject, the model and ``detail`` (e.g. ``records``)."""
         inside = f"{cfg.model.name}, {detail}" if detail else str(cfg.model.name)

@@ -15,8 +15,10 @@ from ecgml.tasks.base import RunTask, ci_text
 def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -> ModelSpec:
     """The spec of a model with named outputs: their names, and per output the threshold and
     calibration its evaluation chose on validation (multi-label), or the training targets'
-    standardization (regression). ``threshold`` is the binary field: unused here."""
+    standardization and calibrated intervals (regression). ``threshold`` is the binary field:
+    unused here."""
     per = getattr(evaluation, "per_output", {})
+    intervals = getattr(evaluation, "intervals", None)
     return dataclasses.replace(
         spec,
         threshold=0.5,
@@ -28,6 +30,9 @@ def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -
         calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
         target_mean=float(getattr(model, "target_mean", 0.0)),
         target_std=float(getattr(model, "target_std", 1.0)),
+        interval=intervals.to_dict()
+        if (intervals := getattr(evaluation, "intervals", None))
+        else {},
     )
 
 

@@ -11,6 +11,14 @@ import pandas as pd
 from torch import nn
 
 from ecgml.data.tasks import RegressionSpec
+from ecgml.errors import EcgmlError
+from ecgml.evaluation.serum_intervals import (
+    DEFAULT_LEVEL,
+    check_level,
+    min_calibration_patients,
+    severity_auroc_key,
+    severity_columns,
+)
 from ecgml.evaluation.tasks import (
     REGRESSION_METRICS,
     TaskEvaluation,
@@ -55,6 +63,18 @@ class SerumTask(OutputsTask):
 
     def pos_weight(self, setting: Any, data: Any) -> None:
         return None  # no classes to balance
+
+    def check_table(self, cfg: Any, meta: pd.DataFrame) -> None:
+        """The validation patients calibrate the intervals: enough of them for the level."""
+        level = check_level(cfg.evaluation.get("interval_level", DEFAULT_LEVEL))
+        n = int(meta.loc[meta["split"] == "val", "patient_id"].nunique())
+        needed = min_calibration_patients(level)
+        if n < needed:
+            raise EcgmlError(
+                f"the validation split has {n} patients with a {self.name} value, but "
+                f"evaluation.interval_level={level:g} needs at least {needed} to calibrate the "
+                "intervals: lower it, or give the validation split more patients"
+            )
 
     def evaluate(
         self,
@@ -101,4 +121,13 @@ class SerumTask(OutputsTask):
         lines += [
             f"  test {d} AUROC {with_ci(m, f'test/{d}_auroc')}" for d in self.serum["disorders"]
         ]
+        level = float(cfg.evaluation.get("interval_level", DEFAULT_LEVEL))
+        lines.append(
+            f"  test {level:.0%} intervals: patients inside "
+            f"{m.get('test_patient/interval_coverage', float('nan')):.3f}, mean width "
+            f"{m.get('test_patient/interval_width', float('nan')):.3f} mmol/L"
+        )
+        for column in severity_columns(self.name):
+            key = f"test_patient/{severity_auroc_key(self.name, column)}"
+            lines.append(f"  test {column} AUROC (patients) {with_ci(m, key)}")
         return lines

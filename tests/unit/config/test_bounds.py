@@ -25,6 +25,10 @@ from tests.unit.pipeline.test_train import run_cli
         ("data.num_workers=-2", "data.num_workers=-2 must be a whole number ≥ 0"),
         ("training.ensemble=0", "training.ensemble=0 must be"),
         ("evaluation.ci_level=1.5", "evaluation.ci_level=1.5 must be a finite number > 0 and < 1"),
+        (
+            "evaluation.interval_level=1",
+            "evaluation.interval_level=1.0 must be a finite number > 0",
+        ),
         ("evaluation.n_bootstrap=-5", "evaluation.n_bootstrap=-5 must be"),
         ("seed=-1", "seed=-1 must be"),
         (

@@ -303,7 +303,47 @@ def test_a_logged_potassium_model_answers_in_mmol_per_litre(tmp_path: Path, comp
     expected = model(torch.from_numpy(x).unsqueeze(1)).detach().numpy()
     assert loaded["potassium"].score(x) == pytest.approx(expected, abs=1e-5)
     frame = predict_outputs(loaded, pd.DataFrame({"beat": list(x.astype(float)), "r_index": R}))
-    assert list(frame.columns) == ["potassium_mmol_l"]
+    assert list(frame.columns) == ["potassium_mmol_l"]  # logged without intervals: none
+
+
+def test_a_potassium_model_logged_with_intervals_answers_them(tmp_path: Path, compose_cfg) -> None:
+    """The interval is stored as numbers and rebuilt at load: the loaded model answers the
+    estimate's interval and severity probabilities, as the run's evaluation computed them."""
+    import dataclasses
+    import json
+
+    from ecgml.evaluation.serum_intervals import SerumIntervals
+    from ecgml.modelfile.serving import serving_signature
+    from ecgml.pipeline.beat_model import (
+        predict_outputs,
+        read_model_files,
+        scorer_of,
+        write_model_files,
+    )
+
+    model, spec = _trained_like("potassium", compose_cfg)
+    system = SerumIntervals("potassium", 0.9, np.linspace(-0.8, 0.8, 41))
+    spec = dataclasses.replace(spec, interval=system.to_dict())
+    files = write_model_files(scorer_of(model, spec), spec, tmp_path)
+    stored = json.loads(Path(files["spec"]).read_text())["interval"]
+    assert stored["level"] == 0.9 and len(stored["residuals"]) == 41  # plain numbers
+    loaded = read_model_files(Path(files["weights"]), Path(files["spec"]), "models:/k")
+    x = np.random.default_rng(1).normal(0, 0.3, (3, SEQ)).astype(np.float32)
+    frame = predict_outputs(loaded, pd.DataFrame({"beat": list(x.astype(float)), "r_index": R}))
+    expected = ["potassium_mmol_l", "potassium_mmol_l_low", "potassium_mmol_l_high"]
+    expected += ["potassium_p_ge_6.0", "potassium_p_ge_6.5", "potassium_p_lt_3.0"]
+    assert list(frame.columns) == expected
+    low, high = system.interval(frame["potassium_mmol_l"].to_numpy())
+    np.testing.assert_allclose(frame["potassium_mmol_l_low"], low)
+    np.testing.assert_allclose(frame["potassium_mmol_l_high"], high)
+    served = serving_signature("potassium", [], True, ["II"], True).outputs.input_names()
+    assert served == expected
+    spec_file = Path(files["spec"])
+    damaged = json.loads(spec_file.read_text())
+    damaged["interval"]["residuals"] = "many"
+    spec_file.write_text(json.dumps(damaged))
+    with pytest.raises(EcgmlError, match="serum interval is damaged"):
+        read_model_files(Path(files["weights"]), spec_file, "models:/k")
 
 
 def test_task_patient_levels_follow_evaluation_aggregate() -> None:

@@ -195,6 +195,7 @@ def test_a_serum_record_run_logs_the_model_predict_reads(tmp_path: Path) -> None
         f"data.path={root}",
         "model=set_cnn1d",
         "task=potassium",
+        "evaluation.interval_level=0.5",  # 3 validation patients (at least 3 at 50 %)
         "++model.backbone.encoder_overrides.channels=[4,8]",
     )
     assert run.returncode == 0, run.stderr[-3000:]

@@ -1,7 +1,8 @@
 """``python -m ecgml.evaluate run_id=…``: re-evaluate a finished run from its predictions.csv.
 
 Use it to apply another threshold rule or more bootstrap resamples without retraining; the new
-metrics (the keys of docs/contracts.md), figures and results table are logged to the same run.
+metrics (the keys of docs/contracts.md), figures, results table and validation report are logged
+to the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from ecgml.cli import hydra_entry
 from ecgml.data.tasks import TaskSpec, task_spec
 from ecgml.evaluation import TABLES
+from ecgml.evaluation.tasks import PATIENT_PREDICTIONS
+from ecgml.pipeline.validation_report import log_validation_report
 from ecgml.tasks import run_task
 from ecgml.tracking import check_store, finite_metrics
 from ecgml.tracking.artifacts import fetch_run, log_files, log_folder, required_artifact
@@ -43,13 +46,15 @@ def reevaluate(cfg: DictConfig) -> dict[str, float]:
     for key, value in finite_metrics(evaluation.metrics).items():
         client.log_metric(run_id, key, value)
     evaluation.predictions.to_csv(out / "predictions.csv", index=False)
-    log_files(client, run_id, (out / name for name in ("predictions.csv", *TABLES)))
+    names = ("predictions.csv", PATIENT_PREDICTIONS, *TABLES)
+    log_files(client, run_id, (out / name for name in names))
     for folder in ("figures", "per_disorder"):
         log_folder(client, run_id, out / folder)
     settings = f"threshold_rule={ev.threshold_rule} n_bootstrap={ev.n_bootstrap} seed={ev.seed}"
     if getattr(evaluation, "calibrator", None) is not None:  # one output: its calibration
         settings += f" calibration={ev.calibration}"
     client.set_tag(run_id, "ecgml.evaluation", settings)
+    log_validation_report(client, run_id)  # rebuilt from what the run holds now
     return dict(evaluation.metrics)
 
 

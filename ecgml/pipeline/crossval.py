@@ -38,6 +38,7 @@ from ecgml.evaluation.threshold import ThresholdChoice
 from ecgml.pipeline.context import RunResult
 from ecgml.pipeline.run import load_unit_store, run_one
 from ecgml.pipeline.units import run_unit
+from ecgml.pipeline.validation_report import log_validation_report
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import run_task
 from ecgml.tracking import (
@@ -149,6 +150,7 @@ def cross_validate(
         evaluation = evaluate_pooled(client, run_id, cfg, results, folds)
         metrics, pooled = evaluation.metrics, evaluation.predictions
         describe_parent(client, run_id, cfg, metrics, pooled, len(folds))
+        log_validation_report(client, run_id)
     fold_ids = [r.run_id for r in results]
     threshold = getattr(evaluation, "threshold", None)  # one output: its threshold
     fit = results[-1].fit_metrics

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 from omegaconf import DictConfig
@@ -21,6 +21,7 @@ from ecgml.data.datamodule import BeatTable
 from ecgml.evaluation import Evaluation
 from ecgml.evaluation.clinical import ClinicalSettings, clinical_markdown
 from ecgml.evaluation.metrics import METRICS
+from ecgml.pipeline.validation_report import checklist_summary
 
 MODEL_CARD = "model_card.md"
 #: Fewer test patients than this make every CI wide enough to say so in the limitations.
@@ -38,6 +39,9 @@ class CardInputs:
     evaluation: Evaluation
     settings: ClinicalSettings
     git_commit: str = "unknown"
+    #: The validation report's TRIPOD+AI rows (:func:`~ecgml.pipeline.validation_report.
+    #: report_rows`): the card's checklist is their summary.
+    checklist: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def _num(metrics: Mapping[str, float], key: str, digits: int = 3, percent: bool = False) -> str:
@@ -238,62 +242,19 @@ def _limitations(inputs: CardInputs) -> list[str]:
     return ["## Known limitations", "", *(f"- {item}" for item in items), ""]
 
 
-def _tripod_rows(inputs: CardInputs) -> list[tuple[str, str, str]]:
-    """(TRIPOD+AI item, reported?, where) for what one ecgml run can or cannot report."""
-    m, clinical = inputs.metrics, inputs.evaluation.clinical
-    external = inputs.cfg.split.name == "leave_center_out"
-    has_subgroups = not clinical.subgroups.empty
-    yes, no = "yes", "no"
-    return [
-        (
-            "Title/abstract, objectives (1–3)",
-            "partly",
-            "intended use above; the study is the user's to write",
-        ),
-        ("Data source, participants, eligibility (5–6)", "yes", "Data; `splits.csv`"),
-        ("Outcome definition (7)", yes, "Labels; disorder config `disorder.*`"),
-        ("Predictors / input data and preprocessing (8)", yes, "Data: input; `config.yaml`"),
-        ("Sample size (9)", "partly", "counts above; no formal sample-size calculation"),
-        (
-            "Missing data (10)",
-            "partly",
-            "beats rejected by the quality filter are logged; no imputation",
-        ),
-        ("Model type, building, hyper-parameters (12)", yes, "Model; `config.yaml`"),
-        ("Discrimination with CIs (12, 23)", yes, "Performance"),
-        ("Calibration (12, 23)", yes, "Calibration; `figures/calibration.png`"),
-        (
-            "Clinical utility / decision curve (12, 23)",
-            yes,
-            "Clinical utility; `figures/decision_curve.png`",
-        ),
-        (
-            "Fairness / subgroup performance (14, 23)",
-            yes if has_subgroups else no,
-            "Subgroups; `subgroups.csv`"
-            if has_subgroups
-            else "no center/device column in the data",
-        ),
-        ("Explainability (12)", yes if "explain/n_beats" in m else no, "Explainability"),
-        (
-            "External validation (12, 24)",
-            yes if external else no,
-            "leave-center-out split" if external else "internal split only",
-        ),
-        ("Model updating / recalibration (12)", yes, inputs.evaluation.calibrator.describe()),
-        ("Reproducibility: code, config, seeds (18)", yes, "git commit, `config.yaml`, seed"),
-        ("Patient and public involvement, ethics, funding (20–22)", no, "outside a training run"),
-    ]
-
-
 def _tripod_lines(inputs: CardInputs) -> list[str]:
-    rows = [f"| {item} | {done} | {where} |" for item, done, where in _tripod_rows(inputs)]
+    """The validation report's item statuses, one line each (the report holds the evidence)."""
+    rows = inputs.checklist
+    summary = checklist_summary(rows)
     return [
         "## TRIPOD+AI checklist (Collins et al., BMJ 2024)",
         "",
-        "| item | reported | where / why not |",
+        f"{summary}; each item with this run's evidence in `validation_report.html` "
+        "(`validation_report.md`).",
+        "",
+        "| item | topic | status |",
         "|---|---|---|",
-        *rows,
+        *(f"| {n} | {topic} | {status} |" for n, topic, status, _ in rows),
         "",
     ]
 

@@ -10,6 +10,7 @@ come from the caller: the pipeline never imports the sweep.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,12 @@ from ecgml.pipeline.fitters import (
 from ecgml.pipeline.model_card import MODEL_CARD, CardInputs, model_card_markdown
 from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.pipeline.units import Unit, run_unit
+from ecgml.pipeline.validation_report import (
+    REPORT_HTML,
+    RunEvidence,
+    log_validation_report,
+    report_rows,
+)
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import RunTask, run_task
 from ecgml.tasks.base import loss_pos_weight
@@ -212,6 +219,8 @@ def log_model_card(
     out: Path,
 ) -> Path:
     """Write ``model_card.md`` from the run's own results and log it at the run root."""
+    with tempfile.TemporaryDirectory(prefix="ecgml-card-") as folder:
+        evidence = RunEvidence.of_run(logger.experiment, run_id_of(logger), Path(folder))
     card = CardInputs(
         cfg,
         run_id_of(logger),
@@ -220,6 +229,7 @@ def log_model_card(
         evaluation,
         clinical_settings(cfg.evaluation),
         git_commit=git_state()["git.commit"],
+        checklist=report_rows(evidence),
     )
     path = out / MODEL_CARD
     path.write_text(model_card_markdown(card), encoding="utf-8")
@@ -332,6 +342,8 @@ class Lifecycle:
         if task.writes_model_card and unit.writes_model_card:
             log_model_card(cfg, logger, table, metrics, evaluation, out)
             note += f" · model card: {MODEL_CARD}"
+        log_validation_report(logger.experiment, run_id)
+        note += f" · validation report: {REPORT_HTML}"
         logger.experiment.set_tag(run_id, NOTE_TAG, note)
         return RunResult(
             run_id,

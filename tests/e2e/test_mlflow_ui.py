@@ -19,6 +19,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -199,3 +200,33 @@ def test_the_runs_artifacts_are_listed_and_render(
         ("results.md", "predictions.csv", "model_card.md"),
         tmp_path / "artifacts.png",
     )
+
+
+def test_the_validation_report_renders_in_the_artifact_view(
+    printed_link: str, browser: object, tmp_path: Path
+) -> None:
+    """MLflow shows the HTML report in its artifact view (a frame): the items, and the
+    embedded figures decoded by the browser."""
+    from selenium.webdriver.common.by import By
+
+    url = printed_link.replace("?", "/artifacts/validation_report.html?", 1)
+    page_showing(browser, url, ("validation_report.html", "<iframe"), tmp_path / "report.png")
+    driver: Any = browser
+    deadline = time.monotonic() + WAIT_S
+    text, widths = "", []
+    while time.monotonic() < deadline and not (widths and "Model performance" in text):
+        driver.switch_to.default_content()
+        for frame in driver.find_elements(By.TAG_NAME, "iframe"):
+            driver.switch_to.frame(frame)
+            text = driver.find_element(By.TAG_NAME, "body").text
+            if "Validation report (TRIPOD+AI)" in text:
+                widths = [
+                    driver.execute_script("return arguments[0].naturalWidth", image)
+                    for image in driver.find_elements(By.TAG_NAME, "img")
+                ]
+                break
+            driver.switch_to.default_content()
+        time.sleep(0.5)
+    driver.switch_to.default_content()
+    assert "Validation report (TRIPOD+AI)" in text and "Model performance" in text
+    assert widths and all(w > 100 for w in widths), widths  # every figure decoded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -58,6 +59,7 @@ def test_group_kfold_trains_every_fold_under_one_parent(
         assert f"cv/{m}_mean" in parent.data.metrics
     artifacts = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"predictions.csv", "results.md", "results_folds.csv", "figures"} <= artifacts
+    assert {"validation_report.md", "validation_report.html"} <= artifacts
     # a first-class parent: its line, its source and the pooled test rows as its dataset
     assert "3-fold out-of-fold" in parent.data.tags["mlflow.note.content"]
     assert "mlflow.source.name" in parent.data.tags
@@ -107,3 +109,7 @@ def test_reevaluate_logs_new_threshold_to_the_same_run(trained_run, session_trac
     run = MlflowClient(session_tracking_uri).get_run(result.run_id)
     assert run.data.metrics["test/threshold"] == 0.7
     assert "threshold_rule=fixed" in run.data.tags["ecgml.evaluation"]
+    client = MlflowClient(session_tracking_uri)
+    with tempfile.TemporaryDirectory() as folder:  # the validation report, rebuilt
+        report = Path(client.download_artifacts(result.run_id, "validation_report.md", folder))
+        assert "threshold 0.700 (fixed, chosen on validation)" in report.read_text()

@@ -51,7 +51,19 @@ def test_run_logs_model_card_and_clinical_outputs(trained_run, session_tracking_
     m = result.metrics
     assert f"| auroc | {m['test/auroc']:.3f} ({m['test/auroc_ci_low']:.3f}–" in text
     assert result.run_id in text
-    assert "External validation (12, 24) | no | internal split only" in text
+    # the card's checklist is the validation report's rows, summarized (one source)
+    report = Path(client.download_artifacts(result.run_id, "validation_report.md", str(tmp_path)))
+    rows = [line for line in report.read_text().splitlines() if line.startswith("| ")][1:]
+    assert len(rows) == 27
+    statuses = [row.split(" | ")[2] for row in rows]
+    summary = ", ".join(
+        f"{statuses.count(s)} {s}" for s in ("reported", "not applicable", "missing")
+    )
+    assert summary in text and summary in report.read_text()
+    assert "| 16 | Training versus evaluation data | reported |" in text
+    assert "internal (same centers)" in report.read_text()
+    page = client.download_artifacts(result.run_id, "validation_report.html", str(tmp_path))
+    assert "data:image/png;base64," in Path(page).read_text()  # figures embedded
     metrics = client.get_run(result.run_id).data.metrics
     for key in ("test/ece", "test/ece_raw", "test/calibration_intercept", "test/ppv_at_0.01"):
         assert key in metrics

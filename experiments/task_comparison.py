@@ -21,6 +21,12 @@ each disorder on that disorder's and the normal patients (the binary models' pop
 
 Potassium: MAE / RMSE / Pearson r of the estimate with CIs, beside the oracle's.
 Writes ``task_comparison.md`` and ``task_comparison.csv`` into ``--out``.
+
+``--leads I II all`` compares instead the leads a record model reads (the anchors' lead I vs
+12 leads, e.g. Pocket-K): the 12-lead cohort (``data.cohort.twelve_lead=true``), one binary
+``set_cnn1d`` record model per disorder and lead set (``data.unit=record data.leads=…``), the
+same folds for every lead set; patient-level AUROC with CIs and each set's paired difference to
+12 leads (one shared bootstrap). Writes ``task_comparison_leads.md`` / ``.csv``.
 """
 
 from __future__ import annotations
@@ -57,12 +63,16 @@ def compose_cfg(overrides: list[str]):
 
 
 def run_task(
-    task_overrides: list[str], args: argparse.Namespace, scale: float, store_uri: str
+    task_overrides: list[str],
+    args: argparse.Namespace,
+    scale: float,
+    store_uri: str,
+    model: str | None = None,
 ) -> pd.DataFrame:
     """Pooled out-of-fold predictions of one cross-validated task (the product's code path)."""
     overrides = [
         *task_overrides,
-        f"model={args.model}",
+        f"model={model or args.model}",
         "split=group_kfold",
         "split.shared_folds=true",
         f"split.n_splits={args.folds}",
@@ -199,6 +209,74 @@ def cell(row: pd.Series | dict, name: str) -> str:
     return f"{value:.3f} ({row[f'{name}_low']:.3f}–{row[f'{name}_high']:.3f})"
 
 
+def lead_setting(leads: str) -> str:
+    """``data.leads`` for ``--leads`` names: ``all`` (12 leads) or one lead, e.g. ``[I]``."""
+    return "data.leads=all" if leads == "all" else f"data.leads=[{leads}]"
+
+
+def compare_leads(scale: float, args: argparse.Namespace) -> list[dict]:
+    """Per disorder, the record model on each lead set: AUROC (95% CI) and the paired
+    difference to 12 leads, every set on the same folds and one shared bootstrap."""
+    store_uri = f"sqlite:///{tempfile.mkdtemp(prefix='ecgml-leads-')}/mlflow.db"
+    print(f"scale {scale}, leads {args.leads}:", flush=True)
+    common = ["data.cohort.twelve_lead=true", "data.unit=record"]
+    rows = []
+    for d in DISORDERS:
+        scores = {}
+        for leads in args.leads:
+            overrides = [f"disorder={d}", *common, lead_setting(leads)]
+            frame = run_task(overrides, args, scale, store_uri, model="set_cnn1d")
+            scores[leads] = patient_means(frame, ["y_prob"])
+        first = next(iter(scores.values()))
+        ids = first.index.to_numpy().astype(str)
+        y = (first["group"] == d).to_numpy(int)
+        plan = patient_bootstrap_indices(ids, y, N_BOOTSTRAP, seed=0)
+        row = {"scale": scale, "disorder": d, "n_patients": len(ids), "n_positive": int(y.sum())}
+        draws = {}
+        for leads, patients in scores.items():
+            score = patients.loc[first.index, "y_prob"].to_numpy(float)
+            scaled = (pd.Series(score).rank().to_numpy() - 0.5) / len(score)
+            draws[leads] = bootstrap_auroc(plan, ids, y, scaled)
+            point, low, high = auroc_ci(plan, ids, y, score)
+            row.update({leads: point, f"{leads}_low": low, f"{leads}_high": high})
+        if "all" in draws:
+            for leads in scores:
+                if leads != "all":
+                    diff = draws[leads] - draws["all"]
+                    low, high = percentile_interval(diff, 0.95, "difference")
+                    row.update(
+                        {
+                            f"{leads}-all": row[leads] - row["all"],
+                            f"{leads}-all_low": low,
+                            f"{leads}-all_high": high,
+                        }
+                    )
+        rows.append(row)
+    return rows
+
+
+def leads_markdown(rows: pd.DataFrame, args: argparse.Namespace) -> str:
+    names = {"all": "12 leads"}
+    header = [names.get(lead, f"lead {lead}") for lead in args.leads]
+    diffs = [lead for lead in args.leads if lead != "all" and "all" in args.leads]
+    lines = [
+        f"Record model (`set_cnn1d`) by the leads it reads: patient-level AUROC (95% CI), pooled "
+        f"{args.folds}-fold out-of-fold, the same folds for every lead set; each disorder vs "
+        "normal patients; differences to 12 leads paired (one bootstrap).",
+        "",
+        "| scale | disorder | "
+        + " | ".join(header)
+        + "".join(f" | {names.get(d, f'lead {d}')} − 12 leads" for d in diffs)
+        + " |",
+        "|---|---|" + "---|" * (len(header) + len(diffs)),
+    ]
+    for _, r in rows.iterrows():
+        cells = [cell(r, lead) for lead in args.leads]
+        cells += [cell(r, f"{lead}-all") for lead in diffs]
+        lines.append(f"| {r['scale']:g} | {r['disorder']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: pd.DataFrame, k_rows: pd.DataFrame, args: argparse.Namespace) -> str:
     lines = [
         f"Patient-level AUROC (95% CI), pooled {args.folds}-fold out-of-fold, same folds for "
@@ -237,8 +315,18 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--model", default="cnn1d")
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "experiments" / "results")
+    parser.add_argument("--leads", nargs="*", default=None, help="compare leads: e.g. I II all")
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
+    if args.leads:
+        lead_rows = [row for scale in args.scales for row in compare_leads(scale, args)]
+        leads_table = pd.DataFrame(lead_rows)
+        args.out.mkdir(parents=True, exist_ok=True)
+        leads_table.to_csv(args.out / "task_comparison_leads.csv", index=False)
+        text = leads_markdown(leads_table, args)
+        (args.out / "task_comparison_leads.md").write_text(text, encoding="utf-8")
+        print(text)
+        return
     rows, k_rows = [], []
     for scale in args.scales:
         found, k_row = compare_scale(scale, args)

@@ -358,16 +358,30 @@ def estimate_auroc(
     ``low`` state); NaN when either group is missing."""
     sub = part[part["group"].isin([disorder, "normal"])]
     truth = (sub["group"] == disorder).to_numpy(np.int8)
-    if sub.empty or truth.min() == truth.max():
-        return (np.nan, np.nan, np.nan)
     score = sub["y_pred"].to_numpy(float) * (1.0 if direction == "high" else -1.0)
+    ids = sub["patient_id"].astype(str).to_numpy()
+    return ranked_auroc(ids, truth, score, n_bootstrap, seed, level, disorder)
+
+
+def ranked_auroc(
+    ids: np.ndarray,
+    truth: np.ndarray,
+    score: np.ndarray,
+    n_bootstrap: int,
+    seed: int,
+    level: float,
+    name: str,
+) -> tuple[float, float, float]:
+    """AUROC of ``score`` (ranked: any real scale) with a patient-level bootstrap CI; NaN when
+    a class is missing."""
+    if truth.size == 0 or truth.min() == truth.max():
+        return (np.nan, np.nan, np.nan)
     scaled = (rankdata(score) - 0.5) / score.size  # order kept, inside [0, 1]
     point = float(roc_auc_score(truth, scaled))
     if n_bootstrap <= 0:
         return (point, np.nan, np.nan)
-    ids = sub["patient_id"].astype(str).to_numpy()
     plan = patient_bootstrap_indices(ids, truth, n_bootstrap, seed)
-    low, high = percentile_interval(bootstrap_auroc(plan, ids, truth, scaled), level, disorder)
+    low, high = percentile_interval(bootstrap_auroc(plan, ids, truth, scaled), level, name)
     return (point, low, high)
 
 
@@ -387,16 +401,15 @@ def evaluate_regression(
         float(evaluation_cfg.ci_level),
     )
     aggregate = evaluation_cfg.get("aggregate", "mean")
+    folds = by_fold(predictions.reset_index(drop=True))
     systems = {
-        fold: serum_intervals(rows, evaluation_cfg, serum, aggregate, fold)
-        for fold, rows in by_fold(predictions)
+        fold: serum_intervals(rows, evaluation_cfg, serum, aggregate, fold) for fold, rows in folds
     }
-    predictions = predictions.reset_index(drop=True)
     predictions = pd.concat(
-        [with_interval_columns(rows, systems[fold]) for fold, rows in by_fold(predictions)]
+        [with_interval_columns(rows, systems[fold]) for fold, rows in folds]
     ).sort_index()
     patients = pd.concat(
-        [patient_predictions(rows, systems[f], aggregate) for f, rows in by_fold(predictions)],
+        [patient_predictions(rows, systems[fold], aggregate) for fold, rows in folds],
         ignore_index=True,
     )
     test = predictions[predictions["split"] == "test"]
@@ -414,7 +427,13 @@ def evaluate_regression(
             value, low, high = estimate_auroc(part, disorder, direction, n_boot, seed, level)
             key = f"{prefix}/{disorder}_auroc"
             metrics.update({key: value, f"{key}_ci_low": low, f"{key}_ci_high": high})
-    metrics.update(interval_metrics(test, test_patients, serum, n_boot, seed, level))
+    bands = band_coverage(
+        str(serum["column"]),
+        test_patients["y_true"].to_numpy(float),
+        test_patients["y_low"].to_numpy(),
+        test_patients["y_high"].to_numpy(),
+    )
+    metrics.update(interval_metrics(test, test_patients, bands, serum, n_boot, seed, level))
     metrics["test/n_beats"] = float(len(test))
     metrics["test/n_patients"] = float(test["patient_id"].nunique())
     if out_dir is not None:
@@ -423,9 +442,7 @@ def evaluate_regression(
             sum(system.residuals.size for system in systems.values()),
             len(systems),
         )
-        write_regression_outputs(
-            Path(out_dir), test, metrics, serum, title, calibrated, test_patients
-        )
+        write_regression_outputs(Path(out_dir), test, metrics, serum, title, calibrated, bands)
         patients.to_csv(Path(out_dir) / PATIENT_PREDICTIONS, index=False)
     return TaskEvaluation(metrics, predictions.copy(), intervals=intervals)
 
@@ -502,13 +519,15 @@ def patient_predictions(
 def interval_metrics(
     test: pd.DataFrame,
     test_patients: pd.DataFrame,
+    bands: Mapping[str, tuple[float, int]],
     serum: Mapping[str, Any],
     n_bootstrap: int,
     seed: int,
     level: float,
 ) -> dict[str, float]:
     """Interval coverage and width (beats, patients, patients per measured band) and each
-    severity grade's patient-level AUROC with its CI (docs/contracts.md)."""
+    severity grade's patient-level AUROC with its CI (docs/contracts.md); ``bands``: the
+    patients' coverage per measured band (:func:`band_coverage`)."""
     name = str(serum["column"])
     out: dict[str, float] = {}
     for prefix, part in (("test", test), ("test_patient", test_patients)):
@@ -516,12 +535,6 @@ def interval_metrics(
             part["y_true"].to_numpy(float), part["y_low"].to_numpy(), part["y_high"].to_numpy()
         )
         out.update({f"{prefix}/interval_coverage": cover, f"{prefix}/interval_width": width})
-    bands = band_coverage(
-        name,
-        test_patients["y_true"].to_numpy(float),
-        test_patients["y_low"].to_numpy(),
-        test_patients["y_high"].to_numpy(),
-    )
     for band, (value, _) in bands.items():
         out[f"test_patient/interval_coverage_{band}"] = value
     for column, direction, cut in SEVERITY.get(name, ()):
@@ -546,17 +559,10 @@ def severity_auroc(
     """AUROC of a severity grade's probability over the test patients (one row each), with a
     patient bootstrap CI; NaN when the grade or its absence is missing."""
     truth = positive.astype(np.int8)
-    if truth.size == 0 or truth.min() == truth.max():
-        return (np.nan, np.nan, np.nan)
+    # ties of a flat probability tail broken by the estimate
     score = probability + 1e-9 * (rankdata(patients["y_pred"].to_numpy(float)) / truth.size)
-    scaled = (rankdata(score) - 0.5) / score.size  # ties of a flat tail broken by the estimate
-    point = float(roc_auc_score(truth, scaled))
-    if n_bootstrap <= 0:
-        return (point, np.nan, np.nan)
     ids = patients["patient_id"].astype(str).to_numpy()
-    plan = patient_bootstrap_indices(ids, truth, n_bootstrap, seed)
-    low, high = percentile_interval(bootstrap_auroc(plan, ids, truth, scaled), level, "severity")
-    return (point, low, high)
+    return ranked_auroc(ids, truth, score, n_bootstrap, seed, level, "severity")
 
 
 def regression_metric_keys(serum: Mapping[str, Any]) -> list[str]:
@@ -582,7 +588,7 @@ def write_regression_outputs(
     serum: Mapping[str, Any],
     title: str,
     calibrated: IntervalSource | None = None,
-    test_patients: pd.DataFrame | None = None,
+    bands: Mapping[str, tuple[float, int]] | None = None,
 ) -> None:
     """``figures/scatter.png`` (estimate vs measured, identity line), ``figures/bland_altman.png``
     and ``results.md`` / ``results.csv``."""
@@ -618,15 +624,15 @@ def write_regression_outputs(
             f"| {row['level']} | {row['metric']} | {row['value']:.3f} "
             f"({row['ci_low']:.3f}–{row['ci_high']:.3f}) |"
         )
-    if calibrated is not None and test_patients is not None:
-        lines += interval_lines(str(serum["column"]), calibrated, test_patients, metrics)
+    if calibrated is not None and bands is not None:
+        lines += interval_lines(str(serum["column"]), calibrated, bands, metrics)
     (out_dir / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def interval_lines(
     name: str,
     calibrated: IntervalSource,
-    test_patients: pd.DataFrame,
+    bands: Mapping[str, tuple[float, int]],
     metrics: Mapping[str, float],
 ) -> list[str]:
     """``results.md``'s interval section: coverage and width (beats, patients, each measured
@@ -646,12 +652,6 @@ def interval_lines(
             f"| {label} | {metrics[f'{prefix}/interval_coverage']:.3f} | "
             f"{metrics[f'{prefix}/interval_width']:.3f} |"
         )
-    bands = band_coverage(
-        name,
-        test_patients["y_true"].to_numpy(float),
-        test_patients["y_low"].to_numpy(),
-        test_patients["y_high"].to_numpy(),
-    )
     lines += ["", "| measured band | patients | coverage |", "|---|---|---|"]
     for band, (value, n) in bands.items():
         shown = f"{value:.3f}" if np.isfinite(value) else f"too small (< {MIN_BAND_PATIENTS})"

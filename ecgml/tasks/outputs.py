@@ -30,9 +30,7 @@ def outputs_spec(spec: ModelSpec, cfg: Any, model: nn.Module, evaluation: Any) -
         calibrations={d: e.calibrator.to_dict() for d, e in per.items()},
         target_mean=float(getattr(model, "target_mean", 0.0)),
         target_std=float(getattr(model, "target_std", 1.0)),
-        interval=intervals.to_dict()
-        if (intervals := getattr(evaluation, "intervals", None))
-        else {},
+        interval=intervals.to_dict() if intervals is not None else {},
     )
 
 

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Sized
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from ecgml.errors import EcgmlError
+
+
+def open_fraction(value: Any) -> float | None:
+    """``value`` as a number strictly between 0 and 1 (a prevalence, a coverage), or None when
+    it is not one (a non-number, NaN, 0, 1 or beyond)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0.0 < number < 1.0 else None
 
 
 def as_labels(y_true: npt.ArrayLike, name: str = "y_true") -> np.ndarray:

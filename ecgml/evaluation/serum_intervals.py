@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ecgml.errors import EcgmlError
+from ecgml.evaluation._checks import open_fraction
 
 METHOD = "crepes.ConformalPredictiveSystem"
 DEFAULT_LEVEL = 0.9
@@ -53,11 +54,8 @@ SHORT = {"potassium": "k", "sodium": "na"}
 
 def check_level(level: Any) -> float:
     """``evaluation.interval_level`` as a number in (0, 1) (one line otherwise)."""
-    try:
-        value = float(level)
-    except (TypeError, ValueError):
-        value = math.nan
-    if not 0.0 < value < 1.0:
+    value = open_fraction(level)
+    if value is None:
         raise EcgmlError(
             f"evaluation.interval_level={level!r} must be a coverage in (0, 1), e.g. 0.9"
         )

@@ -21,7 +21,12 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ecgml.errors import EcgmlError
-from ecgml.evaluation._checks import as_labels, as_probabilities, check_same_length
+from ecgml.evaluation._checks import (
+    as_labels,
+    as_probabilities,
+    check_same_length,
+    open_fraction,
+)
 from ecgml.evaluation.bootstrap import BootstrapPlan, _chunks, bootstrap_confusion
 from ecgml.evaluation.figures import _axes, _both_classes, _note
 from ecgml.evaluation.intervals import percentile_interval, wilson_interval
@@ -47,11 +52,8 @@ DEFAULT_SENSITIVITIES = (0.90, 0.95)
 def check_prevalences(prevalences: Sequence[float] | None) -> tuple[float, ...]:
     out = []
     for p in prevalences or ():
-        try:
-            value = float(p)
-        except (TypeError, ValueError):
-            value = math.nan
-        if not 0.0 < value < 1.0:
+        value = open_fraction(p)
+        if value is None:
             raise EcgmlError(
                 f"evaluation.prevalence={p} is not in (0, 1): give prevalences as fractions, "
                 "e.g. evaluation.prevalence=[0.01,0.05,0.2]"

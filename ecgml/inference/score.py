@@ -42,7 +42,7 @@ from ecgml.inference.loading import load_available_models, load_models, load_ser
 from ecgml.inference.preprocess import prepare_beats, prepare_strips
 from ecgml.modelfile.kinds import reads_recording
 from ecgml.modelfile.loaded import LoadedModel
-from ecgml.modelfile.serving import answered, serum_columns
+from ecgml.modelfile.serving import answered, serum_answer_names, serum_columns
 from ecgml.models.inference import fused_for_inference
 from ecgml.models.record_models import strip_saliency
 from ecgml.models.scoring import BeatProbabilityModel
@@ -271,7 +271,8 @@ def serum_scalars(
 ) -> dict[str, float | None]:
     """One entry's serum answer (``None`` everywhere when it has no estimate)."""
     if estimate is None:
-        return {column: None for column in serum_answer(model, name, np.zeros(1))}
+        with_interval = model is not None and model.interval is not None
+        return {column: None for column in serum_answer_names(name, with_interval)}
     return {k: float(v[0]) for k, v in serum_answer(model, name, np.array([estimate])).items()}
 
 

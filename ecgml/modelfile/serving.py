@@ -67,10 +67,7 @@ def serving_signature(
         ]
     )
     if regression:
-        names = [f"{disorder}_mmol_l"]
-        if intervals:
-            names += [f"{disorder}_mmol_l_low", f"{disorder}_mmol_l_high"]
-            names += [f"{disorder}_{column}" for column in severity_columns(disorder)]
+        names = serum_answer_names(disorder, intervals)
         return ModelSignature(
             inputs=inputs, outputs=Schema([ColSpec(DataType.double, n) for n in names])
         )
@@ -280,16 +277,24 @@ def answered(model: LoadedModel, raw: np.ndarray) -> np.ndarray:
     return Calibrator.from_dict(model.calibration).apply(raw)
 
 
-def serum_columns(model: LoadedModel, estimate: np.ndarray) -> dict[str, np.ndarray]:
-    """A serum model's answer: ``<name>_mmol_l`` and, when it logged intervals,
+def serum_answer_names(name: str, intervals: bool) -> list[str]:
+    """A serum model's answer columns: ``<name>_mmol_l`` and, with ``intervals``,
     ``<name>_mmol_l_low`` / ``_high`` and each severity grade's ``<name>_p_…``."""
-    name = model.disorder
-    columns = {f"{name}_mmol_l": estimate}
+    names = [f"{name}_mmol_l"]
+    if intervals:
+        names += [f"{name}_mmol_l_low", f"{name}_mmol_l_high"]
+        names += [f"{name}_{column}" for column in severity_columns(name)]
+    return names
+
+
+def serum_columns(model: LoadedModel, estimate: np.ndarray) -> dict[str, np.ndarray]:
+    """A serum model's answer (:func:`serum_answer_names`) for each estimate."""
+    values = [estimate]
     if model.interval is not None:
-        low, high = model.interval.interval(estimate)
-        columns |= {f"{name}_mmol_l_low": low, f"{name}_mmol_l_high": high}
-        columns |= {f"{name}_{k}": v for k, v in model.interval.probabilities(estimate).items()}
-    return columns
+        values += [*model.interval.interval(estimate)]
+        values += list(model.interval.probabilities(estimate).values())
+    names = serum_answer_names(model.disorder, model.interval is not None)
+    return dict(zip(names, values, strict=True))
 
 
 def predict_outputs(models: Mapping[str, LoadedModel], frame: pd.DataFrame) -> pd.DataFrame:

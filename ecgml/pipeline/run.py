@@ -10,7 +10,6 @@ come from the caller: the pipeline never imports the sweep.
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,9 +62,9 @@ from ecgml.pipeline.pretrained import read_pretrained
 from ecgml.pipeline.units import Unit, run_unit
 from ecgml.pipeline.validation_report import (
     REPORT_HTML,
-    RunEvidence,
-    log_validation_report,
     report_rows,
+    run_evidence,
+    write_validation_report,
 )
 from ecgml.recordstore import RecordStore
 from ecgml.tasks import RunTask, run_task
@@ -217,10 +216,10 @@ def log_model_card(
     metrics: dict[str, Any],
     evaluation: Evaluation,
     out: Path,
+    checklist: list[tuple[str, str, str, str]],
 ) -> Path:
-    """Write ``model_card.md`` from the run's own results and log it at the run root."""
-    with tempfile.TemporaryDirectory(prefix="ecgml-card-") as folder:
-        evidence = RunEvidence.of_run(logger.experiment, run_id_of(logger), Path(folder))
+    """Write ``model_card.md`` from the run's own results (``checklist``: the validation
+    report's rows) and log it at the run root."""
     card = CardInputs(
         cfg,
         run_id_of(logger),
@@ -229,7 +228,7 @@ def log_model_card(
         evaluation,
         clinical_settings(cfg.evaluation),
         git_commit=git_state()["git.commit"],
-        checklist=report_rows(evidence),
+        checklist=checklist,
     )
     path = out / MODEL_CARD
     path.write_text(model_card_markdown(card), encoding="utf-8")
@@ -339,10 +338,12 @@ class Lifecycle:
         note = task.description(cfg, metrics) + unit.note(table)
         if unit.explains:
             metrics.update(explain_and_log(cfg, logger, self.fitter, table, predictions, out, task))
-        if task.writes_model_card and unit.writes_model_card:
-            log_model_card(cfg, logger, table, metrics, evaluation, out)
-            note += f" · model card: {MODEL_CARD}"
-        log_validation_report(logger.experiment, run_id)
+        with run_evidence(logger.experiment, run_id) as evidence:  # read back once, for both
+            if task.writes_model_card and unit.writes_model_card:
+                rows = report_rows(evidence)
+                log_model_card(cfg, logger, table, metrics, evaluation, out, rows)
+                note += f" · model card: {MODEL_CARD}"
+            write_validation_report(logger.experiment, evidence)
         note += f" · validation report: {REPORT_HTML}"
         logger.experiment.set_tag(run_id, NOTE_TAG, note)
         return RunResult(

@@ -18,7 +18,8 @@ import base64
 import html
 import math
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -441,11 +442,24 @@ def report_html(ev: RunEvidence) -> str:
     )
 
 
-def log_validation_report(client: Any, run_id: str) -> list[str]:
-    """Build the report from what ``run_id`` logged and log both files at its root."""
+@contextmanager
+def run_evidence(client: Any, run_id: str) -> Iterator[RunEvidence]:
+    """What ``run_id`` logged, read back once; its figures are fetched into a temporary
+    folder that lives as long as the context."""
+    with tempfile.TemporaryDirectory(prefix="ecgml-report-") as tmp:
+        yield RunEvidence.of_run(client, run_id, Path(tmp))
+
+
+def write_validation_report(client: Any, evidence: RunEvidence) -> list[str]:
+    """Log both report files at the root of the run ``evidence`` was read from."""
     with tempfile.TemporaryDirectory(prefix="ecgml-report-") as tmp:
         folder = Path(tmp)
-        evidence = RunEvidence.of_run(client, run_id, folder / "artifacts")
         (folder / REPORT_MD).write_text(report_markdown(evidence), encoding="utf-8")
         (folder / REPORT_HTML).write_text(report_html(evidence), encoding="utf-8")
-        return log_files(client, run_id, [folder / REPORT_MD, folder / REPORT_HTML])
+        return log_files(client, evidence.run_id, [folder / REPORT_MD, folder / REPORT_HTML])
+
+
+def log_validation_report(client: Any, run_id: str) -> list[str]:
+    """Build the report from what ``run_id`` logged and log both files at its root."""
+    with run_evidence(client, run_id) as evidence:
+        return write_validation_report(client, evidence)
